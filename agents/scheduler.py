@@ -1,0 +1,42 @@
+"""The Scheduler protocol: what the evaluation harness and the bridges talk to."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """Anything that picks an action from an observation and an action mask."""
+
+    def reset(self) -> None: ...
+
+    def act(self, observation: Any, action_mask: np.ndarray) -> int: ...
+
+
+class SB3Scheduler:
+    """Wraps a trained (Maskable)PPO model so it satisfies :class:`Scheduler`."""
+
+    def __init__(self, model: Any, deterministic: bool = True) -> None:
+        self.model = model
+        self.deterministic = deterministic
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation: Any, action_mask: np.ndarray) -> int:
+        action, _ = self.model.predict(
+            observation, action_masks=np.asarray(action_mask, dtype=bool),
+            deterministic=self.deterministic,
+        )
+        return int(action)
+
+
+def load_scheduler(path: str, deterministic: bool = True) -> SB3Scheduler:
+    """Load a MaskablePPO ``.zip`` saved by :mod:`agents.train` as a Scheduler."""
+    from sb3_contrib import MaskablePPO
+
+    model = MaskablePPO.load(path, device="cpu")
+    return SB3Scheduler(model, deterministic=deterministic)

@@ -1,0 +1,99 @@
+"""Shared writer for benchmark results: ``DIR/<name>.json`` and ``DIR/<name>.md``.
+
+The JSON schema is fixed by the design: ``command``, ``machine``, ``rows`` (one dict per
+measured cell) and ``targets`` (``{name: {value, threshold, op, met}}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    import numpy
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "platform": platform.platform(), "numpy": numpy.__version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def target(value: float, threshold: float, op: str) -> dict[str, Any]:
+    """One target entry; ``met`` is ``value <op> threshold``."""
+    return {"value": float(value), "threshold": float(threshold), "op": op,
+            "met": bool(_OPS[op](value, threshold))}
+
+
+def parse_args(name: str, argv: Sequence[str] | None = None,
+               extra: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    parser = extra or argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
+    parser.add_argument("--quick", action="store_true", help="fewer instances, same schema")
+    parser.add_argument("--out", default="results", help="output directory")
+    return parser.parse_args(argv)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                   floatfmt: str = ".3f") -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return format(value, floatfmt)
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def targets_table(targets: dict[str, dict[str, Any]]) -> str:
+    rows = [{"target": k, "value": v["value"], "op": v["op"], "threshold": v["threshold"],
+             "met": "yes" if v["met"] else "**no**"} for k, v in targets.items()]
+    return markdown_table(rows, ["target", "value", "op", "threshold", "met"])
+
+
+def write_report(name: str, out_dir: str | Path, rows: list[dict[str, Any]],
+                 targets: dict[str, dict[str, Any]], markdown_body: str,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write ``<name>.json`` and ``<name>.md`` and return the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks." + name + "".join(" " + a for a in sys.argv[1:])
+    payload = {"command": command, "machine": machine_info(), "rows": rows, "targets": targets}
+    if extra:
+        payload.update(extra)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(payload, indent=2))
+    md = [f"# {name}", "", f"`{command}` on {payload['machine']['cpu']} "
+          f"({payload['machine']['cores']} cores), {payload['machine']['date']}", "",
+          markdown_body, "", "## Targets", "", targets_table(targets), ""]
+    (out / f"{name}.md").write_text("\n".join(md))
+    return json_path
