@@ -1,1 +1,5 @@
-"""Exact solvers (CP-SAT, branch and bound, brute force) for small instances, one module per problem."""
+"""Exact solvers (CP-SAT, brute force) for small instances, one module per problem."""
+
+from heuristics.exact.offload import ExactResult, brute_force_optimal, offload_optimal
+
+__all__ = ["ExactResult", "brute_force_optimal", "offload_optimal"]

@@ -1,0 +1,211 @@
+"""Offloading instances: a batch of chain DNN jobs, a device, an uplink and a server.
+
+JSON format (``OffloadInstance.to_json`` / ``from_json``)::
+
+    {"bandwidth_mbps": 5.85, "latency_s": 0.01,
+     "jobs": [{"name": "resnet18", "input_bytes": 602112,
+               "layers": [{"name": "conv1", "device_s": 0.004, "server_s": 0.0004,
+                           "output_bytes": 802816}, ...]}, ...]}
+
+Layer ``l`` of a job (1-based) has device time ``d[l]``, server time ``s[l]`` and output size
+``o[l]``; ``o[0]`` is ``input_bytes``. Cut ``c`` in ``0..L`` runs layers ``1..c`` on the device
+and ``c+1..L`` on the server, uploading ``o[c]`` bytes when ``c < L``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class InstanceError(ValueError):
+    """An offloading instance or plan is malformed; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    device_s: float
+    server_s: float
+    output_bytes: int
+
+
+@dataclass(frozen=True)
+class OffloadJob:
+    name: str
+    input_bytes: int
+    layers: tuple[Layer, ...]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @cached_property
+    def device_prefix_s(self) -> np.ndarray:
+        """``D[c]``: device seconds of cut ``c`` (layers ``1..c``), for ``c`` in ``0..L``."""
+        return np.concatenate([[0.0], np.cumsum([layer.device_s for layer in self.layers])])
+
+    @cached_property
+    def server_suffix_s(self) -> np.ndarray:
+        """``S[c]``: server seconds of cut ``c`` (layers ``c+1..L``), for ``c`` in ``0..L``."""
+        server = np.array([layer.server_s for layer in self.layers], dtype=float)
+        return np.concatenate([np.cumsum(server[::-1])[::-1], [0.0]])
+
+    @cached_property
+    def cut_bytes(self) -> np.ndarray:
+        """``o[c]``: bytes uploaded at cut ``c`` (``0`` at ``c = L``, nothing is sent)."""
+        sizes = [self.input_bytes] + [layer.output_bytes for layer in self.layers[:-1]]
+        return np.array(sizes + [0], dtype=float)
+
+
+@dataclass(frozen=True)
+class OffloadInstance:
+    bandwidth_mbps: float
+    latency_s: float
+    jobs: tuple[OffloadJob, ...]
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def num_jobs(self) -> int:
+        return len(self.jobs)
+
+    def upload_s(self, job_index: int) -> np.ndarray:
+        """``U[c]`` for every cut of a job: latency plus bytes over bandwidth; ``0`` at ``c = L``."""
+        job = self.jobs[job_index]
+        seconds = self.latency_s + 8.0 * job.cut_bytes / (self.bandwidth_mbps * 1e6)
+        seconds[-1] = 0.0
+        return seconds
+
+    def cut_times(self, job_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(D, U, S)`` arrays over cuts ``0..L`` of one job."""
+        job = self.jobs[job_index]
+        return job.device_prefix_s, self.upload_s(job_index), job.server_suffix_s
+
+    def with_bandwidth(self, bandwidth_mbps: float) -> OffloadInstance:
+        return OffloadInstance(bandwidth_mbps, self.latency_s, self.jobs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bandwidth_mbps": self.bandwidth_mbps,
+            "latency_s": self.latency_s,
+            "jobs": [
+                {"name": job.name, "input_bytes": job.input_bytes,
+                 "layers": [asdict(layer) for layer in job.layers]}
+                for job in self.jobs
+            ],
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise; also write to ``path`` when given. Returns the JSON text."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "instance") -> OffloadInstance:
+        return _parse(data, source)
+
+    @classmethod
+    def from_json(cls, path_or_str: str | Path) -> OffloadInstance:
+        """Parse from a JSON string or from the path of a JSON file."""
+        text, source = _read_text(path_or_str)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InstanceError(f"{source}: malformed JSON: {error}") from None
+        return _parse(data, source)
+
+
+def _read_text(path_or_str: str | Path) -> tuple[str, str]:
+    if isinstance(path_or_str, Path) or not str(path_or_str).lstrip().startswith(("{", "[")):
+        path = Path(path_or_str)
+        try:
+            return path.read_text(), str(path)
+        except OSError as error:
+            raise InstanceError(f"{path}: cannot read instance file: {error.strerror}") from None
+    return str(path_or_str), "<json string>"
+
+
+def _field(mapping: Any, key: str, where: str) -> Any:
+    if not isinstance(mapping, dict):
+        raise InstanceError(f"{where}: expected an object, got {type(mapping).__name__}")
+    if key not in mapping:
+        raise InstanceError(f"{where}: missing field '{key}'")
+    return mapping[key]
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InstanceError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise InstanceError(f"{where}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def _parse(data: Any, source: str) -> OffloadInstance:
+    jobs_data = _field(data, "jobs", source)
+    if not isinstance(jobs_data, list):
+        raise InstanceError(f"{source}: field 'jobs' must be a list")
+    jobs = []
+    for j, job_data in enumerate(jobs_data):
+        where = f"{source}: job {j}"
+        name = str(_field(job_data, "name", where))
+        where = f"{source}: job {j} ({name!r})"
+        layers_data = _field(job_data, "layers", where)
+        if not isinstance(layers_data, list):
+            raise InstanceError(f"{where}: field 'layers' must be a list")
+        layers = []
+        for index, layer_data in enumerate(layers_data):
+            at = f"{where}, layer {index + 1}"
+            layer_name = str(_field(layer_data, "name", at))
+            at = f"{where}, layer {index + 1} ({layer_name!r})"
+            layers.append(Layer(
+                name=layer_name,
+                device_s=_number(_field(layer_data, "device_s", at), f"{at}, field 'device_s'"),
+                server_s=_number(_field(layer_data, "server_s", at), f"{at}, field 'server_s'"),
+                output_bytes=_integer(_field(layer_data, "output_bytes", at),
+                                      f"{at}, field 'output_bytes'"),
+            ))
+        input_bytes = _integer(_field(job_data, "input_bytes", where), f"{where}, 'input_bytes'")
+        jobs.append(OffloadJob(name=name, input_bytes=input_bytes, layers=tuple(layers)))
+    bandwidth = _number(_field(data, "bandwidth_mbps", source), f"{source}: 'bandwidth_mbps'")
+    latency = _number(_field(data, "latency_s", source), f"{source}: 'latency_s'")
+    return OffloadInstance(bandwidth_mbps=bandwidth, latency_s=latency, jobs=tuple(jobs))
+
+
+def validate(instance: OffloadInstance) -> None:
+    """Raise :class:`InstanceError` naming the job, layer and field of the first problem."""
+    if not math.isfinite(instance.bandwidth_mbps) or instance.bandwidth_mbps <= 0:
+        raise InstanceError(f"bandwidth_mbps must be positive, got {instance.bandwidth_mbps!r}")
+    if not math.isfinite(instance.latency_s) or instance.latency_s < 0:
+        raise InstanceError(f"latency_s must be non-negative, got {instance.latency_s!r}")
+    if not instance.jobs:
+        raise InstanceError("the job list is empty: an instance needs at least one job")
+    for j, job in enumerate(instance.jobs):
+        where = f"job {j} ({job.name!r})"
+        if job.input_bytes < 0:
+            raise InstanceError(f"{where}: input_bytes must be >= 0, got {job.input_bytes}")
+        if not job.layers:
+            raise InstanceError(f"{where}: has no layers")
+        for index, layer in enumerate(job.layers, start=1):
+            at = f"{where}, layer {index} ({layer.name!r})"
+            for field_name in ("device_s", "server_s"):
+                value = getattr(layer, field_name)
+                if not math.isfinite(value) or value < 0:
+                    raise InstanceError(f"{at}: {field_name} must be a non-negative time, "
+                                        f"got {value!r}")
+            if layer.output_bytes < 0:
+                raise InstanceError(f"{at}: output_bytes must be >= 0, got {layer.output_bytes}")
