@@ -1,0 +1,248 @@
+"""Planners for heterogeneous pipeline training: ``HEURISTICS[name](instance) -> PipelinePlan``.
+
+- ``equal_layers``: every device its own stage in the given order, the same number of layers
+  per stage (memory permitting; the closest feasible split otherwise).
+- ``pipedream_dp``: PipeDream's dynamic program over (layer prefix, number of machines),
+  which assumes identical machines; here all devices are taken at the mean speed, mean
+  bandwidth and mean memory. Its stages (with replica counts) are then filled with the real
+  devices in their given order, as a homogeneity-assuming planner would.
+- ``cluster_dp``: cluster devices by capability (log speed, log bandwidth; Ward linkage,
+  1..4 clusters), order the clusters (every order, clusters may be left idle), split each
+  cluster into 1..n equal sub-stages, then a dynamic program over layer ranges with each
+  stage's real speed, bandwidth and memory. Candidates are ranked by the closed form (a lower
+  bound) and simulated until no remaining bound can beat the best simulated time.
+
+All DPs minimise the slowest pipeline element per iteration:
+``max(M (F_s + B_s) + R_s over stages, M X_s over boundaries)`` subject to memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from envs.hetero_pipeline.closed_form import lower_bound_s
+from envs.hetero_pipeline.instance import Device, PipelineInstance, PipelinePlan
+from envs.hetero_pipeline.simulator import (
+    group_constants,
+    inflight_microbatches,
+    iteration_time,
+    stage_costs,
+)
+
+Groups = tuple[tuple[int, ...], ...]
+StageCostFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _pair_grid(num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    starts, stops = np.meshgrid(np.arange(num_layers + 1), np.arange(num_layers + 1),
+                                indexing="ij")
+    return starts, stops
+
+
+def stage_time_matrix(instance: PipelineInstance, groups: Groups) -> tuple[list[np.ndarray],
+                                                                           list[np.ndarray]]:
+    """``stage[s][i, j]``: ``M(F+B)+R`` of stage ``s`` on layers ``i..j-1`` (inf if it does not
+    fit in memory or ``i >= j``); ``link[s][j]``: ``M X_s`` when stage ``s`` ends at ``j``."""
+    model, M, L = instance.model, instance.num_microbatches, instance.num_layers
+    const = group_constants(instance, groups)
+    starts, stops = _pair_grid(L)
+    valid = starts < stops
+    inflight = inflight_microbatches(len(groups), M)
+    stage, link = [], []
+    for s in range(len(groups)):
+        work = (model.forward_prefix_s[stops] - model.forward_prefix_s[starts]
+                + model.backward_prefix_s[stops] - model.backward_prefix_s[starts])
+        params = model.param_prefix_bytes[stops] - model.param_prefix_bytes[starts]
+        stash = model.stash_prefix_bytes[stops] - model.stash_prefix_bytes[starts]
+        n = const.size[s]
+        ring = (2 * (n - 1) * (instance.latency_s + params / (n * const.min_bytes_per_s[s]))
+                if n > 1 else 0.0)
+        cost = M * work / const.speed_sum[s] + ring
+        fits = np.all(instance.memory_factor * params[..., None]
+                      + inflight[s] * const.shares[s] * stash[..., None]
+                      <= const.memories[s], axis=-1)
+        stage.append(np.where(valid & fits, cost, np.inf))
+        if s < len(groups) - 1:
+            per_byte = max(const.per_byte_s[s], const.per_byte_s[s + 1])
+            bytes_at = np.concatenate([[0.0], model.activation_bytes])
+            link.append(M * (instance.latency_s + bytes_at * per_byte))
+    return stage, link
+
+
+def minmax_cuts(stage: Sequence[np.ndarray], link: Sequence[np.ndarray]) -> list[int] | None:
+    """Contiguous split minimising the largest stage/link cost; ``None`` if nothing fits."""
+    num_stages = len(stage)
+    L = stage[0].shape[0] - 1
+    best = stage[0][0].copy()          # best[j]: stages 0..s cover layers 0..j-1
+    choice = []
+    for s in range(1, num_stages):
+        carried = np.maximum(best, link[s - 1])
+        candidates = np.maximum(carried[:, None], stage[s])
+        choice.append(np.argmin(candidates, axis=0))
+        best = candidates[choice[-1], np.arange(L + 1)]
+    if not np.isfinite(best[L]):
+        return None
+    cuts = [L]
+    for s in range(num_stages - 1, 0, -1):
+        cuts.append(int(choice[s - 1][cuts[-1]]))
+    cuts.append(0)
+    return cuts[::-1]
+
+
+def layer_dp(instance: PipelineInstance, groups: Groups) -> list[int] | None:
+    """Best cuts for a fixed ordered grouping, by the min-max DP with real device costs."""
+    if len(groups) > instance.num_layers:
+        return None
+    return minmax_cuts(*stage_time_matrix(instance, groups))
+
+
+def select_by_simulation(instance: PipelineInstance,
+                         candidates: Iterable[tuple[Groups, Sequence[int]]]) -> PipelinePlan | None:
+    """Simulate candidates in increasing closed-form bound; stop once no bound can win."""
+    scored = []
+    for groups, cuts in candidates:
+        costs = stage_costs(instance, groups, np.array([cuts]))
+        if costs.fits_memory[0]:
+            bound = lower_bound_s(costs, instance.num_microbatches)[0]
+            scored.append((bound, groups, tuple(cuts)))
+    scored.sort(key=lambda item: item[0])
+    best_time, best_plan = np.inf, None
+    for bound, groups, cuts in scored:
+        if bound >= best_time:
+            break
+        plan = PipelinePlan.from_groups(groups, cuts)
+        time = iteration_time(instance, plan)
+        if time < best_time:
+            best_time, best_plan = time, plan
+    return best_plan
+
+
+def single_device_plan(instance: PipelineInstance) -> PipelinePlan:
+    """The whole model on the fastest device that can hold it (the most memory otherwise)."""
+    plans = [PipelinePlan.from_groups([(d,)], [0, instance.num_layers])
+             for d in range(instance.num_devices)]
+    feasible = [(iteration_time(instance, plan), plan) for plan in plans]
+    feasible = [item for item in feasible if np.isfinite(item[0])]
+    if feasible:
+        return min(feasible, key=lambda item: item[0])[1]
+    return plans[int(np.argmax(instance.memories))]
+
+
+def equal_layers(instance: PipelineInstance) -> PipelinePlan:
+    K, L = instance.num_devices, instance.num_layers
+    num_stages = min(K, L)
+    groups = tuple(tuple(range(s, K, num_stages)) for s in range(num_stages))
+    while num_stages >= 1:
+        stage, link = stage_time_matrix(instance, groups)
+        starts, stops = _pair_grid(L)
+        counts = [np.where(np.isfinite(m), (stops - starts).astype(float), np.inf) for m in stage]
+        cuts = minmax_cuts(counts, [np.zeros(L + 1)] * (num_stages - 1))
+        if cuts is not None:
+            return PipelinePlan.from_groups(groups, cuts)
+        num_stages -= 1
+        groups = tuple(tuple(range(s, K, num_stages)) for s in range(num_stages))
+    return single_device_plan(instance)
+
+
+def pipedream_dp(instance: PipelineInstance) -> PipelinePlan:
+    K, L, M = instance.num_devices, instance.num_layers, instance.num_microbatches
+    mean = Device("mean", float(instance.speeds.mean()), float(instance.memories.mean()),
+                  float(np.mean([d.bandwidth_mbps for d in instance.devices])))
+    homogeneous = PipelineInstance(devices=(mean,) * K, model=instance.model,
+                                   num_microbatches=M, latency_s=instance.latency_s,
+                                   memory_factor=instance.memory_factor)
+    # stage_cost[r][i, j]: layers i..j-1 on r identical replicas
+    stage_cost = {r: stage_time_matrix(homogeneous, (tuple(range(r)),))[0][0]
+                  for r in range(1, K + 1)}
+    act = np.concatenate([[0.0], instance.model.activation_bytes])
+    per_byte = 1.0 / homogeneous.bytes_per_s[0]
+    # A[j][m]: slowest element of the best pipeline for layers 0..j-1 on m machines.
+    A = np.full((L + 1, K + 1), np.inf)
+    back: dict[tuple[int, int], tuple[int, int]] = {}
+    for j in range(1, L + 1):
+        for m in range(1, K + 1):
+            A[j, m] = stage_cost[m][0, j]
+            back[(j, m)] = (0, m)
+            for i in range(1, j):
+                for r in range(1, m):
+                    link = M * (instance.latency_s + act[i] * per_byte / min(r, m - r))
+                    value = max(A[i, m - r], link, stage_cost[r][i, j])
+                    if value < A[j, m]:
+                        A[j, m] = value
+                        back[(j, m)] = (i, r)
+    for m in np.argsort(A[L, 1:], kind="stable") + 1:
+        if not np.isfinite(A[L, m]):
+            break
+        sizes, cuts, j, left = [], [L], L, int(m)
+        while j > 0:
+            i, r = back[(j, left)]
+            sizes.append(r)
+            cuts.append(i)
+            j, left = i, left - r
+        sizes, cuts = sizes[::-1], cuts[::-1]
+        offsets = np.cumsum([0] + sizes)
+        groups = tuple(tuple(range(offsets[s], offsets[s + 1])) for s in range(len(sizes)))
+        plan = PipelinePlan.from_groups(groups, cuts)
+        if np.isfinite(iteration_time(instance, plan)):
+            return plan
+    return single_device_plan(instance)
+
+
+def capability_clusters(instance: PipelineInstance, num_clusters: int) -> list[list[int]]:
+    """Devices clustered by (log speed, log bandwidth) with Ward linkage, fastest cluster first."""
+    if num_clusters == 1 or instance.num_devices == 1:
+        return [list(range(instance.num_devices))]
+    features = np.column_stack([np.log(instance.speeds), np.log(instance.bytes_per_s)])
+    labels = fcluster(linkage(features, method="ward"), t=num_clusters, criterion="maxclust")
+    clusters = [list(np.flatnonzero(labels == label)) for label in np.unique(labels)]
+    return sorted(clusters, key=lambda c: -instance.speeds[c].mean())
+
+
+def _sub_stages(instance: PipelineInstance, cluster: list[int], parts: int
+                ) -> tuple[tuple[int, ...], ...]:
+    """Split a cluster into ``parts`` groups of near-equal total speed (greedy, fastest first)."""
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    totals = np.zeros(parts)
+    for device in sorted(cluster, key=lambda d: -instance.speeds[d]):
+        target = int(np.argmin(totals))
+        groups[target].append(int(device))
+        totals[target] += instance.speeds[device]
+    return tuple(tuple(sorted(g)) for g in groups)
+
+
+def cluster_dp(instance: PipelineInstance, max_clusters: int = 4) -> PipelinePlan:
+    K, L = instance.num_devices, instance.num_layers
+    candidates: dict[Groups, list[int]] = {}
+    seen_clusterings = set()
+    for num_clusters in range(1, min(K, max_clusters) + 1):
+        clusters = capability_clusters(instance, num_clusters)
+        key = tuple(tuple(c) for c in clusters)
+        if key in seen_clusterings:
+            continue
+        seen_clusterings.add(key)
+        for used in range(1, len(clusters) + 1):
+            for order in itertools.permutations(range(len(clusters)), used):
+                chosen = [clusters[c] for c in order]
+                for parts in itertools.product(*(range(1, len(c) + 1) for c in chosen)):
+                    if sum(parts) > L:
+                        continue
+                    groups = tuple(g for c, p in zip(chosen, parts)
+                                   for g in _sub_stages(instance, c, p))
+                    if groups in candidates:
+                        continue
+                    cuts = layer_dp(instance, groups)
+                    if cuts is not None:
+                        candidates[groups] = cuts
+    plan = select_by_simulation(instance, candidates.items())
+    return plan if plan is not None else single_device_plan(instance)
+
+
+HEURISTICS: dict[str, Callable[[PipelineInstance], PipelinePlan]] = {
+    "equal_layers": equal_layers,
+    "pipedream_dp": pipedream_dp,
+    "cluster_dp": cluster_dp,
+}
