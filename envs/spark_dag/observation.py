@@ -1,0 +1,265 @@
+"""Observation, action mask and action decoding, shared by the env and the live Spark bridge.
+
+All three are pure functions of a :class:`~envs.spark_dag.state.ClusterState` and the padding
+limits, so a policy trained in simulation reads and acts on live Spark unchanged.
+
+Visible jobs: the first ``max_jobs`` jobs in the system, in arrival order (later ones are
+counted in the cluster features and become visible when earlier ones finish). A visible job
+with more than ``max_stages`` stages is an error.
+
+Action space: ``Discrete(max_jobs * max_stages * n_levels + 1)``. Action
+``a = (j * max_stages + s) * n_levels + l`` picks stage slot ``s`` of job slot ``j`` with
+parallelism level ``l``; the last action ``max_jobs * max_stages * n_levels`` waits.
+Level ``l < len(cap_share_multiples)`` caps the job at ``min(E, ceil(m_l * E / J))`` executors
+(``m_l`` times the fair share, ``J`` = jobs in the system); the last level caps it at ``E``.
+A stage action is valid when there is a free executor, the stage's parents are done, it has
+tasks not yet started and the job holds fewer executors than the cap. Waiting is valid while
+``events_pending`` (something runs or a job will arrive) or when no stage action is valid, so a
+mask is never all-false.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.spark_dag.state import ClusterState
+
+STAGE_FEATURES = (
+    "exists", "runnable", "parents_done", "opened", "log_num_tasks", "waiting_fraction",
+    "finished_fraction", "executor_fraction", "log_remaining_network", "log_remaining_compute",
+    "network_share", "log_critical_path", "log_task_duration",
+)
+JOB_FEATURES = (
+    "exists", "log_age", "executor_fraction", "limit_fraction", "log_remaining_work",
+    "network_share", "runnable_stages", "unfinished_stage_fraction",
+)
+CLUSTER_FEATURES = (
+    "free_fraction", "jobs_in_system", "hidden_jobs", "network_load", "capacity_per_executor",
+    "events_pending", "fair_share_fraction", "log_executors",
+)
+
+
+@dataclass(frozen=True)
+class ObservationLimits:
+    """Padding maxima and feature scales of the observation.
+
+    ``max_jobs`` job slots of ``max_stages`` stage slots; ``cap_share_multiples``: the
+    parallelism levels as multiples of the fair share (a final "all executors" level is always
+    added); ``work_scale_s`` / ``time_scale_s`` / ``task_scale_s``: scales of the
+    ``log1p(x / scale)`` features (remaining work, job age, task duration).
+    """
+
+    max_jobs: int = 16
+    max_stages: int = 20
+    cap_share_multiples: tuple[float, ...] = (0.5, 1.0, 2.0)
+    work_scale_s: float = 200.0
+    time_scale_s: float = 100.0
+    task_scale_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_jobs < 1 or self.max_stages < 1:
+            raise ValueError(f"ObservationLimits: max_jobs and max_stages must be >= 1, got "
+                             f"{self.max_jobs}, {self.max_stages}")
+        object.__setattr__(self, "cap_share_multiples",
+                           tuple(float(m) for m in self.cap_share_multiples))
+        if any(m <= 0 for m in self.cap_share_multiples):
+            raise ValueError("ObservationLimits: cap_share_multiples must be > 0")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.cap_share_multiples) + 1
+
+    @property
+    def num_actions(self) -> int:
+        return self.max_jobs * self.max_stages * self.num_levels + 1
+
+    @property
+    def wait_action(self) -> int:
+        return self.num_actions - 1
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cap_share_multiples"] = list(self.cap_share_multiples)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ObservationLimits:
+        return cls(**{**data, "cap_share_multiples": tuple(data.get("cap_share_multiples",
+                                                                    (0.5, 1.0, 2.0)))})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Run stage ``stage_id`` of job ``job_index`` (index into the state's job arrays) and cap
+    the job at ``parallelism`` executors."""
+
+    job_index: int
+    stage_id: int
+    parallelism: int
+    job_name: str = ""
+
+
+def observation_space(limits: ObservationLimits) -> spaces.Dict:
+    J, S = limits.max_jobs, limits.max_stages
+    big = np.float32(1e3)
+    return spaces.Dict({
+        "stage_features": spaces.Box(-big, big, (J, S, len(STAGE_FEATURES)), np.float32),
+        "adjacency": spaces.Box(0.0, 1.0, (J, S, S), np.float32),
+        "stage_mask": spaces.Box(0.0, 1.0, (J, S), np.float32),
+        "job_features": spaces.Box(-big, big, (J, len(JOB_FEATURES)), np.float32),
+        "job_mask": spaces.Box(0.0, 1.0, (J,), np.float32),
+        "cluster_features": spaces.Box(-big, big, (len(CLUSTER_FEATURES),), np.float32),
+    })
+
+
+def cap_levels(state: ClusterState, limits: ObservationLimits) -> np.ndarray:
+    """Executor caps of the parallelism levels in this state, shape ``(num_levels,)``."""
+    total = state.total_executors
+    jobs = max(state.num_jobs, 1)
+    caps = [min(total, math.ceil(m * total / jobs)) for m in limits.cap_share_multiples]
+    return np.array([*caps, total], dtype=np.int64)
+
+
+def _visible_rows(state: ClusterState, limits: ObservationLimits) -> tuple[np.ndarray, np.ndarray]:
+    positions = state.stage_positions()
+    visible = state.stage_job < limits.max_jobs
+    too_deep = visible & (positions >= limits.max_stages)
+    if np.any(too_deep):
+        job = state.job_names[int(state.stage_job[np.argmax(too_deep)])]
+        raise ValueError(f"job {job!r} has more than max_stages={limits.max_stages} stages; "
+                         f"raise ObservationLimits.max_stages")
+    return np.flatnonzero(visible), positions
+
+
+def critical_path_s(state: ClusterState) -> np.ndarray:
+    """Per row: remaining work (executor-seconds) on the heaviest path from the stage down."""
+    own = state.stage_remaining_network_s + state.stage_remaining_compute_s
+    path = own.copy()
+    if state.edges.shape[0] == 0:
+        return path
+    parents, children = state.edges[:, 0], state.edges[:, 1]
+    for _ in range(state.num_stages):
+        updated = own.copy()
+        np.maximum.at(updated, parents, own[parents] + path[children])
+        if np.array_equal(updated, path):
+            break
+        path = updated
+    return path
+
+
+def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[str, np.ndarray]:
+    """The padded ``Dict``-of-``Box`` observation of ``state`` (see ``observation_space``)."""
+    J, S = limits.max_jobs, limits.max_stages
+    total = float(state.total_executors)
+    rows, positions = _visible_rows(state, limits)
+    jobs_of_rows = state.stage_job[rows]
+    slots = positions[rows]
+
+    stage = np.zeros((J, S, len(STAGE_FEATURES)), dtype=np.float32)
+    stage_mask = np.zeros((J, S), dtype=np.float32)
+    adjacency = np.zeros((J, S, S), dtype=np.float32)
+    job = np.zeros((J, len(JOB_FEATURES)), dtype=np.float32)
+    job_mask = np.zeros(J, dtype=np.float32)
+
+    if rows.size:
+        net = state.stage_remaining_network_s[rows]
+        comp = state.stage_remaining_compute_s[rows]
+        num = state.stage_num_tasks[rows].astype(np.float64)
+        unfinished = (state.stage_waiting[rows] + state.stage_running[rows]).astype(np.float64)
+        work = net + comp
+        path = critical_path_s(state)[rows]
+        runnable = state.stage_runnable[rows]
+        stage[jobs_of_rows, slots] = np.stack([
+            np.ones_like(num), runnable, state.stage_parents_done[rows], state.stage_opened[rows],
+            np.log1p(num) / 5.0, state.stage_waiting[rows] / num, state.stage_finished[rows] / num,
+            state.stage_executors[rows] / total,
+            np.log1p(net / limits.work_scale_s), np.log1p(comp / limits.work_scale_s),
+            np.divide(net, work, out=np.zeros_like(work), where=work > 0),
+            np.log1p(path / limits.work_scale_s),
+            np.log1p(np.divide(work, unfinished, out=np.zeros_like(work), where=unfinished > 0)
+                     / limits.task_scale_s),
+        ], axis=1)
+        stage_mask[jobs_of_rows, slots] = 1.0
+
+        if state.edges.shape[0]:
+            parents, children = state.edges[:, 0], state.edges[:, 1]
+            keep = state.stage_job[parents] < J
+            parents, children = parents[keep], children[keep]
+            adjacency[state.stage_job[parents], positions[parents], positions[children]] = 1.0
+
+        n_visible = min(state.num_jobs, J)
+        job_work = np.bincount(jobs_of_rows, weights=work, minlength=n_visible)
+        job_net = np.bincount(jobs_of_rows, weights=net, minlength=n_visible)
+        job_runnable = np.bincount(jobs_of_rows, weights=runnable, minlength=n_visible)
+        job_unfinished = np.bincount(jobs_of_rows, weights=unfinished > 0, minlength=n_visible)
+        job_stages = np.bincount(jobs_of_rows, minlength=n_visible)
+        age = np.maximum(state.time_s - state.job_arrival_s[:n_visible], 0.0)
+        job[:n_visible] = np.stack([
+            np.ones(n_visible), np.log1p(age / limits.time_scale_s),
+            state.job_executors[:n_visible] / total,
+            state.job_executor_limit[:n_visible] / total,
+            np.log1p(job_work / limits.work_scale_s),
+            np.divide(job_net, job_work, out=np.zeros(n_visible), where=job_work > 0),
+            job_runnable / S, job_unfinished / np.maximum(job_stages, 1),
+        ], axis=1)
+        job_mask[:n_visible] = 1.0
+
+    jobs_in_system = state.num_jobs
+    cluster = np.array([
+        state.free_executors / total, jobs_in_system / J, max(jobs_in_system - J, 0) / J,
+        state.network_flows / state.network_capacity, state.network_capacity / total,
+        float(state.events_pending), math.ceil(total / max(jobs_in_system, 1)) / total,
+        math.log1p(total) / 5.0,
+    ], dtype=np.float32)
+    return {"stage_features": stage, "adjacency": adjacency, "stage_mask": stage_mask,
+            "job_features": job, "job_mask": job_mask, "cluster_features": cluster}
+
+
+def action_mask(state: ClusterState, limits: ObservationLimits) -> np.ndarray:
+    """Boolean mask over ``limits.num_actions`` actions; never all-false."""
+    mask = np.zeros(limits.num_actions, dtype=bool)
+    if state.free_executors > 0 and state.num_stages:
+        rows, positions = _visible_rows(state, limits)
+        rows = rows[state.stage_runnable[rows]]
+        if rows.size:
+            caps = cap_levels(state, limits)
+            jobs = state.stage_job[rows]
+            allowed = caps[None, :] > state.job_executors[jobs][:, None]
+            base = (jobs * limits.max_stages + positions[rows]) * limits.num_levels
+            indices = base[:, None] + np.arange(limits.num_levels)[None, :]
+            mask[indices[allowed]] = True
+    if state.events_pending or not mask.any():
+        mask[limits.wait_action] = True
+    return mask
+
+
+def decode_action(action: int, state: ClusterState, limits: ObservationLimits) -> Decision | None:
+    """The :class:`Decision` of ``action`` in ``state``; ``None`` for wait and for an action the
+    mask forbids (callers check the mask to tell them apart)."""
+    action = int(action)
+    if not 0 <= action < limits.wait_action:
+        return None
+    slot, level = divmod(action, limits.num_levels)
+    job_index, position = divmod(slot, limits.max_stages)
+    if job_index >= state.num_jobs:
+        return None
+    rows = np.flatnonzero(state.stage_job == job_index)
+    if position >= rows.size:
+        return None
+    row = int(rows[position])
+    cap = int(cap_levels(state, limits)[level])
+    if (not state.stage_runnable[row] or state.free_executors <= 0
+            or cap <= state.job_executors[job_index]):
+        return None
+    return Decision(job_index=job_index, stage_id=int(state.stage_id[row]), parallelism=cap,
+                    job_name=state.job_names[job_index])
+
+
+def encode_action(job_index: int, position: int, level: int, limits: ObservationLimits) -> int:
+    """Inverse of the action layout: job slot, stage slot, level -> action index."""
+    return (job_index * limits.max_stages + position) * limits.num_levels + level
