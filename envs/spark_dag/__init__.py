@@ -3,6 +3,8 @@
 The model is documented in :class:`envs.spark_dag.env.SparkDagShopEnv` and docs/spark_dag.md.
 """
 
+from envs.spark_dag.env import SparkDagShopEnv
+from envs.spark_dag.generator import Generator, ToyGenerator, TPCHLikeGenerator
 from envs.spark_dag.observation import (
     Decision,
     ObservationLimits,
@@ -12,6 +14,7 @@ from envs.spark_dag.observation import (
     encode_observation,
     observation_space,
 )
+from envs.spark_dag.simulator import DagShopSimulator
 from envs.spark_dag.state import ClusterState, JobProgress
 from envs.spark_dag.workload import (
     ClusterSpec,
@@ -26,8 +29,9 @@ from envs.spark_dag.workload import (
 )
 
 __all__ = [
-    "ClusterSpec", "ClusterState", "Decision", "Job", "JobProgress", "ObservationLimits",
-    "Stage", "WorkloadError", "action_mask", "decode_action", "encode_action",
+    "ClusterSpec", "ClusterState", "DagShopSimulator", "Decision", "Generator", "Job",
+    "JobProgress", "ObservationLimits", "SparkDagShopEnv", "Stage", "TPCHLikeGenerator",
+    "ToyGenerator", "WorkloadError", "action_mask", "decode_action", "encode_action",
     "encode_observation", "jobs_from_json", "jobs_to_json", "load_decima_tpch",
     "load_workload", "observation_space", "save_workload",
 ]

@@ -138,17 +138,27 @@ def _visible_rows(state: ClusterState, limits: ObservationLimits) -> tuple[np.nd
 
 def critical_path_s(state: ClusterState) -> np.ndarray:
     """Per row: remaining work (executor-seconds) on the heaviest path from the stage down."""
-    own = state.stage_remaining_network_s + state.stage_remaining_compute_s
-    path = own.copy()
+    path = state.stage_remaining_network_s + state.stage_remaining_compute_s
     if state.edges.shape[0] == 0:
         return path
-    parents, children = state.edges[:, 0], state.edges[:, 1]
-    for _ in range(state.num_stages):
-        updated = own.copy()
-        np.maximum.at(updated, parents, own[parents] + path[children])
-        if np.array_equal(updated, path):
-            break
-        path = updated
+    height = state.heights()
+    parent_height = height[state.edges[:, 0]]
+    order = np.lexsort((state.edges[:, 0], parent_height))
+    parents, children = state.edges[order, 0], state.edges[order, 1]
+    parent_height = parent_height[order]
+    change = np.ones(parents.size, dtype=bool)
+    change[1:] = parents[1:] != parents[:-1]
+    starts = np.flatnonzero(change)
+    bounds = np.searchsorted(parent_height[starts], np.arange(1, int(parent_height[-1]) + 2))
+    # children have smaller heights, so one sweep by increasing parent height is exact
+    for level in range(bounds.size - 1):
+        first, last = bounds[level], bounds[level + 1]
+        if first == last:
+            continue
+        group = starts[first:last]
+        end = starts[last] if last < starts.size else parents.size
+        downstream = np.maximum.reduceat(path[children[group[0]:end]], group - group[0])
+        path[parents[group]] += downstream
     return path
 
 
@@ -174,16 +184,22 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         work = net + comp
         path = critical_path_s(state)[rows]
         runnable = state.stage_runnable[rows]
-        stage[jobs_of_rows, slots] = np.stack([
-            np.ones_like(num), runnable, state.stage_parents_done[rows], state.stage_opened[rows],
-            np.log1p(num) / 5.0, state.stage_waiting[rows] / num, state.stage_finished[rows] / num,
-            state.stage_executors[rows] / total,
-            np.log1p(net / limits.work_scale_s), np.log1p(comp / limits.work_scale_s),
-            np.divide(net, work, out=np.zeros_like(work), where=work > 0),
-            np.log1p(path / limits.work_scale_s),
-            np.log1p(np.divide(work, unfinished, out=np.zeros_like(work), where=unfinished > 0)
-                     / limits.task_scale_s),
-        ], axis=1)
+        features = np.empty((rows.size, len(STAGE_FEATURES)), dtype=np.float64)
+        features[:, 0] = 1.0
+        features[:, 1] = runnable
+        features[:, 2] = state.stage_parents_done[rows]
+        features[:, 3] = state.stage_opened[rows]
+        features[:, 4] = np.log1p(num) / 5.0
+        features[:, 5] = state.stage_waiting[rows] / num
+        features[:, 6] = state.stage_finished[rows] / num
+        features[:, 7] = state.stage_executors[rows] / total
+        features[:, 8] = np.log1p(net / limits.work_scale_s)
+        features[:, 9] = np.log1p(comp / limits.work_scale_s)
+        features[:, 10] = np.divide(net, work, out=np.zeros_like(work), where=work > 0)
+        features[:, 11] = np.log1p(path / limits.work_scale_s)
+        features[:, 12] = np.log1p(np.divide(work, unfinished, out=np.zeros_like(work),
+                                             where=unfinished > 0) / limits.task_scale_s)
+        stage[jobs_of_rows, slots] = features
         stage_mask[jobs_of_rows, slots] = 1.0
 
         if state.edges.shape[0]:

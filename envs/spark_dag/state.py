@@ -71,6 +71,8 @@ class ClusterState:
     ``stage_parents_done`` (every parent stage finished), ``stage_opened``.
 
     ``edges``: int array ``(M, 2)`` of stage rows ``(parent_row, child_row)``.
+    ``stage_height`` (optional, ``(N,)``): see :meth:`heights`; producers that know the static
+    DAG pass it to save work.
     """
 
     time_s: float
@@ -95,6 +97,23 @@ class ClusterState:
     stage_parents_done: np.ndarray
     stage_opened: np.ndarray
     edges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    stage_height: np.ndarray | None = None
+
+    def heights(self) -> np.ndarray:
+        """``stage_height``: edges on the longest path from each row down to a sink of its job
+        (0 for sinks); derived from ``edges`` when not given, then cached."""
+        if self.stage_height is None:
+            height = np.zeros(self.num_stages, dtype=np.int64)
+            if self.edges.shape[0]:
+                parents, children = self.edges[:, 0], self.edges[:, 1]
+                for _ in range(self.num_stages):
+                    updated = height.copy()
+                    np.maximum.at(updated, parents, height[children] + 1)
+                    if np.array_equal(updated, height):
+                        break
+                    height = updated
+            self.stage_height = height
+        return self.stage_height
 
     @property
     def num_jobs(self) -> int:
@@ -105,11 +124,17 @@ class ClusterState:
         return int(self.stage_job.shape[0])
 
     def stage_positions(self) -> np.ndarray:
-        """Each row's position within its job (0 for the job's first stage row)."""
+        """Each row's position within its job (0 for the job's first stage row); cached."""
+        cached = self.__dict__.get("_positions")
+        if cached is not None and cached.shape[0] == self.num_stages:
+            return cached
         if self.num_stages == 0:
-            return np.zeros(0, dtype=np.int64)
-        starts = np.searchsorted(self.stage_job, np.arange(self.num_jobs))
-        return np.arange(self.num_stages) - starts[self.stage_job]
+            positions = np.zeros(0, dtype=np.int64)
+        else:
+            starts = np.searchsorted(self.stage_job, np.arange(self.num_jobs))
+            positions = np.arange(self.num_stages) - starts[self.stage_job]
+        self.__dict__["_positions"] = positions
+        return positions
 
     @property
     def stage_runnable(self) -> np.ndarray:
