@@ -169,17 +169,18 @@ def place_shards(state: AllocationState, load_tolerance: float = 0.0) -> None:
         state.place_shard(int(shard), chosen)
 
 
-def refine_moves(state: AllocationState, max_moves: int | None = None) -> int:
+def refine_moves(state: AllocationState, max_moves: int | None = None,
+                 max_sweeps: int = 2) -> int:
     """Step 3: improving moves under the key ``(iteration_s, sum of machine times)``.
 
     First the best move among the bottleneck machine's blocks and shards, repeatedly; when
     none helps, one sweep over every block and shard (each moved to its best machine if that
     improves the key, which lowers traffic without raising the iteration time); repeat until a
-    sweep changes nothing or ``max_moves`` moves were made.
+    sweep changes nothing, ``max_sweeps`` sweeps ran or ``max_moves`` moves were made.
     """
     instance = state.instance
     limit = max_moves if max_moves is not None else 4 * (instance.num_blocks + instance.num_shards)
-    moves = 0
+    moves = sweeps = 0
     while moves < limit:
         times = state.machine_s
         best, best_key = None, (times.max(), times.sum())
@@ -190,6 +191,9 @@ def refine_moves(state: AllocationState, max_moves: int | None = None) -> int:
             _apply(state, best)
             moves += 1
             continue
+        if sweeps == max_sweeps:
+            break
+        sweeps += 1
         swept = 0
         for item in _items(state, None):
             if moves >= limit:
@@ -211,6 +215,10 @@ def _items(state: AllocationState, machine: int | None) -> list[tuple[str, int]]
     if machine is not None:
         blocks = blocks[state.block_machine == machine]
         shards = shards[state.shard_machine == machine]
+    else:  # a shard that only its owner touches costs nothing where it is: moving cannot help
+        touched = state.access_count > 0
+        remote = touched.sum(axis=1) - touched[shards, state.shard_machine]
+        shards = shards[remote > 0]
     return [("block", int(b)) for b in blocks] + [("shard", int(s)) for s in shards]
 
 
