@@ -1,0 +1,236 @@
+"""Framed binary wire protocol between the device runtime and the offloading server.
+
+Every message is one frame: a fixed 70-byte big-endian header, then ``payload_len`` bytes.
+
+    offset size field
+    0      4    magic         b"PSDB"
+    4      1    version       1
+    5      1    msg_type      MessageType
+    6      2    flags         reserved, 0
+    8      2    model_id      index into the model list agreed in the handshake
+    10     2    cut           cut index (INFER): the tensor crossed cut ``cut``
+    12     8    request_id    echoed in the RESULT / ERROR for that request
+    20     8    elapsed_s     float64; server compute seconds in a RESULT, else 0
+    28     1    dtype         DType code; NONE for JSON control payloads
+    29     1    ndim          0..8
+    30     32   shape         8 x uint32, unused dims 0
+    62     8    payload_len   bytes that follow
+
+Tensor payloads are the raw C-order bytes of the tensor (little-endian, as torch stores
+them on every supported platform); the receiver checks ``payload_len == numel * itemsize``
+before reading and decodes with ``torch.frombuffer``: nothing received is ever unpickled.
+Control payloads (CHALLENGE, AUTH, WELCOME, ERROR) are small UTF-8 JSON objects.
+
+Handshake: the server sends CHALLENGE ``{"protocol": 1, "nonce": hex, "models": {name:
+weights_sha256}}``; the client answers AUTH ``{"mac": HMAC-SHA256(token, b"pipesched-auth|" +
+nonce), "models": {name: weights_sha256}}``; the server answers WELCOME ``{"models": [names in
+the client's order], "device": "cpu"|"cuda:0"}`` (model_id = position in that list) or ERROR
+and closes. Afterwards the client sends INFER frames and PROBE frames (payload discarded,
+answered by a PROBE_ACK) in any order; the server answers each INFER with a RESULT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import torch
+
+MAGIC = b"PSDB"
+VERSION = 1
+MAX_NDIM = 8
+HEADER = struct.Struct("!4sBBHHHQdBB8IQ")
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_CONTROL_BYTES = 64 * 1024
+AUTH_CONTEXT = b"pipesched-auth|"
+
+
+class MessageType(IntEnum):
+    CHALLENGE = 1
+    AUTH = 2
+    WELCOME = 3
+    INFER = 4
+    RESULT = 5
+    ERROR = 6
+    PROBE = 7
+    PROBE_ACK = 8
+
+
+class DType(IntEnum):
+    NONE = 0
+    FLOAT32 = 1
+    FLOAT16 = 2
+    BFLOAT16 = 3
+    FLOAT64 = 4
+    INT64 = 5
+    INT32 = 6
+    INT16 = 7
+    INT8 = 8
+    UINT8 = 9
+    BOOL = 10
+
+
+TORCH_DTYPES: dict[DType, torch.dtype] = {
+    DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16, DType.BFLOAT16: torch.bfloat16,
+    DType.FLOAT64: torch.float64, DType.INT64: torch.int64, DType.INT32: torch.int32,
+    DType.INT16: torch.int16, DType.INT8: torch.int8, DType.UINT8: torch.uint8,
+    DType.BOOL: torch.bool,
+}
+DTYPE_CODES = {v: k for k, v in TORCH_DTYPES.items()}
+
+
+class ProtocolError(ValueError):
+    """A frame that breaks the protocol; the connection that sent it must be closed."""
+
+
+class ConnectionClosed(ConnectionError):
+    """The peer closed the connection (possibly in the middle of a frame)."""
+
+
+@dataclass
+class Frame:
+    msg_type: MessageType
+    request_id: int = 0
+    model_id: int = 0
+    cut: int = 0
+    elapsed_s: float = 0.0
+    tensor: torch.Tensor | None = None
+    payload: bytes = b""
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ProtocolError(f"{self.msg_type.name} payload is not JSON: {error}") from error
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{self.msg_type.name} payload must be a JSON object")
+        return value
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    if flat.numel() == 0:
+        return b""
+    return flat.view(torch.uint8).numpy().tobytes()
+
+
+def encode_frame(msg_type: MessageType, *, request_id: int = 0, model_id: int = 0, cut: int = 0,
+                 elapsed_s: float = 0.0, tensor: torch.Tensor | None = None,
+                 control: dict[str, Any] | None = None) -> list[bytes]:
+    """Header and payload as separate buffers (sent with one ``sendmsg``/``sendall`` each)."""
+    shape = [0] * MAX_NDIM
+    if tensor is not None:
+        if tensor.dtype not in DTYPE_CODES:
+            raise ValueError(f"unsupported tensor dtype {tensor.dtype}")
+        if tensor.dim() > MAX_NDIM:
+            raise ValueError(f"tensor has {tensor.dim()} dims; at most {MAX_NDIM}")
+        payload = tensor_bytes(tensor)
+        dtype, ndim = DTYPE_CODES[tensor.dtype], tensor.dim()
+        shape[:ndim] = [int(s) for s in tensor.shape]
+    else:
+        payload = json.dumps(control).encode() if control is not None else b""
+        dtype, ndim = DType.NONE, 0
+    header = HEADER.pack(MAGIC, VERSION, int(msg_type), 0, model_id, cut, request_id,
+                         float(elapsed_s), int(dtype), ndim, *shape, len(payload))
+    return [header, payload]
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytearray:
+    """Read exactly ``size`` bytes or raise ConnectionClosed."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:], size - received)
+        if count == 0:
+            raise ConnectionClosed(f"peer closed after {received} of {size} bytes")
+        received += count
+    return buffer
+
+
+def decode_header(header: bytes | bytearray, max_frame_bytes: int) -> tuple:
+    (magic, version, msg_type, _flags, model_id, cut, request_id, elapsed_s, dtype, ndim,
+     *rest) = HEADER.unpack(header)
+    shape, payload_len = rest[:MAX_NDIM], rest[MAX_NDIM]
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version}")
+    try:
+        msg_type = MessageType(msg_type)
+        dtype = DType(dtype)
+    except ValueError as error:
+        raise ProtocolError(str(error)) from error
+    if ndim > MAX_NDIM:
+        raise ProtocolError(f"ndim {ndim} > {MAX_NDIM}")
+    if payload_len > max_frame_bytes:
+        raise ProtocolError(f"payload of {payload_len} bytes exceeds the {max_frame_bytes} limit")
+    if dtype == DType.NONE:
+        if ndim != 0:
+            raise ProtocolError("control frame with a shape")
+        if payload_len > MAX_CONTROL_BYTES:
+            raise ProtocolError(f"control payload of {payload_len} bytes is too large")
+    else:
+        numel = 1
+        for s in shape[:ndim]:
+            numel *= s
+        itemsize = torch.empty((), dtype=TORCH_DTYPES[dtype]).element_size()
+        if numel * itemsize != payload_len:
+            raise ProtocolError(
+                f"payload length {payload_len} != {numel} x {itemsize} bytes for shape "
+                f"{tuple(shape[:ndim])}")
+        if any(shape[ndim:]):
+            raise ProtocolError("non-zero shape entries beyond ndim")
+    return msg_type, request_id, model_id, cut, elapsed_s, dtype, tuple(shape[:ndim]), payload_len
+
+
+def read_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame:
+    """Read one frame; raises ProtocolError for a malformed one, ConnectionClosed on EOF."""
+    header = recv_exact(sock, HEADER.size)
+    msg_type, request_id, model_id, cut, elapsed_s, dtype, shape, payload_len = decode_header(
+        header, max_frame_bytes)
+    payload = recv_exact(sock, payload_len) if payload_len else bytearray()
+    frame = Frame(msg_type, request_id, model_id, cut, elapsed_s)
+    if dtype == DType.NONE:
+        frame.payload = bytes(payload)
+    elif payload_len == 0:
+        frame.tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
+    else:
+        raw = torch.frombuffer(payload, dtype=torch.uint8)
+        frame.tensor = raw.view(TORCH_DTYPES[dtype]).reshape(shape)
+    return frame
+
+
+def send_frame(sock: socket.socket, msg_type: MessageType, **fields: Any) -> int:
+    """Send one frame; returns the number of bytes written."""
+    header, payload = encode_frame(msg_type, **fields)
+    sock.sendall(header)
+    if payload:
+        sock.sendall(payload)
+    return len(header) + len(payload)
+
+
+def auth_mac(token: bytes, nonce: bytes) -> str:
+    return hmac.new(token, AUTH_CONTEXT + nonce, hashlib.sha256).hexdigest()
+
+
+def check_mac(token: bytes, nonce: bytes, mac: object) -> bool:
+    return isinstance(mac, str) and hmac.compare_digest(auth_mac(token, nonce), mac)
+
+
+def read_token_file(path: str) -> bytes:
+    """The shared secret: the file's content without surrounding whitespace (>= 16 bytes)."""
+    try:
+        with open(path, "rb") as handle:
+            token = handle.read().strip()
+    except OSError as error:
+        raise ValueError(f"token file {path}: {error.strerror}") from error
+    if len(token) < 16:
+        raise ValueError(f"token file {path}: token has {len(token)} bytes; use at least 16")
+    return token
