@@ -120,3 +120,18 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def wait_for_executors(spark: SparkSession, count: int, timeout_s: float = 120.0) -> int:
+    """Block until ``count`` executors (besides the driver) have registered; returns how many."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        registered = len(spark.sparkContext.statusTracker().getExecutorInfos()) - 1
+        if registered >= count:
+            return registered
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {registered} of {count} executors registered with "
+                               f"{spark.sparkContext.master} within {timeout_s:.0f} s")
+        time.sleep(0.5)

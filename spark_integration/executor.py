@@ -1,0 +1,535 @@
+"""``DagExecutor``: a pipesched Scheduler drives a live SparkSession, one DAG node at a time.
+
+At every event (a job arrives, a node finishes or fails) the executor builds the SparkDagShop
+:class:`~envs.spark_dag.state.ClusterState` from live Spark state, encodes it with
+:mod:`envs.spark_dag.observation` (the same functions the simulator env uses), asks the
+Scheduler, and launches the chosen node, until the Scheduler waits. Live mapping:
+
+- a SparkDagShop *job* is one query instance (:class:`~spark_integration.jobs.JobSpec`), a
+  *stage* is one node of its DAG (stage id = node index);
+- a decision ``(job, stage, cap)`` launches the node with ``q = min(free, cap - held by job)``
+  executors: it runs on its own ``pyspark.InheritableThread`` in a FAIR pool declared with
+  ``minShare = q`` and with ``q * tasks_per_executor`` shuffle/file partitions, so it can
+  neither be starved below nor spread far above ``q``; the executor admits nodes only while
+  the executors they hold fit the cluster;
+- a launched node cannot be re-parallelised, so all its tasks count as started (none waiting);
+  progress (finished tasks, remaining work) comes from ``SparkContext.statusTracker()`` for the
+  node's job group, scaled onto the per-query *templates* (calibrated workload jobs from
+  ``spark_integration.tracegen``) that give each node's task count and work before it runs;
+- the cluster's executor count is re-read at every event, so a lost worker shrinks it.
+
+``scheduler=None`` gives the Spark-native baselines: every node is submitted as soon as its
+parents are done (every job at its arrival), with the full partition count, in one pool per job
+(FAIR) or Spark's FIFO queue, so Spark's own scheduler makes every choice.
+
+Faults: a node whose Spark job fails is re-run up to ``max_retries`` times, then its query is
+reported failed with the Spark error while the other queries go on. Ctrl-C
+(``KeyboardInterrupt``) cancels every running node's job tag, joins the node threads and
+re-raises.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark import InheritableThread
+from pyspark.sql import SparkSession
+
+from agents.scheduler import Scheduler
+from envs.spark_dag import (
+    ClusterState,
+    Job,
+    JobProgress,
+    ObservationLimits,
+    Stage,
+    action_mask,
+    decode_action,
+    encode_observation,
+)
+from spark_integration.jobs import JobSpec
+from spark_integration.nodes import NodeRunner
+from spark_integration.session import POOL_PREFIX, read_allocation_file
+
+
+class FailedNode(RuntimeError):
+    """A node failed after its retries; carries the Spark error text."""
+
+
+@dataclass
+class NodeRecord:
+    name: str
+    parents: list[str]
+    launch_s: float | None = None
+    end_s: float | None = None
+    parallelism: int = 0
+    partitions: int = 0
+    pool: str = ""
+    attempts: int = 0
+    error: str = ""
+    tag: str = ""
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.launch_s is None or self.end_s is None:
+            return None
+        return self.end_s - self.launch_s
+
+
+@dataclass
+class JobRecord:
+    name: str
+    query: str
+    arrival_s: float
+    nodes: list[NodeRecord]
+    start_s: float | None = None
+    end_s: float | None = None
+    status: str = "pending"  # pending -> running -> done | failed | cancelled
+    error: str = ""
+
+    @property
+    def jct_s(self) -> float | None:
+        return None if self.end_s is None or self.status != "done" else self.end_s - self.arrival_s
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "query": self.query, "arrival_s": self.arrival_s,
+                "start_s": self.start_s, "end_s": self.end_s, "jct_s": self.jct_s,
+                "status": self.status, "error": self.error,
+                "nodes": [{"name": n.name, "parents": n.parents, "launch_s": n.launch_s,
+                           "end_s": n.end_s, "duration_s": n.duration_s,
+                           "parallelism": n.parallelism, "partitions": n.partitions,
+                           "pool": n.pool, "attempts": n.attempts, "error": n.error,
+                           "tag": n.tag} for n in self.nodes]}
+
+
+@dataclass
+class RunResult:
+    """What happened in one live run (times in seconds from the run's start)."""
+
+    scheduler: str
+    jobs: list[JobRecord]
+    total_executors: int
+    wall_s: float
+    decisions: int = 0
+    invalid_actions: int = 0
+    executor_counts: list[int] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[JobRecord]:
+        return [j for j in self.jobs if j.status == "done"]
+
+    @property
+    def failed(self) -> list[JobRecord]:
+        return [j for j in self.jobs if j.status == "failed"]
+
+    @property
+    def mean_jct_s(self) -> float:
+        done = self.finished
+        return float(np.mean([j.jct_s for j in done])) if done else math.nan
+
+    @property
+    def makespan_s(self) -> float:
+        ends = [j.end_s for j in self.jobs if j.end_s is not None]
+        return float(max(ends)) if ends else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler, "total_executors": self.total_executors,
+                "wall_s": self.wall_s, "mean_jct_s": self.mean_jct_s,
+                "makespan_s": self.makespan_s, "decisions": self.decisions,
+                "invalid_actions": self.invalid_actions,
+                "failed_jobs": [j.name for j in self.failed],
+                "executor_counts": sorted(set(self.executor_counts)),
+                "jobs": [j.to_json() for j in self.jobs]}
+
+    def to_workload(self) -> list[Job]:
+        """The run as workload jobs the simulator can replay: each finished node becomes a stage
+        of ``parallelism`` equal tasks lasting its measured wall time, so replaying it with the
+        same caps, no delays and no network limit reproduces the measured node durations."""
+        jobs = []
+        for record in self.jobs:
+            if record.status != "done":
+                continue
+            index = {n.name: i for i, n in enumerate(record.nodes)}
+            stages = [Stage(id=i, parents=tuple(index[p] for p in n.parents),
+                            num_tasks=max(1, n.parallelism),
+                            compute_s=max(n.duration_s or 0.0, 1e-3), name=n.name)
+                      for i, n in enumerate(record.nodes)]
+            jobs.append(Job(record.name, record.arrival_s, stages))
+        return jobs
+
+
+def default_template(spec: JobSpec, tasks: int) -> Job:
+    """A stand-in when no calibrated trace covers a query: ``tasks`` one-second tasks per node."""
+    index = {n.name: i for i, n in enumerate(spec.dag.nodes)}
+    return Job(spec.dag.name, 0.0, [Stage(id=i, parents=tuple(index[p] for p in n.parents),
+                                          num_tasks=tasks, compute_s=1.0, name=n.name)
+                                    for i, n in enumerate(spec.dag.nodes)])
+
+
+def _spark_error(error: BaseException) -> str:
+    """The first informative line of a (Py4J-wrapped) Spark error."""
+    text = str(error).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("An error occurred while calling", "Traceback")):
+            return line[:500]
+    return text[:500] or type(error).__name__
+
+
+class _LiveJob:
+    """Bookkeeping of one job during a run."""
+
+    def __init__(self, spec: JobSpec, record: JobRecord, template: Job) -> None:
+        self.spec = spec
+        self.record = record
+        self.template = template
+        self.nodes = spec.dag.nodes
+        self.done: set[int] = set()
+        self.running: dict[int, int] = {}  # node index -> executors held
+        self.launched: set[int] = set()
+        self.groups: dict[int, str] = {}
+        self.executor_limit = 0
+
+    def ready(self) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if i not in self.launched
+                and all(self.spec.dag.nodes.index(self.spec.dag.by_name[p]) in self.done
+                        for p in n.parents)]
+
+    @property
+    def held(self) -> int:
+        return sum(self.running.values())
+
+
+class DagExecutor:
+    """Run a stream of query jobs on a live SparkSession under a pipesched Scheduler.
+
+    Arguments: ``spark`` (a session started with ``scheduler.mode=FAIR`` and the pool ladder of
+    :func:`spark_integration.session.build_session`, except for the FIFO baseline),
+    ``scheduler`` (any :class:`agents.scheduler.Scheduler`, or ``None`` for Spark-native
+    submission), ``tables`` (TPC-H table -> parquet path), ``work_dir`` (node outputs),
+    ``limits`` (the observation padding the scheduler was built for), ``templates`` (query name
+    -> calibrated workload :class:`~envs.spark_dag.Job`), ``total_executors`` (task slots;
+    read from Spark when omitted), ``tasks_per_executor`` (partitions per executor held),
+    ``max_retries`` (re-runs of a failed node), ``native_pools`` (baseline only: one FAIR pool
+    per job, else Spark's default pool), ``progress`` (print a line per finished job).
+    """
+
+    def __init__(self, spark: SparkSession, scheduler: Scheduler | None, *,
+                 tables: dict[str, str], work_dir: str | Path,
+                 limits: ObservationLimits | None = None,
+                 templates: dict[str, Job] | None = None, total_executors: int | None = None,
+                 tasks_per_executor: int = 2, max_retries: int = 1, native_pools: bool = True,
+                 poll_interval_s: float = 0.5, progress: bool = True,
+                 name: str | None = None,
+                 node_hook: Callable[[JobSpec, str, int], None] | None = None) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.spark = spark
+        self.sc = spark.sparkContext
+        self.scheduler = scheduler
+        self.limits = limits or ObservationLimits()
+        self.templates = dict(templates or {})
+        self.fixed_executors = total_executors
+        self.tasks_per_executor = tasks_per_executor
+        self.max_retries = max_retries
+        self.native_pools = native_pools
+        self.poll_interval_s = poll_interval_s
+        self.progress = progress
+        self.name = name or ("spark-native" if scheduler is None else type(scheduler).__name__)
+        self.node_hook = node_hook
+        self.work_dir = Path(work_dir)
+        self.runner = NodeRunner(spark, tables, tasks_per_executor)
+        self.ladder: dict[int, list[str]] = {}
+        if scheduler is not None:
+            self.ladder = self._pool_ladder()
+
+    # ----------------------------------------------------------------- spark-side facts
+    def _pool_ladder(self) -> dict[int, list[str]]:
+        conf = self.sc.getConf()
+        if conf.get("spark.scheduler.mode", "FIFO").upper() != "FAIR":
+            raise ValueError("DagExecutor with a scheduler needs a SparkSession started with "
+                             "spark.scheduler.mode=FAIR (use spark_integration.build_session)")
+        path = conf.get("spark.scheduler.allocation.file")
+        if not path:
+            raise ValueError("spark.scheduler.allocation.file is not set: the FAIR pool ladder "
+                             f"({POOL_PREFIX}<level>_<slot>) must be declared at session start")
+        ladder = read_allocation_file(path.removeprefix("file:"))
+        if not ladder:
+            raise ValueError(f"{path}: declares no {POOL_PREFIX}<level>_<slot> pools")
+        return ladder
+
+    def total_executors(self) -> int:
+        """Task slots now: fixed, ``local[N]``'s N, or the live executors' cores."""
+        if self.fixed_executors is not None:
+            return self.fixed_executors
+        master = self.sc.master
+        if master.startswith("local"):
+            return int(self.sc.defaultParallelism)
+        infos = self.sc.statusTracker().getExecutorInfos()
+        executors = max(len(infos) - 1, 0)  # one entry is the driver
+        cores = int(self.sc.getConf().get("spark.executor.cores", "0")) or self._cores_guess
+        return max(1, executors * cores)
+
+    def _node_progress(self, group: str) -> float:
+        """Completed fraction of the tasks Spark has created so far for a node's job group."""
+        tracker = self.sc.statusTracker()
+        total = completed = 0
+        for job_id in tracker.getJobIdsForGroup(group):
+            info = tracker.getJobInfo(job_id)
+            if info is None:
+                continue
+            for stage_id in info.stageIds:
+                stage = tracker.getStageInfo(stage_id)
+                if stage is not None:
+                    total += stage.numTasks
+                    completed += stage.numCompletedTasks
+        return completed / total if total else 0.0
+
+    # ----------------------------------------------------------------- state for the policy
+    def _state(self, now_s: float, live: list[_LiveJob], pending: bool, total: int,
+               held: int) -> ClusterState:
+        jobs = []
+        for job in live:
+            stages = job.template.stages
+            num, fin, run, wait, net, comp, exe, opened = ([] for _ in range(8))
+            for i in range(len(job.nodes)):
+                stage = stages[i]
+                n = stage.num_tasks
+                if i in job.done:
+                    fraction = 1.0
+                elif i in job.running:
+                    fraction = min(self._node_progress(job.groups[i]), 0.99)
+                else:
+                    fraction = 0.0
+                finished = min(int(fraction * n), n - (0 if i in job.done else 1)) \
+                    if i in job.launched else 0
+                num.append(n)
+                fin.append(n if i in job.done else finished)
+                run.append(0 if i in job.done or i not in job.launched else n - finished)
+                wait.append(0 if i in job.launched else n)
+                net.append(float(stage.network_s.sum()) * (1 - fraction))
+                comp.append(float(stage.local_s.sum()) * (1 - fraction))
+                exe.append(job.running.get(i, 0))
+                opened.append(i in job.launched)
+            jobs.append(JobProgress(
+                name=job.record.name, arrival_s=job.record.arrival_s,
+                stage_ids=list(range(len(job.nodes))),
+                parents=[[job.spec.dag.nodes.index(job.spec.dag.by_name[p]) for p in n.parents]
+                         for n in job.nodes],
+                num_tasks=num, finished=fin, running=run, waiting=wait,
+                remaining_network_s=net, remaining_compute_s=comp, executors=exe,
+                opened=opened, executor_limit=job.executor_limit))
+        return ClusterState.from_jobs(
+            time_s=now_s, total_executors=total, free_executors=max(total - held, 0),
+            network_capacity=float(total), network_flows=0, jobs=jobs, events_pending=pending)
+
+    # ----------------------------------------------------------------- node threads
+    def _run_node(self, job: _LiveJob, index: int, parallelism: int, pool: str | None,
+                  events: queue.Queue, run_id: str) -> None:
+        node = job.nodes[index]
+        record = job.record.nodes[index]
+        dag = job.spec.dag
+        parent_paths = {p: str(self.work_dir / run_id / job.record.name / p)
+                        for p in node.parents}
+        out = self.work_dir / run_id / job.record.name / node.name
+        self.sc.setLocalProperty("spark.scheduler.pool", pool)
+        self.sc.setJobGroup(job.groups[index], f"{job.record.name} {dag.name}/{node.name}",
+                            interruptOnCancel=True)
+        self.sc.addJobTag(record.tag)
+        error: BaseException | None = None
+        for attempt in range(1, self.max_retries + 2):
+            record.attempts = attempt
+            try:
+                if self.node_hook is not None:
+                    self.node_hook(job.spec, node.name, attempt)
+                self.runner.run(node, parent_paths, out, parallelism)
+                error = None
+                break
+            except Exception as caught:  # any Spark/Py4J/analysis error: retry, then report
+                error = caught
+                if self._cancelled.is_set():
+                    break
+        events.put((job, index, None if error is None else _spark_error(error)))
+
+    # ----------------------------------------------------------------- main loop
+    def run(self, specs: Sequence[JobSpec]) -> RunResult:
+        """Run ``specs`` (arrivals relative to now) to completion; returns the records."""
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate job names in {names}")
+        run_id = uuid.uuid4().hex[:8]
+        self._cancelled = threading.Event()
+        infos = self.sc.statusTracker().getExecutorInfos()
+        self._cores_guess = max(1, int(self.sc.defaultParallelism) // max(len(infos) - 1, 1))
+        order = sorted(specs, key=lambda s: s.arrival_s)
+        records = {s.name: JobRecord(s.name, s.dag.name, s.arrival_s,
+                                     [NodeRecord(n.name, list(n.parents)) for n in s.dag.nodes])
+                   for s in order}
+        arrivals = list(order)
+        live: list[_LiveJob] = []
+        threads: dict[str, threading.Thread] = {}
+        events: queue.Queue = queue.Queue()
+        free_pools = {level: list(pools) for level, pools in self.ladder.items()}
+        decisions = invalid = 0
+        executor_counts: list[int] = []
+        if self.scheduler is not None:
+            self.scheduler.reset()
+        start = time.monotonic()
+
+        def now() -> float:
+            return time.monotonic() - start
+
+        def launch(job: _LiveJob, index: int, parallelism: int) -> None:
+            record = job.record.nodes[index]
+            pool = None
+            if self.scheduler is not None:
+                levels = [k for k in free_pools if k <= parallelism and free_pools[k]]
+                if levels:  # else (more executors than the ladder was declared for): default
+                    parallelism = max(levels)
+                    pool = free_pools[parallelism].pop()
+            elif self.native_pools:
+                pool = f"job_{job.record.name}"
+            record.pool = pool or "default"
+            record.parallelism = parallelism
+            record.partitions = self.runner.partitions_for(parallelism)
+            record.tag = f"pipesched-{run_id}-{job.record.name.replace('#', '-')}-{index}"
+            record.launch_s = now()
+            job.groups[index] = f"pipesched|{run_id}|{job.record.name}|{record.name}"
+            job.launched.add(index)
+            job.running[index] = parallelism
+            if job.record.start_s is None:
+                job.record.start_s = record.launch_s
+                job.record.status = "running"
+            thread = InheritableThread(target=self._run_node, daemon=True,
+                                       args=(job, index, parallelism, pool, events, run_id))
+            threads[record.tag] = thread
+            thread.start()
+
+        def finish(job: _LiveJob, index: int, error: str | None) -> None:
+            record = job.record.nodes[index]
+            record.end_s = now()
+            held = job.running.pop(index)
+            if record.pool.startswith(POOL_PREFIX):
+                free_pools[held].append(record.pool)
+            threads.pop(record.tag).join()
+            if error is not None:
+                record.error = error
+                if job.record.status == "running":
+                    job.record.status = "failed"
+                    job.record.error = f"node {record.name}: {error}"
+                    job.record.end_s = record.end_s
+                    self._print(f"[{now():7.1f}s] {job.record.name} FAILED after "
+                                f"{record.attempts} attempt(s): {error}")
+                    for other in job.running:  # the query is lost: stop its other nodes
+                        self.sc.cancelJobsWithTag(job.record.nodes[other].tag)
+            else:
+                job.done.add(index)
+                if len(job.done) == len(job.nodes):
+                    job.record.status = "done"
+                    job.record.end_s = record.end_s
+                    ended = sum(r.end_s is not None for r in records.values())
+                    self._print(f"[{now():7.1f}s] {job.record.name} done, JCT "
+                                f"{job.record.jct_s:.1f} s ({ended}/{len(records)} jobs)")
+            if job.record.status != "running" and not job.running:
+                live.remove(job)
+                shutil.rmtree(self.work_dir / run_id / job.record.name, ignore_errors=True)
+
+        def decide() -> None:
+            nonlocal decisions, invalid
+            while True:
+                total = self.total_executors()
+                executor_counts.append(total)
+                active = [j for j in live if j.record.status == "running"
+                          or j.record.status == "pending"]
+                if self.scheduler is None:
+                    for job in active:
+                        for index in job.ready():
+                            launch(job, index, total)
+                    return
+                pending = bool(arrivals) or any(j.running for j in live)
+                held = sum(j.held for j in live)
+                state = self._state(now(), active, pending, total, held)
+                mask = action_mask(state, self.limits)
+                if mask[:-1].sum() == 0:
+                    return
+                action = int(self.scheduler.act(encode_observation(state, self.limits), mask))
+                decisions += 1
+                decision = decode_action(action, state, self.limits) \
+                    if 0 <= action < len(mask) and mask[action] else None
+                if decision is None:
+                    if 0 <= action < len(mask) and mask[action] and state.events_pending:
+                        return  # a valid wait
+                    invalid += 1
+                    if state.events_pending:
+                        return
+                    # nothing runs and nothing will arrive: waiting would deadlock
+                    action = int(np.flatnonzero(mask[:-1])[0])
+                    decision = decode_action(action, state, self.limits)
+                job = active[decision.job_index]
+                job.executor_limit = decision.parallelism
+                parallelism = max(1, min(state.free_executors,
+                                         decision.parallelism - job.held))
+                launch(job, decision.stage_id, parallelism)
+
+        changed = True
+        last_total = self.total_executors()
+        try:
+            while arrivals or live:
+                while arrivals and arrivals[0].arrival_s <= now():
+                    changed = True
+                    spec = arrivals.pop(0)
+                    template = self.templates.get(spec.dag.name) or default_template(
+                        spec, self.tasks_per_executor)
+                    if len(template.stages) != len(spec.dag.nodes):
+                        raise ValueError(f"template for {spec.dag.name} has "
+                                         f"{len(template.stages)} stages, the DAG has "
+                                         f"{len(spec.dag.nodes)} nodes")
+                    live.append(_LiveJob(spec, records[spec.name], template))
+                if not self.sc.master.startswith("local"):
+                    total = self.total_executors()
+                    changed |= total != last_total
+                    last_total = total
+                if changed:
+                    decide()
+                    changed = False
+                timeout = self.poll_interval_s
+                if arrivals:
+                    timeout = max(0.0, min(timeout, arrivals[0].arrival_s - now()))
+                try:
+                    job, index, error = events.get(timeout=timeout)
+                    finish(job, index, error)
+                    changed = True
+                    while True:
+                        job, index, error = events.get_nowait()
+                        finish(job, index, error)
+                except queue.Empty:
+                    pass
+        except KeyboardInterrupt:
+            self._cancel(records, threads)
+            raise
+        return RunResult(self.name, [records[s.name] for s in specs],
+                         self.total_executors(), now(), decisions, invalid, executor_counts)
+
+    def _cancel(self, records: dict[str, JobRecord], threads: dict[str, threading.Thread]) -> None:
+        self._cancelled.set()
+        for tag in list(threads):
+            self.sc.cancelJobsWithTag(tag)
+        for thread in list(threads.values()):
+            thread.join(timeout=30)
+        for record in records.values():
+            if record.status in ("pending", "running"):
+                record.status = "cancelled"
+        self._print(f"cancelled {len(threads)} running node(s)")
+
+    def _print(self, line: str) -> None:
+        if self.progress:
+            print(line, flush=True)

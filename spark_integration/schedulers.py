@@ -1,0 +1,64 @@
+"""Name -> what drives a live run: a pipesched heuristic, a trained agent, or Spark itself."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.scheduler import Scheduler
+from envs.spark_dag import ObservationLimits
+
+SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
+DEFAULT_AGENT = Path("models/spark_dag_agent.zip")
+
+
+@dataclass
+class Driver:
+    """``scheduler`` is None for the Spark-native baselines."""
+
+    name: str
+    scheduler: Scheduler | None
+    limits: ObservationLimits
+    native_pools: bool = False
+
+
+def agent_limits(model_path: str | Path) -> ObservationLimits:
+    """The observation limits stored next to a trained agent (``<model>.json``)."""
+    sidecar = Path(model_path).with_suffix(".json")
+    if not sidecar.exists():
+        raise FileNotFoundError(f"{sidecar}: missing; it holds the env kwargs (observation "
+                                f"limits) the agent {model_path} was trained with")
+    data: Any = json.loads(sidecar.read_text())
+    for key in ("limits", "env_kwargs", "config"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    fields = {k: data[k] for k in ("max_jobs", "max_stages", "cap_share_multiples",
+                                   "work_scale_s", "time_scale_s", "task_scale_s") if k in data}
+    if "cap_share_multiples" in fields:
+        fields["cap_share_multiples"] = tuple(fields["cap_share_multiples"])
+    return ObservationLimits(**fields)
+
+
+def make_driver(name: str, limits: ObservationLimits | None = None) -> Driver:
+    """``spark-fifo`` / ``spark-fair``, a name in ``heuristics.spark_dag.HEURISTICS``,
+    ``agent`` (the shipped model) or a path to a MaskablePPO ``.zip``."""
+    from heuristics.spark_dag import HEURISTICS, make_heuristic
+
+    if name in SPARK_NATIVE:
+        return Driver(name, None, limits or ObservationLimits(), SPARK_NATIVE[name])
+    if name in HEURISTICS:
+        limits = limits or ObservationLimits()
+        return Driver(name, make_heuristic(name, limits), limits)
+    path = DEFAULT_AGENT if name == "agent" else Path(name)
+    if path.suffix == ".zip":
+        if not path.exists():
+            raise FileNotFoundError(f"agent model {path} does not exist")
+        from agents.scheduler import load_scheduler
+
+        return Driver("agent" if name == "agent" else path.stem, load_scheduler(str(path)),
+                      agent_limits(path))
+    raise ValueError(f"unknown scheduler {name!r}: use spark-fifo, spark-fair, agent, a .zip "
+                     f"model or one of {sorted(HEURISTICS)}")
