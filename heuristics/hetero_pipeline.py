@@ -230,7 +230,7 @@ def cluster_dp(instance: PipelineInstance, max_clusters: int = 4) -> PipelinePla
                 for parts in itertools.product(*(range(1, len(c) + 1) for c in chosen)):
                     if sum(parts) > L:
                         continue
-                    groups = tuple(g for c, p in zip(chosen, parts)
+                    groups = tuple(g for c, p in zip(chosen, parts, strict=True)
                                    for g in _sub_stages(instance, c, p))
                     if groups in candidates:
                         continue

@@ -24,7 +24,7 @@ import argparse
 import json
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -148,7 +148,7 @@ def profile_model(model_name: str, batch_size: int = 8, image_size: int = 64,
             "tool": "envs.hetero_pipeline.profile_training",
             "cpu": _cpu_model(), "torch": torch.__version__, "threads": threads,
             "repetitions": repetitions, "warmup": warmup, "statistic": "median",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "note": "reference speed 1.0 = one thread of this CPU; the machine was shared "
                     "with other jobs, so times carry contention noise (see *_iqr)",
         },

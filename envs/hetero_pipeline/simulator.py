@@ -52,7 +52,7 @@ def group_constants(instance: PipelineInstance, groups: Groups) -> GroupConstant
     shares = tuple(speeds[list(g)] / speeds[list(g)].sum() for g in groups)
     return GroupConstants(
         speed_sum=np.array([speeds[list(g)].sum() for g in groups]),
-        per_byte_s=np.array([np.max(p / bws[list(g)]) for p, g in zip(shares, groups)]),
+        per_byte_s=np.array([np.max(p / bws[list(g)]) for p, g in zip(shares, groups, strict=True)]),
         size=np.array([len(g) for g in groups], dtype=float),
         min_bytes_per_s=np.array([bws[list(g)].min() for g in groups]),
         shares=shares, memories=tuple(mems[list(g)] for g in groups))

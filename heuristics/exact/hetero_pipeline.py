@@ -75,7 +75,7 @@ def pipeline_optimal(instance: PipelineInstance) -> PipelinePlan:
         costs = stage_costs(instance, groups, cuts, const)
         bounds = lower_bound_s(costs, M)
         keep = costs.fits_memory & (bounds < best_time)
-        pool.extend((float(b), groups, c) for b, c in zip(bounds[keep], cuts[keep]))
+        pool.extend((float(b), groups, c) for b, c in zip(bounds[keep], cuts[keep], strict=True))
     pool.sort(key=lambda item: item[0])
     best_plan = incumbent
     for bound, groups, cuts in pool:
