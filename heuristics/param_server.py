@@ -99,12 +99,13 @@ def partition_blocks(instance: ParamServerInstance) -> np.ndarray:
     edge_weights = np.maximum(1, np.round(graph.data * scale)).astype(np.int64)
     vertex_weights = np.maximum(1, np.round(
         instance.block_nnz * 1e5 / instance.block_nnz.max())).astype(np.int64)
-    shares = instance.speed_nnz_per_s / instance.speed_nnz_per_s.sum()
-    options = pymetis.Options(seed=0)
-    _, parts = pymetis.part_graph(
-        num_machines, xadj=graph.indptr.astype(np.int64), adjncy=graph.indices.astype(np.int64),
-        vweights=vertex_weights, eweights=edge_weights, tpwgts=list(shares * 0.999999),
-        options=options)
+    shares = (instance.speed_nnz_per_s / instance.speed_nnz_per_s.sum()).tolist()
+    shares[-1] = 1.0 - sum(shares[:-1])
+    adjacency = pymetis.CSRAdjacency(graph.indptr.astype(np.int64),
+                                     graph.indices.astype(np.int64))
+    _, parts = pymetis.part_graph(num_machines, adjacency, vweights=vertex_weights,
+                                  eweights=edge_weights, tpwgts=shares,
+                                  options=pymetis.Options(seed=0))
     blocks = np.asarray(parts, dtype=np.int64)
     return _repair_blocks(instance, blocks)
 
