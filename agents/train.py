@@ -52,10 +52,15 @@ def train(
         env_kwargs={"env_id": env_id, "env_kwargs": config.env_kwargs},
     )
     model = MaskablePPO(
-        "MultiInputPolicy", vec_env, seed=seed, verbose=0, device="cpu",
+        config.resolved_policy(), vec_env, seed=seed, verbose=0, device="cpu",
         tensorboard_log=str(run_dir / "tb"),
         policy_kwargs=config.resolved_policy_kwargs(), **config.ppo,
     )
+    if config.pretrain:
+        from agents.imitation import pretrain
+
+        pretrain(model, env_id, config.env_kwargs, config.pretrain, seed, console)
+        model.save(run_dir / "model_pretrained.zip")
     callbacks = [CheckpointCallback(max(timesteps // (4 * n_envs), 1), str(run_dir / "checkpoints"),
                                     name_prefix="model")]
     if progress_bar:

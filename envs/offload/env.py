@@ -17,6 +17,8 @@ from envs.offload.simulator import Plan, Timeline
 CUT_FEATURES = ("device", "upload", "server", "latency", "done_if_next", "increase_if_next",
                 "is_local", "is_server_only")
 JOB_FEATURES = ("present", "pending", "min_latency", "local_time", "min_device", "min_offload")
+#: times are in units of the lower bound, so even all-server at CAT1 stays far below this
+FEATURE_MAX = 1e6
 GLOBAL_FEATURES = ("device_free", "uplink_free", "server_free", "makespan", "pending_fraction",
                    "log_bandwidth")
 
@@ -69,7 +71,7 @@ class DnnOffloadEnv(gym.Env):
     ``lower_bound_s``, ``invalid_actions`` and ``action_mask``.
 
     ## Arguments
-    ``max_jobs`` (6), ``max_cuts`` (32), ``generator`` (a :class:`Generator`),
+    ``max_jobs`` (6), ``max_cuts`` (80, more than any shipped profile has cuts), ``generator`` (a :class:`Generator`),
     ``config`` (overrides of :meth:`default_config`), ``render_mode`` (``"ansi"`` or None).
 
     ## Version History
@@ -86,7 +88,7 @@ class DnnOffloadEnv(gym.Env):
             "max_invalid_actions": 64,
         }
 
-    def __init__(self, max_jobs: int = 6, max_cuts: int = 32, generator: Generator | None = None,
+    def __init__(self, max_jobs: int = 6, max_cuts: int = 80, generator: Generator | None = None,
                  config: dict[str, Any] | None = None, render_mode: str | None = None) -> None:
         self.max_jobs = max_jobs
         self.max_cuts = max_cuts
@@ -100,12 +102,13 @@ class DnnOffloadEnv(gym.Env):
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(max_jobs * max_cuts)
         self.observation_space = spaces.Dict({
-            "cut_features": spaces.Box(-np.inf, np.inf, (max_jobs, max_cuts, len(CUT_FEATURES)),
+            "cut_features": spaces.Box(0.0, FEATURE_MAX, (max_jobs, max_cuts, len(CUT_FEATURES)),
                                        np.float32),
             "cut_mask": spaces.Box(0.0, 1.0, (max_jobs, max_cuts), np.float32),
-            "job_features": spaces.Box(-np.inf, np.inf, (max_jobs, len(JOB_FEATURES)), np.float32),
+            "job_features": spaces.Box(0.0, FEATURE_MAX, (max_jobs, len(JOB_FEATURES)), np.float32),
             "job_mask": spaces.Box(0.0, 1.0, (max_jobs,), np.float32),
-            "global_features": spaces.Box(-np.inf, np.inf, (len(GLOBAL_FEATURES),), np.float32),
+            "global_features": spaces.Box(-FEATURE_MAX, FEATURE_MAX, (len(GLOBAL_FEATURES),),
+                                          np.float32),
         })
         self.instance: OffloadInstance | None = None
 
@@ -222,6 +225,12 @@ class DnnOffloadEnv(gym.Env):
             "invalid_actions": self.invalid_actions,
             "candidate_cuts": [cuts.tolist() for cuts in self.candidates],
         }
+
+    def action_for(self, job: int, cut: int) -> int:
+        """The action that schedules ``job`` next at ``cut`` (or its closest candidate cut)."""
+        candidates = self.candidates[job]
+        slot = int(np.argmin(np.abs(candidates - cut)))
+        return job * self.max_cuts + slot
 
     def final_plan(self) -> Plan:
         return Plan(tuple(self.plan))

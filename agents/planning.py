@@ -1,0 +1,34 @@
+"""Turn any Scheduler (a trained agent included) into an offloading plan for one instance."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+import envs  # noqa: F401  (registers the ids)
+from agents.evaluate import run_episode
+from agents.scheduler import Scheduler, load_scheduler
+from envs.offload import OffloadInstance, Plan
+
+OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
+
+
+def plan_with_scheduler(scheduler: Scheduler, instance: OffloadInstance,
+                        env_kwargs: dict | None = None) -> Plan:
+    """Play ``scheduler`` through ``DnnOffload-v0`` on ``instance``; its decisions are the plan."""
+    kwargs = dict(env_kwargs or {})
+    kwargs["max_jobs"] = max(kwargs.get("max_jobs", 6), instance.num_jobs)
+    env = gym.make(OFFLOAD_ENV_ID, **kwargs)
+    info = run_episode(env.unwrapped, scheduler, options={"instance": instance})
+    env.close()
+    return Plan(tuple(info["plan"]))
+
+
+def plan_with_model(model_path: str, instance: OffloadInstance) -> Plan:
+    """Plan with a MaskablePPO model trained on ``DnnOffload-v0`` (its saved env shape)."""
+    scheduler = load_scheduler(model_path)
+    spaces = scheduler.model.observation_space["cut_features"].shape
+    max_jobs, max_cuts = spaces[0], spaces[1]
+    if instance.num_jobs > max_jobs:
+        raise ValueError(f"model {model_path} was trained for at most {max_jobs} jobs; the "
+                         f"instance has {instance.num_jobs}")
+    return plan_with_scheduler(scheduler, instance, {"max_jobs": max_jobs, "max_cuts": max_cuts})

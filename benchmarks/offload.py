@@ -1,0 +1,144 @@
+"""Offloading benchmark: heuristics, the trained agent and the CP-SAT optimum.
+
+``python -m benchmarks.offload [--quick] [--out DIR] [--model PATH]`` writes
+``DIR/offload.json`` and ``DIR/offload.md``:
+
+1. small batches (3..6 jobs) at each bandwidth class: makespan / proven optimum, mean and p95,
+   for every heuristic and the agent;
+2. large batches (20 and 50 jobs): makespan / LP lower bound and ``joint`` / ``neurosurgeon``;
+3. env throughput (steps per second with a random masked policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import envs  # noqa: F401
+from agents.cli import SHIPPED_OFFLOAD_AGENT
+from agents.offload_compare import evaluate_instance, summarise
+from agents.report import plot_ratios, ratio_markdown
+from agents.scheduler import load_scheduler
+from benchmarks.report import markdown_table, parse_args, target, write_report
+from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
+
+
+def small_batches(instances_per_class: int, agents: dict, seed: int) -> list[dict]:
+    rows, everything = [], []
+    for offset, label in enumerate(BANDWIDTH_CLASSES_MBPS):
+        rng = np.random.default_rng(seed + offset)
+        generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth=label)
+        group = [evaluate_instance(generator(rng), agents) for _ in range(instances_per_class)]
+        everything += group
+        rows += summarise(group, label)
+        print(f"  small batches at {label}: {len(group)} instances, "
+              f"{sum(o.proven_optimal for o in group)} proven optimal", flush=True)
+    rows += summarise(everything, "all")
+    return rows
+
+
+def large_batches(instances: int, sizes: tuple[int, ...], classes: list[str], seed: int,
+                  joint_time_limit_s: float) -> list[dict]:
+    rows = []
+    for size in sizes:
+        for label in classes:
+            rng = np.random.default_rng(seed + size)
+            generator = ProfileGenerator(min_jobs=size, max_jobs=size, bandwidth=label)
+            group = [evaluate_instance(generator(rng), exact=False,
+                                       joint_time_limit_s=joint_time_limit_s)
+                     for _ in range(instances)]
+            summary = summarise(group, f"{size} jobs, {label}")
+            speedups = [o.makespan_s["joint"] / o.makespan_s["neurosurgeon"] for o in group]
+            for row in summary:
+                row["jobs"], row["bandwidth"] = size, label
+                if row["scheduler"] == "joint":
+                    row["joint_over_neurosurgeon_mean"] = float(np.mean(speedups))
+            rows += summary
+            print(f"  large batches: {size} jobs at {label} done", flush=True)
+    return rows
+
+
+def env_throughput(seconds: float) -> dict:
+    env = gym.make("pipesched/DnnOffload-v0").unwrapped
+    rng = np.random.default_rng(0)
+    steps = episodes = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        _, info = env.reset(seed=episodes)
+        episodes += 1
+        done = False
+        while not done:
+            action = int(rng.choice(np.flatnonzero(info["action_mask"])))
+            _, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            done = terminated or truncated
+    elapsed = time.perf_counter() - started
+    return {"steps_per_s": steps / elapsed, "episodes_per_s": episodes / elapsed,
+            "steps": steps, "seconds": elapsed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.offload")
+    parser.add_argument("--model", default=str(SHIPPED_OFFLOAD_AGENT),
+                        help="trained agent to include (default: the shipped one)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parse_args("offload", argv, parser)
+    quick = args.quick
+    agents = {}
+    if Path(args.model).exists():
+        agents["agent"] = load_scheduler(args.model)
+    else:
+        print(f"no agent at {args.model}: agent rows are left out")
+
+    print("offload benchmark: small batches vs the CP-SAT optimum", flush=True)
+    small = small_batches(15 if quick else 200, agents, args.seed)
+    print("offload benchmark: large batches vs the lower bound", flush=True)
+    large = large_batches(3 if quick else 50, (20, 50),
+                          ["4G"] if quick else list(BANDWIDTH_CLASSES_MBPS),
+                          args.seed + 1000, joint_time_limit_s=1.0 if quick else 2.0)
+    throughput = env_throughput(5.0 if quick else 20.0)
+
+    overall = {row["scheduler"]: row for row in small if row["group"] == "all"}
+    joint_4g = [row for row in large if row["scheduler"] == "joint" and row["bandwidth"] == "4G"]
+    ratio_4g = float(np.mean([row["joint_over_neurosurgeon_mean"] for row in joint_4g]))
+    targets = {
+        "joint_mean_ratio_to_optimum": target(overall["joint"]["mean_ratio"], 1.03, "<="),
+        "joint_p95_ratio_to_optimum": target(overall["joint"]["p95_ratio"], 1.10, "<="),
+        "joint_over_neurosurgeon_4G_large": target(ratio_4g, 0.75, "<="),
+    }
+    if "agent" in overall:
+        targets["agent_mean_ratio_to_optimum"] = target(overall["agent"]["mean_ratio"], 1.05, "<=")
+
+    large_columns = ["jobs", "bandwidth", "scheduler", "instances", "mean_ratio", "p95_ratio",
+                     "median_plan_ms"]
+    speedup_rows = [{"jobs": r["jobs"], "bandwidth": r["bandwidth"],
+                     "joint / neurosurgeon makespan": r["joint_over_neurosurgeon_mean"]}
+                    for r in large if r["scheduler"] == "joint"]
+    body = "\n\n".join([
+        "## Small batches (3..6 jobs): makespan / CP-SAT optimum",
+        ratio_markdown(small),
+        "## Large batches: makespan / LP lower bound",
+        markdown_table(large, large_columns),
+        "## joint vs neurosurgeon on large batches (mean makespan ratio; < 1 means joint wins)",
+        markdown_table(speedup_rows, ["jobs", "bandwidth", "joint / neurosurgeon makespan"]),
+        "## Env throughput (random masked policy)",
+        markdown_table([throughput], ["steps_per_s", "episodes_per_s", "steps", "seconds"], ".1f"),
+    ])
+    rows = ([{"part": "small", **row} for row in small] + [{"part": "large", **row} for row in large]
+            + [{"part": "throughput", **throughput}])
+    path = write_report("offload", args.out, rows, targets, body,
+                        extra={"quick": quick, "model": args.model if agents else None})
+    plot_ratios([overall[name] for name in overall], Path(args.out) / "offload.png",
+                "makespan / CP-SAT optimum, 3..6 jobs, all bandwidth classes")
+    print(f"wrote {path}")
+    for name, entry in targets.items():
+        print(f"  {name}: {entry['value']:.4f} {entry['op']} {entry['threshold']} "
+              f"-> {'met' if entry['met'] else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
