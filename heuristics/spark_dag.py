@@ -271,6 +271,12 @@ class ContentionFreeScheduler(ObservationScheduler):
 
     name = "contention_free"
 
+    def __init__(self, limits: ObservationLimits | None = None, network_target: float = 1.0,
+                 wait_for_network: bool = False) -> None:
+        super().__init__(limits)
+        self.network_target = network_target
+        self.wait_for_network = wait_for_network
+
     def johnson_order(self, view: View) -> list[tuple[int, int]]:
         jobs, stages = np.nonzero(view.runnable)
         net = view.stage_network[jobs, stages]
@@ -283,16 +289,21 @@ class ContentionFreeScheduler(ObservationScheduler):
 
     def choose(self, view: View) -> int:
         candidates = self.johnson_order(view)
-        for job, stage in candidates:
-            share = float(view.stage[job, stage, _SF["network_share"]])
-            levels = np.flatnonzero(view.valid[job, stage])
-            if share <= 0.5:
-                return view.action(job, stage, int(levels[-1]))
-            for level in levels[::-1]:
-                if view.flows + share * view.grant(job, stage, int(level)) <= view.capacity:
-                    if view.grant(job, stage, int(level)) > 0:
-                        return view.action(job, stage, int(level))
-        if view.wait_valid:
+        shares = {c: float(view.stage[c[0], c[1], _SF["network_share"]]) for c in candidates}
+        fair_level = self._level_of_multiple(1.0)
+        stage_executors = view.stage[..., _SF["executor_fraction"]] * view.executors
+        demand = float(np.sum(stage_executors * view.stage[..., _SF["network_share"]]))
+        for level in (fair_level, min(fair_level + 1, view.limits.num_levels - 1)):
+            for job, stage in candidates:
+                if shares[(job, stage)] > 0.5 and view.valid[job, stage, level]:
+                    grant = view.grant(job, stage, level)
+                    if grant > 0 and (demand + shares[(job, stage)] * grant
+                                      <= self.network_target * view.capacity):
+                        return view.action(job, stage, level)
+            for job, stage in candidates:
+                if shares[(job, stage)] <= 0.5 and view.valid[job, stage, level]:
+                    return view.action(job, stage, level)
+        if view.wait_valid and self.wait_for_network:
             return view.limits.num_actions - 1
         job, stage = candidates[0]
         return view.action(job, stage, int(np.flatnonzero(view.valid[job, stage])[0]))
