@@ -57,7 +57,7 @@ MIN_RATE_SAMPLE_BYTES = 16 * 1024
 RATE_EWMA_WEIGHT = 0.3
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: jobs are tracked in queues
 class JobRun:
     index: int
     name: str
@@ -341,13 +341,14 @@ class OffloadClient:
 
     def _maybe_replan(self) -> bool:
         """Re-plan the jobs not yet started when the measured rate drifted; lock held."""
-        if (self._rate_mbps is None or self._rate_samples < 2 or not self._steps
+        if (self._rate_mbps is None or self._rate_samples < 2
                 or abs(self._rate_mbps - self._plan_bandwidth_mbps)
                 <= self.replan_drift * self._plan_bandwidth_mbps):
             return False
-        remaining = [job for job_index, _ in self._steps
-                     if (job := self._jobs[job_index]).state in ("pending", "ready")
-                     and job not in self._inflight.values()]
+        # not started: not yet taken by the compute thread, or a cut-0 job still queued
+        remaining = [job for job in self._jobs
+                     if (job.state == "pending" and job not in self._execution_order)
+                     or (job.state == "ready" and job.cut == 0 and job in self._upload_order)]
         if not remaining:
             return False
         sub = OffloadInstance(self._rate_mbps, self._instance.latency_s,
@@ -358,6 +359,8 @@ class OffloadClient:
         replanned = {job.index for job in remaining}
         self._upload_order = deque(job for job in self._upload_order
                                    if job.index not in replanned)
+        self._execution_order = [job for job in self._execution_order
+                                 if job.index not in replanned]
         self._plan_bandwidth_mbps = self._rate_mbps
         self._rate_samples = 0
         self._apply_plan([(remaining[j].index, cut) for j, cut in sub_plan.steps])

@@ -80,7 +80,8 @@ class OffloadServer:
 
     def __init__(self, models: Sequence[str], token: bytes, host: str = "127.0.0.1",
                  port: int = 0, device: str = "auto",
-                 max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES):
+                 max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S):
         if not models:
             raise ValueError("the server needs at least one model")
         for name in models:
@@ -89,6 +90,7 @@ class OffloadServer:
         self.token = token
         self.device = pick_device(device)
         self.max_frame_bytes = max_frame_bytes
+        self.handshake_timeout_s = handshake_timeout_s
         self.stats = ServerStats()
         self._stats_lock = threading.Lock()
         self.models: dict[str, HostedModel] = {}
@@ -194,7 +196,7 @@ class OffloadServer:
             pass
 
     def _handshake(self, conn: socket.socket, where: str) -> list[HostedModel]:
-        conn.settimeout(HANDSHAKE_TIMEOUT_S)
+        conn.settimeout(self.handshake_timeout_s)
         nonce = secrets.token_bytes(32)
         protocol.send_frame(conn, MessageType.CHALLENGE, control={
             "protocol": protocol.VERSION, "nonce": nonce.hex(),

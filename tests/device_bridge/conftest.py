@@ -10,3 +10,24 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+TOKEN = b"test-token-0123456789abcdef"
+SERVED_MODELS = ("alexnet", "resnet18", "mobilenet_v2")
+
+
+@pytest.fixture(scope="session")
+def token_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_bytes(TOKEN + b"\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(_one_torch_thread):
+    from device_bridge.server import OffloadServer
+
+    instance = OffloadServer(SERVED_MODELS, TOKEN, port=0, device="cpu",
+                             max_frame_bytes=16 * 2**20, handshake_timeout_s=2.0).start()
+    yield instance
+    instance.close()

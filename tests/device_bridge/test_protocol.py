@@ -1,0 +1,148 @@
+"""Wire protocol: exact round-trips for every dtype and shape, and rejection of bad frames."""
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+import torch
+
+from device_bridge import protocol
+from device_bridge.protocol import HEADER, MessageType, ProtocolError
+from device_bridge.shaping import ShapedSender, TokenBucket
+
+SHAPES = [(), (0,), (1,), (7,), (3, 5), (1, 64, 56, 56), (2, 1, 3, 1, 2, 1, 2, 3)]
+
+
+def _random_tensor(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(hash((str(dtype), shape)) % 2**31)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=generator).bool()
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=generator).to(dtype)
+    info = torch.iinfo(dtype)
+    return torch.randint(max(info.min, -1000), min(info.max, 1000), shape, generator=generator,
+                         dtype=torch.int64).to(dtype)
+
+
+@pytest.fixture()
+def pair():
+    left, right = socket.socketpair()
+    yield left, right
+    left.close()
+    right.close()
+
+
+def _exchange(pair, **fields) -> protocol.Frame:
+    left, right = pair
+    result = {}
+    reader = threading.Thread(target=lambda: result.update(frame=protocol.read_frame(right)))
+    reader.start()
+    protocol.send_frame(left, MessageType.RESULT, **fields)
+    reader.join(10)
+    return result["frame"]
+
+
+@pytest.mark.parametrize("dtype", list(protocol.TORCH_DTYPES.values()), ids=str)
+def test_round_trip_every_dtype_and_shape(pair, dtype):
+    for shape in SHAPES:
+        tensor = _random_tensor(dtype, shape)
+        frame = _exchange(pair, tensor=tensor, request_id=2**40 + 3, model_id=7, cut=65535,
+                          elapsed_s=0.125)
+        assert frame.msg_type == MessageType.RESULT
+        assert (frame.request_id, frame.model_id, frame.cut, frame.elapsed_s) == (
+            2**40 + 3, 7, 65535, 0.125)
+        assert frame.tensor.dtype == dtype and tuple(frame.tensor.shape) == shape
+        assert torch.equal(frame.tensor, tensor)
+
+
+def test_non_contiguous_tensor_round_trips(pair):
+    tensor = torch.arange(24, dtype=torch.float32).reshape(4, 6).t()
+    assert torch.equal(_exchange(pair, tensor=tensor).tensor, tensor)
+
+
+def test_payload_is_raw_bytes_not_pickle():
+    tensor = torch.ones(1, 64, 56, 56)
+    header, payload = protocol.encode_frame(MessageType.INFER, tensor=tensor)
+    assert len(header) == HEADER.size == 70
+    assert len(payload) == 802816  # exactly numel * 4: no pickle framing
+
+
+def _header(**overrides) -> bytes:
+    fields = {"magic": protocol.MAGIC, "version": 1, "msg_type": int(MessageType.INFER),
+              "dtype": int(protocol.DType.FLOAT32), "ndim": 1, "shape": [4] + [0] * 7,
+              "payload_len": 16}
+    fields.update(overrides)
+    return HEADER.pack(fields["magic"], fields["version"], fields["msg_type"], 0, 0, 0, 1, 0.0,
+                       fields["dtype"], fields["ndim"], *fields["shape"], fields["payload_len"])
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"magic": b"HTTP"}, "bad magic"),
+    ({"version": 9}, "unsupported protocol version"),
+    ({"msg_type": 99}, "99"),
+    ({"dtype": 42}, "42"),
+    ({"ndim": 9}, "ndim"),
+    ({"payload_len": 15}, "payload length 15"),
+    ({"payload_len": 2**40, "shape": [2**30, 2**10] + [0] * 6, "ndim": 2}, "exceeds"),
+    ({"shape": [4, 0, 3] + [0] * 5}, "beyond ndim"),
+    ({"dtype": 0, "ndim": 0, "shape": [0] * 8, "payload_len": 10**6}, "too large"),
+])
+def test_malformed_headers_are_rejected_before_reading_the_payload(overrides, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        protocol.decode_header(_header(**overrides), protocol.DEFAULT_MAX_FRAME_BYTES)
+
+
+def test_truncated_frame_raises_connection_closed(pair):
+    left, right = pair
+    header, payload = protocol.encode_frame(MessageType.INFER, tensor=torch.ones(100))
+    left.sendall(header + payload[:50])
+    left.shutdown(socket.SHUT_WR)
+    with pytest.raises(protocol.ConnectionClosed, match="50 of 400"):
+        protocol.read_frame(right)
+
+
+def test_hmac_depends_on_token_and_nonce():
+    token, nonce = b"k" * 32, b"n" * 32
+    mac = protocol.auth_mac(token, nonce)
+    assert protocol.check_mac(token, nonce, mac)
+    assert not protocol.check_mac(b"x" * 32, nonce, mac)
+    assert not protocol.check_mac(token, b"m" * 32, mac)
+    assert not protocol.check_mac(token, nonce, None)
+
+
+def test_token_file_errors_name_the_file(tmp_path):
+    short = tmp_path / "short"
+    short.write_text("abc")
+    with pytest.raises(ValueError, match="short: token has 3 bytes"):
+        protocol.read_token_file(str(short))
+    with pytest.raises(ValueError, match="missing"):
+        protocol.read_token_file(str(tmp_path / "missing"))
+
+
+def test_token_bucket_never_beats_its_rate(pair):
+    left, right = pair
+    size, rate_mbps = 200_000, 16.0
+    drained = threading.Thread(target=protocol.recv_exact, args=(right, size))
+    drained.start()
+    sender = ShapedSender(rate_mbps, latency_s=0.02)
+    start = time.perf_counter()
+    sender.send_message(left, [b"\0" * size])
+    elapsed = time.perf_counter() - start
+    drained.join(10)
+    ideal = 0.02 + 8 * size / (rate_mbps * 1e6)  # 0.12 s
+    assert elapsed >= 0.97 * ideal
+    assert elapsed < 5 * ideal  # loose: the machine is shared
+
+
+def test_token_bucket_rejects_bad_settings():
+    with pytest.raises(ValueError, match="rate_mbps"):
+        TokenBucket(0)
+    with pytest.raises(ValueError, match="latency_s"):
+        ShapedSender(1.0, latency_s=-1)
+
+
+def test_struct_layout_is_big_endian_and_fixed():
+    assert HEADER.format == "!4sBBHHHQdBB8IQ"
+    assert struct.calcsize(HEADER.format) == 70
