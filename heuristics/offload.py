@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy.optimize import linprog
 
+from envs.offload.bounds import latency_lower_bound
 from envs.offload.cuts import pareto_cuts
 from envs.offload.instance import OffloadInstance
 from envs.offload.simulator import Plan, makespan_from_times, simulate
@@ -150,6 +151,8 @@ def local_search(table: CutTable, order: list[int], cuts: list[int], time_limit_
     while improved and time.perf_counter() < deadline:
         improved = False
         for job in range(len(cuts)):
+            if time.perf_counter() > deadline:
+                break
             for cut in table.options[job]:
                 if cut == cuts[job]:
                     continue
@@ -160,6 +163,8 @@ def local_search(table: CutTable, order: list[int], cuts: list[int], time_limit_
                     if trial_s < best_s * (1 - 1e-9):
                         order, cuts, best_s, improved = list(trial_order), trial_cuts, trial_s, True
         for position in range(len(order)):
+            if time.perf_counter() > deadline:
+                break
             for target in range(len(order)):
                 if target == position:
                     continue
@@ -171,13 +176,14 @@ def local_search(table: CutTable, order: list[int], cuts: list[int], time_limit_
     return order, cuts, best_s
 
 
-def cuts_for_order(table: CutTable, order: Sequence[int], beam: int | None = 64
+def cuts_for_order(table: CutTable, order: Sequence[int], beam: int = 64
                    ) -> tuple[list[int], float]:
-    """The best cut of every job for a fixed order, by dynamic programming over the Pareto
-    front of resource states ``(device_free, uplink_free, server_free, local_done)``.
+    """Good cuts for a fixed order: beam search over resource states
+    ``(device_free, uplink_free, server_free, local_done)``.
 
-    Exact when ``beam`` is None; otherwise at most ``beam`` states survive each step (those
-    with the smallest makespan so far).
+    Each step extends every kept state by every cut of the next job, keeps the Pareto front
+    (a dominated state can never finish earlier) among the ``4 * beam`` states with the
+    smallest makespan so far, and then the ``beam`` best of those.
     """
     states = np.zeros((1, 4))
     history: list[tuple[np.ndarray, np.ndarray]] = []
@@ -193,10 +199,14 @@ def cuts_for_order(table: CutTable, order: Sequence[int], beam: int | None = 64
         new_srv = np.where(offloads, np.maximum(srv, new_up) + server_s, srv)
         new_local = np.where(offloads, local, np.maximum(local, device_done))
         candidates = np.stack([new_dev, new_up, new_srv, new_local], axis=-1).reshape(-1, 4)
-        keep = _pareto_front(candidates)
-        if beam is not None and len(keep) > beam:
-            scores = np.maximum(candidates[keep, 2], candidates[keep, 3])
-            keep = keep[np.argsort(scores + 1e-3 * candidates[keep, :3].sum(axis=1))[:beam]]
+        scores = np.maximum(candidates[:, 2], candidates[:, 3]) + 1e-3 * candidates[:, :3].sum(1)
+        if len(candidates) > 4 * beam:
+            shortlist = np.argsort(scores)[: 4 * beam]  # the front is taken among the best few
+        else:
+            shortlist = np.arange(len(candidates))
+        keep = shortlist[_pareto_front(candidates[shortlist])]
+        if len(keep) > beam:
+            keep = keep[np.argsort(scores[keep])[:beam]]
         history.append((keep // len(options), options[keep % len(options)]))
         states = candidates[keep]
     final = np.maximum(states[:, 2], states[:, 3])
@@ -210,20 +220,15 @@ def cuts_for_order(table: CutTable, order: Sequence[int], beam: int | None = 64
 
 def _pareto_front(points: np.ndarray) -> np.ndarray:
     """Indices of the rows of ``points`` not dominated by another row (duplicates kept once)."""
-    order = np.lexsort(points.T[::-1])
-    points_sorted = points[order]
-    keep = []
-    front = np.empty((0, points.shape[1]))
-    for index, point in zip(order, points_sorted, strict=True):
-        if len(front) and np.any(np.all(front <= point, axis=1)):
-            continue
-        keep.append(index)
-        front = np.vstack([front, point])
-    return np.array(keep, dtype=int)
+    no_worse = np.all(points[:, None, :] <= points[None, :, :], axis=2)  # [other, row]
+    better = np.any(points[:, None, :] < points[None, :, :], axis=2)
+    duplicate_before = np.triu(no_worse & ~better, k=1)
+    dominated = np.any(no_worse & better, axis=0) | np.any(duplicate_before, axis=0)
+    return np.flatnonzero(~dominated)
 
 
 def joint(instance: OffloadInstance, time_limit_s: float = 2.0) -> Plan:
-    """Partition and order chosen together.
+    """Partition and order chosen together (``time_limit_s`` bounds the improvement phase).
 
     1. Balance search: binary search on the weight of device time against uplink+server time
        in each job's cut choice, every probe ordered by Johnson's rule.
@@ -295,7 +300,7 @@ def lower_bound(instance: OffloadInstance) -> float:
                      method="highs")
     if not result.success:
         raise RuntimeError(f"lower-bound LP failed: {result.message}")
-    return float(result.fun) * (1 - 1e-9)
+    return max(float(result.fun) * (1 - 1e-9), latency_lower_bound(instance))
 
 
 def evaluate_all(instance: OffloadInstance) -> dict[str, float]:

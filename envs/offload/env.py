@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.offload.bounds import latency_lower_bound
 from envs.offload.cuts import candidate_cuts
 from envs.offload.generator import Generator, ProfileGenerator
 from envs.offload.instance import OffloadInstance
@@ -41,7 +42,8 @@ class DnnOffloadEnv(gym.Env):
     ``max_cuts`` evenly if there are more; ``info["candidate_cuts"]`` lists them.
 
     ## Observation Space
-    ``Dict`` of ``Box`` (all times divided by the instance's lower bound on the makespan):
+    ``Dict`` of ``Box`` (all times divided by a lower bound on the makespan,
+    :func:`envs.offload.bounds.latency_lower_bound`):
     - ``cut_features`` ``(max_jobs, max_cuts, 8)``: device, upload, server and total time of the
       cut; when the job would finish and by how much the makespan would grow if it were
       scheduled next; flags for all-local and all-server cuts.
@@ -71,8 +73,9 @@ class DnnOffloadEnv(gym.Env):
     ``lower_bound_s``, ``invalid_actions`` and ``action_mask``.
 
     ## Arguments
-    ``max_jobs`` (6), ``max_cuts`` (80, more than any shipped profile has cuts), ``generator`` (a :class:`Generator`),
-    ``config`` (overrides of :meth:`default_config`), ``render_mode`` (``"ansi"`` or None).
+    ``max_jobs`` (6), ``max_cuts`` (80, more than any shipped profile has cuts),
+    ``generator`` (a :class:`Generator`), ``config`` (overrides of :meth:`default_config`),
+    ``render_mode`` (``"ansi"`` or None).
 
     ## Version History
     - v0: chain jobs, Pareto candidate cuts, lookahead features.
@@ -120,10 +123,8 @@ class DnnOffloadEnv(gym.Env):
         if instance.num_jobs > self.max_jobs:
             raise ValueError(f"instance has {instance.num_jobs} jobs but the env was built with "
                              f"max_jobs={self.max_jobs}")
-        from heuristics.offload import lower_bound  # heuristics import envs: avoid a cycle
-
         self.instance = instance
-        self.lower_bound_s = lower_bound(instance)
+        self.lower_bound_s = latency_lower_bound(instance)
         self.timeline = Timeline(instance)
         self.plan: list[tuple[int, int]] = []
         self.invalid_actions = 0

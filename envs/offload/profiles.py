@@ -38,6 +38,7 @@ def load_profile(model: str, profile_dir: Path = PROFILE_DIR) -> dict[str, Any]:
     return profile
 
 
+@cache
 def job_from_profile(
     model: str,
     device_scale: float = 1.0,
