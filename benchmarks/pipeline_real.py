@@ -1,6 +1,7 @@
 """Real pipeline vs simulator: run planned pipelines as torch processes on 127.0.0.1.
 
 ``python -m benchmarks.pipeline_real [--quick] [--out DIR] [--models resnet18,mobilenet_v2]``
+(``--quick``: mobilenet_v2 only, 3 iterations per plan)
 
 For each model: profile it afresh on this machine (one thread, the same code as
 ``data/profiles/training``, so the simulator and the run see the same CPU conditions), build
@@ -52,13 +53,15 @@ def replayed_instance(instance: PipelineInstance, plan: PipelinePlan, ranks: lis
 
 def main(argv: list[str] | None = None) -> None:
     extra = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_real")
-    extra.add_argument("--models", default="resnet18,mobilenet_v2")
+    extra.add_argument("--models", default=None,
+                       help="comma-separated (default resnet18,mobilenet_v2; quick: mobilenet_v2)")
     extra.add_argument("--iterations", type=int, default=None,
                        help="real iterations per plan, the first is warm-up (default 5; 3 quick)")
     args = parse_args("pipeline_real", argv, extra)
     iterations = args.iterations or (3 if args.quick else 5)
+    models = args.models or ("mobilenet_v2" if args.quick else "resnet18,mobilenet_v2")
     rows, failures = [], []
-    for model_name in args.models.split(","):
+    for model_name in models.split(","):
         profile = ModelProfile.from_dict(profile_model(model_name, MICRO_BATCH, IMAGE_SIZE,
                                                        repetitions=5), source=model_name)
         devices = tuple(Device(f"dev{i}", speed, 1e11, bw)

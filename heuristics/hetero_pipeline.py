@@ -246,3 +246,46 @@ HEURISTICS: dict[str, Callable[[PipelineInstance], PipelinePlan]] = {
     "pipedream_dp": pipedream_dp,
     "cluster_dp": cluster_dp,
 }
+
+
+def expert_action(env, plan: PipelinePlan) -> int:
+    """The ``HeteroPipelineEnv`` action that moves its current state towards ``plan``.
+
+    Valid while the env has followed ``plan`` so far: devices join the env stage that holds
+    their plan stage, plan stages are opened at the position that keeps the plan's order, and
+    cuts are the plan's stage ends.
+    """
+    env = env.unwrapped
+    if env.phase == "assign":
+        stage_of = {d: s for s, stage in enumerate(plan.stages) for d in stage.devices}
+        target = stage_of.get(env.order[env.cursor])
+        if target is None:
+            return env.idle_action
+        opened = [stage_of[group[0]] for group in env.groups]
+        if target in opened:
+            return opened.index(target)
+        return env.new_stage_action + sum(1 for t in opened if t < target)
+    return plan.stages[len(env.cuts) - 1].stop - 1
+
+
+class PlanScheduler:
+    """A planner as a :class:`agents.scheduler.Scheduler` on ``HeteroPipelineEnv``.
+
+    On the first decision of an episode it plans the env's instance, then replays the plan
+    as actions (the env is read for its instance and state).
+    """
+
+    def __init__(self, env, planner: Callable[[PipelineInstance], PipelinePlan]) -> None:
+        self.env, self.planner = env, planner
+        self.plan: PipelinePlan | None = None
+
+    def reset(self) -> None:
+        self.plan = None
+
+    def act(self, observation, action_mask: np.ndarray) -> int:
+        if self.plan is None:
+            self.plan = self.planner(self.env.unwrapped.instance)
+        action = expert_action(self.env, self.plan)
+        if not action_mask[action]:  # the env's conservative mask forbids this path
+            return int(np.flatnonzero(action_mask)[0])
+        return action

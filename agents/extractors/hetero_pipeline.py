@@ -56,3 +56,141 @@ class DeviceLayerSetExtractor(BaseFeaturesExtractor):
             _pool(layer_tokens, observations["layer_valid"]),
             _pool(stage_tokens, observations["stages"][..., 0]),
             observations["progress"]], dim=-1)
+
+
+def imitation_pretrain(model, env, planner, episodes: int, epochs: int, seed: int = 0,
+                       batch_size: int = 256, learning_rate: float = 1e-3) -> dict:
+    """Behaviour cloning of ``planner`` into a MaskablePPO ``model`` before PPO fine-tuning.
+
+    Plays ``episodes`` generator instances with :class:`heuristics.hetero_pipeline.PlanScheduler`
+    (the demonstrator), then fits the policy's masked action distribution to the
+    demonstrator's actions (cross-entropy) and the value head to the episode returns.
+    """
+    import numpy as np
+
+    from heuristics.hetero_pipeline import expert_action
+
+    observations, masks, actions, returns = [], [], [], []
+    skipped = 0
+    for episode in range(episodes):
+        observation, info = env.reset(seed=seed + episode)
+        plan = planner(env.unwrapped.instance)
+        trajectory, total = [], 0.0
+        while True:
+            action = expert_action(env, plan)
+            if not info["action_mask"][action]:
+                skipped += 1
+                trajectory = []
+                break
+            trajectory.append((observation, info["action_mask"].copy(), action))
+            observation, reward, terminated, truncated, info = env.step(action)
+            total += reward
+            if terminated or truncated:
+                break
+        rewards_to_go = total  # gamma = 1 and only the total matters for the value target
+        for obs, mask, action in trajectory:
+            observations.append(obs)
+            masks.append(mask)
+            actions.append(action)
+            returns.append(rewards_to_go)
+    policy = model.policy
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    stacked = {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    mask_array, action_array = np.stack(masks), np.array(actions)
+    return_array = np.array(returns, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    count = len(action_array)
+    for _ in range(epochs):
+        order = rng.permutation(count)
+        for start in range(0, count, batch_size):
+            index = order[start:start + batch_size]
+            obs_tensor, _ = policy.obs_to_tensor({k: v[index] for k, v in stacked.items()})
+            values, log_prob, _ = policy.evaluate_actions(
+                obs_tensor, torch.as_tensor(action_array[index]),
+                action_masks=torch.as_tensor(mask_array[index]))
+            loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(
+                values.flatten(), torch.as_tensor(return_array[index]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        obs_tensor, _ = policy.obs_to_tensor(stacked)
+        dist = policy.get_distribution(obs_tensor, action_masks=mask_array)
+        accuracy = float((dist.get_actions(deterministic=True).numpy() == action_array).mean())
+    return {"samples": count, "episodes_skipped": skipped, "train_accuracy": accuracy}
+
+
+def evaluate_gap(model, env, planner, seeds) -> float:
+    """Mean ``iteration_s(model) / iteration_s(planner) - 1`` over generator instances."""
+    import numpy as np
+
+    from agents.evaluate import run_episode
+    from agents.scheduler import SB3Scheduler
+    from envs.hetero_pipeline.simulator import iteration_time
+
+    scheduler, gaps = SB3Scheduler(model), []
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        instance = env.unwrapped.instance
+        info = run_episode(env, scheduler, options={"instance": instance})
+        gaps.append(info["iteration_s"] / iteration_time(instance, planner(instance)) - 1)
+    return float(np.mean(gaps))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train the shipped agent: imitation of ``cluster_dp``, then MaskablePPO fine-tuning.
+
+    ``python -m agents.extractors.hetero_pipeline --out models/hetero_pipeline_agent.zip``
+    Keeps whichever of the imitation-only and the fine-tuned policy has the lower mean gap to
+    ``cluster_dp`` on validation instances (seeds disjoint from training and the benchmark).
+    """
+    import argparse
+    import time
+
+    import gymnasium as gym
+    from sb3_contrib import MaskablePPO
+
+    import envs  # noqa: F401
+    from agents.config import load_config
+    from heuristics.hetero_pipeline import cluster_dp
+
+    parser = argparse.ArgumentParser(prog="python -m agents.extractors.hetero_pipeline")
+    parser.add_argument("--out", default="models/hetero_pipeline_agent.zip")
+    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--ppo-steps", type=int, default=20_000)
+    parser.add_argument("--validation", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = load_config("pipesched/HeteroPipeline-v0")
+    env = gym.make("pipesched/HeteroPipeline-v0", **config.env_kwargs)
+    ppo = dict(config.ppo)
+    model = MaskablePPO("MultiInputPolicy", env, seed=args.seed, device="cpu",
+                        policy_kwargs=config.resolved_policy_kwargs(), **ppo)
+    start = time.time()
+    stats = imitation_pretrain(model, env, cluster_dp, args.episodes, args.epochs,
+                               seed=10_000 + args.seed)
+    validation = range(20_000, 20_000 + args.validation)
+    imitation_gap = evaluate_gap(model, env, cluster_dp, validation)
+    print(f"imitation: {stats}, validation gap {imitation_gap:.4f} "
+          f"({time.time() - start:.0f} s)", flush=True)
+    model.save(args.out)
+    if args.ppo_steps > 0:
+        # fine-tune gently: a smaller step size and no entropy bonus keep the cloned policy
+        model.learning_rate = 1e-4
+        model.ent_coef = 0.0
+        model.lr_schedule = lambda _: 1e-4
+        model.learn(total_timesteps=args.ppo_steps)
+        tuned_gap = evaluate_gap(model, env, cluster_dp, validation)
+        print(f"fine-tuned ({args.ppo_steps} PPO steps): validation gap {tuned_gap:.4f} "
+              f"({time.time() - start:.0f} s)", flush=True)
+        if tuned_gap < imitation_gap:
+            model.save(args.out)
+            print("kept the fine-tuned policy", flush=True)
+        else:
+            print("kept the imitation policy", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,7 +50,11 @@ class HeteroPipelineEnv(gym.Env):
     of open stages appends it); ``2 * max_devices`` leaves the device idle. Cut phase: ``a``
     ends the current stage after layer ``a``. ``action_masks()``
     (and ``info["action_mask"]``) allow only actions after which a memory-feasible completion
-    still exists (memory per device as in the simulator), so the mask is never all-false.
+    is known to exist (memory per device as in the simulator): while assigning, one of the
+    reference completions of ``_completable`` (rest idle / rest as own stages at the end /
+    at the front / one of them alone at the end) must admit feasible cuts; while cutting, a
+    reachability DP over cut positions. The mask is therefore never all-false. It is conservative: on
+    memory-tight instances a few feasible plans are not reachable.
 
     ## Observation Space
     ``Dict`` of ``Box`` (float32, padded, clipped to ``[-1, 100]``):
@@ -171,22 +175,33 @@ class HeteroPipelineEnv(gym.Env):
         return minmax_cuts(stage, link)
 
     def _feasible(self, groups: tuple, fixed: list[int]) -> bool:
-        """Is there a memory-feasible cut vector extending ``fixed`` (greedy farthest cut)?"""
+        """Is there a memory-feasible cut vector extending ``fixed``? (reachability DP)"""
         if not groups or len(groups) > self.instance.num_layers:
             return False
         stage, _ = self._stage_matrices(groups)
-        L, S = self.instance.num_layers, len(groups)
         for s in range(len(fixed) - 1):
             if not np.isfinite(stage[s][fixed[s], fixed[s + 1]]):
                 return False
-        position = fixed[-1]
-        for s in range(len(fixed) - 1, S):
-            limit = L if s == S - 1 else L - (S - 1 - s)
-            reach = [j for j in range(position + 1, limit + 1) if np.isfinite(stage[s][position, j])]
-            if not reach or (s == S - 1 and reach[-1] != L):
-                return False
-            position = reach[-1]
-        return True
+        reach = np.zeros(self.instance.num_layers + 1, dtype=bool)
+        reach[fixed[-1]] = True
+        for s in range(len(fixed) - 1, len(groups)):
+            reach = np.any(reach[:, None] & np.isfinite(stage[s]), axis=0)
+        return bool(reach[-1])
+
+    def _completable(self, groups: list[list[int]], remaining: list[int]) -> bool:
+        """Does one of the reference completions of ``groups`` fit in memory?
+
+        The remaining devices (a) all stay idle, (b) each open a stage at the end, (c) each
+        open a stage at the front (each before the previous one), or (d) one of them opens a
+        stage at the end and the others stay idle. Following a completion keeps it (or its
+        remainder) in this family, so a state that passes has a valid action, and the mask
+        is never all-false.
+        """
+        groups = [list(g) for g in groups]
+        completions = [groups, groups + [[d] for d in remaining],
+                       [[d] for d in reversed(remaining)] + groups]
+        completions += [groups + [[d]] for d in remaining]
+        return any(self._feasible(self._groups_tuple(c), [0]) for c in completions if c)
 
     def _num_stages(self) -> int:
         return len(self.groups)
@@ -200,17 +215,13 @@ class HeteroPipelineEnv(gym.Env):
             for s in range(len(self.groups)):
                 trial = [list(g) for g in self.groups]
                 trial[s].append(device)
-                mask[s] = self._feasible(self._groups_tuple(trial), [0])
+                mask[s] = self._completable(trial, remaining)
             if len(self.groups) < min(self.max_devices, inst.num_layers):
                 for position in range(len(self.groups) + 1):
                     trial = [list(g) for g in self.groups]
                     trial.insert(position, [device])
-                    mask[self.new_stage_action + position] = self._feasible(
-                        self._groups_tuple(trial), [0])
-            if self.groups:
-                mask[self.idle_action] = True   # invariant: current groups are feasible
-            else:
-                mask[self.idle_action] = any(self._feasible(((d,),), [0]) for d in remaining)
+                    mask[self.new_stage_action + position] = self._completable(trial, remaining)
+            mask[self.idle_action] = self._completable(self.groups, remaining)
         else:
             s = len(self.cuts) - 1
             S, L = self._num_stages(), inst.num_layers
