@@ -250,23 +250,27 @@ class TetrisScheduler(ObservationScheduler):
 class ContentionFreeScheduler(ObservationScheduler):
     """The resource-pipeline scheduler: overlap network-heavy with compute-heavy stages.
 
-    Exact rule at each decision:
+    Exact rule at each decision (all quantities read from the observation):
 
-    1. Candidates are the runnable stages (a valid action exists). Each has remaining network
-       work ``a`` and compute work ``b`` (executor-seconds) and network share
-       ``rho = a / (a + b)``: a task of the stage spends about ``rho`` of its time on the network.
-    2. Order candidates by Johnson's rule on ``(a, b)`` (network = first machine, compute =
-       second): stages with ``a <= b`` first, by increasing ``a``; then the rest by decreasing
-       ``b``; ties by job then stage slot.
-    3. Take the first candidate that does not make the network contend. The expected number of
-       concurrent network phases after the action is ``flows + rho * g`` where ``flows`` is the
-       current number and ``g`` the executors the action grants (``min(free, cap - held,
-       unstarted tasks)``). For each candidate try its levels from the largest down and keep
-       the largest whose grant keeps ``flows + rho * g <= C``; a stage with ``rho <= 0.5`` is
-       never refused (its tasks mostly compute and are what the network-heavy stages overlap
-       with), and it gets all executors.
-    4. If no candidate fits: wait while something runs (the network frees up soon); otherwise
-       take the first candidate in Johnson order at the smallest level.
+    1. Each runnable stage has remaining network work ``a`` and compute work ``b``
+       (executor-seconds) and network share ``rho = a / (a + b)``; it is *network-heavy* when
+       ``rho > 0.5``, else compute-heavy.
+    2. Stages are ordered by Johnson's rule on ``(a, b)`` (network = first machine, compute =
+       second): ``a <= b`` first by increasing ``a``, then the rest by decreasing ``b``; ties
+       by job slot, then stage slot.
+    3. Network demand ``D`` = executors on network-heavy stages (their tasks run in
+       synchronised waves, so all of them may read at once) + ``rho`` x executors on the other
+       stages; ``C`` is the network capacity.
+    4. Jobs below their fair share ``ceil(E / J)`` are visited in fair order (fewest executors
+       first). In each, the first stage in Johnson order that is compute-heavy, or
+       network-heavy with ``D + g <= network_target * C`` (``g``: executors the action starts,
+       ``min(free, cap - held, unstarted tasks)``), is started with the fair-share cap. So a
+       network-heavy stage never pushes the network into contention while another job can
+       use the free executors for compute.
+    5. If no stage qualifies: wait when ``wait_for_network`` (off by default: idle slots cost
+       more than contention on the shipped workloads) and waiting is valid; otherwise the
+       fair-order job's first Johnson stage. If no job is below its share, act like ``fair``
+       (wait, or the first valid action when waiting is not allowed).
     """
 
     name = "contention_free"
@@ -288,25 +292,29 @@ class ContentionFreeScheduler(ObservationScheduler):
         return [(int(jobs[i]), int(stages[i])) for i in order]
 
     def choose(self, view: View) -> int:
-        candidates = self.johnson_order(view)
-        shares = {c: float(view.stage[c[0], c[1], _SF["network_share"]]) for c in candidates}
-        fair_level = self._level_of_multiple(1.0)
-        stage_executors = view.stage[..., _SF["executor_fraction"]] * view.executors
-        demand = float(np.sum(stage_executors * view.stage[..., _SF["network_share"]]))
-        for level in (fair_level, min(fair_level + 1, view.limits.num_levels - 1)):
-            for job, stage in candidates:
-                if shares[(job, stage)] > 0.5 and view.valid[job, stage, level]:
-                    grant = view.grant(job, stage, level)
-                    if grant > 0 and (demand + shares[(job, stage)] * grant
-                                      <= self.network_target * view.capacity):
-                        return view.action(job, stage, level)
-            for job, stage in candidates:
-                if shares[(job, stage)] <= 0.5 and view.valid[job, stage, level]:
+        share = view.stage[..., _SF["network_share"]]
+        executors = view.stage[..., _SF["executor_fraction"]] * view.executors
+        demand = float(np.sum(executors * np.where(share > 0.5, 1.0, share)))
+        level = self._level_of_multiple(1.0)
+        jobs = np.flatnonzero(view.valid[:, :, level].any(axis=1))
+        if jobs.size == 0:
+            return view.fallback()
+        jobs = jobs[np.argsort(view.job_held[jobs], kind="stable")]
+        order = self.johnson_order(view)
+        for job in jobs:
+            for candidate_job, stage in order:
+                if candidate_job != job or not view.valid[job, stage, level]:
+                    continue
+                if share[job, stage] <= 0.5:
+                    return view.action(job, stage, level)
+                grant = view.grant(job, stage, level)
+                if demand + grant <= self.network_target * view.capacity:
                     return view.action(job, stage, level)
         if view.wait_valid and self.wait_for_network:
             return view.limits.num_actions - 1
-        job, stage = candidates[0]
-        return view.action(job, stage, int(np.flatnonzero(view.valid[job, stage])[0]))
+        job = int(jobs[0])
+        stage = next(s for j, s in order if j == job and view.valid[job, s, level])
+        return view.action(job, stage, level)
 
 
 HEURISTICS: dict[str, Callable[[], Scheduler]] = {
