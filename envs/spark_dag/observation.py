@@ -137,29 +137,20 @@ def _visible_rows(state: ClusterState, limits: ObservationLimits) -> tuple[np.nd
 
 
 def critical_path_s(state: ClusterState) -> np.ndarray:
-    """Per row: remaining work (executor-seconds) on the heaviest path from the stage down."""
-    path = state.stage_remaining_network_s + state.stage_remaining_compute_s
+    """Per row: remaining work (executor-seconds) on the heaviest path from the stage down to
+    its job's end. Edges are relaxed once, by increasing parent height, so every child is final
+    before its parents read it."""
+    own = state.stage_remaining_network_s + state.stage_remaining_compute_s
     if state.edges.shape[0] == 0:
-        return path
-    height = state.heights()
-    parent_height = height[state.edges[:, 0]]
-    order = np.lexsort((state.edges[:, 0], parent_height))
-    parents, children = state.edges[order, 0], state.edges[order, 1]
-    parent_height = parent_height[order]
-    change = np.ones(parents.size, dtype=bool)
-    change[1:] = parents[1:] != parents[:-1]
-    starts = np.flatnonzero(change)
-    bounds = np.searchsorted(parent_height[starts], np.arange(1, int(parent_height[-1]) + 2))
-    # children have smaller heights, so one sweep by increasing parent height is exact
-    for level in range(bounds.size - 1):
-        first, last = bounds[level], bounds[level + 1]
-        if first == last:
-            continue
-        group = starts[first:last]
-        end = starts[last] if last < starts.size else parents.size
-        downstream = np.maximum.reduceat(path[children[group[0]:end]], group - group[0])
-        path[parents[group]] += downstream
-    return path
+        return own
+    order = np.argsort(state.heights()[state.edges[:, 0]], kind="stable")
+    path = own.tolist()
+    own_list = path.copy()
+    for parent, child in state.edges[order].tolist():
+        candidate = own_list[parent] + path[child]
+        if candidate > path[parent]:
+            path[parent] = candidate
+    return np.array(path)
 
 
 def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[str, np.ndarray]:
@@ -182,7 +173,6 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         num = state.stage_num_tasks[rows].astype(np.float64)
         unfinished = (state.stage_waiting[rows] + state.stage_running[rows]).astype(np.float64)
         work = net + comp
-        path = critical_path_s(state)[rows]
         runnable = state.stage_runnable[rows]
         features = np.empty((rows.size, len(STAGE_FEATURES)), dtype=np.float64)
         features[:, 0] = 1.0
@@ -196,12 +186,11 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         features[:, 8] = np.log1p(net / limits.work_scale_s)
         features[:, 9] = np.log1p(comp / limits.work_scale_s)
         features[:, 10] = np.divide(net, work, out=np.zeros_like(work), where=work > 0)
-        features[:, 11] = np.log1p(path / limits.work_scale_s)
         features[:, 12] = np.log1p(np.divide(work, unfinished, out=np.zeros_like(work),
                                              where=unfinished > 0) / limits.task_scale_s)
+        features[:, 11] = np.log1p(critical_path_s(state)[rows] / limits.work_scale_s)
         stage[jobs_of_rows, slots] = features
         stage_mask[jobs_of_rows, slots] = 1.0
-
         if state.edges.shape[0]:
             parents, children = state.edges[:, 0], state.edges[:, 1]
             keep = state.stage_job[parents] < J
