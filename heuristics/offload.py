@@ -25,12 +25,12 @@ class CutTable:
         self.instance = instance
         self.times = [instance.cut_times(j) for j in range(instance.num_jobs)]
         self.options = [pareto_cuts(*times) for times in self.times]
-        self.num_layers = [job.num_layers for job in instance.jobs]
+        self.local_cut = [job.local_cut for job in instance.jobs]
 
     def step(self, job: int, cut: int) -> tuple[float, float, float, bool]:
         device_s, upload_s, server_s = self.times[job]
         return (float(device_s[cut]), float(upload_s[cut]), float(server_s[cut]),
-                cut < self.num_layers[job])
+                cut != self.local_cut[job])
 
     def makespan(self, order: Sequence[int], cuts: Sequence[int]) -> float:
         return makespan_from_times(self.step(job, cuts[job]) for job in order)
@@ -68,7 +68,7 @@ def _balance(device_s: np.ndarray, upload_s: np.ndarray, server_s: np.ndarray) -
 
 
 def all_local(instance: OffloadInstance) -> Plan:
-    return Plan(tuple((j, job.num_layers) for j, job in enumerate(instance.jobs)))
+    return Plan(tuple((j, job.local_cut) for j, job in enumerate(instance.jobs)))
 
 
 def all_server(instance: OffloadInstance) -> Plan:
@@ -190,7 +190,7 @@ def cuts_for_order(table: CutTable, order: Sequence[int], beam: int = 64
     for job in order:
         options = table.options[job]
         device_s, upload_s, server_s = (t[options] for t in table.times[job])
-        offloads = options < table.num_layers[job]
+        offloads = options != table.local_cut[job]
         dev, up, srv, local = (states[:, k:k + 1] for k in range(4))
         uses_device = device_s > 0
         new_dev = np.where(uses_device, dev + device_s, dev)

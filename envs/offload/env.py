@@ -154,7 +154,7 @@ class DnnOffloadEnv(gym.Env):
     def _finish_all_local(self) -> None:
         for job in range(self.instance.num_jobs):
             if job not in self.timeline.job_done_s:
-                cut = self.instance.jobs[job].num_layers
+                cut = self.instance.jobs[job].local_cut
                 self.timeline.add(job, cut)
                 self.plan.append((job, cut))
 
@@ -176,7 +176,7 @@ class DnnOffloadEnv(gym.Env):
         for job, cuts in enumerate(self.candidates):
             device_s, upload_s, server_s = (t[cuts] for t in self.instance.cut_times(job))
             cut_times[job, : len(cuts)] = np.stack([device_s, upload_s, server_s], 1) / scale
-            offloads[job, : len(cuts)] = cuts < self.instance.jobs[job].num_layers
+            offloads[job, : len(cuts)] = cuts != self.instance.jobs[job].local_cut
             all_device_s, all_upload_s, all_server_s = self.instance.cut_times(job)
             jobs[job] = [1.0, 1.0, (all_device_s + all_upload_s + all_server_s).min() / scale,
                          all_device_s[-1] / scale, device_s.min() / scale,

@@ -46,6 +46,18 @@ class OffloadJob:
     def num_layers(self) -> int:
         return len(self.layers)
 
+    # The cut-option interface the simulator, env and planners use. A chain job's options are
+    # its cuts 0..L; option L (all local) uploads nothing. A DAG job offers other options
+    # (candidate partitions) through the same four members.
+    @property
+    def num_cuts(self) -> int:
+        return len(self.layers) + 1
+
+    @property
+    def local_cut(self) -> int:
+        """The option that keeps every layer on the device."""
+        return len(self.layers)
+
     @cached_property
     def device_prefix_s(self) -> np.ndarray:
         """``D[c]``: device seconds of cut ``c`` (layers ``1..c``), for ``c`` in ``0..L``."""
@@ -78,10 +90,10 @@ class OffloadInstance:
         return len(self.jobs)
 
     def upload_s(self, job_index: int) -> np.ndarray:
-        """``U[c]`` for every cut of a job: latency plus bytes over bandwidth; ``0`` at ``c = L``."""
+        """``U[c]`` for every cut of a job: latency plus bytes over bandwidth; 0 when all local."""
         job = self.jobs[job_index]
         seconds = self.latency_s + 8.0 * job.cut_bytes / (self.bandwidth_mbps * 1e6)
-        seconds[-1] = 0.0
+        seconds[job.local_cut] = 0.0
         return seconds
 
     def cut_times(self, job_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

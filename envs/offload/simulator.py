@@ -134,16 +134,16 @@ class Timeline:
                                 f"{self.instance.num_jobs} jobs")
         if job in self.job_done_s:
             raise InstanceError(f"plan schedules job {job} twice")
-        num_layers = self.instance.jobs[job].num_layers
-        if not 0 <= cut <= num_layers:
+        num_cuts = self.instance.jobs[job].num_cuts
+        if not 0 <= cut < num_cuts:
             raise InstanceError(f"job {job} ({self.instance.jobs[job].name!r}): cut {cut} out of "
-                                f"range 0..{num_layers}")
+                                f"range 0..{num_cuts - 1}")
 
     def add(self, job: int, cut: int) -> float:
         """Schedule ``job`` at ``cut`` after everything added so far; return its finish time."""
         self.check_step(job, cut)
         device_s, upload_s, server_s = (float(times[cut]) for times in self._times[job])
-        offloads = cut < self.instance.jobs[job].num_layers
+        offloads = cut != self.instance.jobs[job].local_cut
         barrier_s = self.clock.start_after_all() if self.sequential else 0.0
         device_start_s = self.clock.device_free_s
         job_done = self.clock.advance(device_s, upload_s, server_s, offloads, barrier_s)

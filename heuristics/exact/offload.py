@@ -53,7 +53,7 @@ def offload_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
                                  for c, lit in literals.items()))
         uses = [
             [lit for c, lit in literals.items() if table.times[j][0][c] > 0],
-            [lit for c, lit in literals.items() if c < table.num_layers[j]],
+            [lit for c, lit in literals.items() if c != table.local_cut[j]],
         ]
         uses.append(uses[1])
         for resource in range(3):
@@ -127,7 +127,7 @@ def offload_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
 def brute_force_optimal(instance: OffloadInstance) -> tuple[Plan, float]:
     """Every order times every cut combination (all cuts, not just Pareto): tiny cases only."""
     best: tuple[Plan, float] | None = None
-    cut_ranges = [range(job.num_layers + 1) for job in instance.jobs]
+    cut_ranges = [range(job.num_cuts) for job in instance.jobs]
     for order in itertools.permutations(range(instance.num_jobs)):
         for cuts in itertools.product(*cut_ranges):
             plan = Plan(tuple((j, cuts[j]) for j in order))
