@@ -51,8 +51,11 @@ def load_agent(path: str | Path | None) -> tuple[Any, int] | None:
     """``(scheduler, max_machines)`` of a trained model, or None when the file is absent."""
     if path is None or not Path(path).exists():
         return None
+    import torch
+
     from agents.scheduler import load_scheduler
 
+    torch.set_num_threads(1)  # batch-1 inference: extra threads only contend (6x slower here)
     scheduler = load_scheduler(str(path))
     max_machines = scheduler.model.observation_space["machine_features"].shape[0]
     return scheduler, max_machines

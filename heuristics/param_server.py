@@ -7,7 +7,8 @@
   fewest shard bytes per unit of bandwidth (TensorFlow-style placement by bytes).
 - ``two_step`` (after Duan et al., IEEE TNSE 2021): (1) partition the blocks with multilevel
   graph partitioning (pymetis) of the block co-access graph (edge weight = bytes of the shards
-  two blocks share), target part weights proportional to machine speed; (2) place shards,
+  two blocks share, each over the number of other blocks touching it), target part weights
+  proportional to machine speed; (2) place shards,
   largest traffic first, on the machine with the most accesses whose resulting estimated
   iteration time stays within the load bound (else the least-bad machine); (3) refinement
   moves: repeatedly move the block or shard of the bottleneck machine that most lowers
@@ -78,9 +79,16 @@ def two_step(instance: ParamServerInstance, load_tolerance: float = 0.0,
 
 
 def co_access_graph(instance: ParamServerInstance) -> sp.csr_matrix:
-    """Block x block: bytes of the shards both blocks touch (zero diagonal)."""
+    """Block x block co-access weights (zero diagonal).
+
+    The clique expansion of the block-shard hypergraph: a shard touched by ``k`` blocks adds
+    ``bytes / (k - 1)`` to each pair of them, so a shard everybody touches (whose traffic no
+    partition avoids) does not swamp the shards that partitioning can keep local.
+    """
     incidence = instance.incidence.astype(float)
-    weights = incidence @ sp.diags(instance.shard_bytes.astype(float)) @ incidence.T
+    touching = np.asarray(incidence.sum(axis=0)).ravel()
+    per_pair = instance.shard_bytes / np.maximum(touching - 1.0, 1.0)
+    weights = incidence @ sp.diags(per_pair) @ incidence.T
     weights = sp.csr_matrix(weights)
     weights.setdiag(0)
     weights.eliminate_zeros()
