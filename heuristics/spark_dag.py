@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -46,16 +46,12 @@ _JF = {name: i for i, name in enumerate(JOB_FEATURES)}
 _CF = {name: i for i, name in enumerate(CLUSTER_FEATURES)}
 
 
-@dataclass
 class View:
-    """The decoded observation: cluster numbers, valid (job, stage, level) triples, work."""
+    """The decoded observation: cluster numbers, valid (job, stage, level) triples, work.
+    Work arrays are decoded lazily (only the rules that need them pay for them)."""
 
-    limits: ObservationLimits
-    obs: dict
-    mask: np.ndarray
-
-    def __post_init__(self) -> None:
-        limits, obs = self.limits, self.obs
+    def __init__(self, limits: ObservationLimits, obs: dict, mask: np.ndarray) -> None:
+        self.limits, self.obs, self.mask = limits, obs, mask
         J, S, L = limits.max_jobs, limits.max_stages, limits.num_levels
         cluster = obs["cluster_features"]
         self.executors = int(round(math.expm1(5.0 * float(cluster[_CF["log_executors"]]))))
@@ -66,18 +62,34 @@ class View:
         caps = [min(self.executors, math.ceil(m * self.executors / self.jobs_in_system))
                 for m in limits.cap_share_multiples]
         self.caps = np.array([*caps, self.executors])
-        self.valid = np.asarray(self.mask[:-1], dtype=bool).reshape(J, S, L)
-        self.runnable = self.valid.any(axis=2)
-        self.wait_valid = bool(self.mask[-1])
-        stage, job = obs["stage_features"], obs["job_features"]
-        self.stage = stage
-        self.job = job
-        scale = limits.work_scale_s
-        self.stage_network = np.expm1(stage[..., _SF["log_remaining_network"]]) * scale
-        self.stage_compute = np.expm1(stage[..., _SF["log_remaining_compute"]]) * scale
-        self.stage_path = np.expm1(stage[..., _SF["log_critical_path"]]) * scale
-        self.job_work = np.expm1(job[:, _JF["log_remaining_work"]]) * scale
-        self.job_held = np.rint(job[:, _JF["executor_fraction"]] * self.executors)
+        self.valid = mask[:-1].reshape(J, S, L)
+        self.wait_valid = bool(mask[-1])
+        self.stage = obs["stage_features"]
+        self.job = obs["job_features"]
+
+    @cached_property
+    def runnable(self) -> np.ndarray:
+        return self.valid.any(axis=2)
+
+    @cached_property
+    def stage_network(self) -> np.ndarray:
+        return np.expm1(self.stage[..., _SF["log_remaining_network"]]) * self.limits.work_scale_s
+
+    @cached_property
+    def stage_compute(self) -> np.ndarray:
+        return np.expm1(self.stage[..., _SF["log_remaining_compute"]]) * self.limits.work_scale_s
+
+    @cached_property
+    def stage_path(self) -> np.ndarray:
+        return np.expm1(self.stage[..., _SF["log_critical_path"]]) * self.limits.work_scale_s
+
+    @cached_property
+    def job_work(self) -> np.ndarray:
+        return np.expm1(self.job[:, _JF["log_remaining_work"]]) * self.limits.work_scale_s
+
+    @cached_property
+    def job_held(self) -> np.ndarray:
+        return np.rint(self.job[:, _JF["executor_fraction"]] * self.executors)
 
     def action(self, job: int, stage: int, level: int) -> int:
         return (job * self.limits.max_stages + stage) * self.limits.num_levels + level

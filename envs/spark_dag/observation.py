@@ -144,65 +144,116 @@ def critical_path_s(state: ClusterState) -> np.ndarray:
     if state.edges.shape[0] == 0:
         return own
     order = np.argsort(state.heights()[state.edges[:, 0]], kind="stable")
+    return _relax(own, state.edges[order].tolist())
+
+
+def _relax(own: np.ndarray, sorted_edges: list[list[int]]) -> np.ndarray:
     path = own.tolist()
     own_list = path.copy()
-    for parent, child in state.edges[order].tolist():
+    for parent, child in sorted_edges:
         candidate = own_list[parent] + path[child]
         if candidate > path[parent]:
             path[parent] = candidate
     return np.array(path)
 
 
+@dataclass
+class _Layout:
+    """What only changes when the set of jobs changes; cached on the identity of the state's
+    ``edges`` and ``stage_job`` arrays (producers build new arrays when jobs come or go)."""
+
+    edges: np.ndarray
+    stage_job: np.ndarray
+    limits: ObservationLimits
+    rows: np.ndarray
+    jobs_of_rows: np.ndarray
+    slots: np.ndarray
+    adjacency: np.ndarray
+    stage_mask: np.ndarray
+    sorted_edges: list
+    num: np.ndarray
+    log_num: np.ndarray
+    job_stages: np.ndarray
+
+
+_LAYOUTS: dict[int, _Layout] = {}
+
+
+def _layout(state: ClusterState, limits: ObservationLimits) -> _Layout:
+    cached = _LAYOUTS.get(id(state.edges))
+    if (cached is not None and cached.edges is state.edges and cached.stage_job is state.stage_job
+            and cached.limits == limits):
+        return cached
+    J, S = limits.max_jobs, limits.max_stages
+    rows, positions = _visible_rows(state, limits)
+    jobs_of_rows = state.stage_job[rows]
+    slots = positions[rows]
+    adjacency = np.zeros((J, S, S), dtype=np.float32)
+    stage_mask = np.zeros((J, S), dtype=np.float32)
+    stage_mask[jobs_of_rows, slots] = 1.0
+    sorted_edges: list = []
+    if state.edges.shape[0]:
+        parents, children = state.edges[:, 0], state.edges[:, 1]
+        keep = state.stage_job[parents] < J
+        adjacency[state.stage_job[parents[keep]], positions[parents[keep]],
+                  positions[children[keep]]] = 1.0
+        order = np.argsort(state.heights()[parents], kind="stable")
+        sorted_edges = state.edges[order].tolist()
+    num = state.stage_num_tasks[rows].astype(np.float64)
+    n_visible = min(state.num_jobs, J)
+    layout = _Layout(edges=state.edges, stage_job=state.stage_job, limits=limits, rows=rows,
+                     jobs_of_rows=jobs_of_rows, slots=slots, adjacency=adjacency,
+                     stage_mask=stage_mask, sorted_edges=sorted_edges, num=num,
+                     log_num=np.log1p(num) / 5.0,
+                     job_stages=np.bincount(jobs_of_rows, minlength=n_visible))
+    if len(_LAYOUTS) >= 16:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(state.edges)] = layout
+    return layout
+
+
 def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[str, np.ndarray]:
     """The padded ``Dict``-of-``Box`` observation of ``state`` (see ``observation_space``)."""
     J, S = limits.max_jobs, limits.max_stages
     total = float(state.total_executors)
-    rows, positions = _visible_rows(state, limits)
-    jobs_of_rows = state.stage_job[rows]
-    slots = positions[rows]
-
+    layout = _layout(state, limits)
+    rows, jobs_of_rows, slots = layout.rows, layout.jobs_of_rows, layout.slots
     stage = np.zeros((J, S, len(STAGE_FEATURES)), dtype=np.float32)
-    stage_mask = np.zeros((J, S), dtype=np.float32)
-    adjacency = np.zeros((J, S, S), dtype=np.float32)
     job = np.zeros((J, len(JOB_FEATURES)), dtype=np.float32)
     job_mask = np.zeros(J, dtype=np.float32)
 
     if rows.size:
+        own = state.stage_remaining_network_s + state.stage_remaining_compute_s
         net = state.stage_remaining_network_s[rows]
         comp = state.stage_remaining_compute_s[rows]
-        num = state.stage_num_tasks[rows].astype(np.float64)
-        unfinished = (state.stage_waiting[rows] + state.stage_running[rows]).astype(np.float64)
-        work = net + comp
-        runnable = state.stage_runnable[rows]
+        num = layout.num
+        waiting = state.stage_waiting[rows]
+        unfinished = waiting + state.stage_running[rows]
+        work = own[rows]
+        runnable = state.stage_parents_done[rows] & (waiting > 0)
         features = np.empty((rows.size, len(STAGE_FEATURES)), dtype=np.float64)
         features[:, 0] = 1.0
         features[:, 1] = runnable
         features[:, 2] = state.stage_parents_done[rows]
         features[:, 3] = state.stage_opened[rows]
-        features[:, 4] = np.log1p(num) / 5.0
-        features[:, 5] = state.stage_waiting[rows] / num
+        features[:, 4] = layout.log_num
+        features[:, 5] = waiting / num
         features[:, 6] = state.stage_finished[rows] / num
         features[:, 7] = state.stage_executors[rows] / total
         features[:, 8] = np.log1p(net / limits.work_scale_s)
         features[:, 9] = np.log1p(comp / limits.work_scale_s)
         features[:, 10] = np.divide(net, work, out=np.zeros_like(work), where=work > 0)
+        path = _relax(own, layout.sorted_edges)[rows] if layout.sorted_edges else work
+        features[:, 11] = np.log1p(path / limits.work_scale_s)
         features[:, 12] = np.log1p(np.divide(work, unfinished, out=np.zeros_like(work),
                                              where=unfinished > 0) / limits.task_scale_s)
-        features[:, 11] = np.log1p(critical_path_s(state)[rows] / limits.work_scale_s)
         stage[jobs_of_rows, slots] = features
-        stage_mask[jobs_of_rows, slots] = 1.0
-        if state.edges.shape[0]:
-            parents, children = state.edges[:, 0], state.edges[:, 1]
-            keep = state.stage_job[parents] < J
-            parents, children = parents[keep], children[keep]
-            adjacency[state.stage_job[parents], positions[parents], positions[children]] = 1.0
 
         n_visible = min(state.num_jobs, J)
         job_work = np.bincount(jobs_of_rows, weights=work, minlength=n_visible)
         job_net = np.bincount(jobs_of_rows, weights=net, minlength=n_visible)
         job_runnable = np.bincount(jobs_of_rows, weights=runnable, minlength=n_visible)
         job_unfinished = np.bincount(jobs_of_rows, weights=unfinished > 0, minlength=n_visible)
-        job_stages = np.bincount(jobs_of_rows, minlength=n_visible)
         age = np.maximum(state.time_s - state.job_arrival_s[:n_visible], 0.0)
         job[:n_visible] = np.stack([
             np.ones(n_visible), np.log1p(age / limits.time_scale_s),
@@ -210,7 +261,7 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
             state.job_executor_limit[:n_visible] / total,
             np.log1p(job_work / limits.work_scale_s),
             np.divide(job_net, job_work, out=np.zeros(n_visible), where=job_work > 0),
-            job_runnable / S, job_unfinished / np.maximum(job_stages, 1),
+            job_runnable / S, job_unfinished / np.maximum(layout.job_stages, 1),
         ], axis=1)
         job_mask[:n_visible] = 1.0
 
@@ -221,7 +272,8 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         float(state.events_pending), math.ceil(total / max(jobs_in_system, 1)) / total,
         math.log1p(total) / 5.0,
     ], dtype=np.float32)
-    return {"stage_features": stage, "adjacency": adjacency, "stage_mask": stage_mask,
+    return {"stage_features": stage, "adjacency": layout.adjacency.copy(),
+            "stage_mask": layout.stage_mask.copy(),
             "job_features": job, "job_mask": job_mask, "cluster_features": cluster}
 
 
@@ -229,13 +281,13 @@ def action_mask(state: ClusterState, limits: ObservationLimits) -> np.ndarray:
     """Boolean mask over ``limits.num_actions`` actions; never all-false."""
     mask = np.zeros(limits.num_actions, dtype=bool)
     if state.free_executors > 0 and state.num_stages:
-        rows, positions = _visible_rows(state, limits)
-        rows = rows[state.stage_runnable[rows]]
-        if rows.size:
+        layout = _layout(state, limits)
+        runnable = state.stage_parents_done[layout.rows] & (state.stage_waiting[layout.rows] > 0)
+        if runnable.any():
+            jobs = layout.jobs_of_rows[runnable]
             caps = cap_levels(state, limits)
-            jobs = state.stage_job[rows]
             allowed = caps[None, :] > state.job_executors[jobs][:, None]
-            base = (jobs * limits.max_stages + positions[rows]) * limits.num_levels
+            base = (jobs * limits.max_stages + layout.slots[runnable]) * limits.num_levels
             indices = base[:, None] + np.arange(limits.num_levels)[None, :]
             mask[indices[allowed]] = True
     if state.events_pending or not mask.any():

@@ -260,7 +260,9 @@ class DagShopSimulator:
 
     def run_until_decision(self) -> None:
         """Process events until a decision is needed or every job is done."""
-        while not self.done and not self.needs_decision():
+        total_jobs = len(self.jobs)
+        while self.jobs_done < total_jobs and not (
+                self.dirty and self.free_count > 0 and self.runnable_count > 0):
             if not self._events and not self._net_events:
                 if self.free_count > 0 and self.runnable_count > 0:
                     self.dirty = True  # nothing left to wait for: the scheduler must act
@@ -280,7 +282,8 @@ class DagShopSimulator:
         next_time = self._events[0][0] if self._events else math.inf
         if self._net_events:
             net_time = self.time_s + (self._net_events[0][0] - self._virtual) / self._rate()
-            next_time = min(next_time, net_time)
+            if net_time < next_time:
+                next_time = net_time
         delta = next_time - self.time_s
         if delta > 0:
             if self._flows:
@@ -363,7 +366,8 @@ class DagShopSimulator:
             self.record.network_start_s[task] = self.time_s
         if work > 0:
             self._flows += 1
-            self.peak_flows = max(self.peak_flows, self._flows)
+            if self._flows > self.peak_flows:
+                self.peak_flows = self._flows
             self._seq += 1
             heapq.heappush(self._net_events, (self._virtual + work, self._seq, executor))
         else:
