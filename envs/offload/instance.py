@@ -10,6 +10,10 @@ JSON format (``OffloadInstance.to_json`` / ``from_json``)::
 Layer ``l`` of a job (1-based) has device time ``d[l]``, server time ``s[l]`` and output size
 ``o[l]``; ``o[0]`` is ``input_bytes``. Cut ``c`` in ``0..L`` runs layers ``1..c`` on the device
 and ``c+1..L`` on the server, uploading ``o[c]`` bytes when ``c < L``.
+
+A job whose layers carry ``"inputs": [parent names]`` is a DAG job (:class:`envs.offload.dag.
+DagJob`); its optional ``"input_name"`` (default ``"input"``) is the parent name of the job
+input. Its options are candidate partitions built for the instance's bandwidth.
 """
 
 from __future__ import annotations
@@ -102,18 +106,23 @@ class OffloadInstance:
         return job.device_prefix_s, self.upload_s(job_index), job.server_suffix_s
 
     def with_bandwidth(self, bandwidth_mbps: float) -> OffloadInstance:
-        return OffloadInstance(bandwidth_mbps, self.latency_s, self.jobs)
+        """The same jobs at another bandwidth (DAG jobs get that bandwidth's candidates)."""
+        jobs = tuple(job.with_candidates(bandwidth_mbps, self.latency_s)
+                     if hasattr(job, "with_candidates") else job for job in self.jobs)
+        return OffloadInstance(bandwidth_mbps, self.latency_s, jobs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "bandwidth_mbps": self.bandwidth_mbps,
-            "latency_s": self.latency_s,
-            "jobs": [
-                {"name": job.name, "input_bytes": job.input_bytes,
-                 "layers": [asdict(layer) for layer in job.layers]}
-                for job in self.jobs
-            ],
-        }
+        jobs = []
+        for job in self.jobs:
+            entry = {"name": job.name, "input_bytes": job.input_bytes,
+                     "layers": [asdict(layer) for layer in job.layers]}
+            if hasattr(job, "input_name"):
+                entry["input_name"] = job.input_name
+                for layer in entry["layers"]:
+                    layer["inputs"] = list(layer["inputs"])
+            jobs.append(entry)
+        return {"bandwidth_mbps": self.bandwidth_mbps, "latency_s": self.latency_s,
+                "jobs": jobs}
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Serialise; also write to ``path`` when given. Returns the JSON text."""
@@ -168,6 +177,10 @@ def _integer(value: Any, where: str) -> int:
 
 
 def _parse(data: Any, source: str) -> OffloadInstance:
+    from envs.offload.dag import DagJob, DagLayer
+
+    bandwidth = _number(_field(data, "bandwidth_mbps", source), f"{source}: 'bandwidth_mbps'")
+    latency = _number(_field(data, "latency_s", source), f"{source}: 'latency_s'")
     jobs_data = _field(data, "jobs", source)
     if not isinstance(jobs_data, list):
         raise InstanceError(f"{source}: field 'jobs' must be a list")
@@ -179,23 +192,45 @@ def _parse(data: Any, source: str) -> OffloadInstance:
         layers_data = _field(job_data, "layers", where)
         if not isinstance(layers_data, list):
             raise InstanceError(f"{where}: field 'layers' must be a list")
+        is_dag = any(isinstance(layer, dict) and "inputs" in layer for layer in layers_data)
         layers = []
         for index, layer_data in enumerate(layers_data):
             at = f"{where}, layer {index + 1}"
             layer_name = str(_field(layer_data, "name", at))
             at = f"{where}, layer {index + 1} ({layer_name!r})"
-            layers.append(Layer(
+            fields = dict(
                 name=layer_name,
                 device_s=_number(_field(layer_data, "device_s", at), f"{at}, field 'device_s'"),
                 server_s=_number(_field(layer_data, "server_s", at), f"{at}, field 'server_s'"),
                 output_bytes=_integer(_field(layer_data, "output_bytes", at),
                                       f"{at}, field 'output_bytes'"),
-            ))
+            )
+            if not is_dag:
+                layers.append(Layer(**fields))
+                continue
+            inputs = _field(layer_data, "inputs", at)
+            if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
+                raise InstanceError(f"{at}: field 'inputs' must be a list of layer names")
+            layers.append(DagLayer(**fields, inputs=tuple(inputs)))
         input_bytes = _integer(_field(job_data, "input_bytes", where), f"{where}, 'input_bytes'")
-        jobs.append(OffloadJob(name=name, input_bytes=input_bytes, layers=tuple(layers)))
-    bandwidth = _number(_field(data, "bandwidth_mbps", source), f"{source}: 'bandwidth_mbps'")
-    latency = _number(_field(data, "latency_s", source), f"{source}: 'latency_s'")
+        if not is_dag:
+            jobs.append(OffloadJob(name=name, input_bytes=input_bytes, layers=tuple(layers)))
+            continue
+        try:
+            job = DagJob(name, input_bytes, tuple(layers),
+                         input_name=str(job_data.get("input_name", "input")))
+        except InstanceError as error:
+            raise InstanceError(f"{source}: {error}") from None
+        if _valid_times(layers) and bandwidth > 0 and math.isfinite(bandwidth):
+            job = job.with_candidates(bandwidth, latency)
+        jobs.append(job)
     return OffloadInstance(bandwidth_mbps=bandwidth, latency_s=latency, jobs=tuple(jobs))
+
+
+def _valid_times(layers: list) -> bool:
+    """Candidates are built only from valid times; :func:`validate` reports the others."""
+    return all(math.isfinite(x.device_s) and x.device_s >= 0 and math.isfinite(x.server_s)
+               and x.server_s >= 0 and x.output_bytes >= 0 for x in layers)
 
 
 def validate(instance: OffloadInstance) -> None:

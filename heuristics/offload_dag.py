@@ -1,0 +1,338 @@
+"""Planners for batches of DAG (and chain) offloading jobs.
+
+``HEURISTICS[name](instance) -> Plan`` are job-level planners (evaluate with
+:func:`envs.offload.simulate`); every partition they pick is one of the job's candidate options
+(:func:`envs.offload.dag.candidate_partitions` contains each of them by construction).
+:func:`layer_level` returns a :class:`envs.offload.layer_sim.LayerPlan` (evaluate with
+:func:`envs.offload.layer_sim.simulate_layers`).
+
+- ``dads``: the published DADS min cut (no reverse edges; repaired to a closed partition when
+  it is not one), jobs pipelined in Johnson order.
+- ``dads_fixed``: the min cut with infinite reverse edges (the exact single-job optimum over
+  every closed partition, all-local compared separately for the latency constant), Johnson
+  order.
+- ``dads_weighted``: the heavy-load variant: for each weight of the sweep every job takes the
+  weighted min cut; each weight's batch is ordered by Johnson; the best makespan wins.
+- ``neurosurgeon``: the best single-tensor cut point per job, jobs one after another.
+- ``path_based``: path decomposition and the chain method per path, Johnson order.
+- ``joint``: the chain planner of :mod:`heuristics.offload` over the candidate options.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from envs.offload.dag import (
+    WEIGHT_SWEEP,
+    dads_mask,
+    job_graph,
+    job_option,
+    neurosurgeon_mask,
+    option_mask,
+    path_based_mask,
+)
+from envs.offload.instance import OffloadInstance
+from envs.offload.layer_sim import (
+    LayerPlan,
+    expand_plan,
+    job_parts,
+    simulate_layers,
+    tensor_seconds,
+)
+from envs.offload.simulator import Plan, simulate
+from heuristics.offload import CutTable, johnson_order, joint, two_stage_johnson
+
+MaskRule = Callable[[object, OffloadInstance], np.ndarray]
+
+
+def option_for(instance: OffloadInstance, job: int, mask: np.ndarray) -> int:
+    """The option of ``job`` with device set ``mask``; if it is not a candidate (the job's
+    candidates were built for another bandwidth), the candidate of least latency."""
+    option = job_option(instance.jobs[job], mask)
+    if option is not None:
+        return option
+    device_s, upload_s, server_s = instance.cut_times(job)
+    return int(np.argmin(device_s + upload_s + server_s))
+
+
+def _options(instance: OffloadInstance, rule: Callable[[int], np.ndarray]) -> list[int]:
+    return [option_for(instance, j, rule(j)) for j in range(instance.num_jobs)]
+
+
+def _johnson_plan(instance: OffloadInstance, options: Sequence[int]) -> Plan:
+    order = two_stage_johnson(CutTable(instance), list(options))
+    return Plan(tuple((j, int(options[j])) for j in order))
+
+
+def _latency_best(instance: OffloadInstance, job: int, mask: np.ndarray) -> np.ndarray:
+    """``mask`` or all-local, whichever has the smaller single-job latency (a min cut ignores
+    the per-request latency)."""
+    graph = job_graph(instance.jobs[job])
+    local = np.ones(len(graph), dtype=bool)
+    bandwidth, latency = instance.bandwidth_mbps, instance.latency_s
+    if graph.latency_s(local, bandwidth, latency) <= graph.latency_s(mask, bandwidth, latency):
+        return local
+    return mask
+
+
+def dads_fixed_options(instance: OffloadInstance) -> list[int]:
+    return _options(instance, lambda j: _latency_best(
+        instance, j, dads_mask(job_graph(instance.jobs[j]), instance.bandwidth_mbps)))
+
+
+def dads_options(instance: OffloadInstance) -> list[int]:
+    return _options(instance, lambda j: _latency_best(instance, j, dads_mask(
+        job_graph(instance.jobs[j]), instance.bandwidth_mbps, reverse_edges=False)))
+
+
+def dads(instance: OffloadInstance) -> Plan:
+    return _johnson_plan(instance, dads_options(instance))
+
+
+def dads_fixed(instance: OffloadInstance) -> Plan:
+    return _johnson_plan(instance, dads_fixed_options(instance))
+
+
+def weighted_options(instance: OffloadInstance, weight: float) -> list[int]:
+    return _options(instance, lambda j: dads_mask(job_graph(instance.jobs[j]),
+                                                  instance.bandwidth_mbps, weight))
+
+
+def dads_weighted(instance: OffloadInstance, weights: Sequence[float] = WEIGHT_SWEEP) -> Plan:
+    best: tuple[float, Plan] | None = None
+    for weight in weights:
+        plan = _johnson_plan(instance, weighted_options(instance, weight))
+        makespan_s = simulate(instance, plan).makespan_s
+        if best is None or makespan_s < best[0]:
+            best = (makespan_s, plan)
+    assert best is not None
+    return best[1]
+
+
+def neurosurgeon(instance: OffloadInstance) -> Plan:
+    options = _options(instance, lambda j: neurosurgeon_mask(
+        job_graph(instance.jobs[j]), instance.bandwidth_mbps, instance.latency_s))
+    return Plan(tuple((j, options[j]) for j in range(instance.num_jobs)), sequential=True)
+
+
+def path_based(instance: OffloadInstance) -> Plan:
+    return _johnson_plan(instance, _options(instance, lambda j: path_based_mask(
+        job_graph(instance.jobs[j]), instance.bandwidth_mbps, instance.latency_s)))
+
+
+def joint_dag(instance: OffloadInstance) -> Plan:
+    return joint(instance, time_limit_s=1.0)
+
+
+HEURISTICS: dict[str, Callable[[OffloadInstance], Plan]] = {
+    "dads": dads,
+    "dads_fixed": dads_fixed,
+    "dads_weighted": dads_weighted,
+    "neurosurgeon": neurosurgeon,
+    "path_based": path_based,
+    "joint": joint_dag,
+}
+
+
+# --- layer-level scheduling -----------------------------------------------------------------
+def _johnson_key(first_s: float, second_s: float) -> tuple[int, float]:
+    """Johnson's rule as a sort key: ``a < b`` first by increasing ``a``, then by decreasing
+    ``b``."""
+    return (0, first_s) if first_s < second_s else (1, -second_s)
+
+
+def _compose(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    """Two-machine composite of ``first`` then ``second``: the pair behaves as one job."""
+    overlap = min(first[1], second[0])
+    return first[0] + second[0] - overlap, first[1] + second[1] - overlap
+
+
+def device_order_by_tree_merge(items: list[tuple[float, float]], parent: list[int]
+                               ) -> list[int]:
+    """Order items with out-forest precedence for the two-machine flow shop (makespan).
+
+    Monma-Sidney / Horn merging: repeatedly take the non-root composite that Johnson's rule
+    would put first and append it to the composite holding its parent (in an optimal
+    sequence it follows its parent directly). Roots hang under one virtual root, so parts of
+    different trees interleave.
+    """
+    items = [(0.0, 0.0)] + list(items)
+    parent = [-1] + [p + 1 if p >= 0 else 0 for p in parent]
+    sequence = [[i] for i in range(len(items))]
+    times = list(items)
+    owner = list(range(len(items)))  # union-find: composite holding each item
+
+    def find(i: int) -> int:
+        while owner[i] != i:
+            owner[i] = owner[owner[i]]
+            i = owner[i]
+        return i
+
+    version = [0] * len(items)
+    heap = [(_johnson_key(*times[i]), i, 0) for i in range(len(items)) if parent[i] >= 0]
+    heapq.heapify(heap)
+    while heap:
+        _, head, stamp = heapq.heappop(heap)
+        if find(head) != head or stamp != version[head]:
+            continue
+        target = find(parent[head])
+        sequence[target] += sequence[head]
+        times[target] = _compose(times[target], times[head])
+        owner[head] = target
+        version[target] += 1
+        if parent[target] >= 0:
+            heapq.heappush(heap, (_johnson_key(*times[target]), target, version[target]))
+    return [item - 1 for item in sequence[0][1:]]
+
+
+def schedule_layers(instance: OffloadInstance, options: Sequence[int]) -> LayerPlan:
+    """A layer plan for fixed options.
+
+    Device: each job's input is a root item, each device layer an item whose parent is its
+    latest parent in graph order (the input for a source layer); an item's two-machine times
+    are its device seconds and the upload seconds of its tensor (if it crosses) plus the server
+    seconds of the server layers it is the latest crossing ancestor of. The forest is ordered by
+    :func:`device_order_by_tree_merge`, then made topological where a DAG needs it. Uplink:
+    tensors in order of device finish. Server: list scheduling, earliest ready layer first.
+    On out-trees with zero server time and zero latency this is an optimal schedule.
+    """
+    parts = [job_parts(instance, j, int(c)) for j, c in enumerate(options)]
+    items: list[tuple[float, float]] = []
+    parent: list[int] = []
+    item_of: dict[tuple[int, int], int] = {}
+    for j, part in enumerate(parts):
+        graph = part.graph
+        crossing = set(part.tensors)
+        server_load: dict[int, float] = {}
+        for v in part.server:
+            sources = _crossing_ancestors(graph, part.mask, v)
+            if sources:
+                server_load[max(sources)] = server_load.get(max(sources), 0.0) + float(
+                    graph.server_s[v])
+        first_upload = min(crossing, default=None)
+        second_stage = {u: server_load.get(u, 0.0) for u in [-1, *part.device]}
+        for u in crossing:
+            latency = instance.latency_s if u == first_upload else 0.0
+            second_stage[u] += tensor_seconds(instance, graph, u) + latency
+
+        item_of[j, -1] = len(items)
+        items.append((0.0, second_stage[-1]))
+        parent.append(-1)
+        for v in part.device:
+            item_of[j, v] = len(items)
+            items.append((float(graph.device_s[v]), second_stage[v]))
+            parent.append(item_of[j, max(graph.parents[v], default=-1)])
+    sequence = device_order_by_tree_merge(items, parent)
+    rank = {item: position for position, item in enumerate(sequence)}
+    device_order = _topological_by_rank(parts, item_of, rank)
+
+    device_done: dict[tuple[int, int], float] = {}
+    clock = 0.0
+    for j, v in device_order:
+        clock += float(parts[j].graph.device_s[v])
+        device_done[j, v] = clock
+    tensors = [(0.0 if u < 0 else device_done[j, u], j, u)
+               for j, part in enumerate(parts) for u in part.tensors]
+    tensors.sort(key=lambda t: (t[0], rank.get(item_of.get((t[1], t[2]), -1), -1)))
+    uplink_order = tuple((j, u) for _, j, u in tensors)
+    upload_done: dict[tuple[int, int], float] = {}
+    clock, paid = 0.0, set()
+    for ready, j, u in tensors:
+        clock = max(clock, ready) + tensor_seconds(instance, parts[j].graph, u)
+        if j not in paid:
+            paid.add(j)
+            clock += instance.latency_s
+        upload_done[j, u] = clock
+    server_order = _list_schedule_server(parts, upload_done)
+    return LayerPlan(tuple(int(c) for c in options), tuple(device_order), uplink_order,
+                     server_order)
+
+
+def _crossing_ancestors(graph, mask: np.ndarray, layer: int) -> list[int]:
+    """Crossing tensors (``-1`` = input) that server layer ``layer`` transitively reads."""
+    found, stack, seen = set(), [layer], {layer}
+    while stack:
+        v = stack.pop()
+        for p in graph.parents[v]:
+            if p < 0 or mask[p]:
+                found.add(p)
+            elif p not in seen:
+                seen.add(p)
+                stack.append(p)
+    return sorted(found)
+
+
+def _topological_by_rank(parts, item_of, rank) -> list[tuple[int, int]]:
+    """Device layers of all jobs: always the ready layer of smallest rank."""
+    pending = {(j, v): sum(1 for p in part.graph.parents[v] if p >= 0)
+               for j, part in enumerate(parts) for v in part.device}
+    heap = [(rank[item_of[key]], key) for key, count in pending.items() if count == 0]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        _, (j, v) = heapq.heappop(heap)
+        order.append((j, v))
+        for child in parts[j].graph.children[v]:
+            if parts[j].mask[child]:
+                pending[j, child] -= 1
+                if pending[j, child] == 0:
+                    heapq.heappush(heap, (rank[item_of[j, child]], (j, child)))
+    return order
+
+
+def _list_schedule_server(parts, upload_done) -> tuple[tuple[int, int], ...]:
+    """Non-delay list schedule on the server: whenever it is free, the layer whose inputs are
+    ready earliest (ties: job, then graph order)."""
+    done: dict[tuple[int, int], float] = {}
+    waiting = {(j, v) for j, part in enumerate(parts) for v in part.server}
+    order = []
+    clock = 0.0
+    while waiting:
+        candidates = []
+        for j, v in waiting:
+            graph, mask = parts[j].graph, parts[j].mask
+            times = []
+            for p in graph.parents[v]:
+                times.append(done.get((j, p)) if p >= 0 and not mask[p] else upload_done[j, p])
+            if all(t is not None for t in times):
+                candidates.append((max(max(times, default=0.0), clock), j, v))
+        start, j, v = min(candidates)
+        clock = start + float(parts[j].graph.server_s[v])
+        done[j, v] = clock
+        waiting.remove((j, v))
+        order.append((j, v))
+    return tuple(order)
+
+
+def layer_level(instance: OffloadInstance) -> LayerPlan:
+    """Layer-level plan: the options of several job-level plans (``joint``, ``dads_fixed`` and
+    every weight of the DADS sweep), each scheduled by :func:`schedule_layers` and also as the
+    layer expansion of its job-level plan (so it is never worse than those plans); the best
+    layer makespan wins."""
+    job_plans = [joint_dag(instance), _johnson_plan(instance, dads_fixed_options(instance))]
+    job_plans += [_johnson_plan(instance, weighted_options(instance, w)) for w in WEIGHT_SWEEP]
+    best: tuple[float, LayerPlan] | None = None
+    seen = set()
+    for job_plan in job_plans:
+        options = tuple(c for _, c in sorted(job_plan.steps))
+        candidates = [expand_plan(instance, job_plan)]
+        if options not in seen:
+            seen.add(options)
+            candidates.append(schedule_layers(instance, options))
+        for plan in candidates:
+            makespan_s = simulate_layers(instance, plan).makespan_s
+            if best is None or makespan_s < best[0]:
+                best = (makespan_s, plan)
+    assert best is not None
+    return best[1]
+
+
+def option_masks(instance: OffloadInstance, options: Sequence[int]) -> list[np.ndarray]:
+    return [option_mask(job, int(c)) for job, c in zip(instance.jobs, options, strict=True)]
+
+
+__all__ = ["HEURISTICS", "dads", "dads_fixed", "dads_weighted", "device_order_by_tree_merge",
+           "johnson_order", "layer_level", "neurosurgeon", "path_based", "schedule_layers"]
