@@ -95,6 +95,7 @@ class JobRecord:
     end_s: float | None = None
     status: str = "pending"  # pending -> running -> done | failed | cancelled
     error: str = ""
+    output: str = ""  # the sink node's parquet, when the executor keeps outputs
 
     @property
     def jct_s(self) -> float | None:
@@ -103,7 +104,7 @@ class JobRecord:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "query": self.query, "arrival_s": self.arrival_s,
                 "start_s": self.start_s, "end_s": self.end_s, "jct_s": self.jct_s,
-                "status": self.status, "error": self.error,
+                "status": self.status, "error": self.error, "output": self.output,
                 "nodes": [{"name": n.name, "parents": n.parents, "launch_s": n.launch_s,
                            "end_s": n.end_s, "duration_s": n.duration_s,
                            "parallelism": n.parallelism, "partitions": n.partitions,
@@ -220,7 +221,10 @@ class DagExecutor:
     -> calibrated workload :class:`~envs.spark_dag.Job`), ``total_executors`` (task slots;
     read from Spark when omitted), ``tasks_per_executor`` (partitions per executor held),
     ``max_retries`` (re-runs of a failed node), ``native_pools`` (baseline only: one FAIR pool
-    per job, else Spark's default pool), ``progress`` (print a line per finished job).
+    per job, else Spark's default pool), ``progress`` (print a line per finished job),
+    ``keep_outputs`` (keep node results under ``work_dir``; ``JobRecord.output`` names the
+    answer), ``node_hook(spec, node_name, attempt)`` (called in the node thread before each
+    attempt; fault injection in tests).
     """
 
     def __init__(self, spark: SparkSession, scheduler: Scheduler | None, *,
@@ -229,7 +233,7 @@ class DagExecutor:
                  templates: dict[str, Job] | None = None, total_executors: int | None = None,
                  tasks_per_executor: int = 2, max_retries: int = 1, native_pools: bool = True,
                  poll_interval_s: float = 0.5, progress: bool = True,
-                 name: str | None = None,
+                 name: str | None = None, keep_outputs: bool = False,
                  node_hook: Callable[[JobSpec, str, int], None] | None = None) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
@@ -246,6 +250,7 @@ class DagExecutor:
         self.progress = progress
         self.name = name or ("spark-native" if scheduler is None else type(scheduler).__name__)
         self.node_hook = node_hook
+        self.keep_outputs = keep_outputs
         self.work_dir = Path(work_dir)
         self.runner = NodeRunner(spark, tables, tasks_per_executor)
         self.ladder: dict[int, list[str]] = {}
@@ -274,10 +279,17 @@ class DagExecutor:
         master = self.sc.master
         if master.startswith("local"):
             return int(self.sc.defaultParallelism)
-        infos = self.sc.statusTracker().getExecutorInfos()
-        executors = max(len(infos) - 1, 0)  # one entry is the driver
-        cores = int(self.sc.getConf().get("spark.executor.cores", "0")) or self._cores_guess
-        return max(1, executors * cores)
+        return max(1, self._live_executor_cores())
+
+    def _live_executor_cores(self) -> int:
+        """Cores of the active executors, from the driver's status store."""
+        executors = self.sc._jsc.sc().statusStore().executorList(True).iterator()
+        cores = 0
+        while executors.hasNext():
+            summary = executors.next()
+            if summary.id() != "driver":
+                cores += int(summary.totalCores())
+        return cores
 
     def _node_progress(self, group: str) -> float:
         """Completed fraction of the tasks Spark has created so far for a node's job group."""
@@ -368,8 +380,6 @@ class DagExecutor:
             raise ValueError(f"duplicate job names in {names}")
         run_id = uuid.uuid4().hex[:8]
         self._cancelled = threading.Event()
-        infos = self.sc.statusTracker().getExecutorInfos()
-        self._cores_guess = max(1, int(self.sc.defaultParallelism) // max(len(infos) - 1, 1))
         order = sorted(specs, key=lambda s: s.arrival_s)
         records = {s.name: JobRecord(s.name, s.dag.name, s.arrival_s,
                                      [NodeRecord(n.name, list(n.parents)) for n in s.dag.nodes])
@@ -410,6 +420,7 @@ class DagExecutor:
                 job.record.start_s = record.launch_s
                 job.record.status = "running"
             thread = InheritableThread(target=self._run_node, daemon=True,
+                                       name=f"pipesched-node-{record.tag}",
                                        args=(job, index, parallelism, pool, events, run_id))
             threads[record.tag] = thread
             thread.start()
@@ -436,12 +447,16 @@ class DagExecutor:
                 if len(job.done) == len(job.nodes):
                     job.record.status = "done"
                     job.record.end_s = record.end_s
+                    if self.keep_outputs:
+                        job.record.output = str(self.work_dir / run_id / job.record.name
+                                                / job.spec.dag.sink.name)
                     ended = sum(r.end_s is not None for r in records.values())
                     self._print(f"[{now():7.1f}s] {job.record.name} done, JCT "
                                 f"{job.record.jct_s:.1f} s ({ended}/{len(records)} jobs)")
             if job.record.status != "running" and not job.running:
                 live.remove(job)
-                shutil.rmtree(self.work_dir / run_id / job.record.name, ignore_errors=True)
+                if not self.keep_outputs:
+                    shutil.rmtree(self.work_dir / run_id / job.record.name, ignore_errors=True)
 
         def decide() -> None:
             nonlocal decisions, invalid

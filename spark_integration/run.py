@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.master.startswith("local"):
         if args.executors is None:
             parser.error("--executors is required for a cluster master")
-        conf = {"spark.executor.memory": "512m", "spark.cores.max": str(args.executors)}
+        conf = {"spark.executor.memory": "512m", "spark.executor.cores": "1",
+                "spark.cores.max": str(args.executors)}
     spark = build_session(args.master, app_name=f"pipesched-{driver.name}",
                           max_executors=args.executors, conf=conf)
     if conf:
-        wait_for_executors(spark, 1)
+        wait_for_executors(spark, args.executors)
     if args.kill_worker is not None:
         timer = threading.Timer(args.kill_after, cluster.kill_worker,
                                 (args.kill_worker, args.cluster_state_dir))

@@ -1,0 +1,33 @@
+"""The ONE session-scoped SparkSession of the spark_integration tests: local[2], FAIR with the
+pool ladder, UI off, few shuffle partitions, event logging into a temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SCALE = 0.1
+
+
+@pytest.fixture(scope="session")
+def event_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("eventlog")
+
+
+@pytest.fixture(scope="session")
+def spark(event_log_dir: Path):
+    from spark_integration.session import build_session
+
+    session = build_session("local[2]", app_name="pipesched-tests", pool_levels=(1, 2),
+                            event_log_dir=event_log_dir, shuffle_partitions=4,
+                            conf={"spark.eventLog.compress": "false"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def tables() -> dict[str, str]:
+    from spark_integration.tpch import ensure_tpch, table_paths
+
+    return table_paths(ensure_tpch(SCALE))

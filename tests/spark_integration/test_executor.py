@@ -1,0 +1,154 @@
+"""DagExecutor on the live local[2] session: every query end to end under a heuristic with
+results equal to single-SQL execution, the shipped agent, retries, a failing query, Ctrl-C."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from envs.spark_dag import ObservationLimits, load_workload, save_workload
+from heuristics.spark_dag import make_heuristic
+from spark_integration.calibration import simulate, workload_for
+from spark_integration.executor import DagExecutor
+from spark_integration.jobs import JobSpec, batch
+from spark_integration.nodes import NodeRunner, rows_match
+from spark_integration.queries import QUERIES, QueryDag, QueryNode
+from spark_integration.schedulers import DEFAULT_AGENT, make_driver
+from spark_integration.tracegen import default_trace_path, load_templates
+
+LIMITS = ObservationLimits()
+
+
+def test_every_query_dag_answers_like_its_single_sql(spark, tables, tmp_path) -> None:
+    executor = DagExecutor(spark, None, tables=tables, work_dir=tmp_path, keep_outputs=True,
+                           progress=False)
+    result = executor.run(batch(list(QUERIES)))
+    assert [j.status for j in result.jobs] == ["done"] * len(QUERIES)
+    runner = NodeRunner(spark, tables)
+    with ThreadPoolExecutor(4) as pool:  # overlap the driver-side work of the references
+        expected = dict(zip(QUERIES, pool.map(runner.reference_rows, QUERIES.values()),
+                            strict=True))
+    for job in result.jobs:
+        got = spark.read.parquet(job.output).collect()
+        assert rows_match(got, expected[job.query]) is None, job.name
+
+
+def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> None:
+    templates = load_templates(default_trace_path(0.1))
+    specs = [JobSpec("q3#0", QUERIES["q3"], 0.0), JobSpec("q14#1", QUERIES["q14"], 0.5),
+             JobSpec("q6#2", QUERIES["q6"], 1.0)]
+    executor = DagExecutor(spark, make_heuristic("sjf", LIMITS), tables=tables,
+                           work_dir=tmp_path, limits=LIMITS, templates=templates,
+                           keep_outputs=True, progress=False)
+    result = executor.run(specs)
+    assert [j.status for j in result.jobs] == ["done"] * 3
+    assert result.invalid_actions == 0
+    assert result.decisions >= sum(len(s.dag.nodes) for s in specs)
+    for job in result.jobs:
+        assert job.start_s >= job.arrival_s and job.jct_s > 0
+        ends = {n.name: n.end_s for n in job.nodes}
+        for node in job.nodes:  # each node started after all its parents ended
+            assert all(node.launch_s >= ends[p] for p in node.parents)
+            assert node.pool.startswith("pipesched_k") and node.partitions == 2 * node.parallelism
+    # sjf (least remaining traced work first) finishes q6 before the earlier, larger q3
+    assert result.jobs[2].end_s < result.jobs[0].end_s
+    # the run replays in the simulator, and the traced templates predict it
+    replay = save_workload(result.to_workload(), tmp_path / "replay.json")
+    assert [j.name for j in load_workload(replay)] == [s.name for s in specs]
+    predicted = simulate(workload_for(specs, templates), make_heuristic("sjf", LIMITS), 2,
+                         LIMITS)
+    assert set(predicted) == {s.name for s in specs} and all(v > 0 for v in predicted.values())
+
+
+def test_results_match_detects_a_wrong_answer(spark, tables) -> None:
+    runner = NodeRunner(spark, tables)
+    q6 = runner.reference_rows(QUERIES["q6"])
+    q14 = runner.reference_rows(QUERIES["q14"])
+    assert rows_match(q6, q6) is None
+    assert rows_match(q6, q14) is not None
+
+
+@pytest.mark.skipif(not DEFAULT_AGENT.exists(), reason=f"{DEFAULT_AGENT} not shipped yet")
+def test_shipped_agent_drives_live_spark(spark, tables, tmp_path) -> None:
+    driver = make_driver("agent")
+    executor = DagExecutor(spark, driver.scheduler, tables=tables, work_dir=tmp_path,
+                           limits=driver.limits, progress=False)
+    specs = [JobSpec("q6#0", QUERIES["q6"], 0.0), JobSpec("q12#1", QUERIES["q12"], 0.5),
+             JobSpec("q14#2", QUERIES["q14"], 1.0)]
+    result = executor.run(specs)
+    assert [j.status for j in result.jobs] == ["done"] * 3
+    assert result.decisions >= 7
+    assert result.mean_jct_s > 0
+
+
+def _failing_dag() -> QueryDag:
+    return QueryDag("broken", (
+        QueryNode("scan", "select n_nationkey from {nation}"),
+        QueryNode("boom", "select raise_error('forced node failure') as x from {scan}",
+                  ("scan",))), "select 1")
+
+
+def test_failed_node_is_retried_then_reported_while_others_finish(spark, tables,
+                                                                 tmp_path) -> None:
+    flaky_attempts = []
+
+    def hook(spec: JobSpec, node: str, attempt: int) -> None:
+        if spec.name == "q12#flaky" and node == "count" and attempt == 1:
+            flaky_attempts.append(attempt)
+            raise RuntimeError("transient failure injected")
+
+    executor = DagExecutor(spark, make_heuristic("fair", LIMITS), tables=tables,
+                           work_dir=tmp_path, limits=LIMITS, max_retries=2, progress=False,
+                           node_hook=hook)
+    specs = [JobSpec("broken#0", _failing_dag(), 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0),
+             JobSpec("q12#flaky", QUERIES["q12"], 0.0)]
+    result = executor.run(specs)
+    broken, q6, q12 = result.jobs
+    assert broken.status == "failed" and "forced node failure" in broken.error
+    assert broken.nodes[1].attempts == 3 and broken.nodes[0].error == ""
+    assert q6.status == "done" and q12.status == "done"
+    assert flaky_attempts == [1] and q12.nodes[2].attempts == 2
+    assert result.failed == [broken] and result.mean_jct_s > 0
+
+
+def test_ctrl_c_cancels_every_job_tag_and_leaves_no_node_thread(spark, tables,
+                                                               tmp_path) -> None:
+    executor = DagExecutor(spark, make_driver("spark-fair").scheduler, tables=tables,
+                           work_dir=tmp_path, progress=False)
+    specs = [JobSpec(f"q9#{i}", QUERIES["q9"], 0.0) for i in range(3)]
+    timer = threading.Timer(2.0, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(specs)
+    timer.join()
+    assert time.monotonic() - started < 60
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("pipesched-node")]
+    assert leftover == []
+    deadline = time.monotonic() + 20
+    while spark.sparkContext.statusTracker().getActiveJobsIds() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
+def test_bad_input_gets_clear_errors(spark, tables, tmp_path) -> None:
+    executor = DagExecutor(spark, make_heuristic("sjf", LIMITS), tables=tables,
+                           work_dir=tmp_path, limits=LIMITS)
+    with pytest.raises(ValueError, match="duplicate job names"):
+        executor.run([JobSpec("a", QUERIES["q6"]), JobSpec("a", QUERIES["q6"])])
+    with pytest.raises(ValueError, match="arrival_s must be >= 0"):
+        JobSpec("x", QUERIES["q6"], -1.0)
+    with pytest.raises(ValueError, match="unknown scheduler 'nope'"):
+        make_driver("nope")
+    with pytest.raises(ValueError, match="max_retries"):
+        DagExecutor(spark, None, tables=tables, work_dir=tmp_path, max_retries=-1)
+
+
+def test_workload_for_uses_templates(tmp_path: Path) -> None:
+    jobs = workload_for([JobSpec("q3#0", QUERIES["q3"], 1.5)], {})
+    assert jobs[0].arrival_s == 1.5 and len(jobs[0].stages) == len(QUERIES["q3"].nodes)

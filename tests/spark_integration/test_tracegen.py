@@ -1,0 +1,51 @@
+"""Trace extraction from a real event log of the test session."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from envs.spark_dag import load_workload
+from spark_integration.executor import DagExecutor
+from spark_integration.jobs import JobSpec
+from spark_integration.queries import QUERIES
+from spark_integration.tracegen import (
+    convert_event_log,
+    list_schedule_s,
+    main,
+    parse_event_log,
+)
+
+
+def test_event_log_becomes_workload_json(spark, tables, event_log_dir, tmp_path) -> None:
+    executor = DagExecutor(spark, None, tables=tables, work_dir=tmp_path / "work",
+                           progress=False)
+    result = executor.run([JobSpec("q3#trace", QUERIES["q3"], 0.0)])
+    assert result.jobs[0].status == "done"
+    run_id = result.jobs[0].nodes[0].tag.split("-")[1]
+    traces = parse_event_log(event_log_dir)
+    mine = {k: v for k, v in traces.items() if k.split("|")[1] == run_id}
+    assert {t.node for t in mine.values()} == {n.name for n in QUERIES["q3"].nodes}
+    out = convert_event_log(event_log_dir, tmp_path / "trace.json")
+    jobs = {job.name: job for job in load_workload(out)}
+    job = jobs[f"{run_id}/q3#trace"]
+    dag = QUERIES["q3"]
+    for stage, node in zip(job.stages, dag.nodes, strict=True):
+        assert stage.name == node.name
+        assert [dag.nodes[p].name for p in stage.parents] == list(node.parents)
+        assert stage.num_tasks >= 1 and stage.work_s > 0
+    # joins read shuffled data: bytes and (possibly zero) fetch time are recorded per task
+    top = job.stages[-1]
+    assert top.network_bytes is not None and float(np.sum(top.network_bytes)) > 0
+    assert json.loads(out.read_text())["format"] == "pipesched.spark_workload/1"
+
+
+def test_list_schedule_and_errors(tmp_path) -> None:
+    assert list_schedule_s([3, 1, 1, 1], 2) == pytest.approx(3.0)
+    assert list_schedule_s([1, 1, 1], 1) == pytest.approx(3.0)
+    assert main(["--event-log", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
+    (tmp_path / "log").write_text('{"Event": "SparkListenerLogStart"}\nnot json\n')
+    with pytest.raises(ValueError, match="log:2: invalid JSON"):
+        parse_event_log(tmp_path / "log")
