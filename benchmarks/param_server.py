@@ -69,24 +69,25 @@ def planners(agent: tuple[Any, int] | None) -> dict[str, Any]:
     return table
 
 
-def instances(quick: bool) -> list[tuple[str, ParamServerInstance]]:
+def instances(quick: bool) -> list[tuple[str, int, ParamServerInstance]]:
     seeds = range(2 if quick else 5)
     cases = []
     for machines in (4, 8, 16):
         generator = ZipfTopicGenerator(num_machines=machines, machines=HETEROGENEOUS)
         real = DatasetGenerator(SITEPACKAGES_PATH, machines, HETEROGENEOUS)
         for seed in seeds:
-            cases.append(("generated", generator(np.random.default_rng(1000 + seed))))
-            cases.append(("sitepackages", real(np.random.default_rng(2000 + seed))))
+            cases.append(("generated", seed, generator(np.random.default_rng(1000 + seed))))
+            cases.append(("sitepackages", seed, real(np.random.default_rng(2000 + seed))))
     return cases
 
 
-def small_instances(quick: bool) -> list[ParamServerInstance]:
+def small_instances(quick: bool) -> list[tuple[str, ParamServerInstance]]:
     seeds = range(2 if quick else 6)
     generator = ZipfTopicGenerator(num_blocks=8, num_shards=16, num_machines=3, num_topics=3,
                                    density=0.25, machines=HETEROGENEOUS)
-    small = [generator(np.random.default_rng(3000 + seed)) for seed in seeds]
-    return small + [ClusteredToyGenerator()(np.random.default_rng(4000))]
+    small = [(f"zipf-b8-s16-m3/seed{seed}",
+              generator(np.random.default_rng(3000 + seed))) for seed in seeds]
+    return small + [("toy-clusters-m3", ClusteredToyGenerator()(np.random.default_rng(4000)))]
 
 
 def geomean(values: list[float]) -> float:
@@ -103,21 +104,22 @@ def main(argv: list[str] | None = None) -> None:
     agent = load_agent(args.model)
     table = planners(agent)
     rows: list[dict[str, Any]] = []
-    for group, instance in instances(args.quick):
+    for group, seed, instance in instances(args.quick):
         for name, planner in table.items():
             started = time.perf_counter()
             allocation = planner(instance)
             wall = time.perf_counter() - started
             result = evaluate(instance, allocation)
-            rows.append({"set": group, "instance": instance.name, "M": instance.num_machines,
+            rows.append({"set": group, "instance": f"{instance.name}/seed{seed}",
+                         "M": instance.num_machines,
                          "scheduler": name, "iteration_ms": result.iteration_s * 1e3,
                          "remote_MB": result.remote_bytes / 1e6, "plan_s": wall})
     small_rows = []
-    for instance in small_instances(args.quick):
+    for label, instance in small_instances(args.quick):
         exact = param_server_optimal(instance, time_limit_s=args.exact_time_limit_s)
         for name, planner in table.items():
             value = evaluate(instance, planner(instance)).iteration_s
-            small_rows.append({"instance": instance.name, "scheduler": name,
+            small_rows.append({"instance": label, "scheduler": name,
                                "iteration_ms": value * 1e3,
                                "optimal_ms": exact.iteration_s * 1e3,
                                "proven_optimal": exact.proven_optimal,
