@@ -465,3 +465,20 @@ def dag_job_from_nodes(name: str, input_bytes: int, nodes: Sequence[dict],
                                tuple(str(p) for p in node["inputs"])))
     job = DagJob(name, int(input_bytes), tuple(layers), input_name=inputs[0])
     return job.with_candidates(bandwidth_mbps, latency_s) if bandwidth_mbps else job
+
+
+@lru_cache(maxsize=512)
+def dag_job_from_profile(model: str, bandwidth_mbps: float, latency_s: float = 0.0,
+                         device_scale: float = 1.0, server_speedup: float | None = None,
+                         name: str | None = None) -> DagJob:
+    """A DagJob from a shipped profile's node-level ``graph`` (written by
+    ``device_bridge.profiler``), with the candidate partitions for ``bandwidth_mbps``."""
+    from envs.offload.profiles import load_profile
+
+    profile = load_profile(model)
+    if "graph" not in profile:
+        raise InstanceError(f"profile {model!r} has no node-level 'graph'; re-run "
+                            f"python -m device_bridge.profiler --model {model}")
+    return dag_job_from_nodes(name or model, int(profile["input_bytes"]),
+                              profile["graph"]["nodes"], bandwidth_mbps, latency_s,
+                              device_scale, server_speedup)

@@ -94,3 +94,76 @@ class ToyBalanceGenerator(Generator):
         upload_s = 8.0 * round(self.upload_s * 8.0 * 1e6 / 8.0) / 8e6
         return min(max(k * self.device_s, (self.num_jobs - k) * upload_s)
                    for k in range(self.num_jobs + 1))
+
+
+DAG_MODELS = ("resnet18", "mobilenet_v2", "googlenet", "resnet50", "inception_v3")
+
+
+@dataclass
+class DagProfileGenerator(ProfileGenerator):
+    """Batches mixing chain jobs and DAG jobs from the shipped profiles.
+
+    Each drawn job is a DAG job (the profile's node-level ``graph``, candidates built for the
+    drawn bandwidth) with probability ``dag_probability``, else the chain of single-tensor
+    segments. ``models`` defaults to the branching models plus two chains.
+    """
+
+    models: Sequence[str] = (*DAG_MODELS, "alexnet", "vgg16")
+    dag_probability: float = 0.7
+
+    def __call__(self, rng: np.random.Generator) -> OffloadInstance:
+        from envs.offload.dag import dag_job_from_profile
+
+        num_jobs = int(rng.integers(self.min_jobs, self.max_jobs + 1))
+        low, high = self.device_scale_range
+        scale = self.device_scale * float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        bandwidth = self.draw_bandwidth(rng)
+        jobs = []
+        for model in rng.choice(list(self.models), size=num_jobs):
+            if rng.random() < self.dag_probability:
+                jobs.append(dag_job_from_profile(str(model), bandwidth, self.latency_s, scale,
+                                                 self.server_speedup))
+            else:
+                jobs.append(job_from_profile(str(model), scale, self.server_speedup))
+        return OffloadInstance(bandwidth, self.latency_s, tuple(jobs))
+
+
+@dataclass
+class RandomDagGenerator(Generator):
+    """Small random DAG (or tree) jobs with uniform times, for exact comparisons.
+
+    ``tree=True`` draws out-trees (every layer has one parent; the first reads the input);
+    otherwise each layer reads one or two earlier layers (or the input).
+    """
+
+    num_jobs: int = 3
+    num_layers: tuple[int, int] = (3, 6)
+    tree: bool = False
+    bandwidth_mbps: float = 8.0
+    latency_s: float = 0.0
+    server_ratio: float = 0.2
+
+    def __call__(self, rng: np.random.Generator) -> OffloadInstance:
+        from envs.offload.dag import DagJob, DagLayer
+
+        jobs = []
+        for j in range(self.num_jobs):
+            count = int(rng.integers(self.num_layers[0], self.num_layers[1] + 1))
+            layers = []
+            for v in range(count):
+                if v == 0:
+                    parents: tuple[str, ...] = ("input",)
+                elif self.tree:
+                    parents = (f"l{int(rng.integers(0, v))}",)
+                else:
+                    pool = ["input"] + [f"l{u}" for u in range(v)]
+                    picks = rng.choice(len(pool), size=min(len(pool), int(rng.integers(1, 3))),
+                                       replace=False)
+                    parents = tuple(pool[int(p)] for p in sorted(picks))
+                device_s = float(rng.uniform(0.05, 1.0))
+                layers.append(DagLayer(f"l{v}", device_s, device_s * self.server_ratio
+                                       * float(rng.uniform(0.5, 1.5)),
+                                       int(rng.integers(20_000, 800_000)), parents))
+            job = DagJob(f"dag{j}", int(rng.integers(100_000, 1_000_000)), tuple(layers))
+            jobs.append(job.with_candidates(self.bandwidth_mbps, self.latency_s))
+        return OffloadInstance(self.bandwidth_mbps, self.latency_s, tuple(jobs))
