@@ -154,10 +154,8 @@ class OffloadClient:
             raise ValueError(f"bandwidth_mbps must be > 0, got {bandwidth_mbps}")
         self.server = server
         self.token = token
-        self.nominal_bandwidth_mbps = bandwidth_mbps
-        # without shaping (a real or netem path) the nominal rate only sizes the probe
-        self.sender = (ShapedSender(bandwidth_mbps, latency_s) if shape_uplink
-                       else ShapedSender(None, 0.0))
+        self.link: ServerLink | None = None
+        self.set_uplink(bandwidth_mbps, latency_s, shape_uplink)
         self.fp16 = fp16
         self.replan_drift = replan_drift
         self.reconnect_interval_s = reconnect_interval_s
@@ -170,7 +168,6 @@ class OffloadClient:
             for name, split in self.splits.items():
                 self.device_scale[name] = (measure_whole_model_s(split)
                                            / profile_whole_model_s(name))
-        self.link: ServerLink | None = None
         self.server_device = ""
         self.server_speedup: dict[str, float] = {}
         self._last_connect_attempt = -1e9
@@ -178,10 +175,20 @@ class OffloadClient:
         self._cv = threading.Condition()
         self._rate_mbps: float | None = None
         self._rate_samples = 0
-        self.measured_latency_s: float | None = None
-        self.measured_bandwidth_mbps: float | None = None
         self._reset_batch_state()
         self.try_connect(refusal_is_fatal=True)
+
+    def set_uplink(self, bandwidth_mbps: float | None, latency_s: float,
+                   shape: bool = True) -> None:
+        """Emulate ``bandwidth_mbps`` with the token bucket (``shape``), or leave the rate to
+        the path (a real or kernel-shaped link: the rate then only sizes the probe); the
+        latency is added before each upload either way."""
+        self.nominal_bandwidth_mbps = bandwidth_mbps
+        self.sender = ShapedSender(bandwidth_mbps if shape else None, latency_s)
+        self.measured_bandwidth_mbps: float | None = None
+        self.measured_latency_s: float | None = None
+        if self.link is not None:
+            self.link.sender = self.sender
 
     # ---- connection -------------------------------------------------------------------
     def try_connect(self, refusal_is_fatal: bool = False) -> bool:
@@ -209,19 +216,20 @@ class OffloadClient:
         LOG.info("connected to %s:%d (server device %s)", *self.server, link.server_device)
         return True
 
-    def measure_link(self, probe_seconds: float = 0.2) -> tuple[float, float]:
-        """Latency from an empty probe, bandwidth from a probe sized to ~``probe_seconds``."""
+    def measure_link(self, probe_seconds: float = 0.25) -> tuple[float, float]:
+        """Latency from empty probes; bandwidth from the slope between a small and a large
+        probe, which cancels latency and any burst allowance of the shaper."""
         link = self.link
         if link is None:
             raise ConnectionError("no server connection")
-        link.probe(0)  # first round trip pays connection warm-up
+        link.probe(0)  # the first round trip pays connection warm-up
         empty_s = min(link.probe(0) for _ in range(3))
         nominal = self.nominal_bandwidth_mbps or 100.0
-        size = int(min(max(nominal * 1e6 / 8 * probe_seconds, 8192), 4 * 2**20))
-        sized_s = link.probe(size)
-        transfer_s = max(sized_s - empty_s, 1e-6)
+        large = int(min(max(nominal * 1e6 / 8 * probe_seconds, 32 * 1024), 8 * 2**20))
+        small = large // 4
+        small_s, large_s = link.probe(small), link.probe(large)
         self.measured_latency_s = empty_s
-        self.measured_bandwidth_mbps = 8 * size / transfer_s / 1e6
+        self.measured_bandwidth_mbps = 8 * (large - small) / max(large_s - small_s, 1e-6) / 1e6
         return self.measured_bandwidth_mbps, self.measured_latency_s
 
     def close(self) -> None:
@@ -517,8 +525,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bandwidth-mbps", type=float, required=True,
                         help="emulated uplink rate (token bucket on this socket)")
     parser.add_argument("--no-shaping", action="store_true",
-                        help="do not shape (a real or netem-shaped path); the rate still sizes "
-                             "the bandwidth probe")
+                        help="no token bucket (a real or kernel-shaped path); the rate only "
+                             "sizes the bandwidth probe, --latency-ms is still added")
     parser.add_argument("--latency-ms", type=float, default=5.0,
                         help="emulated one-way latency added before each upload")
     parser.add_argument("--token-file", required=True)

@@ -125,7 +125,7 @@ class ServerLink:
             raise ConnectionError("link failed during the probe")
         return time.perf_counter() - start
 
-    def _send(self, buffers: list[bytes]) -> int:
+    def _send(self, buffers: list[bytes | memoryview]) -> int:
         if not self.alive:
             raise ConnectionError("link is down")
         try:

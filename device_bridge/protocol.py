@@ -83,6 +83,8 @@ TORCH_DTYPES: dict[DType, torch.dtype] = {
     DType.BOOL: torch.bool,
 }
 DTYPE_CODES = {v: k for k, v in TORCH_DTYPES.items()}
+ITEMSIZE = {code: torch.empty((), dtype=dtype).element_size()
+            for code, dtype in TORCH_DTYPES.items()}
 
 
 class ProtocolError(ValueError):
@@ -113,16 +115,17 @@ class Frame:
         return value
 
 
-def tensor_bytes(tensor: torch.Tensor) -> bytes:
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's raw bytes without a copy when it is already contiguous on the CPU."""
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
     if flat.numel() == 0:
-        return b""
-    return flat.view(torch.uint8).numpy().tobytes()
+        return memoryview(b"")
+    return memoryview(flat.view(torch.uint8).numpy())
 
 
 def encode_frame(msg_type: MessageType, *, request_id: int = 0, model_id: int = 0, cut: int = 0,
                  elapsed_s: float = 0.0, tensor: torch.Tensor | None = None,
-                 control: dict[str, Any] | None = None) -> list[bytes]:
+                 control: dict[str, Any] | None = None) -> list[bytes | memoryview]:
     """Header and payload as separate buffers (sent with one ``sendmsg``/``sendall`` each)."""
     shape = [0] * MAX_NDIM
     if tensor is not None:
@@ -180,7 +183,7 @@ def decode_header(header: bytes | bytearray, max_frame_bytes: int) -> tuple:
         numel = 1
         for s in shape[:ndim]:
             numel *= s
-        itemsize = torch.empty((), dtype=TORCH_DTYPES[dtype]).element_size()
+        itemsize = ITEMSIZE[dtype]
         if numel * itemsize != payload_len:
             raise ProtocolError(
                 f"payload length {payload_len} != {numel} x {itemsize} bytes for shape "
@@ -207,13 +210,26 @@ def read_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYT
     return frame
 
 
+def send_buffers(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
+    """Send every buffer with scatter-gather ``sendmsg`` (one syscall for header + payload
+    in the common case), continuing after partial sends. Returns the bytes written."""
+    pending = [memoryview(b).cast("B") for b in buffers if len(b)]
+    total = sum(len(b) for b in pending)
+    while pending:
+        sent = sock.sendmsg(pending)
+        while sent:
+            if sent >= len(pending[0]):
+                sent -= len(pending[0])
+                pending.pop(0)
+            else:
+                pending[0] = pending[0][sent:]
+                sent = 0
+    return total
+
+
 def send_frame(sock: socket.socket, msg_type: MessageType, **fields: Any) -> int:
     """Send one frame; returns the number of bytes written."""
-    header, payload = encode_frame(msg_type, **fields)
-    sock.sendall(header)
-    if payload:
-        sock.sendall(payload)
-    return len(header) + len(payload)
+    return send_buffers(sock, encode_frame(msg_type, **fields))
 
 
 def auth_mac(token: bytes, nonce: bytes) -> str:

@@ -14,6 +14,8 @@ import socket
 import threading
 import time
 
+from device_bridge.protocol import send_buffers
+
 DEFAULT_CHUNK_BYTES = 8192
 
 
@@ -63,15 +65,13 @@ class ShapedSender:
         self.bucket = TokenBucket(rate_mbps, chunk_bytes) if rate_mbps is not None else None
         self.latency_s = latency_s
 
-    def send_message(self, sock: socket.socket, buffers: list[bytes]) -> int:
+    def send_message(self, sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
         if self.latency_s > 0:
             time.sleep(self.latency_s)
+        if self.bucket is None:
+            return send_buffers(sock, buffers)
         sent = 0
         for buffer in buffers:
-            if self.bucket is None:
-                sock.sendall(buffer)
-                sent += len(buffer)
-                continue
             view = memoryview(buffer)
             for start in range(0, len(view), self.bucket.chunk_bytes):
                 chunk = view[start:start + self.bucket.chunk_bytes]

@@ -1,0 +1,322 @@
+"""Live offloading benchmark: real split models over a real TCP uplink.
+
+    python -m benchmarks.offload_live [--quick] [--out DIR] [--link auto|kernel|bucket]
+
+16 mixed-model jobs (8 with ``--quick``) at the CAT1, 3G, 4G and WiFi uplink rates, run
+end to end by ``device_bridge`` (server in a separate process) for all-local, all-server,
+neurosurgeon (one job after another), joint (pipelined) and the trained agent, each next to the
+simulator's prediction for the same plan on the same measured instance. The uplink is a veth
+pair between two network namespaces rate-limited by the kernel (``--link kernel``; ``auto``
+picks it when root can build it) or the client's token bucket on loopback (``bucket``).
+Runs whose predicted makespan exceeds ``--max-run-s`` are listed as skipped, not run.
+
+Also measured: protocol overhead against a raw socket send of the same 1 MB (loopback, send
+until the receiver's 1-byte ack), and 8 concurrent clients against one server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import random
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.report import markdown_table, parse_args, target, write_report
+from device_bridge import netem, protocol
+from device_bridge.client import OffloadClient, make_planner, parse_jobs
+from device_bridge.link import ServerLink
+from device_bridge.protocol import MessageType
+from device_bridge.shaping import ShapedSender
+from envs.offload import simulate
+
+NAME = "offload_live"
+BANDWIDTH_CLASSES_MBPS = {"CAT1": 0.13, "3G": 1.1, "4G": 5.85, "WiFi": 18.88}
+FULL_JOBS = "resnet18:4,alexnet:4,mobilenet_v2:4,googlenet:4"
+QUICK_JOBS = "resnet18:2,alexnet:2,mobilenet_v2:2,googlenet:2"
+AGENT_PATH = Path(__file__).resolve().parent.parent / "models" / "offload_agent.zip"
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = os.urandom(24).hex().encode()
+
+
+# ---- protocol overhead ------------------------------------------------------------------
+def _ack_server(listener: socket.socket, size: int, pairs: int) -> None:
+    conn, _ = listener.accept()
+    with conn:
+        for _ in range(pairs):
+            protocol.recv_exact(conn, size)  # raw
+            conn.sendall(b"k")
+            protocol.read_frame(conn)        # framed
+            conn.sendall(b"k")
+
+
+def protocol_overhead(pairs: int) -> dict[str, float]:
+    """Alternate a raw ``sendall`` of 1 MiB and a framed tensor of the same bytes on one
+    connection to a receiver process; each send is timed until the receiver's 1-byte ack.
+    Alternating sends see the same load, so the paired ratio isolates the protocol's cost."""
+    payload = torch.randn(2**18)  # 1 MiB of float32
+    raw_bytes = protocol.tensor_bytes(payload)
+    listener = socket.create_server(("127.0.0.1", 0))
+    # the receiver is its own process, as the server is: no GIL shared with the sender
+    receiver = multiprocessing.get_context("fork").Process(
+        target=_ack_server, args=(listener, len(raw_bytes), pairs))
+    receiver.start()
+    raw, framed = [], []
+    with socket.create_connection(listener.getsockname()) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(pairs):
+            start = time.perf_counter()
+            sock.sendall(raw_bytes)
+            protocol.recv_exact(sock, 1)
+            middle = time.perf_counter()
+            protocol.send_frame(sock, MessageType.INFER, request_id=1, tensor=payload)
+            protocol.recv_exact(sock, 1)
+            raw.append(middle - start)
+            framed.append(time.perf_counter() - middle)
+    receiver.join(30)
+    listener.close()
+    raw_s, framed_s = statistics.median(raw), statistics.median(framed)
+    return {"raw_median_ms": raw_s * 1e3, "protocol_median_ms": framed_s * 1e3,
+            "overhead": framed_s / raw_s - 1.0,
+            "paired_ratio_median": statistics.median(f / r for f, r in zip(framed, raw,
+                                                                          strict=True)),
+            "pairs": pairs}
+
+
+# ---- server process -----------------------------------------------------------------------
+def start_server(models: Sequence[str], token_file: Path, kernel_path: bool,
+                 device: str) -> tuple[subprocess.Popen, str, int, str]:
+    host = netem.SERVER_IP if kernel_path else "127.0.0.1"
+    command = [sys.executable, "-m", "device_bridge.server", "--models", ",".join(models),
+               "--host", host, "--port", "0", "--token-file", str(token_file),
+               "--threads", "1", "--device", device, "--log-level", "WARNING"]
+    if kernel_path:
+        command = netem.netns_command(netem.SERVER_NS, command)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([process.stdout], [], [], 300)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith("listening on"):
+        process.kill()
+        raise RuntimeError(f"server did not start (got {line!r})")
+    address, device_field = line.split()[2], line.split()[3]
+    return process, host, int(address.rsplit(":", 1)[1]), device_field.split("=", 1)[1]
+
+
+# ---- concurrent clients -------------------------------------------------------------------
+def concurrent_clients(client: OffloadClient, host: str, port: int, count: int = 8,
+                       requests: int = 4) -> dict[str, Any]:
+    splits = client.splits
+    references = {}
+    for name, split in splits.items():
+        x = torch.randn(split.input_shape, generator=torch.Generator().manual_seed(11))
+        references[name] = (x, split.run_range(0, split.num_segments, x))
+    errors: list[str] = []
+    served = [0]
+    lock = threading.Lock()
+
+    def one_client(number: int) -> None:
+        rng = random.Random(number)
+        results: dict[int, torch.Tensor] = {}
+        arrived = threading.Condition()
+
+        def on_result(request_id, tensor, elapsed_s, when):
+            with arrived:
+                results[request_id] = tensor
+                arrived.notify_all()
+
+        try:
+            link = ServerLink(host, port, TOKEN, client.hashes, ShapedSender(None), on_result,
+                              lambda link, reason: errors.append(f"client {number}: {reason}"))
+            link.connect()
+            expected = {}
+            for request in range(requests):
+                name = rng.choice(sorted(splits))
+                split = splits[name]
+                cut = rng.randrange(split.num_segments)
+                x, full = references[name]
+                link.send_infer(request, name, cut, split.run_range(0, cut, x))
+                expected[request] = full
+            with arrived:
+                if not arrived.wait_for(lambda: len(results) == requests, 120):
+                    raise TimeoutError(f"{len(results)} of {requests} results")
+            link.close()
+            for request, full in expected.items():
+                if not torch.allclose(results[request], full, rtol=1e-4, atol=1e-5):
+                    raise AssertionError(f"request {request}: wrong result")
+            with lock:
+                served[0] += requests
+        except Exception as error:  # counted as a failure of this client only
+            errors.append(f"client {number}: {error!r}")
+
+    threads = [threading.Thread(target=one_client, args=(i,)) for i in range(count)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"clients": count, "requests_served": served[0], "errors": len(errors),
+            "error_messages": errors[:5], "wall_s": time.perf_counter() - start}
+
+
+# ---- the offloading runs ------------------------------------------------------------------
+def planners(names: Sequence[str], agent_path: Path) -> dict[str, Any]:
+    chosen = {}
+    for name in names:
+        if name == "agent":
+            chosen[name] = make_planner(str(agent_path)) if agent_path.exists() else None
+        else:
+            chosen[name] = make_planner(name)
+    return chosen
+
+
+def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: dict[str, Any],
+                  max_run_s: float, link_kind: str) -> list[dict[str, Any]]:
+    rows = []
+    measured_mbps, measured_latency_s = client.measure_link()
+    instance = client.plan_instance(jobs)
+    for name, planner in chosen.items():
+        row: dict[str, Any] = {"bandwidth": label, "mbps": mbps, "scheduler": name,
+                               "link": link_kind, "probe_mbps": measured_mbps,
+                               "probe_latency_ms": measured_latency_s * 1e3}
+        if planner is None:
+            rows.append({**row, "status": f"skipped: {AGENT_PATH.name} not found"})
+            continue
+        try:
+            plan = planner(instance)
+        except Exception as error:  # e.g. an agent trained for fewer jobs
+            rows.append({**row, "status": f"planning failed: {error}"})
+            continue
+        predicted = simulate(instance, plan).makespan_s
+        row["predicted_s"] = predicted
+        # the skip rule also uses the nominal rate, so a mis-measured link cannot make
+        # the benchmark run for many minutes
+        nominal = simulate(instance.with_bandwidth(mbps), plan).makespan_s
+        if max(predicted, nominal) > max_run_s:
+            rows.append({**row, "status": f"skipped: predicted {max(predicted, nominal):.1f} s "
+                                          f"> {max_run_s} s"})
+            continue
+        result = client.run(jobs, lambda _instance, plan=plan: plan, instance=instance)
+        where = [job.where for job in result.jobs]
+        rows.append({**row, "status": "ok", "measured_s": result.makespan_s,
+                     "measured_over_predicted": result.makespan_s / predicted,
+                     "offloaded": where.count("server"), "local": where.count("local"),
+                     "upload_mbps_seen": result.link.get("measured_upload_mbps")})
+        print(f"  {label:>4} {name:<14} measured {result.makespan_s:7.3f} s  predicted "
+              f"{predicted:7.3f} s  ({where.count('server')} offloaded)", flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", default=None, help=f"default {FULL_JOBS} ({QUICK_JOBS} quick)")
+    parser.add_argument("--schedulers", default="all_local,all_server,neurosurgeon,joint,agent")
+    parser.add_argument("--agent", default=str(AGENT_PATH))
+    parser.add_argument("--link", choices=("auto", "kernel", "bucket"), default="auto")
+    parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument("--max-run-s", type=float, default=None,
+                        help="skip runs predicted longer (default 120 s, 20 s with --quick)")
+    parser.add_argument("--server-device", default="cpu", help="cpu, cuda or auto")
+    args = parse_args(NAME, argv, parser)
+    torch.set_num_threads(1)  # the device is one phone-like core, as in the profiles
+    jobs = parse_jobs(args.jobs or (QUICK_JOBS if args.quick else FULL_JOBS))
+    models = sorted({model for _, model in jobs})
+    max_run_s = args.max_run_s or (20.0 if args.quick else 120.0)
+    unavailable = netem.netem_unavailable() if args.link != "bucket" else "not requested"
+    if args.link == "kernel" and unavailable:
+        raise SystemExit(f"--link kernel: {unavailable}")
+    kernel_path = unavailable is None
+    link_kind = "veth+tbf (kernel)" if kernel_path else "loopback+token bucket"
+    print(f"link: {link_kind}" + (f" (kernel path unavailable: {unavailable})"
+                                  if not kernel_path else ""), flush=True)
+
+    overhead = protocol_overhead(200 if args.quick else 1000)
+    print(f"protocol overhead on 1 MiB: {overhead['overhead'] * 100:.1f}%", flush=True)
+
+    token_file = Path(args.out) / ".offload_live_token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_bytes(TOKEN)
+    kernel_delay = False
+    previous_ns = None
+    if kernel_path:
+        kernel_delay = netem.up(BANDWIDTH_CLASSES_MBPS["4G"], args.latency_ms)
+    server = None
+    try:
+        server, host, port, server_device = start_server(models, token_file, kernel_path,
+                                                         args.server_device)
+        if kernel_path:
+            previous_ns = netem.enter_namespace(netem.DEVICE_NS)
+        user_latency_s = 0.0 if kernel_delay else args.latency_ms / 1e3
+        client = OffloadClient((host, port), TOKEN, models, BANDWIDTH_CLASSES_MBPS["4G"],
+                               user_latency_s, shape_uplink=not kernel_path,
+                               replan_drift=math.inf)
+        if client.link is None:
+            raise RuntimeError(f"cannot reach the server at {host}:{port}")
+        chosen = planners(args.schedulers.split(","), Path(args.agent))
+        rows: list[dict[str, Any]] = []
+        for label, mbps in BANDWIDTH_CLASSES_MBPS.items():
+            if kernel_path:
+                netem.set_rate(mbps, args.latency_ms)
+            client.set_uplink(mbps, user_latency_s, shape=not kernel_path)
+            rows += run_bandwidth(client, label, mbps, jobs, chosen, max_run_s, link_kind)
+        concurrency = concurrent_clients(client, host, port)
+        client.close()
+    finally:
+        if previous_ns is not None:
+            netem.leave_namespace(previous_ns)
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        if kernel_path:
+            netem.down()
+        token_file.unlink(missing_ok=True)
+
+    done = [row for row in rows if row.get("status") == "ok"]
+    by_key = {(row["bandwidth"], row["scheduler"]): row for row in done}
+    joint_4g, ns_4g = by_key.get(("4G", "joint")), by_key.get(("4G", "neurosurgeon"))
+    errors = [abs(row["measured_over_predicted"] - 1) for row in done]
+    targets = {
+        "joint_over_neurosurgeon_4g": target(
+            joint_4g["measured_s"] / ns_4g["measured_s"] if joint_4g and ns_4g else math.inf,
+            0.8, "<="),
+        "max_abs_measured_vs_predicted": target(max(errors) if errors else math.inf,
+                                                0.15, "<="),
+        "protocol_overhead_1mb": target(overhead["overhead"], 0.05, "<="),
+        "concurrent_client_errors_8": target(concurrency["errors"], 0, "<="),
+    }
+    columns = ["bandwidth", "scheduler", "status", "predicted_s", "measured_s",
+               "measured_over_predicted", "offloaded", "local"]
+    body = "\n".join([
+        f"Jobs: `{','.join(sorted({f'{m}:{sum(1 for _, x in jobs if x == m)}' for m in models}))}` "
+        f"({len(jobs)} jobs), link: {link_kind}, server device: {server_device}, "
+        f"latency {args.latency_ms} ms, device and server each 1 torch thread.", "",
+        markdown_table(rows, columns), "",
+        f"Median |measured/predicted - 1| over {len(errors)} runs: "
+        f"{statistics.median(errors) if errors else float('nan'):.3f}.", "",
+        f"Protocol vs raw socket, 1 MiB on loopback (median of {overhead['pairs']} alternating pairs): "
+        f"raw {overhead['raw_median_ms']:.3f} ms, framed {overhead['protocol_median_ms']:.3f} ms.",
+        "", f"8 concurrent clients: {concurrency['requests_served']} requests served, "
+        f"{concurrency['errors']} errors in {concurrency['wall_s']:.1f} s."])
+    path = write_report(NAME, args.out, rows, targets, body, extra={
+        "protocol_overhead": overhead, "concurrency": concurrency, "link": link_kind,
+        "server_device": server_device, "jobs": [name for name, _ in jobs]})
+    for name, entry in targets.items():
+        print(f"{name}: {entry['value']:.3f} {entry['op']} {entry['threshold']} "
+              f"{'met' if entry['met'] else 'MISSED'}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
