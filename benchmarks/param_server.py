@@ -158,6 +158,8 @@ def summarise(rows: list[dict[str, Any]], small_rows: list[dict[str, Any]],
                 return row["set"] == group and row["M"] == machines
             for scheduler in sorted({r["scheduler"] for r in rows}):
                 cells = [r for r in rows if pick(r) and r["scheduler"] == scheduler]
+                if not cells:
+                    continue
                 time_ratios = ratios(scheduler, "hash", "iteration_ms", pick)
                 traffic_ratios = ratios(scheduler, "hash", "remote_MB", pick)
                 summary.append({
