@@ -284,26 +284,31 @@ def _topological_by_rank(parts, item_of, rank) -> list[tuple[int, int]]:
 
 
 def _list_schedule_server(parts, upload_done) -> tuple[tuple[int, int], ...]:
-    """Non-delay list schedule on the server: whenever it is free, the layer whose inputs are
-    ready earliest (ties: job, then graph order)."""
-    done: dict[tuple[int, int], float] = {}
-    waiting = {(j, v) for j, part in enumerate(parts) for v in part.server}
-    order = []
-    clock = 0.0
-    while waiting:
-        candidates = []
-        for j, v in waiting:
-            graph, mask = parts[j].graph, parts[j].mask
-            times = []
-            for p in graph.parents[v]:
-                times.append(done.get((j, p)) if p >= 0 and not mask[p] else upload_done[j, p])
-            if all(t is not None for t in times):
-                candidates.append((max(max(times, default=0.0), clock), j, v))
-        start, j, v = min(candidates)
-        clock = start + float(parts[j].graph.server_s[v])
-        done[j, v] = clock
-        waiting.remove((j, v))
+    """Non-delay list schedule on the server: each time, the layer whose inputs were ready
+    earliest (ties: job, then graph order)."""
+    waits: dict[tuple[int, int], int] = {}
+    ready_at: dict[tuple[int, int], float] = {}
+    heap = []
+    for j, part in enumerate(parts):
+        for v in part.server:
+            parents = part.graph.parents[v]
+            on_server = [p for p in parents if p >= 0 and not part.mask[p]]
+            waits[j, v] = len(on_server)
+            ready_at[j, v] = max((upload_done[j, p] for p in parents
+                                  if p < 0 or part.mask[p]), default=0.0)
+            if not on_server:
+                heapq.heappush(heap, (ready_at[j, v], j, v))
+    order, clock = [], 0.0
+    while heap:
+        ready, j, v = heapq.heappop(heap)
+        clock = max(clock, ready) + float(parts[j].graph.server_s[v])
         order.append((j, v))
+        for child in parts[j].graph.children[v]:
+            if not parts[j].mask[child]:
+                ready_at[j, child] = max(ready_at[j, child], clock)
+                waits[j, child] -= 1
+                if waits[j, child] == 0:
+                    heapq.heappush(heap, (ready_at[j, child], j, child))
     return tuple(order)
 
 
