@@ -28,7 +28,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.config import load_config
 from agents.evaluate import run_episode
-from agents.extractors.spark_gnn import SparkGnnPolicy
 from agents.scheduler import SB3Scheduler
 from envs.spark_dag.env import SparkDagShopEnv
 from heuristics.spark_dag import make_heuristic
@@ -100,9 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     vec_env = DummyVecEnv([lambda i=i: SparkDagShopEnv(**env_kwargs) for i in range(2)])
     vec_env.seed(args.seed)
-    policy_kwargs = {k: v for k, v in config.policy_kwargs.items()
-                     if k != "features_extractor_class"}
-    model = MaskablePPO(SparkGnnPolicy, vec_env, seed=args.seed, verbose=0, device="cpu",
+    policy_kwargs = config.resolved_policy_kwargs()
+    model = MaskablePPO(config.resolved_policy(), vec_env, seed=args.seed, verbose=0, device="cpu",
                         policy_kwargs=policy_kwargs, **config.ppo)
     record: dict[str, Any] = {"teacher": args.teacher, "env_kwargs": env_kwargs,
                               "ppo": config.ppo, "policy_kwargs": policy_kwargs}

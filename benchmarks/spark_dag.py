@@ -7,6 +7,7 @@ a JCT-vs-load curve, and batch makespans against lower bounds and CP-SAT optima.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -14,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from agents.evaluate import run_episode
 from benchmarks.report import markdown_table, parse_args, target, write_report
 from envs.spark_dag import Job, SparkDagShopEnv, TPCHLikeGenerator
-from heuristics.exact.spark_dag import spark_makespan_lower_bound, spark_optimal_makespan
 from heuristics.spark_dag import HEURISTICS, WeightedFairScheduler, make_heuristic
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "spark_dag_agent"
@@ -30,6 +29,8 @@ ALPHAS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     """Mean and 95% t-interval half-width."""
+    from scipy import stats
+
     values = np.asarray(values, dtype=float)
     if values.size < 2:
         return float(values.mean()), float("nan")
@@ -40,7 +41,11 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
 def load_agent() -> tuple[Callable[[], Any], dict[str, Any]] | None:
     if not MODEL.with_suffix(".zip").exists():
         return None
+    import torch
+
     from agents.scheduler import load_scheduler
+
+    torch.set_num_threads(1)  # batch-1 inference; more threads only contend
 
     meta = json.loads(MODEL.with_suffix(".json").read_text())
     scheduler = load_scheduler(str(MODEL.with_suffix(".zip")))
@@ -129,6 +134,8 @@ def summarize_online(rows: list[dict]) -> list[dict]:
 
 def bench_batch(instances: int, num_jobs: int, executors: int, capacity: float,
                 alpha: float) -> list[dict]:
+    from heuristics.exact.spark_dag import spark_makespan_lower_bound
+
     env = SparkDagShopEnv(mode="batch", num_jobs=num_jobs, num_executors=executors,
                           network_capacity=capacity, network_mix=0.5)
     rows = []
@@ -152,6 +159,8 @@ def small_instances(count: int) -> tuple[SparkDagShopEnv, list[list[Job]]]:
 
 
 def bench_small(count: int, time_limit_s: float, alpha: float) -> list[dict]:
+    from heuristics.exact.spark_dag import spark_optimal_makespan
+
     env, workloads = small_instances(count)
     rows = []
     for seed, jobs in enumerate(workloads):
@@ -202,9 +211,18 @@ def plot_load_curve(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args("spark_dag", argv)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.spark_dag")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the simulator-speed section (needs numpy + gymnasium only)")
+    args = parse_args("spark_dag", argv, parser)
     quick = args.quick
     out = Path(args.out)
+    if args.speed_only:
+        speed_rows, speed = bench_speed(1 if quick else 3)
+        print(markdown_table(speed_rows, ["episode", "tasks", "steps", "decisions", "cpu_s",
+                                          "wall_s", "decisions_per_s"]))
+        print(f"median cpu_s per episode: {speed['cpu_s_median']:.2f}")
+        return
     agent_loaded = load_agent()
     agent, meta = agent_loaded if agent_loaded else (None, {})
     limits = meta.get("limits", {})
