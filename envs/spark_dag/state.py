@@ -13,8 +13,14 @@ order). Two constructors:
   network_flows, jobs=[JobProgress(...), ...], events_pending=True)``, convenient for a bridge;
   it derives ``parents_done`` and the edge list.
 
-Work units: ``remaining_network_s`` and ``remaining_compute_s`` are executor-seconds left in the
-stage's unfinished tasks (network at full per-task bandwidth; compute includes the write phase).
+Work units: ``remaining_network_s`` and ``remaining_compute_s`` are executor-seconds of the
+phases not yet completed (network at full per-task bandwidth; compute includes the write phase;
+a phase in progress counts in full until it ends).
+
+Snapshots are read-only: :mod:`envs.spark_dag.observation` caches the parts that depend only
+on the job set (visible rows, adjacency) on the identity of ``edges`` and ``stage_job``, so a
+producer builds new arrays when jobs arrive or finish instead of editing them in place (the
+simulator and ``from_jobs`` do).
 """
 
 from __future__ import annotations
