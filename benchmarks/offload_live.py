@@ -62,10 +62,12 @@ def _ack_server(listener: socket.socket, size: int, pairs: int) -> None:
             conn.sendall(b"k")
 
 
-def protocol_overhead(pairs: int) -> dict[str, float]:
+def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, float]:
     """Alternate a raw ``sendall`` of 1 MiB and a framed tensor of the same bytes on one
     connection to a receiver process; each send is timed until the receiver's 1-byte ack.
-    Alternating sends see the same load, so the paired ratio isolates the protocol's cost."""
+    Alternating sends see the same load, so the paired ratio isolates the protocol's cost.
+    With ``rate_mbps`` both go through the same token bucket (an emulated uplink)."""
+    sender = ShapedSender(rate_mbps)
     payload = torch.randn(2**18)  # 1 MiB of float32
     raw_bytes = protocol.tensor_bytes(payload)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -78,10 +80,11 @@ def protocol_overhead(pairs: int) -> dict[str, float]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(pairs):
             start = time.perf_counter()
-            sock.sendall(raw_bytes)
+            sender.send_message(sock, [raw_bytes])
             protocol.recv_exact(sock, 1)
             middle = time.perf_counter()
-            protocol.send_frame(sock, MessageType.INFER, request_id=1, tensor=payload)
+            sender.send_message(sock, protocol.encode_frame(MessageType.INFER, request_id=1,
+                                                            tensor=payload))
             protocol.recv_exact(sock, 1)
             raw.append(middle - start)
             framed.append(time.perf_counter() - middle)
@@ -92,7 +95,7 @@ def protocol_overhead(pairs: int) -> dict[str, float]:
             "overhead": framed_s / raw_s - 1.0,
             "paired_ratio_median": statistics.median(f / r for f, r in zip(framed, raw,
                                                                           strict=True)),
-            "pairs": pairs}
+            "pairs": pairs, "rate_mbps": rate_mbps}
 
 
 # ---- server process -----------------------------------------------------------------------
@@ -153,7 +156,8 @@ def concurrent_clients(client: OffloadClient, host: str, port: int, count: int =
                     raise TimeoutError(f"{len(results)} of {requests} results")
             link.close()
             for request, full in expected.items():
-                if not torch.allclose(results[request], full, rtol=1e-4, atol=1e-5):
+                # a CUDA server sums in another order than the CPU: fp32 rounding differs
+                if not torch.allclose(results[request], full, rtol=1e-3, atol=1e-4):
                     raise AssertionError(f"request {request}: wrong result")
             with lock:
                 served[0] += requests
@@ -182,7 +186,8 @@ def planners(names: Sequence[str], agent_path: Path) -> dict[str, Any]:
 
 
 def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: dict[str, Any],
-                  max_run_s: float, link_kind: str) -> list[dict[str, Any]]:
+                  max_run_s: float, link_kind: str, traces: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
     rows = []
     measured_mbps, measured_latency_s = client.measure_link()
     instance = client.plan_instance(jobs)
@@ -209,6 +214,9 @@ def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: 
             continue
         result = client.run(jobs, lambda _instance, plan=plan: plan, instance=instance)
         where = [job.where for job in result.jobs]
+        trace = result.to_dict()
+        trace.pop("instance")  # the same for every scheduler of this bandwidth
+        traces.append({"bandwidth": label, "scheduler": name, **trace})
         rows.append({**row, "status": "ok", "measured_s": result.makespan_s,
                      "measured_over_predicted": result.makespan_s / predicted,
                      "offloaded": where.count("server"), "local": where.count("local"),
@@ -243,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   if not kernel_path else ""), flush=True)
 
     overhead = protocol_overhead(200 if args.quick else 1000)
-    print(f"protocol overhead on 1 MiB: {overhead['overhead'] * 100:.1f}%", flush=True)
+    overhead_link = protocol_overhead(3 if args.quick else 6, BANDWIDTH_CLASSES_MBPS["WiFi"])
+    print(f"protocol overhead on 1 MiB: {overhead['overhead'] * 100:.1f}% on loopback, "
+          f"{overhead_link['overhead'] * 100:.2f}% through a WiFi-rate token bucket", flush=True)
 
     token_file = Path(args.out) / ".offload_live_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -266,11 +276,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise RuntimeError(f"cannot reach the server at {host}:{port}")
         chosen = planners(args.schedulers.split(","), Path(args.agent))
         rows: list[dict[str, Any]] = []
+        traces: list[dict[str, Any]] = []
         for label, mbps in BANDWIDTH_CLASSES_MBPS.items():
             if kernel_path:
                 netem.set_rate(mbps, args.latency_ms)
             client.set_uplink(mbps, user_latency_s, shape=not kernel_path)
-            rows += run_bandwidth(client, label, mbps, jobs, chosen, max_run_s, link_kind)
+            rows += run_bandwidth(client, label, mbps, jobs, chosen, max_run_s, link_kind,
+                                  traces)
         concurrency = concurrent_clients(client, host, port)
         client.close()
     finally:
@@ -306,12 +318,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"Median |measured/predicted - 1| over {len(errors)} runs: "
         f"{statistics.median(errors) if errors else float('nan'):.3f}.", "",
         f"Protocol vs raw socket, 1 MiB on loopback (median of {overhead['pairs']} alternating pairs): "
-        f"raw {overhead['raw_median_ms']:.3f} ms, framed {overhead['protocol_median_ms']:.3f} ms.",
+        f"raw {overhead['raw_median_ms']:.3f} ms, framed {overhead['protocol_median_ms']:.3f} ms "
+        f"(the target). Through a {BANDWIDTH_CLASSES_MBPS['WiFi']} Mbit/s token bucket "
+        f"(median of {overhead_link['pairs']} pairs): raw {overhead_link['raw_median_ms']:.1f} "
+        f"ms, framed {overhead_link['protocol_median_ms']:.1f} ms "
+        f"({overhead_link['overhead'] * 100:.2f}%).",
         "", f"8 concurrent clients: {concurrency['requests_served']} requests served, "
         f"{concurrency['errors']} errors in {concurrency['wall_s']:.1f} s."])
     path = write_report(NAME, args.out, rows, targets, body, extra={
-        "protocol_overhead": overhead, "concurrency": concurrency, "link": link_kind,
-        "server_device": server_device, "jobs": [name for name, _ in jobs]})
+        "protocol_overhead": overhead, "protocol_overhead_wifi_link": overhead_link,
+        "concurrency": concurrency, "link": link_kind,
+        "server_device": server_device, "jobs": [name for name, _ in jobs],
+        "traces": traces})
     for name, entry in targets.items():
         print(f"{name}: {entry['value']:.3f} {entry['op']} {entry['threshold']} "
               f"{'met' if entry['met'] else 'MISSED'}")

@@ -165,9 +165,8 @@ class OffloadClient:
         self.hashes = {name: weights_hash(split.model) for name, split in self.splits.items()}
         self.device_scale: dict[str, float] = {}
         if calibrate:
-            for name, split in self.splits.items():
-                self.device_scale[name] = (measure_whole_model_s(split)
-                                           / profile_whole_model_s(name))
+            for name, seconds in measure_whole_model_s(self.splits).items():
+                self.device_scale[name] = seconds / profile_whole_model_s(name)
         self.server_device = ""
         self.server_speedup: dict[str, float] = {}
         self._last_connect_attempt = -1e9
@@ -301,6 +300,8 @@ class OffloadClient:
             instance = self.plan_instance(jobs)
         plan = planner(instance)
         predicted = simulate(instance, plan).makespan_s
+        for job_index, cut in plan.steps:  # build the prefix graphs before the clock starts
+            self.splits[jobs[job_index][1]].range_module(0, cut)
         generator = torch.Generator().manual_seed(seed)
         self._reset_batch_state()
         self._jobs = [JobRun(i, name, model,

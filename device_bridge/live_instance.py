@@ -1,8 +1,8 @@
 """Build the offloading instance the client plans with, from profiles and live measurements.
 
 Shipped profiles were measured once on some CPU. Before planning, the client measures what
-it actually has: the median time of each model run whole on this device
-(``device_scale = measured / profile whole-model median``), the server's own whole-model
+it actually has: the median time of each model run whole on this device, round-robin over
+the batch's models (``device_scale = measured / profile whole-model median``), the server's own whole-model
 median reported in its WELCOME (``server_speedup = profile median / server median``), and the
 link (probe latency and bandwidth). Layer times keep the profile's proportions.
 """
@@ -23,16 +23,20 @@ def profile_whole_model_s(model: str) -> float:
     return float(load_profile(model)["provenance"]["whole_model_median_s"])
 
 
-def measure_whole_model_s(split: SplitModel, runs: int = 3, warmup: int = 1) -> float:
-    sample = torch.randn(split.input_shape)
-    samples = []
-    with torch.inference_mode():
-        for run in range(warmup + runs):
+def measure_whole_model_s(splits: dict[str, SplitModel], runs: int = 5,
+                          warmup: int = 1) -> dict[str, float]:
+    """Median time of each model run whole through its split graph (the path the runtime
+    uses), in round-robin over the models as a mixed batch runs them: a model measured
+    back to back keeps its weights in cache and looks faster than it is in a batch."""
+    samples: dict[str, list[float]] = {name: [] for name in splits}
+    inputs = {name: torch.randn(split.input_shape) for name, split in splits.items()}
+    for run in range(warmup + runs):
+        for name, split in splits.items():
             start = time.perf_counter()
-            split.model(sample)
+            split.run_range(0, split.num_segments, inputs[name])
             if run >= warmup:
-                samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+                samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def build_job(model: str, name: str, device_scale: float = 1.0,

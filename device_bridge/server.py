@@ -89,6 +89,10 @@ class OffloadServer:
                 raise ValueError(f"unknown model {name!r}; supported: {', '.join(SUPPORTED_MODELS)}")
         self.token = token
         self.device = pick_device(device)
+        if self.device.type == "cuda":
+            # full fp32 so server results match the device's CPU results to rounding
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.max_frame_bytes = max_frame_bytes
         self.handshake_timeout_s = handshake_timeout_s
         self.stats = ServerStats()
@@ -100,27 +104,32 @@ class OffloadServer:
             split.to(self.device)
             for cut in range(split.num_segments):  # build every suffix before serving
                 split.range_module(cut, split.num_segments)
-            hosted.whole_model_s = self._time_whole_model(split)
             self.models[name] = hosted
+        self._time_models()
+        for name, hosted in self.models.items():
             LOG.info("hosting %s on %s: %d cut points, whole model %.1f ms", name, self.device,
-                     split.num_segments + 1, hosted.whole_model_s * 1e3)
+                     hosted.split.num_segments + 1, hosted.whole_model_s * 1e3)
         self._listener = socket.create_server((host, port))
         self.host, self.port = self._listener.getsockname()[:2]
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
 
-    def _time_whole_model(self, split: SplitModel) -> float:
-        sample = torch.randn(split.input_shape, device=self.device)
-        samples = []
-        with torch.inference_mode():
-            for run in range(WARMUP_RUNS + TIMING_RUNS):
+    def _time_models(self) -> None:
+        """Median whole-model time per model on the serving device, round-robin over the
+        models (as mixed requests arrive), reported to clients in WELCOME for planning."""
+        samples: dict[str, list[float]] = {name: [] for name in self.models}
+        inputs = {name: torch.randn(hosted.split.input_shape, device=self.device)
+                  for name, hosted in self.models.items()}
+        for run in range(WARMUP_RUNS + TIMING_RUNS):
+            for name, hosted in self.models.items():
                 start = time.perf_counter()
-                split.model(sample)
+                hosted.split.run_range(0, hosted.split.num_segments, inputs[name])
                 _synchronize(self.device)
                 if run >= WARMUP_RUNS:
-                    samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
+                    samples[name].append(time.perf_counter() - start)
+        for name, hosted in self.models.items():
+            hosted.whole_model_s = statistics.median(samples[name])
 
     def start(self) -> OffloadServer:
         thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)

@@ -24,10 +24,14 @@ class TokenBucket:
 
     Kept as a virtual clock: ``_link_free_at`` is when the link has sent every byte consumed
     so far. ``consume(n)`` books ``n / rate`` seconds starting at
-    ``max(now - burst / rate, _link_free_at)`` and sleeps until they are over, so a chunk
-    leaves when the emulated link would have finished carrying it (a bucket of depth
-    ``burst_bytes``, empty by default: no credit is banked while idle).
+    ``max(now - slack, _link_free_at)`` and sleeps until they are over, so a chunk leaves when
+    the emulated link would have finished carrying it. ``slack`` is the larger of
+    ``burst_bytes / rate`` and ``SLEEP_SLACK_S``: the latter lets a long transfer make up
+    for sleeps that overshoot (a few hundred microseconds each) without banking more than
+    a few milliseconds of idle time into a burst.
     """
+
+    SLEEP_SLACK_S = 0.005
 
     def __init__(self, rate_mbps: float, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  burst_bytes: int = 0):
@@ -38,18 +42,36 @@ class TokenBucket:
                              f"{chunk_bytes}, {burst_bytes}")
         self.rate_bytes_per_s = rate_mbps * 1e6 / 8
         self.chunk_bytes = chunk_bytes
-        self.burst_s = burst_bytes / self.rate_bytes_per_s
+        self.slack_s = max(burst_bytes / self.rate_bytes_per_s, self.SLEEP_SLACK_S)
         self._link_free_at = 0.0
         self._lock = threading.Lock()
 
     def consume(self, count: int) -> None:
         with self._lock:
             now = time.perf_counter()
-            start = max(now - self.burst_s, self._link_free_at)
+            start = max(now - self.slack_s, self._link_free_at)
             self._link_free_at = start + count / self.rate_bytes_per_s
             wait = self._link_free_at - now
         if wait > 0:
             time.sleep(wait)
+
+
+def _chunks(buffers: list[bytes | memoryview], size: int):
+    """Split the concatenation of ``buffers`` into groups of at most ``size`` bytes, each a
+    list of memoryviews (no copies), so a small header rides in the first chunk."""
+    group: list[memoryview] = []
+    room = size
+    for buffer in buffers:
+        view = memoryview(buffer).cast("B")
+        while len(view):
+            piece, view = view[:room], view[room:]
+            group.append(piece)
+            room -= len(piece)
+            if room == 0:
+                yield group
+                group, room = [], size
+    if group:
+        yield group
 
 
 class ShapedSender:
@@ -71,11 +93,8 @@ class ShapedSender:
         if self.bucket is None:
             return send_buffers(sock, buffers)
         sent = 0
-        for buffer in buffers:
-            view = memoryview(buffer)
-            for start in range(0, len(view), self.bucket.chunk_bytes):
-                chunk = view[start:start + self.bucket.chunk_bytes]
-                self.bucket.consume(len(chunk))
-                sock.sendall(chunk)
-                sent += len(chunk)
+        for group in _chunks(buffers, self.bucket.chunk_bytes):
+            count = sum(len(piece) for piece in group)
+            self.bucket.consume(count)
+            sent += send_buffers(sock, group)
         return sent

@@ -146,3 +146,17 @@ def test_token_bucket_rejects_bad_settings():
 def test_struct_layout_is_big_endian_and_fixed():
     assert HEADER.format == "!4sBBHHHQdBB8IQ"
     assert struct.calcsize(HEADER.format) == 70
+
+
+def test_frames_survive_the_token_bucket_chunking(pair):
+    left, right = pair
+    tensor = torch.randn(3, 5000)  # 60 kB: the 70-byte header rides in the first 8 kB chunk
+    reader_result = {}
+    reader = threading.Thread(target=lambda: reader_result.update(
+        frame=protocol.read_frame(right)))
+    reader.start()
+    sent = ShapedSender(200.0).send_message(
+        left, protocol.encode_frame(MessageType.INFER, request_id=9, tensor=tensor))
+    reader.join(10)
+    assert sent == 70 + tensor.numel() * 4
+    assert torch.equal(reader_result["frame"].tensor, tensor)
