@@ -1,7 +1,7 @@
 """Real pipeline vs simulator: run planned pipelines as torch processes on 127.0.0.1.
 
 ``python -m benchmarks.pipeline_real [--quick] [--out DIR] [--models resnet18,mobilenet_v2]``
-(``--quick``: mobilenet_v2 only, 3 iterations per plan)
+(``--quick``: mobilenet_v2 only, 2 iterations per plan)
 
 For each model: profile it afresh on this machine (one thread, the same code as
 ``data/profiles/training``, so the simulator and the run see the same CPU conditions), build
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     extra.add_argument("--models", default=None,
                        help="comma-separated (default resnet18,mobilenet_v2; quick: mobilenet_v2)")
     extra.add_argument("--iterations", type=int, default=None,
-                       help="real iterations per plan, the first is warm-up (default 5; 3 quick)")
+                       help="real iterations per plan, the first is warm-up (default 5; 2 quick)")
     args = parse_args("pipeline_real", argv, extra)
-    iterations = args.iterations or (3 if args.quick else 5)
+    iterations = args.iterations or (2 if args.quick else 5)
     models = args.models or ("mobilenet_v2" if args.quick else "resnet18,mobilenet_v2")
     rows, failures = [], []
     for model_name in models.split(","):
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
             median = float(np.median(measured))
             rows.append({
                 "model": model_name, "scheduler": name, "plan": plan.to_dict(),
-                "stages": " | ".join(f"dev{list(st.devices)}:{st.start}-{st.stop - 1}"
-                                     for st in plan.stages),
+                "stages": " / ".join("+".join(f"dev{d}" for d in st.devices)
+                                     + f" L{st.start}-{st.stop - 1}" for st in plan.stages),
                 "processes": run["processes"], "simulated_s": sim_s, "measured_median_s": median,
                 "measured_min_s": float(measured.min()), "measured_max_s": float(measured.max()),
                 "rel_error": median / sim_s - 1, "replayed_sim_s": replay_s,
