@@ -16,11 +16,13 @@
 - ``neurosurgeon``: the best single-tensor cut point per job, jobs one after another.
 - ``path_based``: path decomposition and the chain method per path, Johnson order.
 - ``joint``: the chain planner of :mod:`heuristics.offload` over the candidate options.
+- ``order_search``: every job order (up to 6 jobs) with the best options for each order.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -43,7 +45,13 @@ from envs.offload.layer_sim import (
     tensor_seconds,
 )
 from envs.offload.simulator import Plan, simulate
-from heuristics.offload import CutTable, johnson_order, joint, two_stage_johnson
+from heuristics.offload import (
+    CutTable,
+    cuts_for_order,
+    johnson_order,
+    joint,
+    two_stage_johnson,
+)
 
 MaskRule = Callable[[object, OffloadInstance], np.ndarray]
 
@@ -127,6 +135,28 @@ def joint_dag(instance: OffloadInstance) -> Plan:
     return joint(instance, time_limit_s=1.0)
 
 
+def order_search(instance: OffloadInstance, max_permuted_jobs: int = 6) -> Plan:
+    """Orders x best options per order: every job order when there are at most
+    ``max_permuted_jobs`` jobs (else the Johnson orders of the weight sweep and of ``joint``),
+    each given its options by the resource-state beam search of
+    :func:`heuristics.offload.cuts_for_order`; ``joint``'s plan is kept if better."""
+    table = CutTable(instance)
+    start = joint_dag(instance)
+    best = (simulate(instance, start).makespan_s, start)
+    if instance.num_jobs <= max_permuted_jobs:
+        orders = itertools.permutations(range(instance.num_jobs))
+    else:
+        orders = [start.order()] + [two_stage_johnson(table, weighted_options(instance, w))
+                                    for w in WEIGHT_SWEEP]
+    for order in orders:
+        options, _ = cuts_for_order(table, list(order))
+        plan = Plan(tuple((j, options[j]) for j in order))
+        makespan_s = table.makespan(list(order), options)
+        if makespan_s < best[0] * (1 - 1e-12):
+            best = (makespan_s, plan)
+    return best[1]
+
+
 HEURISTICS: dict[str, Callable[[OffloadInstance], Plan]] = {
     "dads": dads,
     "dads_fixed": dads_fixed,
@@ -134,6 +164,7 @@ HEURISTICS: dict[str, Callable[[OffloadInstance], Plan]] = {
     "neurosurgeon": neurosurgeon,
     "path_based": path_based,
     "joint": joint_dag,
+    "order_search": order_search,
 }
 
 
@@ -313,11 +344,11 @@ def _list_schedule_server(parts, upload_done) -> tuple[tuple[int, int], ...]:
 
 
 def layer_level(instance: OffloadInstance) -> LayerPlan:
-    """Layer-level plan: the options of several job-level plans (``joint``, ``dads_fixed`` and
+    """Layer-level plan: the options of several job-level plans (``order_search``, ``dads_fixed`` and
     every weight of the DADS sweep), each scheduled by :func:`schedule_layers` and also as the
     layer expansion of its job-level plan (so it is never worse than those plans); the best
     layer makespan wins."""
-    job_plans = [joint_dag(instance), _johnson_plan(instance, dads_fixed_options(instance))]
+    job_plans = [order_search(instance), _johnson_plan(instance, dads_fixed_options(instance))]
     job_plans += [_johnson_plan(instance, weighted_options(instance, w)) for w in WEIGHT_SWEEP]
     best: tuple[float, LayerPlan] | None = None
     seen = set()

@@ -329,7 +329,7 @@ def _transfer_price(bandwidth_mbps: float) -> float:
 
 @lru_cache(maxsize=4096)
 def min_cut_mask(graph: DagGraph, bandwidth_mbps: float, weight: float = 0.5,
-                 reverse_edges: bool = True) -> tuple[bool, ...]:
+                 reverse_edges: bool = True, upload_weight: float = 1.0) -> tuple[bool, ...]:
     """The DADS minimum s-t cut (source side = device).
 
     Edge costs: ``source -> v`` is ``(1 - weight) * server_s[v]`` (paid when ``v`` runs on the
@@ -337,9 +337,10 @@ def min_cut_mask(graph: DagGraph, bandwidth_mbps: float, weight: float = 0.5,
     cost ``(1 - weight) * transfer``; a tensor read by several goes through an auxiliary node
     (``u -> u'`` costs the transfer once, ``u' -> consumer`` is infinite). With
     ``reverse_edges`` every dataflow edge also has an infinite reverse edge, so no device layer
-    depends on a server layer; the published construction has none.
+    depends on a server layer; the published construction has none. ``upload_weight``
+    multiplies the transfer costs (1 in DADS).
     """
-    price = _transfer_price(bandwidth_mbps)
+    price = _transfer_price(bandwidth_mbps) * upload_weight
     flow = nx.DiGraph()
     source, sink, job_input = ("source",), ("sink",), ("input",)
     flow.add_edge(source, job_input)  # no capacity attribute: infinite
@@ -369,10 +370,11 @@ def min_cut_mask(graph: DagGraph, bandwidth_mbps: float, weight: float = 0.5,
 
 
 def dads_mask(graph: DagGraph, bandwidth_mbps: float, weight: float = 0.5,
-              reverse_edges: bool = True) -> np.ndarray:
+              reverse_edges: bool = True, upload_weight: float = 1.0) -> np.ndarray:
     """DADS partition as a closed mask. Without reverse edges the cut may not be closed; it is
     then repaired by moving every layer with a server ancestor to the server."""
-    mask = np.array(min_cut_mask(graph, float(bandwidth_mbps), float(weight), reverse_edges))
+    mask = np.array(min_cut_mask(graph, float(bandwidth_mbps), float(weight), reverse_edges,
+                                 float(upload_weight)))
     return mask if reverse_edges else graph.close_down(mask)
 
 
@@ -426,15 +428,53 @@ def neurosurgeon_mask(graph: DagGraph, bandwidth_mbps: float, latency_s: float) 
     return min(masks, key=lambda m: graph.latency_s(m, bandwidth_mbps, latency_s))
 
 
+def closed_masks(graph: DagGraph, limit: int) -> list[np.ndarray] | None:
+    """Every predecessor-closed set (as masks), or None when there are more than ``limit``."""
+    found: list[np.ndarray] = []
+    mask = np.zeros(len(graph), dtype=bool)
+
+    def extend(v: int) -> bool:
+        if v == len(graph):
+            found.append(mask.copy())
+            return len(found) <= limit
+        if not extend(v + 1):
+            return False
+        if all(p < 0 or mask[p] for p in graph.parents[v]):
+            mask[v] = True
+            ok = extend(v + 1)
+            mask[v] = False
+            return ok
+        return True
+
+    return found if extend(0) else None
+
+
+@lru_cache(maxsize=256)
+def pareto_partitions(graph: DagGraph, limit: int = 4096) -> tuple[Partition, ...]:
+    """The closed sets not dominated in (device s, bytes sent, server s) by another closed set,
+    when the DAG has at most ``limit`` closed sets (small graphs); else none. No optimal plan
+    needs a dominated partition (see :mod:`envs.offload.cuts`)."""
+    masks = closed_masks(graph, limit)
+    if masks is None:
+        return ()
+    terms = np.array([graph.terms(m) for m in masks])
+    no_worse = np.all(terms[:, None, :] <= terms[None, :, :] + 1e-12, axis=2)
+    better = np.any(terms[:, None, :] < terms[None, :, :] - 1e-12, axis=2)
+    dominated = np.any(no_worse & better, axis=0)
+    return tuple(graph.partition(m) for m, d in zip(masks, dominated, strict=True) if not d)
+
+
 @lru_cache(maxsize=256)
 def candidate_partitions(graph: DagGraph, bandwidth_mbps: float, latency_s: float = 0.0
                          ) -> tuple[Partition, ...]:
     """Single-tensor cut points, min cuts over :data:`WEIGHT_SWEEP`, the published (repaired)
-    DADS cut, the path-based partition; all-local last. Duplicates removed."""
+    DADS cut, the path-based partition, and on small DAGs every Pareto-efficient closed set
+    (:func:`pareto_partitions`); all-local last. Duplicates removed."""
     masks = [graph.mask(p) for p in cut_point_partitions(graph)]
     masks += [dads_mask(graph, bandwidth_mbps, w) for w in WEIGHT_SWEEP]
     masks.append(dads_mask(graph, bandwidth_mbps, 0.5, reverse_edges=False))
     masks.append(path_based_mask(graph, bandwidth_mbps, latency_s))
+    masks += [graph.mask(p) for p in pareto_partitions(graph)]
     seen: set[Partition] = set()
     options: list[Partition] = []
     full = frozenset(graph.names)
