@@ -34,7 +34,6 @@ from envs.hetero_pipeline.simulator import (
 )
 
 Groups = tuple[tuple[int, ...], ...]
-StageCostFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _pair_grid(num_layers: int) -> tuple[np.ndarray, np.ndarray]:

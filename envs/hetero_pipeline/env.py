@@ -70,7 +70,8 @@ class HeteroPipelineEnv(gym.Env):
 
     ## Rewards
     Potential-based: the potential of a state is the simulated iteration time of its completion
-    by the min-max layer DP (undecided devices idle). Each step earns
+    by the min-max layer DP (undecided devices idle, or else the first reference completion
+    of the mask that fits). Each step earns
     ``-w_iteration_time * (potential_after - potential_before) / reference_s`` (``reference_s``
     = the best single-device plan's time, also the potential before any device is placed), so
     an episode's return is ``(reference_s - iteration_s) / reference_s`` minus
@@ -237,11 +238,21 @@ class HeteroPipelineEnv(gym.Env):
 
     # ----------------------------------------------------------------- stepping
     def _completed_plan(self) -> PipelinePlan | None:
-        groups = self._groups_tuple()
-        if not groups:
-            return None
-        cuts = self._completion_cuts(groups, self.cuts)
-        return None if cuts is None else PipelinePlan.from_groups(groups, cuts)
+        """The state completed by the DP: the first reference completion that fits."""
+        if self.phase == "assign":
+            remaining = self.order[self.cursor:]
+            candidates = [self.groups, self.groups + [[d] for d in remaining],
+                          [[d] for d in reversed(remaining)] + self.groups]
+            candidates += [self.groups + [[d]] for d in remaining]
+        else:
+            candidates = [self.groups]
+        for candidate in candidates:
+            groups = self._groups_tuple(candidate)
+            if groups and len(groups) <= self.instance.num_layers:
+                cuts = self._completion_cuts(groups, self.cuts)
+                if cuts is not None:
+                    return PipelinePlan.from_groups(groups, cuts)
+        return None
 
     def _apply(self, action: int) -> None:
         if self.phase == "assign":

@@ -115,3 +115,14 @@ def test_ansi_render_shows_gantt():
     env = HeteroPipelineEnv(render_mode="ansi")
     _rollout(env, np.random.default_rng(2), seed=1)
     assert "iteration" in env.render()
+
+
+def test_plan_scheduler_replays_a_planner_through_run_episode():
+    from agents.evaluate import run_episode
+    from heuristics.hetero_pipeline import PlanScheduler
+
+    env = HeteroPipelineEnv()
+    instance = HeteroPipelineGenerator(speed_ratio=(2.0, 2.0))(np.random.default_rng(4))
+    info = run_episode(env, PlanScheduler(env, cluster_dp), options={"instance": instance})
+    assert info["invalid_actions"] == 0
+    assert info["iteration_s"] == pytest.approx(simulate(instance, cluster_dp(instance)).iteration_s)
