@@ -372,3 +372,72 @@ def option_masks(instance: OffloadInstance, options: Sequence[int]) -> list[np.n
 
 __all__ = ["HEURISTICS", "dads", "dads_fixed", "dads_weighted", "device_order_by_tree_merge",
            "johnson_order", "layer_level", "neurosurgeon", "path_based", "schedule_layers"]
+
+
+def lower_bound(instance: OffloadInstance) -> float:
+    """A lower bound on the job-level makespan over every closed partition of every job.
+
+    LP relaxation (HiGHS): per job ``x[v]`` in [0, 1] (device share) with ``x[v] <= x[p]``,
+    sent shares ``y[u] >= x[u] - x[c]`` for every consumer ``c`` (``y[input] >= 1 - x[r]``
+    for every input reader ``r``); the makespan ``z`` is at least the total device, upload
+    (latency left out) and server load and every job's ``D + U + S``. The larger of this and
+    :func:`envs.offload.bounds.latency_lower_bound` (valid because every job's candidates
+    contain its latency-optimal partition) is returned.
+    """
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix
+
+    price = 8.0 / (instance.bandwidth_mbps * 1e6)
+    rows, cols, vals, rhs = [], [], [], []
+    blocks = []  # per job: (device coefficients, upload coefficients, server coefficients)
+    column = 0
+
+    def add_row(entries: list[tuple[int, float]], bound: float) -> None:
+        row = len(rhs)
+        for col, value in entries:
+            rows.append(row)
+            cols.append(col)
+            vals.append(value)
+        rhs.append(bound)
+
+    for job in instance.jobs:
+        graph = job_graph(job)
+        x = list(range(column, column + len(graph)))
+        column += len(graph)
+        y: dict[int, int] = {}
+        for u in [-1, *range(len(graph))]:
+            if (u < 0 and graph.input_readers) or (u >= 0 and graph.children[u]):
+                y[u] = column
+                column += 1
+        for v, parents in enumerate(graph.parents):
+            for p in parents:
+                if p >= 0:
+                    add_row([(x[v], 1.0), (x[p], -1.0)], 0.0)
+        for reader in graph.input_readers:
+            add_row([(x[reader], -1.0), (y[-1], -1.0)], -1.0)
+        for u in range(len(graph)):
+            for c in graph.children[u]:
+                add_row([(x[u], 1.0), (x[c], -1.0), (y[u], -1.0)], 0.0)
+        upload = [(y[u], price * (graph.input_bytes if u < 0 else float(graph.output_bytes[u])))
+                  for u in y]
+        blocks.append(([(x[v], float(graph.device_s[v])) for v in range(len(graph))], upload,
+                       [(x[v], float(graph.server_s[v])) for v in range(len(graph))],
+                       float(graph.server_s.sum())))
+    z = column
+    num_vars = column + 1
+    add_row([e for b in blocks for e in b[0]] + [(z, -1.0)], 0.0)
+    add_row([e for b in blocks for e in b[1]] + [(z, -1.0)], 0.0)
+    add_row([(c, -s) for b in blocks for c, s in b[2]] + [(z, -1.0)],
+            -sum(b[3] for b in blocks))
+    for device, upload, server, server_total in blocks:
+        add_row(device + upload + [(c, -s) for c, s in server] + [(z, -1.0)], -server_total)
+    matrix = coo_matrix((vals, (rows, cols)), shape=(len(rhs), num_vars)).tocsr()
+    objective = np.zeros(num_vars)
+    objective[z] = 1.0
+    bounds = [(0.0, 1.0)] * column + [(0.0, None)]
+    result = linprog(objective, A_ub=matrix, b_ub=np.array(rhs), bounds=bounds, method="highs")
+    if not result.success:
+        raise RuntimeError(f"DAG lower-bound LP failed: {result.message}")
+    from envs.offload.bounds import latency_lower_bound
+
+    return max(float(result.fun) * (1 - 1e-9), latency_lower_bound(instance))

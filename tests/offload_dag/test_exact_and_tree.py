@@ -15,7 +15,7 @@ from heuristics.exact.offload_dag import (
     offload_dag_optimal,
     with_partitions,
 )
-from heuristics.offload_dag import layer_level, schedule_layers
+from heuristics.offload_dag import layer_level, lower_bound, schedule_layers
 
 
 def brute_force_layer_optimum(instance: OffloadInstance, options: list[int]) -> float:
@@ -118,3 +118,4 @@ def test_batch_optimum_over_all_partitions_matches_brute_force_and_beats_candida
                 best = min(best, simulate(augmented, plan).makespan_s)
         assert result.makespan_s == pytest.approx(best, rel=1e-6)
         assert result.makespan_s <= offload_optimal(instance, time_limit_s=10).makespan_s + 1e-9
+        assert lower_bound(instance) <= result.makespan_s * (1 + 1e-9)
