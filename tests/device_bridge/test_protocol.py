@@ -132,7 +132,8 @@ def test_token_bucket_never_beats_its_rate(pair):
     elapsed = time.perf_counter() - start
     drained.join(10)
     ideal = 0.02 + 8 * size / (rate_mbps * 1e6)  # 0.12 s
-    assert elapsed >= 0.97 * ideal
+    # the bucket may backdate a send by its small slack (absorbing sleep overshoot), no more
+    assert elapsed >= ideal - TokenBucket.SLEEP_SLACK_S
     assert elapsed < 5 * ideal  # loose: the machine is shared
 
 
