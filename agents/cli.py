@@ -28,6 +28,8 @@ OBJECTIVE_KEY = {
     "pipesched/ParamServer-v0": "iteration_s",
     "pipesched/HeteroPipeline-v0": "iteration_s",
 }
+#: the demo's brief training: clone ``joint`` on a few instances, then ``demo_timesteps`` of PPO
+DEMO_PRETRAIN = {"instances": 40, "epochs": 15}
 SHIPPED_OFFLOAD_AGENT = Path(__file__).resolve().parents[1] / "models" / "offload_agent.zip"
 
 
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--timesteps", type=int)
     train_cmd.add_argument("--n-envs", type=int, default=1, help="> 1 uses SubprocVecEnv")
     train_cmd.add_argument("--out", default="runs")
+    train_cmd.add_argument("--device", default="cpu", help="torch device of the policy")
 
     evaluate_cmd = commands.add_parser("evaluate", help="mean objective of a model over seeds")
     common(evaluate_cmd)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return demo(console)
     if args.command == "train":
         result = train(args.env, args.timesteps, args.seed, args.n_envs, args.config, args.out,
-                       console=console)
+                       console=console, device=args.device)
         console.print(f"saved {result.model_path}")
     elif args.command == "evaluate":
         evaluate(args.env, args.model, args.episodes, args.seed, console)
@@ -135,8 +138,9 @@ def demo(console: Console) -> int:
     """``python train_agents.py``: brief training, then agent vs heuristics vs optimum."""
     console.rule("pipesched demo: DNN offloading")
     result = train(OFFLOAD_ENV_ID, timesteps=None, seed=0, n_envs=1, out_dir="runs",
-                   console=console)
-    models = {f"agent_demo_{result.timesteps // 1000}k": str(result.model_path)}
+                   console=console, pretrain_overrides=DEMO_PRETRAIN)
+    models = {f"agent_demo_bc{DEMO_PRETRAIN['instances']}_ppo{result.timesteps}":
+              str(result.model_path)}
     if SHIPPED_OFFLOAD_AGENT.exists():
         models["agent_shipped"] = str(SHIPPED_OFFLOAD_AGENT)
     compare_offload(models, instances_per_class=6, seed=2026, out=Path("results"),

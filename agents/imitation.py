@@ -1,9 +1,11 @@
-"""Behaviour cloning from a planner, used to warm-start MaskablePPO.
+"""Imitation of a planner (behaviour cloning, then DAgger), used to warm-start MaskablePPO.
 
-PPO from scratch on a few CPU minutes learns little on offloading (the demo agent of 12k steps
-matched ``all_local``). Cloning the ``joint`` planner's decisions first, then continuing with
-MaskablePPO, is the usual remedy (as in AlphaStar-style or GAIL-style pipelines); the reports
-name the cloned expert and the PPO steps so the numbers are read correctly.
+PPO from scratch on a few CPU minutes learns little on offloading (a 12k-step agent matched
+``all_local``). So training first clones the ``joint`` planner's decisions on whole episodes,
+then runs DAgger rounds (Ross et al., 2011): the policy plays, the planner labels every state
+it reaches with the decision it would take from there (re-planning the pending jobs after the
+resources' current state), and the policy is refitted on all labels so far. MaskablePPO then
+continues from that policy. Reports name the expert, the rounds and the PPO steps.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.console import Console
 
 import envs  # noqa: F401  (registers the ids)
 from agents.config import import_object
+from envs.offload import OffloadInstance
 
 
 def offload_demonstrations(env_id: str, env_kwargs: dict, expert: Callable, num_instances: int,
@@ -40,15 +43,49 @@ def offload_demonstrations(env_id: str, env_kwargs: dict, expert: Callable, num_
     return stacked, np.stack(masks), np.array(actions)
 
 
+def offload_expert_action(env: gym.Env, expert: Callable, time_limit_s: float = 0.3) -> int:
+    """The action ``expert`` (a planner accepting ``start=``) takes in the env's current state."""
+    instance = env.instance
+    pending = [j for j in range(instance.num_jobs) if j not in env.timeline.job_done_s]
+    rest = OffloadInstance(instance.bandwidth_mbps, instance.latency_s,
+                           tuple(instance.jobs[j] for j in pending))
+    first_job, cut = expert(rest, time_limit_s, start=env.timeline.clock).steps[0]
+    return env.action_for(pending[first_job], cut)
+
+
+def dagger_states(model, env_id: str, env_kwargs: dict, expert: Callable, num_instances: int,
+                  seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """States the current policy visits, labelled with the expert's action in each."""
+    env = gym.make(env_id, **env_kwargs).unwrapped
+    observations: dict[str, list[np.ndarray]] = {}
+    masks, actions = [], []
+    for episode in range(num_instances):
+        observation, info = env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            for key, value in observation.items():
+                observations.setdefault(key, []).append(value)
+            masks.append(info["action_mask"])
+            actions.append(offload_expert_action(env, expert))
+            action, _ = model.predict(observation, action_masks=info["action_mask"],
+                                      deterministic=True)
+            observation, _, terminated, truncated, info = env.step(int(action))
+            done = terminated or truncated
+    env.close()
+    stacked = {key: np.stack(values) for key, values in observations.items()}
+    return stacked, np.stack(masks), np.array(actions)
+
+
 def clone(model, observations: dict[str, np.ndarray], masks: np.ndarray, actions: np.ndarray,
           epochs: int, batch_size: int = 256, learning_rate: float = 1e-3,
           console: Console | None = None) -> float:
     """Maximise the policy's log-likelihood of the expert actions; returns the final loss."""
     policy = model.policy
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
-    tensors = {key: torch.as_tensor(value) for key, value in observations.items()}
+    tensors = {key: torch.as_tensor(value, device=policy.device)
+               for key, value in observations.items()}
     mask_tensor = torch.as_tensor(masks)
-    action_tensor = torch.as_tensor(actions)
+    action_tensor = torch.as_tensor(actions, device=policy.device)
     generator = torch.Generator().manual_seed(0)
     loss_value = float("nan")
     policy.set_training_mode(True)
@@ -57,7 +94,7 @@ def clone(model, observations: dict[str, np.ndarray], masks: np.ndarray, actions
         losses = []
         for start in range(0, len(actions), batch_size):
             index = permutation[start:start + batch_size]
-            batch = {key: value[index] for key, value in tensors.items()}
+            batch = {key: value[index.to(policy.device)] for key, value in tensors.items()}
             distribution = policy.get_distribution(batch, action_masks=mask_tensor[index].numpy())
             loss = -distribution.log_prob(action_tensor[index]).mean()
             optimizer.zero_grad()
@@ -73,11 +110,22 @@ def clone(model, observations: dict[str, np.ndarray], masks: np.ndarray, actions
 
 def pretrain(model, env_id: str, env_kwargs: dict, settings: dict, seed: int,
              console: Console | None = None) -> float:
-    """Run the ``pretrain`` block of a training config: ``{expert, instances, epochs}``."""
+    """Run the ``pretrain`` block of a training config: ``{expert, instances, epochs}`` and
+    optionally ``dagger_rounds``, ``dagger_instances``, ``dagger_epochs``, ``learning_rate``."""
     expert = import_object(settings["expert"])
+    learning_rate = settings.get("learning_rate", 1e-3)
     console and console.print(f"behaviour cloning {settings['expert']} on "
                               f"{settings['instances']} instances")
-    observations, masks, actions = offload_demonstrations(
-        env_id, env_kwargs, expert, settings["instances"], seed=10_000 + seed)
-    return clone(model, observations, masks, actions, settings["epochs"],
-                 learning_rate=settings.get("learning_rate", 1e-3), console=console)
+    data = offload_demonstrations(env_id, env_kwargs, expert, settings["instances"],
+                                  seed=10_000 + seed)
+    loss = clone(model, *data, settings["epochs"], learning_rate=learning_rate, console=console)
+    for round_index in range(settings.get("dagger_rounds", 0)):
+        console and console.print(f"DAgger round {round_index + 1}: labelling the states the "
+                                  f"policy visits on {settings['dagger_instances']} instances")
+        visited = dagger_states(model, env_id, env_kwargs, expert, settings["dagger_instances"],
+                                seed=20_000 + seed + 1000 * round_index)
+        data = ({key: np.concatenate([data[0][key], visited[0][key]]) for key in data[0]},
+                np.concatenate([data[1], visited[1]]), np.concatenate([data[2], visited[2]]))
+        loss = clone(model, *data, settings.get("dagger_epochs", settings["epochs"]),
+                     learning_rate=learning_rate, console=console)
+    return loss

@@ -38,6 +38,8 @@ def train(
     out_dir: str | Path = "runs",
     progress_bar: bool = True,
     console: Console | None = None,
+    pretrain_overrides: dict | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train MaskablePPO on ``env_id``; writes checkpoints, TensorBoard logs and ``model.zip``."""
     console = console or Console()
@@ -52,14 +54,15 @@ def train(
         env_kwargs={"env_id": env_id, "env_kwargs": config.env_kwargs},
     )
     model = MaskablePPO(
-        config.resolved_policy(), vec_env, seed=seed, verbose=0, device="cpu",
+        config.resolved_policy(), vec_env, seed=seed, verbose=0, device=device,
         tensorboard_log=str(run_dir / "tb"),
         policy_kwargs=config.resolved_policy_kwargs(), **config.ppo,
     )
     if config.pretrain:
         from agents.imitation import pretrain
 
-        pretrain(model, env_id, config.env_kwargs, config.pretrain, seed, console)
+        settings = {**config.pretrain, **(pretrain_overrides or {})}
+        pretrain(model, env_id, config.env_kwargs, settings, seed, console)
         model.save(run_dir / "model_pretrained.zip")
     callbacks = [CheckpointCallback(max(timesteps // (4 * n_envs), 1), str(run_dir / "checkpoints"),
                                     name_prefix="model")]

@@ -15,14 +15,15 @@ from scipy.optimize import linprog
 from envs.offload.bounds import latency_lower_bound
 from envs.offload.cuts import pareto_cuts
 from envs.offload.instance import OffloadInstance
-from envs.offload.simulator import Plan, makespan_from_times, simulate
+from envs.offload.simulator import Plan, ResourceClock, makespan_from_times, simulate
 
 
 class CutTable:
     """Per job: the Pareto cuts and their ``(D, U, S)`` times, shared by the planners."""
 
-    def __init__(self, instance: OffloadInstance) -> None:
+    def __init__(self, instance: OffloadInstance, start: ResourceClock | None = None) -> None:
         self.instance = instance
+        self.start = start or ResourceClock()
         self.times = [instance.cut_times(j) for j in range(instance.num_jobs)]
         self.options = [pareto_cuts(*times) for times in self.times]
         self.local_cut = [job.local_cut for job in instance.jobs]
@@ -33,7 +34,7 @@ class CutTable:
                 cut != self.local_cut[job])
 
     def makespan(self, order: Sequence[int], cuts: Sequence[int]) -> float:
-        return makespan_from_times(self.step(job, cuts[job]) for job in order)
+        return makespan_from_times((self.step(job, cuts[job]) for job in order), self.start)
 
     def best_cut(self, job: int, cost: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
                  ) -> int:
@@ -185,7 +186,9 @@ def cuts_for_order(table: CutTable, order: Sequence[int], beam: int = 64
     (a dominated state can never finish earlier) among the ``4 * beam`` states with the
     smallest makespan so far, and then the ``beam`` best of those.
     """
-    states = np.zeros((1, 4))
+    start = table.start
+    states = np.array([[start.device_free_s, start.uplink_free_s, start.server_free_s,
+                        start.makespan_s]])
     history: list[tuple[np.ndarray, np.ndarray]] = []
     for job in order:
         options = table.options[job]
@@ -227,15 +230,19 @@ def _pareto_front(points: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~dominated)
 
 
-def joint(instance: OffloadInstance, time_limit_s: float = 2.0) -> Plan:
+def joint(instance: OffloadInstance, time_limit_s: float = 2.0,
+          start: ResourceClock | None = None) -> Plan:
     """Partition and order chosen together (``time_limit_s`` bounds the improvement phase).
 
     1. Balance search: binary search on the weight of device time against uplink+server time
        in each job's cut choice, every probe ordered by Johnson's rule.
     2. Alternate until nothing improves: the best cuts for the current order (dynamic program
        over resource states), Johnson re-ordering, and local search on cuts and insertions.
+
+    ``start`` plans these jobs after others that already hold the resources (re-planning the
+    rest of a batch); the default is an idle system at time 0.
     """
-    table = CutTable(instance)
+    table = CutTable(instance, start)
     deadline = time.perf_counter() + time_limit_s
     order, cuts, best_s = balance_search(table)
     while time.perf_counter() < deadline:

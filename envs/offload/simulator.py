@@ -86,8 +86,16 @@ class ResourceClock:
 
     __slots__ = ("device_free_s", "uplink_free_s", "server_free_s", "makespan_s")
 
-    def __init__(self) -> None:
-        self.device_free_s = self.uplink_free_s = self.server_free_s = self.makespan_s = 0.0
+    def __init__(self, device_free_s: float = 0.0, uplink_free_s: float = 0.0,
+                 server_free_s: float = 0.0, makespan_s: float = 0.0) -> None:
+        self.device_free_s = device_free_s
+        self.uplink_free_s = uplink_free_s
+        self.server_free_s = server_free_s
+        self.makespan_s = makespan_s
+
+    def copy(self) -> ResourceClock:
+        return ResourceClock(self.device_free_s, self.uplink_free_s, self.server_free_s,
+                             self.makespan_s)
 
     def advance(self, device_s: float, upload_s: float, server_s: float, offloads: bool,
                 barrier_s: float = 0.0) -> float:
@@ -181,12 +189,14 @@ def makespan(instance: OffloadInstance, plan: PlanLike) -> float:
     return simulate(instance, plan).makespan_s
 
 
-def makespan_from_times(steps: Iterable[tuple[float, float, float, bool]]) -> float:
+def makespan_from_times(steps: Iterable[tuple[float, float, float, bool]],
+                        start: ResourceClock | None = None) -> float:
     """Makespan of a pipelined plan given each step's ``(D, U, S, offloads)``.
 
-    The fast path for search heuristics: no validation, no intervals, same rules.
+    The fast path for search heuristics: no validation, no intervals, same rules. ``start``
+    is the state left by jobs already scheduled (default: everything idle at time 0).
     """
-    clock = ResourceClock()
+    clock = start.copy() if start is not None else ResourceClock()
     for device_s, upload_s, server_s, offloads in steps:
         clock.advance(device_s, upload_s, server_s, offloads)
     return clock.makespan_s

@@ -1,5 +1,16 @@
-"""Exact solvers (CP-SAT, brute force) for small instances, one module per problem."""
+"""Exact solvers (CP-SAT, branch and bound, brute force) for small instances, one module per problem."""
 
+from heuristics.exact.hetero_pipeline import pipeline_optimal
 from heuristics.exact.offload import ExactResult, brute_force_optimal, offload_optimal
+from heuristics.exact.param_server import ParamServerExactResult, param_server_optimal
+from heuristics.exact.spark_dag import (
+    SparkExactResult,
+    spark_makespan_lower_bound,
+    spark_optimal_makespan,
+)
 
-__all__ = ["ExactResult", "brute_force_optimal", "offload_optimal"]
+__all__ = [
+    "ExactResult", "ParamServerExactResult", "SparkExactResult", "brute_force_optimal",
+    "offload_optimal", "param_server_optimal", "pipeline_optimal", "spark_makespan_lower_bound",
+    "spark_optimal_makespan",
+]

@@ -18,7 +18,8 @@ def test_short_maskable_ppo_run_trains_saves_and_plans(tmp_path):
             "features_extractor_class": "agents.extractors.offload:JobCutSetExtractor",
             "features_extractor_kwargs": {"embed_dim": 16, "heads": 2},
             "net_arch": {"pi": [], "vf": [16]}},
-        "pretrain": {"expert": "heuristics.offload:joint", "instances": 4, "epochs": 2},
+        "pretrain": {"expert": "heuristics.offload:joint", "instances": 4, "epochs": 2,
+                     "dagger_rounds": 1, "dagger_instances": 2, "dagger_epochs": 1},
     }}))
     result = train("pipesched/DnnOffload-v0", timesteps=128, seed=0, n_envs=1,
                    config_path=config, out_dir=tmp_path, progress_bar=False)
