@@ -314,7 +314,7 @@ def curve_present(rows: list[dict]) -> list[str]:
 def summarize_curve(rows: list[dict]) -> list[dict]:
     table = []
     for load in sorted({r["load"] for r in rows}):
-        entry: dict[str, Any] = {"load": load}
+        entry: dict[str, Any] = {"load": f"{load:.2f}"}
         for name in curve_present(rows):
             values = [r["mean_jct_s"] for r in rows if r["load"] == load and r["scheduler"] == name]
             entry[name] = float(np.mean(values)) if values else float("nan")
