@@ -35,7 +35,7 @@ class TPCHLikeGenerator(Generator):
     work); each task is the mean times ``LogNormal(0, task_skew)`` (``task_skew=0`` gives
     perfectly parallel stages). A stage is network-heavy with probability ``network_mix``
     (network share U(0.6, 0.9) of its task time) else compute-heavy (share U(0.05, 0.3)); of the
-    rest 90% is compute and 10% write. Defaults give about 900 executor-seconds per job, as in
+    rest 90% is compute and 10% write. Defaults give about 950 executor-seconds per job, as in
     Decima's TPC-H set.
 
     ``mode="batch"``: all jobs arrive at 0. ``mode="online"``: Poisson arrivals whose rate makes

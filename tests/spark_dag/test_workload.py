@@ -105,3 +105,16 @@ def test_decima_errors(tmp_path, decima_dir):
             {0: {"first_wave": {1: [10.0]}}, 1: {"first_wave": {1: [10.0]}}}, allow_pickle=True)
     with pytest.raises(WorkloadError, match="adj_mat_1.npy.*cycle"):
         load_decima_tpch(tmp_path)
+
+
+def test_decima_workload_runs_in_the_env(decima_dir):
+    from agents.evaluate import run_episode
+    from envs.spark_dag import SparkDagShopEnv
+    from heuristics.exact.spark_dag import spark_makespan_lower_bound
+    from heuristics.spark_dag import make_heuristic
+
+    jobs = load_decima_tpch(decima_dir, shuffle_network_fraction=0.3)
+    env = SparkDagShopEnv(mode="batch", num_executors=4, network_capacity=2.0)
+    info = run_episode(env, make_heuristic("fair", env.limits), options={"instance": jobs})
+    assert info["jobs_done"] == 3 and info["invalid_actions"] == 0
+    assert info["makespan_s"] >= spark_makespan_lower_bound(jobs, env.cluster) - 1e-9
