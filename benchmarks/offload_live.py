@@ -17,6 +17,7 @@ until the receiver's 1-byte ack), and 8 concurrent clients against one server.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import multiprocessing
 import os
@@ -175,14 +176,48 @@ def concurrent_clients(client: OffloadClient, host: str, port: int, count: int =
 
 
 # ---- the offloading runs ------------------------------------------------------------------
-def planners(names: Sequence[str], agent_path: Path) -> dict[str, Any]:
-    chosen = {}
+def windowed_agent(agent_path: Path):
+    """The trained agent as a planner for any number of jobs: a policy trained for at most
+    ``max_jobs`` plans the batch in consecutive windows of that many jobs (jobs taken
+    round-robin over models, so windows are mixed) and the window plans run back to back,
+    pipelined like any other plan."""
+    from agents.planning import plan_with_model
+    from agents.scheduler import load_scheduler
+    from envs.offload import OffloadInstance, Plan
+
+    max_jobs = load_scheduler(str(agent_path)).model.observation_space["cut_features"].shape[0]
+
+    def plan(instance: OffloadInstance) -> Plan:
+        by_model: dict[str, list[int]] = {}
+        for index, job in enumerate(instance.jobs):
+            by_model.setdefault(job.name.rsplit("-", 1)[0], []).append(index)
+        order = [i for group in itertools.zip_longest(*by_model.values()) for i in group
+                 if i is not None]
+        steps: list[tuple[int, int]] = []
+        for start in range(0, len(order), max_jobs):
+            window = order[start:start + max_jobs]
+            sub = OffloadInstance(instance.bandwidth_mbps, instance.latency_s,
+                                  tuple(instance.jobs[i] for i in window))
+            steps += [(window[j], cut) for j, cut in plan_with_model(str(agent_path), sub)]
+        return Plan(tuple(steps))
+
+    return plan, max_jobs
+
+
+def planners(names: Sequence[str], agent_path: Path) -> tuple[dict[str, Any], str]:
+    chosen: dict[str, Any] = {}
+    note = ""
     for name in names:
         if name == "agent":
-            chosen[name] = make_planner(str(agent_path)) if agent_path.exists() else None
+            if agent_path.exists():
+                chosen[name], max_jobs = windowed_agent(agent_path)
+                note = (f"agent: {agent_path.name}, trained for at most {max_jobs} jobs, plans "
+                        f"windows of {max_jobs} (round-robin over models) run back to back")
+            else:
+                chosen[name] = None
         else:
             chosen[name] = make_planner(name)
-    return chosen
+    return chosen, note
 
 
 def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: dict[str, Any],
@@ -274,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                replan_drift=math.inf)
         if client.link is None:
             raise RuntimeError(f"cannot reach the server at {host}:{port}")
-        chosen = planners(args.schedulers.split(","), Path(args.agent))
+        chosen, agent_note = planners(args.schedulers.split(","), Path(args.agent))
         rows: list[dict[str, Any]] = []
         traces: list[dict[str, Any]] = []
         for label, mbps in BANDWIDTH_CLASSES_MBPS.items():
@@ -313,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = "\n".join([
         f"Jobs: `{','.join(sorted({f'{m}:{sum(1 for _, x in jobs if x == m)}' for m in models}))}` "
         f"({len(jobs)} jobs), link: {link_kind}, server device: {server_device}, "
-        f"latency {args.latency_ms} ms, device and server each 1 torch thread.", "",
+        f"latency {args.latency_ms} ms, device and server each 1 torch thread. {agent_note}", "",
         markdown_table(rows, columns), "",
         f"Median |measured/predicted - 1| over {len(errors)} runs: "
         f"{statistics.median(errors) if errors else float('nan'):.3f}.", "",
@@ -329,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "protocol_overhead": overhead, "protocol_overhead_wifi_link": overhead_link,
         "concurrency": concurrency, "link": link_kind,
         "server_device": server_device, "jobs": [name for name, _ in jobs],
-        "traces": traces})
+        "traces": traces, "agent_note": agent_note})
     for name, entry in targets.items():
         print(f"{name}: {entry['value']:.3f} {entry['op']} {entry['threshold']} "
               f"{'met' if entry['met'] else 'MISSED'}")
