@@ -338,22 +338,28 @@ def min_cut_mask(graph: DagGraph, bandwidth_mbps: float, weight: float = 0.5,
     (``u -> u'`` costs the transfer once, ``u' -> consumer`` is infinite). With
     ``reverse_edges`` every dataflow edge also has an infinite reverse edge, so no device layer
     depends on a server layer; the published construction has none. ``upload_weight``
-    multiplies the transfer costs (1 in DADS).
+    multiplies the transfer costs (1 in DADS). Capacities are integer picoseconds: networkx's
+    preflow-push can return a cut inconsistent with its own flow value on tiny float
+    capacities.
     """
     price = _transfer_price(bandwidth_mbps) * upload_weight
+
+    def ticks(seconds: float) -> int:
+        return int(round(seconds * 1e12))
+
     flow = nx.DiGraph()
     source, sink, job_input = ("source",), ("sink",), ("input",)
     flow.add_edge(source, job_input)  # no capacity attribute: infinite
     for v in range(len(graph)):
-        flow.add_edge(source, v, capacity=(1 - weight) * float(graph.server_s[v]))
-        flow.add_edge(v, sink, capacity=weight * float(graph.device_s[v]))
+        flow.add_edge(source, v, capacity=ticks((1 - weight) * float(graph.server_s[v])))
+        flow.add_edge(v, sink, capacity=ticks(weight * float(graph.device_s[v])))
     producers: list[tuple[object, int, tuple[int, ...]]] = [
         (job_input, graph.input_bytes, graph.input_readers)]
     producers += [(u, int(graph.output_bytes[u]), graph.children[u]) for u in range(len(graph))]
     for node, size, consumers in producers:
         if not consumers:
             continue
-        cost = (1 - weight) * price * size
+        cost = ticks((1 - weight) * price * size)
         if len(consumers) == 1:
             flow.add_edge(node, consumers[0], capacity=cost)
         else:
