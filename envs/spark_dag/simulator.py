@@ -179,9 +179,6 @@ class DagShopSimulator:
             return float("nan")
         return float(np.mean(self.job_completion_s[done] - self.job_arrival_s[done]))
 
-    def needs_decision(self) -> bool:
-        return self.dirty and self.free_count > 0 and self.runnable_count > 0 and not self.done
-
     def global_stage(self, job_index: int, stage_id: int) -> int:
         """Global stage index of ``stage_id`` of the ``job_index``-th job *in the system*."""
         job = int(np.flatnonzero(self.job_active)[job_index])
