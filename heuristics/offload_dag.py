@@ -26,14 +26,16 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix
 
+from envs.offload.bounds import latency_lower_bound
 from envs.offload.dag import (
     WEIGHT_SWEEP,
     dads_mask,
     job_graph,
     job_option,
     neurosurgeon_mask,
-    option_mask,
     path_based_mask,
 )
 from envs.offload.instance import OffloadInstance
@@ -48,12 +50,13 @@ from envs.offload.simulator import Plan, simulate
 from heuristics.offload import (
     CutTable,
     cuts_for_order,
-    johnson_order,
     joint,
     two_stage_johnson,
 )
 
-MaskRule = Callable[[object, OffloadInstance], np.ndarray]
+__all__ = ["HEURISTICS", "dads", "dads_fixed", "dads_weighted", "device_order_by_tree_merge",
+           "joint_dag", "layer_level", "lower_bound", "neurosurgeon", "order_search",
+           "path_based", "schedule_layers"]
 
 
 def option_for(instance: OffloadInstance, job: int, mask: np.ndarray) -> int:
@@ -366,14 +369,6 @@ def layer_level(instance: OffloadInstance) -> LayerPlan:
     return best[1]
 
 
-def option_masks(instance: OffloadInstance, options: Sequence[int]) -> list[np.ndarray]:
-    return [option_mask(job, int(c)) for job, c in zip(instance.jobs, options, strict=True)]
-
-
-__all__ = ["HEURISTICS", "dads", "dads_fixed", "dads_weighted", "device_order_by_tree_merge",
-           "johnson_order", "layer_level", "neurosurgeon", "path_based", "schedule_layers"]
-
-
 def lower_bound(instance: OffloadInstance) -> float:
     """A lower bound on the job-level makespan over every closed partition of every job.
 
@@ -384,9 +379,6 @@ def lower_bound(instance: OffloadInstance) -> float:
     :func:`envs.offload.bounds.latency_lower_bound` (valid because every job's candidates
     contain its latency-optimal partition) is returned.
     """
-    from scipy.optimize import linprog
-    from scipy.sparse import coo_matrix
-
     price = 8.0 / (instance.bandwidth_mbps * 1e6)
     rows, cols, vals, rhs = [], [], [], []
     blocks = []  # per job: (device coefficients, upload coefficients, server coefficients)
@@ -438,6 +430,4 @@ def lower_bound(instance: OffloadInstance) -> float:
     result = linprog(objective, A_ub=matrix, b_ub=np.array(rhs), bounds=bounds, method="highs")
     if not result.success:
         raise RuntimeError(f"DAG lower-bound LP failed: {result.message}")
-    from envs.offload.bounds import latency_lower_bound
-
     return max(float(result.fun) * (1 - 1e-9), latency_lower_bound(instance))

@@ -29,7 +29,6 @@ the job-level one (the layer model only drops waits); for chain jobs the two are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,13 +174,3 @@ def expand_plan(instance: OffloadInstance, plan: PlanLike) -> LayerPlan:
         uplink_order=tuple((j, u) for j in order for u in parts[j].tensors),
         server_order=tuple((j, v) for j in order for v in parts[j].server),
     )
-
-
-def layer_makespan(instance: OffloadInstance, plan: LayerPlan) -> float:
-    return simulate_layers(instance, plan).makespan_s
-
-
-def orders_from_starts(starts: dict[str, Sequence[tuple[float, Item]]]) -> dict[str, tuple]:
-    """Resource lists sorted by start time (ties keep the given order)."""
-    return {resource: tuple(item for _, item in sorted(entries, key=lambda e: e[0]))
-            for resource, entries in starts.items()}
