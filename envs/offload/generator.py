@@ -167,3 +167,34 @@ class RandomDagGenerator(Generator):
             job = DagJob(f"dag{j}", int(rng.integers(100_000, 1_000_000)), tuple(layers))
             jobs.append(job.with_candidates(self.bandwidth_mbps, self.latency_s))
         return OffloadInstance(self.bandwidth_mbps, self.latency_s, tuple(jobs))
+
+
+@dataclass
+class ToyForkGenerator(Generator):
+    """Identical fork-shaped DAG jobs with a closed-form optimum.
+
+    Each job reads its input (``upload_s`` to send, no latency) into two independent branches
+    of ``branch_s`` device seconds each, zero server time and zero-byte outputs. Keeping one
+    branch local still uploads the input, so it is dominated by all-server; the best makespan
+    is ``min_k max(2 * k * branch_s, (n - k) * upload_s)`` (``k`` jobs all-local).
+    """
+
+    num_jobs: int = 5
+    branch_s: float = 0.15
+    upload_s: float = 0.2
+
+    def __call__(self, rng: np.random.Generator) -> OffloadInstance:
+        from envs.offload.dag import DagJob, DagLayer
+
+        bandwidth_mbps = 8.0
+        input_bytes = int(round(self.upload_s * bandwidth_mbps * 1e6 / 8.0))
+        layers = (DagLayer("left", self.branch_s, 0.0, 0, ("input",)),
+                  DagLayer("right", self.branch_s, 0.0, 0, ("input",)))
+        jobs = tuple(DagJob(f"fork{j}", input_bytes, layers).with_candidates(bandwidth_mbps)
+                     for j in range(self.num_jobs))
+        return OffloadInstance(bandwidth_mbps, 0.0, jobs)
+
+    def optimal_makespan_s(self) -> float:
+        upload_s = 8.0 * round(self.upload_s * 8.0 * 1e6 / 8.0) / 8e6
+        return min(max(2 * k * self.branch_s, (self.num_jobs - k) * upload_s)
+                   for k in range(self.num_jobs + 1))

@@ -119,3 +119,16 @@ def test_batch_optimum_over_all_partitions_matches_brute_force_and_beats_candida
         assert result.makespan_s == pytest.approx(best, rel=1e-6)
         assert result.makespan_s <= offload_optimal(instance, time_limit_s=10).makespan_s + 1e-9
         assert lower_bound(instance) <= result.makespan_s * (1 + 1e-9)
+
+
+def test_toy_fork_generator_optimum_is_reached_by_cp_sat_and_order_search():
+    from envs.offload.generator import ToyForkGenerator
+    from heuristics.offload_dag import order_search
+
+    for num_jobs, branch_s, upload_s in ((4, 0.15, 0.2), (5, 0.1, 0.35), (3, 0.4, 0.1)):
+        toy = ToyForkGenerator(num_jobs, branch_s, upload_s)
+        instance = toy(np.random.default_rng(0))
+        assert offload_dag_optimal(instance, time_limit_s=20).makespan_s == pytest.approx(
+            toy.optimal_makespan_s())
+        assert simulate(instance, order_search(instance)).makespan_s == pytest.approx(
+            toy.optimal_makespan_s())
