@@ -78,7 +78,8 @@ class DnnOffloadEnv(gym.Env):
     ``render_mode`` (``"ansi"`` or None).
 
     ## Version History
-    - v0: chain jobs, Pareto candidate cuts, lookahead features.
+    - v0: chain jobs and DAG jobs (whose options are candidate predecessor-closed partitions,
+      see :mod:`envs.offload.dag`), Pareto candidate cuts, lookahead features.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
