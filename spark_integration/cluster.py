@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pyspark
 
+from spark_integration.session import LEAN_JVM_OPTIONS
+
 DEFAULT_STATE_DIR = Path(".cache/spark-cluster")
 LOOPBACK = "127.0.0.1"
 
@@ -61,7 +63,7 @@ def _daemon_env(state_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP=LOOPBACK,
                SPARK_LOCAL_HOSTNAME="localhost", SPARK_WORKER_DIR=str(state_dir / "work"),
-               PYSPARK_PYTHON=sys.executable)
+               PYSPARK_PYTHON=sys.executable, SPARK_DAEMON_JAVA_OPTS=LEAN_JVM_OPTIONS)
     return env
 
 

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-worker", type=int, help="standalone worker index to kill")
     parser.add_argument("--kill-after", type=float, default=5.0)
     parser.add_argument("--cluster-state-dir", default=str(cluster.DEFAULT_STATE_DIR))
+    parser.add_argument("--lean-jvm", action="store_true",
+                        help="C1-only JIT and serial GC (less CPU for short runs)")
     args = parser.parse_args(argv)
 
     queries = [q for q in args.queries.split(",") if q]
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = {"spark.executor.memory": "512m", "spark.executor.cores": "1",
                 "spark.cores.max": str(args.executors)}
     spark = build_session(args.master, app_name=f"pipesched-{driver.name}",
-                          max_executors=args.executors, conf=conf)
+                          max_executors=args.executors, lean_jvm=args.lean_jvm, conf=conf)
     if conf:
         wait_for_executors(spark, args.executors)
     if args.kill_worker is not None:

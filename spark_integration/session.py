@@ -18,6 +18,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 POOL_PREFIX = "pipesched_k"
+# C1-only JIT and the serial GC: far less CPU for short runs (tests, daemons) on few cores,
+# slower steady-state code for long scans.
+LEAN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 DEFAULT_CONF_DIR = Path(".cache/spark")
 
 
@@ -87,12 +90,13 @@ def executors_of_master(master: str) -> int | None:
 def build_session(master: str = "local[2]", app_name: str = "pipesched",
                   scheduler_mode: str = "FAIR", pool_levels: Sequence[int] = (1, 2),
                   max_executors: int | None = None, event_log_dir: str | Path | None = None,
-                  shuffle_partitions: int = 4,
+                  shuffle_partitions: int = 4, lean_jvm: bool = False,
                   conf: Mapping[str, str] | None = None) -> SparkSession:
     """Start (or return the running) SparkSession configured for pipesched.
 
     ``scheduler_mode`` is ``"FAIR"`` (with the pool ladder for ``pool_levels``) or ``"FIFO"``.
     ``max_executors`` defaults to N of ``local[N]``; give it for cluster masters.
+    ``lean_jvm`` starts the driver and executor JVMs with :data:`LEAN_JVM_OPTIONS`.
     """
     mode = scheduler_mode.upper()
     if mode not in ("FAIR", "FIFO"):
@@ -115,6 +119,9 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
         log_dir.mkdir(parents=True, exist_ok=True)
         builder = (builder.config("spark.eventLog.enabled", "true")
                    .config("spark.eventLog.dir", log_dir.as_uri()))
+    if lean_jvm:
+        builder = (builder.config("spark.driver.extraJavaOptions", LEAN_JVM_OPTIONS)
+                   .config("spark.executor.extraJavaOptions", LEAN_JVM_OPTIONS))
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()

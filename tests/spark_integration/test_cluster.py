@@ -25,7 +25,7 @@ def test_standalone_up_run_lose_worker_down(tmp_path) -> None:
             [sys.executable, "-m", "spark_integration.run", "--master", info.master_url,
              "--executors", "2", "--scheduler", "sjf", "--queries", "q6,q14",
              "--scale", "0.1", "--kill-worker", "1", "--kill-after", "2",
-             "--cluster-state-dir", str(state), "--json", str(out)],
+             "--cluster-state-dir", str(state), "--json", str(out), "--lean-jvm"],
             capture_output=True, text=True, timeout=200)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         record = json.loads(out.read_text())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import _thread
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from envs.spark_dag import ObservationLimits, load_workload, save_workload
 from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import simulate, workload_for
 from spark_integration.executor import DagExecutor
-from spark_integration.jobs import JobSpec, batch
-from spark_integration.nodes import NodeRunner, rows_match
+from spark_integration.jobs import JobSpec
+from spark_integration.nodes import rows_match
 from spark_integration.queries import QUERIES, QueryDag, QueryNode
 from spark_integration.schedulers import DEFAULT_AGENT, make_driver
 from spark_integration.tracegen import default_trace_path, load_templates
@@ -24,15 +23,9 @@ from spark_integration.tracegen import default_trace_path, load_templates
 LIMITS = ObservationLimits()
 
 
-def test_every_query_dag_answers_like_its_single_sql(spark, tables, tmp_path) -> None:
-    executor = DagExecutor(spark, None, tables=tables, work_dir=tmp_path, keep_outputs=True,
-                           progress=False)
-    result = executor.run(batch(list(QUERIES)))
+def test_every_query_dag_answers_like_its_single_sql(spark, all_queries_run) -> None:
+    result, expected = all_queries_run
     assert [j.status for j in result.jobs] == ["done"] * len(QUERIES)
-    runner = NodeRunner(spark, tables)
-    with ThreadPoolExecutor(4) as pool:  # overlap the driver-side work of the references
-        expected = dict(zip(QUERIES, pool.map(runner.reference_rows, QUERIES.values()),
-                            strict=True))
     for job in result.jobs:
         got = spark.read.parquet(job.output).collect()
         assert rows_match(got, expected[job.query]) is None, job.name
@@ -65,12 +58,15 @@ def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> No
     assert set(predicted) == {s.name for s in specs} and all(v > 0 for v in predicted.values())
 
 
-def test_results_match_detects_a_wrong_answer(spark, tables) -> None:
-    runner = NodeRunner(spark, tables)
-    q6 = runner.reference_rows(QUERIES["q6"])
-    q14 = runner.reference_rows(QUERIES["q14"])
-    assert rows_match(q6, q6) is None
-    assert rows_match(q6, q14) is not None
+def test_results_match_detects_a_wrong_answer(spark, all_queries_run) -> None:
+    result, expected = all_queries_run
+    q3 = spark.read.parquet(result.jobs[list(QUERIES).index("q3")].output).collect()
+    assert rows_match(q3, expected["q3"]) is None
+    assert rows_match(q3[:-1], expected["q3"]) == "row count 9 != expected 10"
+    changed = [tuple(r) for r in q3]
+    changed[0] = (changed[0][0], float(changed[0][1]) * 1.001, *changed[0][2:])
+    assert rows_match(changed, expected["q3"]) is not None
+    assert rows_match(expected["q6"], expected["q14"]) is not None
 
 
 @pytest.mark.skipif(not DEFAULT_AGENT.exists(), reason=f"{DEFAULT_AGENT} not shipped yet")

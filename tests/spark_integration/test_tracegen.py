@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from envs.spark_dag import load_workload
-from spark_integration.executor import DagExecutor
-from spark_integration.jobs import JobSpec
 from spark_integration.queries import QUERIES
 from spark_integration.tracegen import (
     convert_event_log,
@@ -19,18 +17,17 @@ from spark_integration.tracegen import (
 )
 
 
-def test_event_log_becomes_workload_json(spark, tables, event_log_dir, tmp_path) -> None:
-    executor = DagExecutor(spark, None, tables=tables, work_dir=tmp_path / "work",
-                           progress=False)
-    result = executor.run([JobSpec("q3#trace", QUERIES["q3"], 0.0)])
-    assert result.jobs[0].status == "done"
-    run_id = result.jobs[0].nodes[0].tag.split("-")[1]
+def test_event_log_becomes_workload_json(all_queries_run, event_log_dir, tmp_path) -> None:
+    result, _ = all_queries_run
+    q3 = result.jobs[list(QUERIES).index("q3")]
+    assert q3.status == "done"
+    run_id = q3.nodes[0].tag.split("-")[1]
     traces = parse_event_log(event_log_dir)
     mine = {k: v for k, v in traces.items() if k.split("|")[1] == run_id}
-    assert {t.node for t in mine.values()} == {n.name for n in QUERIES["q3"].nodes}
+    assert {t.node for t in mine.values() if t.job == q3.name} == set(QUERIES["q3"].by_name)
     out = convert_event_log(event_log_dir, tmp_path / "trace.json")
     jobs = {job.name: job for job in load_workload(out)}
-    job = jobs[f"{run_id}/q3#trace"]
+    job = jobs[f"{run_id}/{q3.name}"]
     dag = QUERIES["q3"]
     for stage, node in zip(job.stages, dag.nodes, strict=True):
         assert stage.name == node.name
