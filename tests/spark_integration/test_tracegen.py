@@ -46,3 +46,20 @@ def test_list_schedule_and_errors(tmp_path) -> None:
     (tmp_path / "log").write_text('{"Event": "SparkListenerLogStart"}\nnot json\n')
     with pytest.raises(ValueError, match="log:2: invalid JSON"):
         parse_event_log(tmp_path / "log")
+
+
+def test_shipped_trace_covers_every_query_and_blends_between_raw_and_calibrated() -> None:
+    from spark_integration.calibration import blend, load_trace
+    from spark_integration.tracegen import default_trace_path
+
+    templates, scales = load_trace(default_trace_path(0.1))
+    assert set(templates) == set(QUERIES)
+    for name, job in templates.items():
+        assert [s.name for s in job.stages] == [n.name for n in QUERIES[name].nodes]
+    raw, full = blend(templates, scales, 0.0), blend(templates, scales, 1.0)
+    stage = templates["q3"].stages[-1]
+    factor = scales["q3"][stage.name]
+    assert full["q3"].stages[-1].work_s == pytest.approx(stage.work_s)
+    assert raw["q3"].stages[-1].work_s == pytest.approx(stage.work_s / factor)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        blend(templates, scales, 1.5)
