@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -37,20 +36,11 @@ from typing import Any
 import torch
 from torch import fx
 
+from benchmarks.report import cpu_model
 from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, _is_compute, _tensor_shape
 
 DEFAULT_SERVER_SPEEDUP = 10.0
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class _TimingInterpreter(fx.Interpreter):

@@ -31,18 +31,10 @@ import torch
 import torchvision
 from torch import nn
 
+from benchmarks.report import cpu_model
+
 SUPPORTED_MODELS = ("resnet18", "mobilenet_v2", "vgg11")
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "profiles" / "training"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def build_segments(model_name: str, num_classes: int = 10) -> list[tuple[str, nn.Module]]:
@@ -146,7 +138,7 @@ def profile_model(model_name: str, batch_size: int = 8, image_size: int = 64,
         "layers": layers,
         "provenance": {
             "tool": "envs.hetero_pipeline.profile_training",
-            "cpu": _cpu_model(), "torch": torch.__version__, "threads": threads,
+            "cpu": cpu_model(), "torch": torch.__version__, "threads": threads,
             "repetitions": repetitions, "warmup": warmup, "statistic": "median",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "note": "reference speed 1.0 = one thread of this CPU; the machine was shared "
