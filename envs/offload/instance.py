@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from envs.json_source import field, load_json
+
 
 class InstanceError(ValueError):
     """An offloading instance or plan is malformed; the message names the offending field."""
@@ -138,30 +140,12 @@ class OffloadInstance:
     @classmethod
     def from_json(cls, path_or_str: str | Path) -> OffloadInstance:
         """Parse from a JSON string or from the path of a JSON file."""
-        text, source = _read_text(path_or_str)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InstanceError(f"{source}: malformed JSON: {error}") from None
+        data, source = load_json(path_or_str, InstanceError)
         return _parse(data, source)
 
 
-def _read_text(path_or_str: str | Path) -> tuple[str, str]:
-    if isinstance(path_or_str, Path) or not str(path_or_str).lstrip().startswith(("{", "[")):
-        path = Path(path_or_str)
-        try:
-            return path.read_text(), str(path)
-        except OSError as error:
-            raise InstanceError(f"{path}: cannot read instance file: {error.strerror}") from None
-    return str(path_or_str), "<json string>"
-
-
 def _field(mapping: Any, key: str, where: str) -> Any:
-    if not isinstance(mapping, dict):
-        raise InstanceError(f"{where}: expected an object, got {type(mapping).__name__}")
-    if key not in mapping:
-        raise InstanceError(f"{where}: missing field '{key}'")
-    return mapping[key]
+    return field(mapping, key, where, InstanceError)
 
 
 def _number(value: Any, where: str) -> float:

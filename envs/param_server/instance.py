@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from envs.json_source import field, load_json
+
 BYTES_PER_NNZ = 8
 BYTES_PER_SAMPLE = 4
 BYTES_PER_FEATURE = 4
@@ -172,11 +174,7 @@ class ParamServerInstance:
     @classmethod
     def from_json(cls, path_or_str: str | Path) -> ParamServerInstance:
         """Parse from a JSON string or from the path of a JSON file."""
-        text, source = _read_text(path_or_str)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InstanceError(f"{source}: malformed JSON: {error}") from None
+        data, source = load_json(path_or_str, InstanceError)
         return _parse(data, source)
 
     def save_npz(self, path: str | Path) -> None:
@@ -247,22 +245,8 @@ class Allocation:
                 "shard_machine": self.shard_machine.tolist()}
 
 
-def _read_text(path_or_str: str | Path) -> tuple[str, str]:
-    if isinstance(path_or_str, Path) or not str(path_or_str).lstrip().startswith(("{", "[")):
-        path = Path(path_or_str)
-        try:
-            return path.read_text(), str(path)
-        except OSError as error:
-            raise InstanceError(f"{path}: cannot read instance file: {error.strerror}") from None
-    return str(path_or_str), "<json string>"
-
-
 def _field(mapping: Any, key: str, where: str) -> Any:
-    if not isinstance(mapping, dict):
-        raise InstanceError(f"{where}: expected an object, got {type(mapping).__name__}")
-    if key not in mapping:
-        raise InstanceError(f"{where}: missing field '{key}'")
-    return mapping[key]
+    return field(mapping, key, where, InstanceError)
 
 
 def _numbers(values: Any, where: str, integer: bool) -> np.ndarray:
