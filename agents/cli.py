@@ -28,8 +28,8 @@ OBJECTIVE_KEY = {
     "pipesched/ParamServer-v0": "iteration_s",
     "pipesched/HeteroPipeline-v0": "iteration_s",
 }
-#: the demo's brief training: clone ``joint`` on a few instances, then ``demo_timesteps`` of PPO
-DEMO_PRETRAIN = {"instances": 40, "epochs": 15}
+#: the demo's brief training: clone ``joint`` on a few instances (no DAgger), then PPO
+DEMO_PRETRAIN = {"instances": 40, "epochs": 15, "dagger_rounds": 0}
 SHIPPED_OFFLOAD_AGENT = Path(__file__).resolve().parents[1] / "models" / "offload_agent.zip"
 
 
