@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
         "platform": platform.platform(), "numpy": numpy.__version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     try:
         import torch
