@@ -22,25 +22,39 @@ from agents.config import import_object
 from envs.offload import OffloadInstance
 
 
+class Transitions:
+    """Observations, action masks and expert actions, collected one decision at a time."""
+
+    def __init__(self) -> None:
+        self.observations: dict[str, list[np.ndarray]] = {}
+        self.masks: list[np.ndarray] = []
+        self.actions: list[int] = []
+
+    def add(self, observation: dict[str, np.ndarray], mask: np.ndarray, action: int) -> None:
+        for key, value in observation.items():
+            self.observations.setdefault(key, []).append(value)
+        self.masks.append(mask)
+        self.actions.append(action)
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        stacked = {key: np.stack(values) for key, values in self.observations.items()}
+        return stacked, np.stack(self.masks), np.array(self.actions)
+
+
 def offload_demonstrations(env_id: str, env_kwargs: dict, expert: Callable, num_instances: int,
                            seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Observations, action masks and the expert's actions on ``num_instances`` episodes."""
     env = gym.make(env_id, **env_kwargs).unwrapped
-    observations: dict[str, list[np.ndarray]] = {}
-    masks, actions = [], []
+    transitions = Transitions()
     for episode in range(num_instances):
         observation, info = env.reset(seed=seed + episode)
         for job, cut in expert(env.instance):
             action = env.action_for(job, cut)
-            for key, value in observation.items():
-                observations.setdefault(key, []).append(value)
-            masks.append(info["action_mask"])
-            actions.append(action)
+            transitions.add(observation, info["action_mask"], action)
             observation, _, terminated, truncated, info = env.step(action)
         assert terminated and not truncated
     env.close()
-    stacked = {key: np.stack(values) for key, values in observations.items()}
-    return stacked, np.stack(masks), np.array(actions)
+    return transitions.arrays()
 
 
 def offload_expert_action(env: gym.Env, expert: Callable, time_limit_s: float = 0.3) -> int:
@@ -57,23 +71,18 @@ def dagger_states(model, env_id: str, env_kwargs: dict, expert: Callable, num_in
                   seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """States the current policy visits, labelled with the expert's action in each."""
     env = gym.make(env_id, **env_kwargs).unwrapped
-    observations: dict[str, list[np.ndarray]] = {}
-    masks, actions = [], []
+    transitions = Transitions()
     for episode in range(num_instances):
         observation, info = env.reset(seed=seed + episode)
         done = False
         while not done:
-            for key, value in observation.items():
-                observations.setdefault(key, []).append(value)
-            masks.append(info["action_mask"])
-            actions.append(offload_expert_action(env, expert))
+            transitions.add(observation, info["action_mask"], offload_expert_action(env, expert))
             action, _ = model.predict(observation, action_masks=info["action_mask"],
                                       deterministic=True)
             observation, _, terminated, truncated, info = env.step(int(action))
             done = terminated or truncated
     env.close()
-    stacked = {key: np.stack(values) for key, values in observations.items()}
-    return stacked, np.stack(masks), np.array(actions)
+    return transitions.arrays()
 
 
 def clone(model, observations: dict[str, np.ndarray], masks: np.ndarray, actions: np.ndarray,

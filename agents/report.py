@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.report import markdown_table
+from envs.offload.render import save_figure
 
 RATIO_COLUMNS = ["group", "scheduler", "instances", "reference", "mean_ratio", "p95_ratio",
                  "max_ratio", "median_plan_ms"]
@@ -45,9 +46,4 @@ def plot_ratios(rows: Sequence[dict], path: str | Path, title: str) -> Path:
     axis.set_yscale("log")
     axis.set_title(title, fontsize=10)
     axis.tick_params(axis="x", rotation=30)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

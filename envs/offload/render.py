@@ -51,6 +51,13 @@ def plot_gantt(instance: OffloadInstance, results: dict[str, SimulationResult],
         axis.set_xlim(0, horizon_s * 1.02)
         axis.set_title(f"{name}: makespan {result.makespan_s:.3f} s", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("time (s)")
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: str | Path) -> Path:  # noqa: ANN001  (a matplotlib Figure)
+    """Write ``figure`` as a PNG (creating the folder) and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
