@@ -108,9 +108,15 @@ def select_by_simulation(instance: PipelineInstance,
         if costs.fits_memory[0]:
             bound = lower_bound_s(costs, instance.num_microbatches)[0]
             scored.append((bound, groups, tuple(cuts)))
-    scored.sort(key=lambda item: item[0])
-    best_time, best_plan = np.inf, None
-    for bound, groups, cuts in scored:
+    return best_by_simulation(instance, scored)
+
+
+def best_by_simulation(instance: PipelineInstance, scored: list,
+                       best_plan: PipelinePlan | None = None) -> PipelinePlan | None:
+    """Simulate ``(lower bound, groups, cuts)`` candidates in increasing bound order until the
+    bound reaches the best simulated time; return the best plan (``best_plan`` if none beats it)."""
+    best_time = np.inf if best_plan is None else iteration_time(instance, best_plan)
+    for bound, groups, cuts in sorted(scored, key=lambda item: item[0]):
         if bound >= best_time:
             break
         plan = PipelinePlan.from_groups(groups, cuts)

@@ -24,7 +24,7 @@ from envs.hetero_pipeline.simulator import (
     stage_costs,
     total_work_lower_bound,
 )
-from heuristics.hetero_pipeline import cluster_dp
+from heuristics.hetero_pipeline import best_by_simulation, cluster_dp
 
 MAX_EXACT_DEVICES = 6
 
@@ -76,13 +76,4 @@ def pipeline_optimal(instance: PipelineInstance) -> PipelinePlan:
         bounds = lower_bound_s(costs, M)
         keep = costs.fits_memory & (bounds < best_time)
         pool.extend((float(b), groups, c) for b, c in zip(bounds[keep], cuts[keep], strict=True))
-    pool.sort(key=lambda item: item[0])
-    best_plan = incumbent
-    for bound, groups, cuts in pool:
-        if bound >= best_time:
-            break
-        plan = PipelinePlan.from_groups(groups, cuts)
-        time = iteration_time(instance, plan)
-        if time < best_time:
-            best_time, best_plan = time, plan
-    return best_plan
+    return best_by_simulation(instance, pool, incumbent)
