@@ -23,7 +23,7 @@ from agents.cli import SHIPPED_OFFLOAD_AGENT
 from agents.offload_compare import evaluate_instance, summarise
 from agents.report import plot_ratios, ratio_markdown
 from agents.scheduler import load_scheduler
-from benchmarks.report import markdown_table, parse_args, target, write_report
+from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
 
 
@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     plot_ratios([overall[name] for name in overall], Path(args.out) / "offload.png",
                 "makespan / CP-SAT optimum, 3..6 jobs, all bandwidth classes")
     print(f"wrote {path}")
-    for name, entry in targets.items():
-        print(f"  {name}: {entry['value']:.4f} {entry['op']} {entry['threshold']} "
-              f"-> {'met' if entry['met'] else 'MISSED'}")
+    print_targets(targets)
 
 
 if __name__ == "__main__":

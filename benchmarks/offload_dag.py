@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import markdown_table, parse_args, target, write_report
+from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from envs.offload import BANDWIDTH_CLASSES_MBPS, OffloadInstance, simulate
 from envs.offload.dag import (
     DagJob,
@@ -253,9 +253,7 @@ def main(argv: list[str] | None = None) -> None:
                                "small_summary": small_summary, "random_summary": random_summary,
                                "large_summary": large_summary})
     print(f"wrote {path}")
-    for name, entry in targets.items():
-        print(f"  {name}: {entry['value']:.6f} {entry['op']} {entry['threshold']} -> "
-              f"{'met' if entry['met'] else 'MISSED'}")
+    print_targets(targets)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.report import markdown_table, parse_args, target, write_report
+from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from device_bridge import netem, protocol
 from device_bridge.client import OffloadClient, make_planner, parse_jobs
 from device_bridge.link import ServerLink
@@ -365,9 +365,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "concurrency": concurrency, "link": link_kind,
         "server_device": server_device, "jobs": [name for name, _ in jobs],
         "traces": traces, "agent_note": agent_note})
-    for name, entry in targets.items():
-        print(f"{name}: {entry['value']:.3f} {entry['op']} {entry['threshold']} "
-              f"{'met' if entry['met'] else 'MISSED'}")
+    print_targets(targets)
     print(f"wrote {path}")
 
 

@@ -80,6 +80,13 @@ def targets_table(targets: dict[str, dict[str, Any]]) -> str:
     return markdown_table(rows, ["target", "value", "op", "threshold", "met"])
 
 
+def print_targets(targets: dict[str, dict[str, Any]]) -> None:
+    """One line per target: value, comparison, threshold, met or MISSED."""
+    for name, entry in targets.items():
+        print(f"  {name}: {entry['value']:.4g} {entry['op']} {entry['threshold']} -> "
+              f"{'met' if entry['met'] else 'MISSED'}")
+
+
 def write_report(name: str, out_dir: str | Path, rows: list[dict[str, Any]],
                  targets: dict[str, dict[str, Any]], markdown_body: str,
                  extra: dict[str, Any] | None = None) -> Path:

@@ -66,44 +66,17 @@ def offload_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
             is_used = model.new_bool_var(f"uses_{j}_{resource}")
             model.add(sum(uses[resource]) == is_used)
             starts[j, resource], ends[j, resource], present[j, resource] = start, end, is_used
-        # the job's own chain: device, then uplink, then server
-        model.add(starts[j, 1] >= ends[j, 0]).only_enforce_if(present[j, 0])
-        model.add(starts[j, 2] >= ends[j, 1])
-    makespan = model.new_int_var(0, horizon, "makespan")
-    for j in jobs:
-        model.add(makespan >= ends[j, 0])
-        model.add(makespan >= ends[j, 2]).only_enforce_if(present[j, 1])
-
-    before = {}
-    for i, j in itertools.permutations(jobs, 2):
-        if i < j:
-            before[i, j] = model.new_bool_var(f"before_{i}_{j}")
-            before[j, i] = ~before[i, j]
+    makespan, before = add_plan_order(model, jobs, starts, sizes, ends, present, horizon)
     for i, j in itertools.combinations(jobs, 2):
         if instance.jobs[i].layers == instance.jobs[j].layers and (
                 instance.jobs[i].input_bytes == instance.jobs[j].input_bytes):
             model.add(before[i, j] == 1)  # identical jobs are interchangeable: keep index order
-    for resource in range(3):
-        model.add_no_overlap([
-            model.new_optional_interval_var(starts[j, resource], sizes[j, resource],
-                                            ends[j, resource], present[j, resource],
-                                            f"busy_{j}_{resource}")
-            for j in jobs])
-    for i, j, k in itertools.permutations(jobs, 3):
-        model.add_bool_or([~before[i, j], ~before[j, k], before[i, k]])
-    for i, j in itertools.permutations(jobs, 2):
-        for resource in range(3):
-            model.add(ends[i, resource] <= starts[j, resource]).only_enforce_if(
-                [before[i, j], present[i, resource], present[j, resource]])
 
     warm = joint(instance, time_limit_s=min(1.0, time_limit_s / 4))
-    position = {job: index for index, job in enumerate(warm.order())}
     for j, cut in warm:
         for c, lit in choose[j].items():
             model.add_hint(lit, c == cut)
-    for (i, j), literal in before.items():
-        if i < j:
-            model.add_hint(literal, position[i] < position[j])
+    hint_order(model, before, warm)
     model.minimize(makespan)
 
     solver = cp_model.CpSolver()
@@ -114,14 +87,59 @@ def offload_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return ExactResult(warm, warm_s, False, 0.0, solver.wall_time)
     cuts = {j: next(c for c, lit in choose[j].items() if solver.value(lit)) for j in jobs}
-    order = sorted(jobs, key=lambda j: sum(solver.value(before[j, k]) for k in jobs if k != j),
-                   reverse=True)
-    plan = Plan(tuple((j, cuts[j]) for j in order))
+    plan = Plan(tuple((j, cuts[j]) for j in solved_order(solver, before, jobs)))
     makespan_s = simulate(instance, plan).makespan_s
     if warm_s < makespan_s:  # rounding to ticks can flip a near-tie; keep the better plan
         plan, makespan_s = warm, warm_s
     bound_s = solver.best_objective_bound / TICKS_PER_S
     return ExactResult(plan, makespan_s, status == cp_model.OPTIMAL, bound_s, solver.wall_time)
+
+
+def add_plan_order(model: cp_model.CpModel, jobs: range, starts: dict, sizes: dict, ends: dict,
+                   present: dict, horizon: int) -> tuple[cp_model.IntVar, dict]:
+    """The plan semantics shared by the job-level CP-SAT models, over per-job, per-resource
+    (0 device, 1 uplink, 2 server) ``starts``/``sizes``/``ends`` and presence literals: each job
+    runs device, then uplink, then server; one order of jobs, shared by the three resources
+    (pairwise literals with transitivity), decides who goes first wherever two jobs meet.
+    Returns the makespan variable and the order literals ``before[i, j]``."""
+    for j in jobs:
+        model.add(starts[j, 1] >= ends[j, 0]).only_enforce_if(present[j, 0])
+        model.add(starts[j, 2] >= ends[j, 1])
+    for resource in range(3):
+        model.add_no_overlap([
+            model.new_optional_interval_var(starts[j, resource], sizes[j, resource],
+                                            ends[j, resource], present[j, resource],
+                                            f"busy_{j}_{resource}")
+            for j in jobs])
+    makespan = model.new_int_var(0, horizon, "makespan")
+    for j in jobs:
+        model.add(makespan >= ends[j, 0])
+        model.add(makespan >= ends[j, 2]).only_enforce_if(present[j, 1])
+    before = {}
+    for i, j in itertools.combinations(jobs, 2):
+        before[i, j] = model.new_bool_var(f"before_{i}_{j}")
+        before[j, i] = ~before[i, j]
+    for i, j, k in itertools.permutations(jobs, 3):
+        model.add_bool_or([~before[i, j], ~before[j, k], before[i, k]])
+    for i, j in itertools.permutations(jobs, 2):
+        for resource in range(3):
+            model.add(ends[i, resource] <= starts[j, resource]).only_enforce_if(
+                [before[i, j], present[i, resource], present[j, resource]])
+    return makespan, before
+
+
+def hint_order(model: cp_model.CpModel, before: dict, plan: Plan) -> None:
+    """Hint the order literals with ``plan``'s job order."""
+    position = {job: index for index, job in enumerate(plan.order())}
+    for (i, j), literal in before.items():
+        if i < j:
+            model.add_hint(literal, position[i] < position[j])
+
+
+def solved_order(solver: cp_model.CpSolver, before: dict, jobs: range) -> list[int]:
+    """Job order of a solution: a job goes before as many others as its rank says."""
+    return sorted(jobs, key=lambda j: sum(solver.value(before[j, k]) for k in jobs if k != j),
+                  reverse=True)
 
 
 def brute_force_optimal(instance: OffloadInstance) -> tuple[Plan, float]:

@@ -26,6 +26,7 @@ from envs.offload.dag import DagGraph, DagJob, job_graph, job_option, option_mas
 from envs.offload.instance import OffloadInstance
 from envs.offload.layer_sim import LayerPlan, job_parts, simulate_layers, tensor_seconds
 from envs.offload.simulator import Plan, simulate
+from heuristics.exact.offload import add_plan_order, hint_order, solved_order
 
 TICKS_PER_S = 1_000_000_000
 
@@ -144,8 +145,7 @@ def offload_dag_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
     horizon = sum(_ticks(float(g.device_s.sum() + g.server_s.sum())) + _ticks(
         instance.latency_s + 8.0 * (g.input_bytes + g.output_bytes.sum())
         / (instance.bandwidth_mbps * 1e6)) for g in graphs) + 1
-    starts, ends, present = {}, {}, {}
-    busy: list[list] = [[], [], []]
+    starts, sizes, ends, present = {}, {}, {}, {}
     for j in jobs:
         offloads = ~parts[j]["local"]
         for r, (key, used) in enumerate((("device", parts[j]["uses_device"]),
@@ -155,31 +155,10 @@ def offload_dag_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
             end = model.new_int_var(0, horizon, f"e{j}_{r}")
             model.add(size == parts[j][key])
             model.add(end == start + size)
-            starts[j, r], ends[j, r], present[j, r] = start, end, used
-            busy[r].append(model.new_optional_interval_var(start, size, end, used, f"i{j}_{r}"))
-        model.add(starts[j, 1] >= ends[j, 0]).only_enforce_if(present[j, 0])
-        model.add(starts[j, 2] >= ends[j, 1])
-    for intervals in busy:
-        model.add_no_overlap(intervals)
-    makespan = model.new_int_var(0, horizon, "makespan")
-    for j in jobs:
-        model.add(makespan >= ends[j, 0])
-        model.add(makespan >= ends[j, 2]).only_enforce_if(present[j, 1])
-    before = {}
-    for i, j in itertools.combinations(jobs, 2):
-        before[i, j] = model.new_bool_var(f"b{i}_{j}")
-        before[j, i] = ~before[i, j]
-    for i, j, k in itertools.permutations(jobs, 3):
-        model.add_bool_or([~before[i, j], ~before[j, k], before[i, k]])
-    for i, j in itertools.permutations(jobs, 2):
-        for r in range(3):
-            model.add(ends[i, r] <= starts[j, r]).only_enforce_if(
-                [before[i, j], present[i, r], present[j, r]])
+            starts[j, r], sizes[j, r], ends[j, r], present[j, r] = start, size, end, used
+    makespan, before = add_plan_order(model, jobs, starts, sizes, ends, present, horizon)
     if hint is not None:
-        position = {job: index for index, job in enumerate(hint.order())}
-        for (i, j), literal in before.items():
-            if i < j:
-                model.add_hint(literal, position[i] < position[j])
+        hint_order(model, before, hint)
         for j, option in hint.steps:
             for lit, value in zip(parts[j]["x"], option_mask(instance.jobs[j], option),
                                   strict=True):
@@ -190,9 +169,8 @@ def offload_dag_optimal(instance: OffloadInstance, time_limit_s: float = 30.0,
         raise RuntimeError(f"CP-SAT found no plan in {time_limit_s} s")
     masks = [np.array([bool(solver.value(lit)) for lit in parts[j]["x"]]) for j in jobs]
     augmented = with_partitions(instance, masks)
-    order = sorted(jobs, key=lambda j: sum(solver.value(before[j, k]) for k in jobs if k != j),
-                   reverse=True)
-    plan = Plan(tuple((j, job_option(augmented.jobs[j], masks[j])) for j in order))
+    plan = Plan(tuple((j, job_option(augmented.jobs[j], masks[j]))
+                      for j in solved_order(solver, before, jobs)))
     makespan_s = simulate(augmented, plan).makespan_s
     if hint is not None:
         hint_s = simulate(instance, hint).makespan_s
