@@ -212,6 +212,18 @@ def _layout(state: ClusterState, limits: ObservationLimits) -> _Layout:
     return layout
 
 
+_SCALES: dict[ObservationLimits, np.ndarray] = {}
+
+
+def _inverse_scales(limits: ObservationLimits) -> np.ndarray:
+    """Per stage-feature column 8..12: 1 / the scale of its ``log1p(x / scale)``."""
+    scales = _SCALES.get(limits)
+    if scales is None:
+        work, task = 1.0 / limits.work_scale_s, 1.0 / limits.task_scale_s
+        scales = _SCALES[limits] = np.array([work, work, 0.0, work, task])
+    return scales
+
+
 def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[str, np.ndarray]:
     """The padded ``Dict``-of-``Box`` observation of ``state`` (see ``observation_space``)."""
     J, S = limits.max_jobs, limits.max_stages
@@ -225,44 +237,50 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
     if rows.size:
         own = state.stage_remaining_network_s + state.stage_remaining_compute_s
         net = state.stage_remaining_network_s[rows]
-        comp = state.stage_remaining_compute_s[rows]
-        num = layout.num
         waiting = state.stage_waiting[rows]
         unfinished = waiting + state.stage_running[rows]
         work = own[rows]
-        runnable = state.stage_parents_done[rows] & (waiting > 0)
+        parents_done = state.stage_parents_done[rows]
+        runnable = parents_done & (waiting > 0)
         features = np.empty((rows.size, len(STAGE_FEATURES)), dtype=np.float64)
         features[:, 0] = 1.0
         features[:, 1] = runnable
-        features[:, 2] = state.stage_parents_done[rows]
+        features[:, 2] = parents_done
         features[:, 3] = state.stage_opened[rows]
         features[:, 4] = layout.log_num
-        features[:, 5] = waiting / num
-        features[:, 6] = state.stage_finished[rows] / num
-        features[:, 7] = state.stage_executors[rows] / total
-        features[:, 8] = np.log1p(net / limits.work_scale_s)
-        features[:, 9] = np.log1p(comp / limits.work_scale_s)
-        features[:, 10] = np.divide(net, work, out=np.zeros_like(work), where=work > 0)
-        path = _relax(own, layout.sorted_edges)[rows] if layout.sorted_edges else work
-        features[:, 11] = np.log1p(path / limits.work_scale_s)
-        features[:, 12] = np.log1p(np.divide(work, unfinished, out=np.zeros_like(work),
-                                             where=unfinished > 0) / limits.task_scale_s)
+        features[:, 5] = waiting
+        features[:, 6] = state.stage_finished[rows]
+        features[:, 5:7] /= layout.num[:, None]
+        features[:, 7] = state.stage_executors[rows]
+        features[:, 7] /= total
+        # columns 8..12 = log1p(x / scale) of network, compute, (share), path, per-task work;
+        # the share column is overwritten after the shared log1p
+        features[:, 8] = net
+        features[:, 9] = state.stage_remaining_compute_s[rows]
+        features[:, 11] = _relax(own, layout.sorted_edges)[rows] if layout.sorted_edges else work
+        np.divide(work, unfinished, out=features[:, 12], where=unfinished > 0)
+        features[:, 12][unfinished <= 0] = 0.0
+        tail = features[:, 8:]
+        tail *= _inverse_scales(limits)
+        np.log1p(tail, out=tail)
+        features[:, 10] = 0.0
+        np.divide(net, work, out=features[:, 10], where=work > 0)
         stage[jobs_of_rows, slots] = features
 
         n_visible = min(state.num_jobs, J)
         job_work = np.bincount(jobs_of_rows, weights=work, minlength=n_visible)
         job_net = np.bincount(jobs_of_rows, weights=net, minlength=n_visible)
-        job_runnable = np.bincount(jobs_of_rows, weights=runnable, minlength=n_visible)
-        job_unfinished = np.bincount(jobs_of_rows, weights=unfinished > 0, minlength=n_visible)
-        age = np.maximum(state.time_s - state.job_arrival_s[:n_visible], 0.0)
-        job[:n_visible] = np.stack([
-            np.ones(n_visible), np.log1p(age / limits.time_scale_s),
-            state.job_executors[:n_visible] / total,
-            state.job_executor_limit[:n_visible] / total,
-            np.log1p(job_work / limits.work_scale_s),
-            np.divide(job_net, job_work, out=np.zeros(n_visible), where=job_work > 0),
-            job_runnable / S, job_unfinished / np.maximum(layout.job_stages, 1),
-        ], axis=1)
+        columns = job[:n_visible].T  # a view: row k of columns is job feature k
+        columns[0] = 1.0
+        columns[1] = np.log1p(np.maximum(state.time_s - state.job_arrival_s[:n_visible], 0.0)
+                              / limits.time_scale_s)
+        columns[2] = state.job_executors[:n_visible] / total
+        columns[3] = state.job_executor_limit[:n_visible] / total
+        columns[4] = np.log1p(job_work / limits.work_scale_s)
+        columns[5] = np.divide(job_net, job_work, out=np.zeros(n_visible), where=job_work > 0)
+        columns[6] = np.bincount(jobs_of_rows, weights=runnable, minlength=n_visible) / S
+        columns[7] = np.bincount(jobs_of_rows, weights=unfinished > 0, minlength=n_visible) \
+            / np.maximum(layout.job_stages, 1)
         job_mask[:n_visible] = 1.0
 
     jobs_in_system = state.num_jobs
