@@ -53,49 +53,83 @@ TOKEN = os.urandom(24).hex().encode()
 
 
 # ---- protocol overhead ------------------------------------------------------------------
+PROTOCOL_WARMUP_PAIRS = 20
+
+
+def _pair_order(pair: int) -> tuple[str, str]:
+    """Raw first in even pairs, framed first in odd ones: neither always follows the other."""
+    return ("raw", "framed") if pair % 2 == 0 else ("framed", "raw")
+
+
 def _ack_server(listener: socket.socket, size: int, pairs: int) -> None:
     conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # both receive into preallocated buffers of the same size: the raw side into a bytearray,
+    # the framed side through the server's FrameReader (header, checks, torch.frombuffer)
+    raw_buffer = memoryview(bytearray(size))
+    reader = protocol.FrameReader(conn, reuse_payload=True)
     with conn:
-        for _ in range(pairs):
-            protocol.recv_exact(conn, size)  # raw
-            conn.sendall(b"k")
-            protocol.read_frame(conn)        # framed
-            conn.sendall(b"k")
+        for pair in range(pairs):
+            for kind in _pair_order(pair):
+                if kind == "raw":
+                    protocol.recv_exact_into(conn, raw_buffer)
+                else:
+                    reader.read()
+                conn.sendall(b"k")
 
 
 def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, float]:
-    """Alternate a raw ``sendall`` of 1 MiB and a framed tensor of the same bytes on one
-    connection to a receiver process; each send is timed until the receiver's 1-byte ack.
-    Alternating sends see the same load, so the paired ratio isolates the protocol's cost.
-    With ``rate_mbps`` both go through the same token bucket (an emulated uplink)."""
-    sender = ShapedSender(rate_mbps)
+    """Alternate a raw send of 1 MiB and a framed INFER of the same tensor on one connection
+    to a receiver process; each send is timed until the receiver's 1-byte ack. Both sides
+    share the socket (same options: TCP_NODELAY on both ends, default buffers), both are
+    one ``sendall``/``sendmsg`` of the tensor's own memory, the order alternates, and
+    ``PROTOCOL_WARMUP_PAIRS`` untimed pairs come first. With ``rate_mbps`` both go through
+    the same token bucket (an emulated uplink)."""
+    sender = ShapedSender(rate_mbps) if rate_mbps is not None else None
     payload = torch.randn(2**18)  # 1 MiB of float32
     raw_bytes = protocol.tensor_bytes(payload)
+    warmup = PROTOCOL_WARMUP_PAIRS if rate_mbps is None else 1
     listener = socket.create_server(("127.0.0.1", 0))
     # the receiver is its own process, as the server is: no GIL shared with the sender
     receiver = multiprocessing.get_context("fork").Process(
-        target=_ack_server, args=(listener, len(raw_bytes), pairs))
+        target=_ack_server, args=(listener, len(raw_bytes), warmup + pairs))
     receiver.start()
-    raw, framed = [], []
+    ack = memoryview(bytearray(1))
+
+    def send(sock: socket.socket, kind: str) -> float:
+        start = time.perf_counter()
+        if kind == "raw":
+            if sender is None:
+                sock.sendall(raw_bytes)
+            else:
+                sender.send_message(sock, [raw_bytes])
+        else:
+            buffers = protocol.encode_frame(MessageType.INFER, request_id=1, tensor=payload)
+            if sender is None:
+                protocol.send_buffers(sock, buffers)
+            else:
+                sender.send_message(sock, buffers)
+        protocol.recv_exact_into(sock, ack)
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"raw": [], "framed": []}
     with socket.create_connection(listener.getsockname()) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _ in range(pairs):
-            start = time.perf_counter()
-            sender.send_message(sock, [raw_bytes])
-            protocol.recv_exact(sock, 1)
-            middle = time.perf_counter()
-            sender.send_message(sock, protocol.encode_frame(MessageType.INFER, request_id=1,
-                                                            tensor=payload))
-            protocol.recv_exact(sock, 1)
-            raw.append(middle - start)
-            framed.append(time.perf_counter() - middle)
+        for pair in range(warmup + pairs):
+            for kind in _pair_order(pair):
+                seconds = send(sock, kind)
+                if pair >= warmup:
+                    times[kind].append(seconds)
     receiver.join(30)
     listener.close()
+    raw, framed = times["raw"], times["framed"]
     raw_s, framed_s = statistics.median(raw), statistics.median(framed)
+    ratios = sorted(f / r for f, r in zip(framed, raw, strict=True))
     return {"raw_median_ms": raw_s * 1e3, "protocol_median_ms": framed_s * 1e3,
             "overhead": framed_s / raw_s - 1.0,
-            "paired_ratio_median": statistics.median(f / r for f, r in zip(framed, raw,
-                                                                          strict=True)),
+            "paired_ratio_median": statistics.median(ratios),
+            "paired_ratio_p25": ratios[len(ratios) // 4],
+            "paired_ratio_p75": ratios[3 * len(ratios) // 4],
             "pairs": pairs, "rate_mbps": rate_mbps}
 
 

@@ -136,10 +136,10 @@ class ServerLink:
             raise
 
     def _receive_loop(self) -> None:
-        sock = self.sock
+        reader = protocol.FrameReader(self.sock)  # results outlive the read: fresh buffers
         try:
             while True:
-                frame = protocol.read_frame(sock)
+                frame = reader.read()
                 if frame.msg_type == MessageType.RESULT and frame.tensor is not None:
                     self.on_result(frame.request_id, frame.tensor, frame.elapsed_s,
                                    time.perf_counter())

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import numpy as np
 import torch
 
 MAGIC = b"PSDB"
@@ -85,6 +86,12 @@ TORCH_DTYPES: dict[DType, torch.dtype] = {
 DTYPE_CODES = {v: k for k, v in TORCH_DTYPES.items()}
 ITEMSIZE = {code: torch.empty((), dtype=dtype).element_size()
             for code, dtype in TORCH_DTYPES.items()}
+# dtypes ``Tensor.numpy()`` exposes directly (bfloat16 goes through a uint8 view)
+NUMPY_CODES = {np.dtype(torch.empty((), dtype=dtype).numpy().dtype): code
+               for code, dtype in TORCH_DTYPES.items() if dtype != torch.bfloat16}
+MESSAGE_TYPES = {int(member): member for member in MessageType}
+DTYPES = {int(member): member for member in DType}
+_ZEROS = (0,) * MAX_NDIM
 
 
 class ProtocolError(ValueError):
@@ -115,61 +122,86 @@ class Frame:
         return value
 
 
+def _wire_array(tensor: torch.Tensor) -> np.ndarray | None:
+    """A C-contiguous numpy array sharing the tensor's memory (one torch call), or None when
+    the tensor needs the general path (another device, autograd, bfloat16, strided)."""
+    try:
+        array = tensor.numpy()
+    except (RuntimeError, TypeError):
+        return None
+    return array if array.flags.c_contiguous else None
+
+
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    """The tensor's raw bytes without a copy when it is already contiguous on the CPU."""
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    if flat.numel() == 0:
-        return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy())
+    """The tensor's raw bytes, without a copy when it is already contiguous on the CPU."""
+    array = _wire_array(tensor)
+    if array is None:
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        array = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+    return memoryview(array).cast("B")
 
 
 def encode_frame(msg_type: MessageType, *, request_id: int = 0, model_id: int = 0, cut: int = 0,
                  elapsed_s: float = 0.0, tensor: torch.Tensor | None = None,
                  control: dict[str, Any] | None = None) -> list[bytes | memoryview]:
-    """Header and payload as separate buffers (sent with one ``sendmsg``/``sendall`` each)."""
-    shape = [0] * MAX_NDIM
+    """Header and payload as two buffers, sent together by one ``sendmsg``; the payload is a
+    view of the tensor's own memory (no copy for a contiguous CPU tensor)."""
     if tensor is not None:
-        if tensor.dtype not in DTYPE_CODES:
+        try:  # the common case (a contiguous CPU tensor) in one torch call
+            array = tensor.numpy()
+        except (RuntimeError, TypeError):
+            array = None
+        if array is not None and array.flags.c_contiguous:
+            dtype, shape, payload = NUMPY_CODES.get(array.dtype), array.shape, array.data
+        else:
+            dtype, shape = DTYPE_CODES.get(tensor.dtype), tuple(tensor.shape)
+            payload = tensor_bytes(tensor) if dtype is not None else None
+        if dtype is None:
             raise ValueError(f"unsupported tensor dtype {tensor.dtype}")
-        if tensor.dim() > MAX_NDIM:
-            raise ValueError(f"tensor has {tensor.dim()} dims; at most {MAX_NDIM}")
-        payload = tensor_bytes(tensor)
-        dtype, ndim = DTYPE_CODES[tensor.dtype], tensor.dim()
-        shape[:ndim] = [int(s) for s in tensor.shape]
+        ndim = len(shape)
+        if ndim > MAX_NDIM:
+            raise ValueError(f"tensor has {ndim} dims; at most {MAX_NDIM}")
+        payload = payload.cast("B")
+        shape = (*shape, *_ZEROS[ndim:])
     else:
         payload = json.dumps(control).encode() if control is not None else b""
-        dtype, ndim = DType.NONE, 0
-    header = HEADER.pack(MAGIC, VERSION, int(msg_type), 0, model_id, cut, request_id,
-                         float(elapsed_s), int(dtype), ndim, *shape, len(payload))
+        dtype, ndim, shape = DType.NONE, 0, _ZEROS
+    header = HEADER.pack(MAGIC, VERSION, msg_type, 0, model_id, cut, request_id,
+                         elapsed_s, dtype, ndim, *shape, len(payload))
     return [header, payload]
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytearray:
-    """Read exactly ``size`` bytes or raise ConnectionClosed."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
+def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
+    """Fill ``view`` (a writable byte view) from ``sock`` or raise ConnectionClosed."""
+    size = len(view)
     received = 0
     while received < size:
         count = sock.recv_into(view[received:], size - received)
         if count == 0:
             raise ConnectionClosed(f"peer closed after {received} of {size} bytes")
         received += count
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytearray:
+    """Read exactly ``size`` bytes into a new buffer or raise ConnectionClosed."""
+    buffer = bytearray(size)
+    recv_exact_into(sock, memoryview(buffer))
     return buffer
 
 
-def decode_header(header: bytes | bytearray, max_frame_bytes: int) -> tuple:
-    (magic, version, msg_type, _flags, model_id, cut, request_id, elapsed_s, dtype, ndim,
-     *rest) = HEADER.unpack(header)
+def decode_header(header: bytes | bytearray | memoryview, max_frame_bytes: int) -> tuple:
+    (magic, version, type_code, _flags, model_id, cut, request_id, elapsed_s, dtype_code, ndim,
+     *rest) = HEADER.unpack_from(header)
     shape, payload_len = rest[:MAX_NDIM], rest[MAX_NDIM]
     if magic != MAGIC:
         raise ProtocolError(f"bad magic {magic!r}")
     if version != VERSION:
         raise ProtocolError(f"unsupported protocol version {version}")
-    try:
-        msg_type = MessageType(msg_type)
-        dtype = DType(dtype)
-    except ValueError as error:
-        raise ProtocolError(str(error)) from error
+    msg_type, dtype = MESSAGE_TYPES.get(type_code), DTYPES.get(dtype_code)
+    if msg_type is None:
+        raise ProtocolError(f"{type_code} is not a valid MessageType")
+    if dtype is None:
+        raise ProtocolError(f"{dtype_code} is not a valid DType")
     if ndim > MAX_NDIM:
         raise ProtocolError(f"ndim {ndim} > {MAX_NDIM}")
     if payload_len > max_frame_bytes:
@@ -193,30 +225,86 @@ def decode_header(header: bytes | bytearray, max_frame_bytes: int) -> tuple:
     return msg_type, request_id, model_id, cut, elapsed_s, dtype, tuple(shape[:ndim]), payload_len
 
 
+class FrameReader:
+    """Reads the frames of one socket; the payload lands in its tensor's memory.
+
+    The header is read into a fixed 70-byte buffer and fully validated before any payload
+    byte is read. The tensor is then built over a buffer of exactly ``payload_len`` bytes
+    (``torch.frombuffer``, no copy) *before* the payload arrives, and ``recv_into`` fills
+    it: the per-frame work overlaps the transfer instead of following it.
+
+    With ``reuse_payload`` one buffer, grown up to ``max_frame_bytes``, serves every frame,
+    and the tensor over it is kept per (dtype, shape), so a shape seen before costs no
+    allocation and no tensor construction. A returned tensor is then only valid until the
+    next ``read``: for a consumer that is done with a frame before reading the next (the
+    server). Without it each payload gets its own buffer and its tensor may be kept.
+    """
+
+    MAX_CACHED_SHAPES = 256
+
+    def __init__(self, sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 reuse_payload: bool = False):
+        self.sock = sock
+        self.max_frame_bytes = max_frame_bytes
+        self.reuse_payload = reuse_payload
+        self._header = bytearray(HEADER.size)
+        self._header_view = memoryview(self._header)
+        self._buffer = bytearray()
+        self._targets: dict[tuple, tuple[memoryview, torch.Tensor]] = {}
+
+    def _target(self, dtype: DType, shape: tuple[int, ...],
+                payload_len: int) -> tuple[memoryview, torch.Tensor]:
+        """The byte view to receive into and the tensor over the same memory."""
+        key = (dtype, shape)
+        target = self._targets.get(key) if self.reuse_payload else None
+        if target is not None:
+            return target
+        if not self.reuse_payload:
+            buffer = bytearray(payload_len)
+        else:
+            if len(self._buffer) < payload_len:
+                self._buffer = bytearray(payload_len)
+                self._targets.clear()  # their tensors point at the old buffer
+            elif len(self._targets) >= self.MAX_CACHED_SHAPES:
+                self._targets.clear()
+            buffer = self._buffer
+        tensor = torch.frombuffer(buffer, dtype=TORCH_DTYPES[dtype],
+                                  count=payload_len // ITEMSIZE[dtype]).view(shape)
+        target = (memoryview(buffer)[:payload_len], tensor)
+        if self.reuse_payload:
+            self._targets[key] = target
+        return target
+
+    def read(self) -> Frame:
+        """One frame; raises ProtocolError for a malformed one, ConnectionClosed on EOF."""
+        recv_exact_into(self.sock, self._header_view)
+        msg_type, request_id, model_id, cut, elapsed_s, dtype, shape, payload_len = \
+            decode_header(self._header, self.max_frame_bytes)
+        frame = Frame(msg_type, request_id, model_id, cut, elapsed_s)
+        if dtype == DType.NONE:
+            frame.payload = bytes(recv_exact(self.sock, payload_len))
+        elif payload_len == 0:
+            frame.tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
+        else:
+            view, frame.tensor = self._target(dtype, shape, payload_len)
+            recv_exact_into(self.sock, view)
+        return frame
+
+
 def read_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame:
-    """Read one frame; raises ProtocolError for a malformed one, ConnectionClosed on EOF."""
-    header = recv_exact(sock, HEADER.size)
-    msg_type, request_id, model_id, cut, elapsed_s, dtype, shape, payload_len = decode_header(
-        header, max_frame_bytes)
-    payload = recv_exact(sock, payload_len) if payload_len else bytearray()
-    frame = Frame(msg_type, request_id, model_id, cut, elapsed_s)
-    if dtype == DType.NONE:
-        frame.payload = bytes(payload)
-    elif payload_len == 0:
-        frame.tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
-    else:
-        raw = torch.frombuffer(payload, dtype=torch.uint8)
-        frame.tensor = raw.view(TORCH_DTYPES[dtype]).reshape(shape)
-    return frame
+    """Read one frame into fresh buffers (see ``FrameReader`` for a connection's loop)."""
+    return FrameReader(sock, max_frame_bytes).read()
 
 
 def send_buffers(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
-    """Send every buffer with scatter-gather ``sendmsg`` (one syscall for header + payload
-    in the common case), continuing after partial sends. Returns the bytes written."""
+    """Send every buffer with one scatter-gather ``sendmsg`` (a blocking socket normally
+    takes it all at once), continuing after a partial send. Returns the bytes written."""
+    total = sum(map(len, buffers))
+    sent = sock.sendmsg(buffers)
+    if sent == total:
+        return total
     pending = [memoryview(b).cast("B") for b in buffers if len(b)]
-    total = sum(len(b) for b in pending)
-    while pending:
-        sent = sock.sendmsg(pending)
+    while True:
         while sent:
             if sent >= len(pending[0]):
                 sent -= len(pending[0])
@@ -224,7 +312,9 @@ def send_buffers(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
             else:
                 pending[0] = pending[0][sent:]
                 sent = 0
-    return total
+        if not pending:
+            return total
+        sent = sock.sendmsg(pending)
 
 
 def send_frame(sock: socket.socket, msg_type: MessageType, **fields: Any) -> int:

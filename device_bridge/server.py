@@ -171,8 +171,10 @@ class OffloadServer:
         try:
             model_ids = self._handshake(conn, where)
             conn.settimeout(IDLE_TIMEOUT_S)
+            # each frame is answered before the next is read, so one payload buffer serves all
+            reader = protocol.FrameReader(conn, self.max_frame_bytes, reuse_payload=True)
             while True:
-                frame = protocol.read_frame(conn, self.max_frame_bytes)
+                frame = reader.read()
                 if frame.msg_type == MessageType.INFER:
                     self._infer(conn, frame, model_ids, where)
                 elif frame.msg_type == MessageType.PROBE:

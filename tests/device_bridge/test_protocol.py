@@ -161,3 +161,43 @@ def test_frames_survive_the_token_bucket_chunking(pair):
     reader.join(10)
     assert sent == 70 + tensor.numel() * 4
     assert torch.equal(reader_result["frame"].tensor, tensor)
+
+
+def test_payload_is_a_view_of_the_tensor_memory():
+    tensor = torch.randn(4, 8)
+    _, payload = protocol.encode_frame(MessageType.INFER, tensor=tensor)
+    tensor[0, 0] = 123.0  # visible through the payload: nothing was copied
+    assert torch.frombuffer(bytearray(payload), dtype=torch.float32)[0] == 123.0
+
+
+def test_reusing_reader_serves_changing_shapes_and_dtypes(pair):
+    left, right = pair
+    reader = protocol.FrameReader(right, reuse_payload=True)
+    tensors = [torch.randn(2, 3), torch.randn(2, 3), torch.arange(40, dtype=torch.int16),
+               torch.randn(1, 64, 8, 8), torch.randn(2, 3).half(), torch.randn(2, 3)]
+    for tensor in tensors:
+        protocol.send_frame(left, MessageType.INFER, tensor=tensor)
+        frame = reader.read()
+        assert frame.tensor.dtype == tensor.dtype
+        assert torch.equal(frame.tensor, tensor)
+
+
+def test_fresh_buffers_keep_earlier_tensors_intact(pair):
+    left, right = pair
+    reader = protocol.FrameReader(right)
+    first, second = torch.randn(5), torch.randn(5)
+    for tensor in (first, second):
+        protocol.send_frame(left, MessageType.RESULT, tensor=tensor)
+    kept = reader.read().tensor
+    assert torch.equal(reader.read().tensor, second)
+    assert torch.equal(kept, first)
+
+
+def test_truncated_payload_into_a_reused_buffer_raises(pair):
+    left, right = pair
+    reader = protocol.FrameReader(right, reuse_payload=True)
+    header, payload = protocol.encode_frame(MessageType.INFER, tensor=torch.ones(100))
+    left.sendall(header + payload[:60])
+    left.shutdown(socket.SHUT_WR)
+    with pytest.raises(protocol.ConnectionClosed, match="60 of 400"):
+        reader.read()
