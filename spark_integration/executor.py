@@ -48,6 +48,7 @@ from pyspark.sql import SparkSession
 from agents.scheduler import Scheduler
 from envs.spark_dag import (
     ClusterState,
+    Decision,
     Job,
     JobProgress,
     ObservationLimits,
@@ -186,8 +187,9 @@ def _spark_error(error: BaseException) -> str:
     return text[:500] or type(error).__name__
 
 
-class _LiveJob:
-    """Bookkeeping of one job during a run."""
+class LiveJob:
+    """Bookkeeping of one job during a live run (also used by the calibration model, which
+    replays the executor's rules)."""
 
     def __init__(self, spec: JobSpec, record: JobRecord, template: Job) -> None:
         self.spec = spec
@@ -208,6 +210,82 @@ class _LiveJob:
     @property
     def held(self) -> int:
         return sum(self.running.values())
+
+
+def live_state(now_s: float, jobs: Sequence[LiveJob], pending: bool, total: int, held: int,
+               progress: Callable[[LiveJob, int], float]) -> ClusterState:
+    """The SparkDagShop snapshot of live jobs: a launched node counts all its tasks as started;
+    ``progress(job, node)`` (completed fraction of a running node) scales the template's task
+    count and remaining work."""
+    states = []
+    for job in jobs:
+        stages = job.template.stages
+        num, fin, run, wait, net, comp, exe, opened = ([] for _ in range(8))
+        for i in range(len(job.nodes)):
+            stage = stages[i]
+            n = stage.num_tasks
+            if i in job.done:
+                fraction = 1.0
+            elif i in job.running:
+                fraction = min(progress(job, i), 0.99)
+            else:
+                fraction = 0.0
+            finished = min(int(fraction * n), n - (0 if i in job.done else 1)) \
+                if i in job.launched else 0
+            num.append(n)
+            fin.append(n if i in job.done else finished)
+            run.append(0 if i in job.done or i not in job.launched else n - finished)
+            wait.append(0 if i in job.launched else n)
+            net.append(float(stage.network_s.sum()) * (1 - fraction))
+            comp.append(float(stage.local_s.sum()) * (1 - fraction))
+            exe.append(job.running.get(i, 0))
+            opened.append(i in job.launched)
+        states.append(JobProgress(
+            name=job.record.name, arrival_s=job.record.arrival_s,
+            stage_ids=list(range(len(job.nodes))),
+            parents=[[job.spec.dag.nodes.index(job.spec.dag.by_name[p]) for p in n.parents]
+                     for n in job.nodes],
+            num_tasks=num, finished=fin, running=run, waiting=wait,
+            remaining_network_s=net, remaining_compute_s=comp, executors=exe,
+            opened=opened, executor_limit=job.executor_limit))
+    return ClusterState.from_jobs(
+        time_s=now_s, total_executors=total, free_executors=max(total - held, 0),
+        network_capacity=float(total), network_flows=0, jobs=states, events_pending=pending)
+
+
+@dataclass
+class Choice:
+    """One scheduler query: ``decision`` to launch (None: stop deciding), whether the scheduler
+    was ``asked`` at all and whether its action was ``invalid``."""
+
+    decision: Decision | None
+    asked: bool = False
+    invalid: bool = False
+
+
+def next_decision(scheduler: Scheduler, state: ClusterState, limits: ObservationLimits) -> Choice:
+    """The executor's admission rule: ask ``scheduler`` while a stage action is valid; a valid
+    wait or an invalid action (counted) stops deciding, except that when waiting would deadlock
+    (nothing runs, nothing will arrive) the first valid action is taken instead."""
+    mask = action_mask(state, limits)
+    if mask[:-1].sum() == 0:
+        return Choice(None)
+    action = int(scheduler.act(encode_observation(state, limits), mask))
+    valid = 0 <= action < len(mask) and bool(mask[action])
+    decision = decode_action(action, state, limits) if valid else None
+    if decision is not None:
+        return Choice(decision, asked=True)
+    if valid and state.events_pending:
+        return Choice(None, asked=True)  # a valid wait
+    if state.events_pending:
+        return Choice(None, asked=True, invalid=True)
+    fallback = int(np.flatnonzero(mask[:-1])[0])
+    return Choice(decode_action(fallback, state, limits), asked=True, invalid=True)
+
+
+def launch_parallelism(decision: Decision, state: ClusterState, job: LiveJob) -> int:
+    """Executors a decision's node gets: its cap minus what its job holds, within the free."""
+    return max(1, min(state.free_executors, decision.parallelism - job.held))
 
 
 class DagExecutor:
@@ -307,45 +385,13 @@ class DagExecutor:
         return completed / total if total else 0.0
 
     # ----------------------------------------------------------------- state for the policy
-    def _state(self, now_s: float, live: list[_LiveJob], pending: bool, total: int,
+    def _state(self, now_s: float, live: list[LiveJob], pending: bool, total: int,
                held: int) -> ClusterState:
-        jobs = []
-        for job in live:
-            stages = job.template.stages
-            num, fin, run, wait, net, comp, exe, opened = ([] for _ in range(8))
-            for i in range(len(job.nodes)):
-                stage = stages[i]
-                n = stage.num_tasks
-                if i in job.done:
-                    fraction = 1.0
-                elif i in job.running:
-                    fraction = min(self._node_progress(job.groups[i]), 0.99)
-                else:
-                    fraction = 0.0
-                finished = min(int(fraction * n), n - (0 if i in job.done else 1)) \
-                    if i in job.launched else 0
-                num.append(n)
-                fin.append(n if i in job.done else finished)
-                run.append(0 if i in job.done or i not in job.launched else n - finished)
-                wait.append(0 if i in job.launched else n)
-                net.append(float(stage.network_s.sum()) * (1 - fraction))
-                comp.append(float(stage.local_s.sum()) * (1 - fraction))
-                exe.append(job.running.get(i, 0))
-                opened.append(i in job.launched)
-            jobs.append(JobProgress(
-                name=job.record.name, arrival_s=job.record.arrival_s,
-                stage_ids=list(range(len(job.nodes))),
-                parents=[[job.spec.dag.nodes.index(job.spec.dag.by_name[p]) for p in n.parents]
-                         for n in job.nodes],
-                num_tasks=num, finished=fin, running=run, waiting=wait,
-                remaining_network_s=net, remaining_compute_s=comp, executors=exe,
-                opened=opened, executor_limit=job.executor_limit))
-        return ClusterState.from_jobs(
-            time_s=now_s, total_executors=total, free_executors=max(total - held, 0),
-            network_capacity=float(total), network_flows=0, jobs=jobs, events_pending=pending)
+        return live_state(now_s, live, pending, total, held,
+                          lambda job, i: self._node_progress(job.groups[i]))
 
     # ----------------------------------------------------------------- node threads
-    def _run_node(self, job: _LiveJob, index: int, parallelism: int, pool: str | None,
+    def _run_node(self, job: LiveJob, index: int, parallelism: int, pool: str | None,
                   events: queue.Queue, run_id: str) -> None:
         node = job.nodes[index]
         record = job.record.nodes[index]
@@ -385,7 +431,7 @@ class DagExecutor:
                                      [NodeRecord(n.name, list(n.parents)) for n in s.dag.nodes])
                    for s in order}
         arrivals = list(order)
-        live: list[_LiveJob] = []
+        live: list[LiveJob] = []
         threads: dict[str, threading.Thread] = {}
         events: queue.Queue = queue.Queue()
         free_pools = {level: list(pools) for level, pools in self.ladder.items()}
@@ -398,7 +444,7 @@ class DagExecutor:
         def now() -> float:
             return time.monotonic() - start
 
-        def launch(job: _LiveJob, index: int, parallelism: int) -> None:
+        def launch(job: LiveJob, index: int, parallelism: int) -> None:
             record = job.record.nodes[index]
             pool = None
             if self.scheduler is not None:
@@ -425,7 +471,7 @@ class DagExecutor:
             threads[record.tag] = thread
             thread.start()
 
-        def finish(job: _LiveJob, index: int, error: str | None) -> None:
+        def finish(job: LiveJob, index: int, error: str | None) -> None:
             record = job.record.nodes[index]
             record.end_s = now()
             held = job.running.pop(index)
@@ -473,26 +519,15 @@ class DagExecutor:
                 pending = bool(arrivals) or any(j.running for j in live)
                 held = sum(j.held for j in live)
                 state = self._state(now(), active, pending, total, held)
-                mask = action_mask(state, self.limits)
-                if mask[:-1].sum() == 0:
-                    return
-                action = int(self.scheduler.act(encode_observation(state, self.limits), mask))
-                decisions += 1
-                decision = decode_action(action, state, self.limits) \
-                    if 0 <= action < len(mask) and mask[action] else None
+                choice = next_decision(self.scheduler, state, self.limits)
+                decisions += choice.asked
+                invalid += choice.invalid
+                decision = choice.decision
                 if decision is None:
-                    if 0 <= action < len(mask) and mask[action] and state.events_pending:
-                        return  # a valid wait
-                    invalid += 1
-                    if state.events_pending:
-                        return
-                    # nothing runs and nothing will arrive: waiting would deadlock
-                    action = int(np.flatnonzero(mask[:-1])[0])
-                    decision = decode_action(action, state, self.limits)
+                    return
                 job = active[decision.job_index]
                 job.executor_limit = decision.parallelism
-                parallelism = max(1, min(state.free_executors,
-                                         decision.parallelism - job.held))
+                parallelism = launch_parallelism(decision, state, job)
                 launch(job, decision.stage_id, parallelism)
 
         changed = True
@@ -508,7 +543,7 @@ class DagExecutor:
                         raise ValueError(f"template for {spec.dag.name} has "
                                          f"{len(template.stages)} stages, the DAG has "
                                          f"{len(spec.dag.nodes)} nodes")
-                    live.append(_LiveJob(spec, records[spec.name], template))
+                    live.append(LiveJob(spec, records[spec.name], template))
                 if not self.sc.master.startswith("local"):
                     total = self.total_executors()
                     changed |= total != last_total

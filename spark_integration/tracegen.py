@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from envs.spark_dag import Job, Stage, jobs_to_json
+from spark_integration.nodes import NodeRunner
 from spark_integration.queries import QUERIES, QueryDag
 from spark_integration.tpch import ensure_tpch, scale_label, table_paths
 
@@ -209,6 +211,61 @@ def default_trace_path(scale_factor: float) -> Path:
     return DEFAULT_TRACE_DIR / f"tpch_{scale_label(scale_factor)}.json"
 
 
+def trace_run(repeat: int, parallelism: int) -> str:
+    """The run label of an isolated timing's job groups."""
+    return f"trace{repeat}p{parallelism}"
+
+
+def time_nodes(runner: NodeRunner, dags: Sequence[QueryDag], levels: Sequence[int],
+               repeats: int, work_dir: str | Path,
+               ) -> dict[tuple[str, int], dict[int, dict[str, float]]]:
+    """Run each query alone, node after node, at each parallelism of ``levels``, ``repeats``
+    times; ``(query, repeat) -> level -> node -> wall seconds``. Each node runs in the job group
+    ``pipesched|<trace_run(repeat, level)>|<query>|<node>``, so an event log of the session
+    can be converted with :func:`query_job`."""
+    sc = runner.spark.sparkContext
+    walls: dict[tuple[str, int], dict[int, dict[str, float]]] = {}
+    for repeat in range(repeats):
+        for dag in dags:
+            by_level = walls.setdefault((dag.name, repeat), {})
+            for level in levels:
+                paths: dict[str, str] = {}
+                by_level[level] = {}
+                run = trace_run(repeat, level)
+                for node in dag.nodes:
+                    sc.setJobGroup(f"{GROUP_PREFIX}|{run}|{dag.name}|{node.name}",
+                                   f"trace {dag.name}/{node.name}")
+                    out_path = f"{work_dir}/{run}/{dag.name}/{node.name}"
+                    started = time.monotonic()
+                    runner.run(node, {p: paths[p] for p in node.parents}, out_path, level)
+                    by_level[level][node.name] = time.monotonic() - started
+                    paths[node.name] = out_path
+                shutil.rmtree(f"{work_dir}/{run}/{dag.name}", ignore_errors=True)
+            print(f"timed {dag.name} run {repeat}: " + ", ".join(
+                f"p{level} {sum(by_level[level].values()):.2f} s" for level in levels),
+                flush=True)
+    sc.setJobGroup("", "")
+    return walls
+
+
+def calibrated_jobs(event_log: str | Path, dags: Sequence[QueryDag],
+                    walls: dict[tuple[str, int], dict[str, float]], repeats: int, executors: int,
+                    prefix: str) -> tuple[list[Job], dict[str, Any]]:
+    """Calibrated workload jobs (named ``<prefix>/<query>``) from the event log of
+    :func:`time_nodes` runs at parallelism ``executors``: per query the repeat with the median
+    total wall time; ``walls`` is ``(query, repeat) -> node -> seconds``."""
+    traces = parse_event_log(event_log)
+    jobs, calibration = [], {}
+    for dag in dags:
+        totals = sorted(range(repeats), key=lambda r: sum(walls[(dag.name, r)].values()))
+        keep = totals[len(totals) // 2]
+        job, info = query_job(dag, traces, dag.name, trace_run(keep, executors),
+                              walls[(dag.name, keep)], executors, name=f"{prefix}/{dag.name}")
+        jobs.append(job)
+        calibration[dag.name] = info
+    return jobs, calibration
+
+
 def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
                   master: str = "local[2]", event_log_dir: str | Path | None = None,
                   repeats: int = 1, cache_dir: str | Path | None = None) -> Path:
@@ -216,7 +273,6 @@ def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
 
     With ``repeats > 1`` each query runs that many times and the run with the median total
     wall time is kept (the first run of a fresh JVM is slow)."""
-    from spark_integration.nodes import NodeRunner
     from spark_integration.session import build_session, executors_of_master
 
     dags = [QUERIES[q] for q in queries]
@@ -229,37 +285,16 @@ def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
                                 "spark.eventLog.rolling.enabled": "false"})
     app_id = spark.sparkContext.applicationId
     runner = NodeRunner(spark, table_paths(data_dir))
-    sc = spark.sparkContext
-    walls: dict[tuple[str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="pipesched-trace-") as work:
         runner.run_query(QUERIES["q6"], work)  # warm the JVM before anything is measured
-        for repeat in range(repeats):
-            for dag in dags:
-                paths: dict[str, str] = {}
-                walls[(dag.name, repeat)] = {}
-                for node in dag.nodes:
-                    sc.setJobGroup(f"{GROUP_PREFIX}|trace{repeat}|{dag.name}|{node.name}",
-                                   f"trace {dag.name}/{node.name}")
-                    out_path = f"{work}/{repeat}/{dag.name}/{node.name}"
-                    started = time.monotonic()
-                    runner.run(node, {p: paths[p] for p in node.parents}, out_path, executors)
-                    walls[(dag.name, repeat)][node.name] = time.monotonic() - started
-                    paths[node.name] = out_path
-                print(f"traced {dag.name} run {repeat}: "
-                      f"{sum(walls[(dag.name, repeat)].values()):.2f} s", flush=True)
+        timed = time_nodes(runner, dags, [executors], repeats, work)
+    walls = {(q, r): by_level[executors] for (q, r), by_level in timed.items()}
     spark.stop()
     log_files = [p for p in log_dir.iterdir() if app_id in p.name]
     if not log_files:
         raise FileNotFoundError(f"no event log for {app_id} in {log_dir}")
-    traces = parse_event_log(log_files[0])
-    jobs, calibration = [], {}
-    for dag in dags:
-        totals = sorted(range(repeats), key=lambda r: sum(walls[(dag.name, r)].values()))
-        keep = totals[len(totals) // 2]
-        job, info = query_job(dag, traces, dag.name, f"trace{keep}", walls[(dag.name, keep)],
-                              executors, name=f"tpch-{scale_label(scale_factor)}/{dag.name}")
-        jobs.append(job)
-        calibration[dag.name] = info
+    jobs, calibration = calibrated_jobs(log_files[0], dags, walls, repeats, executors,
+                                        f"tpch-{scale_label(scale_factor)}")
     payload = jobs_to_json(jobs)
     payload["source"] = {"scale_factor": scale_factor, "master": master,
                          "executors": executors, "event_log": str(log_files[0]),

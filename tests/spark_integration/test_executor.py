@@ -12,7 +12,7 @@ import pytest
 
 from envs.spark_dag import ObservationLimits, load_workload, save_workload
 from heuristics.spark_dag import make_heuristic
-from spark_integration.calibration import simulate, workload_for
+from spark_integration.calibration import NodeTimes, predict_live, simulate, workload_for
 from spark_integration.executor import DagExecutor
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import rows_match
@@ -56,6 +56,17 @@ def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> No
     predicted = simulate(workload_for(specs, templates), make_heuristic("sjf", LIMITS), 2,
                          LIMITS)
     assert set(predicted) == {s.name for s in specs} and all(v > 0 for v in predicted.values())
+    # the executor model replays the admission rule: fed this run's own node durations (at the
+    # parallelism each node got) it reproduces every job's JCT up to the loop's latencies
+    timed: dict = {}
+    for job in result.jobs:
+        for node in job.nodes:
+            timed.setdefault((job.query, 0), {}).setdefault(node.parallelism, {})[node.name] = \
+                node.duration_s
+    replayed = predict_live(specs, NodeTimes.from_timings(timed), templates,
+                            make_heuristic("sjf", LIMITS), LIMITS, 2)
+    for job in result.jobs:
+        assert replayed[job.name] == pytest.approx(job.jct_s, rel=0.15, abs=0.3), job.name
 
 
 def test_results_match_detects_a_wrong_answer(spark, all_queries_run) -> None:

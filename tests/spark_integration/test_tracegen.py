@@ -48,18 +48,26 @@ def test_list_schedule_and_errors(tmp_path) -> None:
         parse_event_log(tmp_path / "log")
 
 
-def test_shipped_trace_covers_every_query_and_blends_between_raw_and_calibrated() -> None:
-    from spark_integration.calibration import blend, load_trace
-    from spark_integration.tracegen import default_trace_path
+def test_shipped_trace_covers_every_query() -> None:
+    from spark_integration.tracegen import default_trace_path, load_templates
 
-    templates, scales = load_trace(default_trace_path(0.1))
+    templates = load_templates(default_trace_path(0.1))
     assert set(templates) == set(QUERIES)
     for name, job in templates.items():
         assert [s.name for s in job.stages] == [n.name for n in QUERIES[name].nodes]
-    raw, full = blend(templates, scales, 0.0), blend(templates, scales, 1.0)
-    stage = templates["q3"].stages[-1]
-    factor = scales["q3"][stage.name]
-    assert full["q3"].stages[-1].work_s == pytest.approx(stage.work_s)
-    assert raw["q3"].stages[-1].work_s == pytest.approx(stage.work_s / factor)
-    with pytest.raises(ValueError, match="alpha must be in"):
-        blend(templates, scales, 1.5)
+        assert all(s.work_s > 0 for s in job.stages)
+
+
+def test_node_times_take_medians_and_the_nearest_level() -> None:
+    from spark_integration.calibration import NodeTimes
+
+    timed = {("q12", 0): {1: {"line": 1.0, "ord": 2.0, "count": 3.0}, 2: {"line": 0.5}},
+             ("q12", 1): {1: {"line": 3.0, "ord": 2.0, "count": 3.0}, 2: {"line": 0.7}},
+             ("q12", 2): {1: {"line": 2.5, "ord": 2.0, "count": 3.0}, 2: {"line": 0.9}}}
+    times = NodeTimes.from_timings(timed)
+    assert times.wall_s("q12", "line", 1) == pytest.approx(2.5)
+    assert times.wall_s("q12", "line", 2) == pytest.approx(0.7)
+    assert times.wall_s("q12", "ord", 2) == pytest.approx(2.0)  # only level 1 timed
+    assert times.job_s("q12", 1) == pytest.approx(7.5)
+    with pytest.raises(KeyError, match="q12/nope"):
+        times.wall_s("q12", "nope", 1)
