@@ -272,22 +272,21 @@ class DagShopSimulator:
         self._seq += 1
         heapq.heappush(self._events, (time_s, self._seq, kind, payload))
 
-    def _rate(self) -> float:
-        return 1.0 if self._flows <= self.capacity else self.capacity / self._flows
-
     def _process_next_instant(self) -> None:
-        next_time = self._events[0][0] if self._events else math.inf
-        if self._net_events:
-            net_time = self.time_s + (self._net_events[0][0] - self._virtual) / self._rate()
+        events, net_events = self._events, self._net_events
+        next_time = events[0][0] if events else math.inf
+        flows = self._flows
+        rate = 1.0 if flows <= self.capacity else self.capacity / flows
+        if net_events:
+            net_time = self.time_s + (net_events[0][0] - self._virtual) / rate
             if net_time < next_time:
                 next_time = net_time
         delta = next_time - self.time_s
         if delta > 0:
-            if self._flows:
-                self._virtual += delta * self._rate()
+            if flows:
+                self._virtual += delta * rate
             self.job_seconds += delta * self.jobs_in_system
             self.time_s = next_time
-        events, net_events = self._events, self._net_events
         while True:
             if events and events[0][0] <= self.time_s + _EPS:
                 _, _, kind, payload = heapq.heappop(events)
