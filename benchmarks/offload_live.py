@@ -45,8 +45,13 @@ from envs.offload import simulate
 
 NAME = "offload_live"
 BANDWIDTH_CLASSES_MBPS = {"CAT1": 0.13, "3G": 1.1, "4G": 5.85, "WiFi": 18.88}
-FULL_JOBS = "resnet18:4,alexnet:4,mobilenet_v2:4,googlenet:4"
-QUICK_JOBS = "resnet18:2,alexnet:2,mobilenet_v2:2,googlenet:2"
+# Chosen with the simulator before running live (docs/device_bridge.md, "Job mix"): AlexNet
+# and VGG16 have a small late cut (36 KB, 100 KB) behind memory-bound classifier layers
+# (about half of AlexNet's device time, a tenth of VGG16's, which dominates the device's
+# work); ResNet-50 has no small cut before its end, so it mostly stays on the device and
+# keeps it busy while the uplink carries the others.
+FULL_JOBS = "alexnet:6,vgg16:6,resnet50:4"
+QUICK_JOBS = "alexnet:3,vgg16:3,resnet50:2"
 AGENT_PATH = Path(__file__).resolve().parent.parent / "models" / "offload_agent.zip"
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = os.urandom(24).hex().encode()
@@ -56,9 +61,13 @@ TOKEN = os.urandom(24).hex().encode()
 PROTOCOL_WARMUP_PAIRS = 20
 
 
-def _pair_order(pair: int) -> tuple[str, str]:
-    """Raw first in even pairs, framed first in odd ones: neither always follows the other."""
-    return ("raw", "framed") if pair % 2 == 0 else ("framed", "raw")
+SEND_KINDS = ("raw", "framed", "raw_tensor")
+
+
+def _pair_order(pair: int) -> tuple[str, ...]:
+    """The send kinds of one round, rotated each round so none always follows another."""
+    shift = pair % len(SEND_KINDS)
+    return SEND_KINDS[shift:] + SEND_KINDS[:shift]
 
 
 def _ack_server(listener: socket.socket, size: int, pairs: int) -> None:
@@ -71,10 +80,10 @@ def _ack_server(listener: socket.socket, size: int, pairs: int) -> None:
     with conn:
         for pair in range(pairs):
             for kind in _pair_order(pair):
-                if kind == "raw":
-                    protocol.recv_exact_into(conn, raw_buffer)
-                else:
+                if kind == "framed":
                     reader.read()
+                else:
+                    protocol.recv_exact_into(conn, raw_buffer)
                 conn.sendall(b"k")
 
 
@@ -82,9 +91,13 @@ def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, f
     """Alternate a raw send of 1 MiB and a framed INFER of the same tensor on one connection
     to a receiver process; each send is timed until the receiver's 1-byte ack. Both sides
     share the socket (same options: TCP_NODELAY on both ends, default buffers), both are
-    one ``sendall``/``sendmsg`` of the tensor's own memory, the order alternates, and
-    ``PROTOCOL_WARMUP_PAIRS`` untimed pairs come first. With ``rate_mbps`` both go through
-    the same token bucket (an emulated uplink)."""
+    one ``sendall``/``sendmsg`` of the tensor's own memory, the order rotates, and
+    ``PROTOCOL_WARMUP_PAIRS`` untimed rounds come first. With ``rate_mbps`` both go through
+    the same token bucket (an emulated uplink).
+
+    The target compares against ``raw``: a ready byte view of the tensor, sent bare. Each
+    round also times ``raw_tensor``, a bare ``sendall(tensor.numpy())``, the least any
+    sender of a torch tensor does, to show what framing adds beyond that."""
     sender = ShapedSender(rate_mbps) if rate_mbps is not None else None
     payload = torch.randn(2**18)  # 1 MiB of float32
     raw_bytes = protocol.tensor_bytes(payload)
@@ -103,6 +116,11 @@ def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, f
                 sock.sendall(raw_bytes)
             else:
                 sender.send_message(sock, [raw_bytes])
+        elif kind == "raw_tensor":
+            if sender is None:
+                sock.sendall(payload.numpy())
+            else:
+                sender.send_message(sock, [memoryview(payload.numpy()).cast("B")])
         else:
             buffers = protocol.encode_frame(MessageType.INFER, request_id=1, tensor=payload)
             if sender is None:
@@ -112,7 +130,7 @@ def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, f
         protocol.recv_exact_into(sock, ack)
         return time.perf_counter() - start
 
-    times: dict[str, list[float]] = {"raw": [], "framed": []}
+    times: dict[str, list[float]] = {kind: [] for kind in SEND_KINDS}
     with socket.create_connection(listener.getsockname()) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for pair in range(warmup + pairs):
@@ -125,8 +143,11 @@ def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, f
     raw, framed = times["raw"], times["framed"]
     raw_s, framed_s = statistics.median(raw), statistics.median(framed)
     ratios = sorted(f / r for f, r in zip(framed, raw, strict=True))
+    raw_tensor_s = statistics.median(times["raw_tensor"])
     return {"raw_median_ms": raw_s * 1e3, "protocol_median_ms": framed_s * 1e3,
             "overhead": framed_s / raw_s - 1.0,
+            "raw_tensor_median_ms": raw_tensor_s * 1e3,
+            "overhead_vs_raw_tensor": framed_s / raw_tensor_s - 1.0,
             "paired_ratio_median": statistics.median(ratios),
             "paired_ratio_p25": ratios[len(ratios) // 4],
             "paired_ratio_p75": ratios[3 * len(ratios) // 4],
@@ -135,11 +156,11 @@ def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, f
 
 # ---- server process -----------------------------------------------------------------------
 def start_server(models: Sequence[str], token_file: Path, kernel_path: bool,
-                 device: str) -> tuple[subprocess.Popen, str, int, str]:
+                 device: str, threads: int) -> tuple[subprocess.Popen, str, int, str]:
     host = netem.SERVER_IP if kernel_path else "127.0.0.1"
     command = [sys.executable, "-m", "device_bridge.server", "--models", ",".join(models),
                "--host", host, "--port", "0", "--token-file", str(token_file),
-               "--threads", "1", "--device", device, "--log-level", "WARNING"]
+               "--threads", str(threads), "--device", device, "--log-level", "WARNING"]
     if kernel_path:
         command = netem.netns_command(netem.SERVER_NS, command)
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -305,9 +326,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--max-run-s", type=float, default=None,
                         help="skip runs predicted longer (default 120 s, 20 s with --quick)")
-    parser.add_argument("--server-device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--server-device", default="auto",
+                        help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--device-threads", type=int, default=1,
+                        help="torch threads of the device runtime (1: one phone-like core); "
+                             "the device is profiled in place under the same setting")
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="torch threads of the server (default: the cores the device "
+                             "leaves, at least 1)")
+    parser.add_argument("--profile-repetitions", type=int, default=None,
+                        help="repetitions of the in-place device profile (default 10, 3 quick)")
     args = parse_args(NAME, argv, parser)
-    torch.set_num_threads(1)  # the device is one phone-like core, as in the profiles
+    server_threads = args.server_threads or max(1, (os.cpu_count() or 1) - args.device_threads)
+    profile_repetitions = args.profile_repetitions or (3 if args.quick else 10)
     jobs = parse_jobs(args.jobs or (QUICK_JOBS if args.quick else FULL_JOBS))
     models = sorted({model for _, model in jobs})
     max_run_s = args.max_run_s or (20.0 if args.quick else 120.0)
@@ -334,13 +365,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     server = None
     try:
         server, host, port, server_device = start_server(models, token_file, kernel_path,
-                                                         args.server_device)
+                                                         args.server_device, server_threads)
         if kernel_path:
             previous_ns = netem.enter_namespace(netem.DEVICE_NS)
         user_latency_s = 0.0 if kernel_delay else args.latency_ms / 1e3
+        print(f"profiling the device in place ({args.device_threads} torch thread(s), "
+              f"{profile_repetitions} repetitions)", flush=True)
         client = OffloadClient((host, port), TOKEN, models, BANDWIDTH_CLASSES_MBPS["4G"],
                                user_latency_s, shape_uplink=not kernel_path,
-                               replan_drift=math.inf)
+                               replan_drift=math.inf, threads=args.device_threads,
+                               profile_repetitions=profile_repetitions)
         if client.link is None:
             raise RuntimeError(f"cannot reach the server at {host}:{port}")
         chosen, agent_note = planners(args.schedulers.split(","), Path(args.agent))
@@ -353,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows += run_bandwidth(client, label, mbps, jobs, chosen, max_run_s, link_kind,
                                   traces)
         concurrency = concurrent_clients(client, host, port)
+        device_profiles = client.device_profiles
         client.close()
     finally:
         if previous_ns is not None:
@@ -368,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     by_key = {(row["bandwidth"], row["scheduler"]): row for row in done}
     joint_4g, ns_4g = by_key.get(("4G", "joint")), by_key.get(("4G", "neurosurgeon"))
     errors = [abs(row["measured_over_predicted"] - 1) for row in done]
+    predicted_ratio_4g = (joint_4g["predicted_s"] / ns_4g["predicted_s"]
+                          if joint_4g and ns_4g else math.nan)
     targets = {
         "joint_over_neurosurgeon_4g": target(
             joint_4g["measured_s"] / ns_4g["measured_s"] if joint_4g and ns_4g else math.inf,
@@ -382,13 +419,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = "\n".join([
         f"Jobs: `{','.join(sorted({f'{m}:{sum(1 for _, x in jobs if x == m)}' for m in models}))}` "
         f"({len(jobs)} jobs), link: {link_kind}, server device: {server_device}, "
-        f"latency {args.latency_ms} ms, device and server each 1 torch thread. {agent_note}", "",
+        f"latency {args.latency_ms} ms, device {args.device_threads} torch thread(s) "
+        f"(profiled in place, {profile_repetitions} repetitions), server {server_threads} "
+        f"torch thread(s). {agent_note}", "",
         markdown_table(rows, columns), "",
         f"Median |measured/predicted - 1| over {len(errors)} runs: "
-        f"{statistics.median(errors) if errors else float('nan'):.3f}.", "",
-        f"Protocol vs raw socket, 1 MiB on loopback (median of {overhead['pairs']} alternating pairs): "
-        f"raw {overhead['raw_median_ms']:.3f} ms, framed {overhead['protocol_median_ms']:.3f} ms "
-        f"(the target). Through a {BANDWIDTH_CLASSES_MBPS['WiFi']} Mbit/s token bucket "
+        f"{statistics.median(errors) if errors else float('nan'):.3f}. The simulator's own "
+        f"joint/neurosurgeon at 4G: {predicted_ratio_4g:.3f}.", "",
+        f"Protocol vs raw socket, 1 MiB on loopback (medians of {overhead['pairs']} rounds, "
+        f"order rotating, each send timed to the receiver's ack): raw "
+        f"{overhead['raw_median_ms']:.3f} ms, framed {overhead['protocol_median_ms']:.3f} ms "
+        f"(the target: {overhead['overhead'] * 100:.1f}%; per-round ratio median "
+        f"{overhead['paired_ratio_median']:.3f}, quartiles {overhead['paired_ratio_p25']:.3f} to "
+        f"{overhead['paired_ratio_p75']:.3f}); a bare `sendall(tensor.numpy())` "
+        f"{overhead['raw_tensor_median_ms']:.3f} ms (framed "
+        f"{overhead['overhead_vs_raw_tensor'] * 100:+.1f}% over it). "
+        f"Through a {BANDWIDTH_CLASSES_MBPS['WiFi']} Mbit/s token bucket "
         f"(median of {overhead_link['pairs']} pairs): raw {overhead_link['raw_median_ms']:.1f} "
         f"ms, framed {overhead_link['protocol_median_ms']:.1f} ms "
         f"({overhead_link['overhead'] * 100:.2f}%).",
@@ -398,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "protocol_overhead": overhead, "protocol_overhead_wifi_link": overhead_link,
         "concurrency": concurrency, "link": link_kind,
         "server_device": server_device, "jobs": [name for name, _ in jobs],
+        "device_threads": args.device_threads, "server_threads": server_threads,
+        "device_profiles": {name: profile["layers"] for name, profile in device_profiles.items()},
         "traces": traces, "agent_note": agent_note})
     print_targets(targets)
     print(f"wrote {path}")

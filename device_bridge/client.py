@@ -2,13 +2,17 @@
 
     python -m device_bridge.client --server HOST:PORT --jobs resnet18:8,alexnet:4
         --scheduler joint|<model.zip> --bandwidth-mbps 5.85 --token-file F --json OUT
-        [--latency-ms 5] [--threads 1] [--fp16] [--replan-drift 0.25] [--no-calibrate]
+        [--latency-ms 5] [--threads 1] [--profile-repetitions 5] [--fp16]
+        [--replan-drift 0.25] [--no-calibrate]
 
-Steps: load the profiles, connect and authenticate, measure the device (whole-model runs), the
-server (its reported whole-model time) and the link (an empty probe for latency, a sized probe
-for bandwidth), ask the Scheduler for a plan, then run it: the calling thread is the device's
-compute thread (prefixes in plan order), an upload thread sends cut tensors in plan order
-through the token bucket, and a receiver thread collects results. A job whose cut is ``0``
+Steps: set the device's torch thread count (``--threads``, default 1: one phone-like core),
+profile every segment of the batch's models on this device under that setting (or, with
+``--profile-repetitions 0``, rescale the shipped profiles by whole-model runs), connect and
+authenticate, measure the server (its reported whole-model time) and the link (an empty
+probe for latency, a sized probe for bandwidth), ask the Scheduler for a plan, then run it:
+the calling thread is the device's compute thread (prefixes in plan order), an upload thread
+sends cut tensors in plan order through the token bucket, and a receiver thread collects
+results. A job whose cut is ``0``
 is ready to upload at once (it needs no device time), as in the simulator. A sequential plan
 (``neurosurgeon``) starts a job only when the previous one has finished. When the moving
 average of measured upload rates drifts more than ``--replan-drift`` from the bandwidth the
@@ -46,6 +50,7 @@ from device_bridge.link import HandshakeError, ServerLink
 from device_bridge.live_instance import (
     build_instance,
     measure_whole_model_s,
+    profile_device,
     profile_whole_model_s,
 )
 from device_bridge.shaping import ShapedSender
@@ -149,9 +154,17 @@ class OffloadClient:
                  bandwidth_mbps: float | None, latency_s: float = 0.005, fp16: bool = False,
                  shape_uplink: bool = True,
                  replan_drift: float = 0.25, reconnect_interval_s: float = 1.0,
-                 result_timeout_s: float = 60.0, calibrate: bool = True):
+                 result_timeout_s: float = 60.0, calibrate: bool = True,
+                 threads: int = 1, profile_repetitions: int = 0):
         if bandwidth_mbps is not None and bandwidth_mbps <= 0:
             raise ValueError(f"bandwidth_mbps must be > 0, got {bandwidth_mbps}")
+        if threads < 1 or profile_repetitions < 0:
+            raise ValueError(f"need threads >= 1 and profile_repetitions >= 0, got {threads}, "
+                             f"{profile_repetitions}")
+        # the device's compute runs with this many torch intra-op threads (1: one phone core);
+        # every device measurement below is taken under the same setting
+        self.threads = threads
+        torch.set_num_threads(threads)
         self.server = server
         self.token = token
         self.link: ServerLink | None = None
@@ -164,7 +177,10 @@ class OffloadClient:
         self.splits = {name: SplitModel(name) for name in dict.fromkeys(models)}
         self.hashes = {name: weights_hash(split.model) for name, split in self.splits.items()}
         self.device_scale: dict[str, float] = {}
-        if calibrate:
+        self.device_profiles: dict[str, dict] = {}
+        if profile_repetitions:
+            self.device_profiles = profile_device(self.splits, profile_repetitions)
+        elif calibrate:
             for name, seconds in measure_whole_model_s(self.splits).items():
                 self.device_scale[name] = seconds / profile_whole_model_s(name)
         self.server_device = ""
@@ -210,10 +226,16 @@ class OffloadClient:
             self.link = link
         self.server_device = link.server_device
         for name, server_s in link.server_whole_model_s.items():
-            if self.calibrate and server_s > 0:
-                self.server_speedup[name] = profile_whole_model_s(name) / server_s
+            if (self.calibrate or name in self.device_profiles) and server_s > 0:
+                self.server_speedup[name] = self.device_whole_model_s(name) / server_s
         LOG.info("connected to %s:%d (server device %s)", *self.server, link.server_device)
         return True
+
+    def device_whole_model_s(self, model: str) -> float:
+        """The whole-model device time the instance's layer times add up to."""
+        if model in self.device_profiles:
+            return self.device_profiles[model]["provenance"]["whole_model_median_s"]
+        return profile_whole_model_s(model)
 
     def measure_link(self, probe_seconds: float = 0.25) -> tuple[float, float]:
         """Latency from empty probes; bandwidth from the slope between a small and a large
@@ -283,12 +305,17 @@ class OffloadClient:
         latency = self.measured_latency_s if self.measured_latency_s is not None \
             else self.sender.latency_s
         return build_instance(jobs, bandwidth, latency, self.device_scale, self.server_speedup,
-                              2 if self.fp16 else 4)
+                              2 if self.fp16 else 4, self.device_profiles)
 
     def run(self, jobs: Sequence[tuple[str, str]], planner: Planner,
             instance: OffloadInstance | None = None, seed: int = 0,
-            progress: Callable[[int], None] | None = None) -> BatchResult:
-        """Plan and execute one batch; every job gets a result (from the server or local)."""
+            progress: Callable[[int], None] | None = None,
+            warmup: bool = True) -> BatchResult:
+        """Plan and execute one batch; every job gets a result (from the server or local).
+
+        With ``warmup`` every distinct (model, cut) prefix of the plan runs once before the
+        clock starts, so the batch runs warm code and caches, as the profiles were measured.
+        """
         for _, model in jobs:
             if model not in self.splits:
                 raise ValueError(f"model {model!r} was not loaded by this client")
@@ -300,8 +327,12 @@ class OffloadClient:
             instance = self.plan_instance(jobs)
         plan = planner(instance)
         predicted = simulate(instance, plan).makespan_s
-        for job_index, cut in plan.steps:  # build the prefix graphs before the clock starts
-            self.splits[jobs[job_index][1]].range_module(0, cut)
+        prefixes = dict.fromkeys((jobs[job_index][1], cut) for job_index, cut in plan.steps)
+        for model, cut in prefixes:  # build (and warm) the prefix graphs before the clock
+            split = self.splits[model]
+            split.range_module(0, cut)
+            if warmup and cut > 0:
+                split.run_range(0, cut, torch.zeros(split.input_shape))
         generator = torch.Generator().manual_seed(seed)
         self._reset_batch_state()
         self._jobs = [JobRun(i, name, model,
@@ -533,7 +564,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--json", dest="json_out", help="write the result JSON here")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for device compute (1 = the profiles' setting)")
+                        help="torch intra-op threads for the device compute (1 = one core, "
+                             "as a phone); the device is profiled under the same setting")
+    parser.add_argument("--profile-repetitions", type=int, default=5,
+                        help="time every segment of the batch's models on this device before "
+                             "planning, this many repetitions (0: rescale the shipped "
+                             "profiles by whole-model runs instead)")
     parser.add_argument("--fp16", action="store_true", help="upload cut tensors as float16")
     parser.add_argument("--replan-drift", type=float, default=0.25)
     parser.add_argument("--no-calibrate", action="store_true",
@@ -543,7 +579,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
     host, _, port = args.server.rpartition(":")
     try:
         if not host or not port.isdigit():
@@ -554,7 +589,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         client = OffloadClient((host, int(port)), token, [model for _, model in jobs],
                                args.bandwidth_mbps, args.latency_ms / 1e3, args.fp16,
                                not args.no_shaping, args.replan_drift,
-                               calibrate=not args.no_calibrate)
+                               calibrate=not args.no_calibrate, threads=args.threads,
+                               profile_repetitions=args.profile_repetitions)
     except (ValueError, HandshakeError) as error:
         parser.exit(2, f"error: {error}\n")
     from tqdm import tqdm

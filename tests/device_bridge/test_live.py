@@ -163,3 +163,28 @@ def test_no_server_at_all_runs_everything_locally():
     result = client.run(parse_jobs("alexnet:2"), _all_server)
     assert [job.where for job in result.jobs] == ["local", "local"]
     _check_results(client, result)
+
+
+def test_device_profiled_in_place_drives_the_plan_instance(server):
+    from device_bridge.live_instance import profile_device
+
+    client = OffloadClient(("127.0.0.1", server.port), TOKEN, ["alexnet"], 50.0, 0.001,
+                           threads=1, profile_repetitions=2)
+    try:
+        profile = client.device_profiles["alexnet"]
+        split = client.splits["alexnet"]
+        assert torch.get_num_threads() == 1 and profile["provenance"]["threads"] == 1
+        assert len(profile["layers"]) == split.num_segments
+        assert [layer["output_bytes"] for layer in profile["layers"]] == [
+            split.boundary_bytes(cut) for cut in range(1, split.num_segments + 1)]
+        whole_s = profile["provenance"]["whole_model_median_s"]
+        assert sum(layer["device_s"] for layer in profile["layers"]) == pytest.approx(whole_s)
+        job = client.plan_instance([("alexnet-0", "alexnet")]).jobs[0]
+        assert job.device_prefix_s[-1] == pytest.approx(whole_s)
+        # the server's reported whole-model time sets the server side of the same instance
+        server_whole_s = server.models["alexnet"].whole_model_s
+        assert job.server_suffix_s[0] == pytest.approx(server_whole_s, rel=1e-6)
+    finally:
+        client.close()
+    with pytest.raises(ValueError, match="repetitions >= 1"):
+        profile_device({"alexnet": split}, repetitions=0)
