@@ -3,9 +3,13 @@
     python -m benchmarks.offload_live [--quick] [--out DIR] [--link auto|kernel|bucket]
 
 16 mixed-model jobs (8 with ``--quick``) at the CAT1, 3G, 4G and WiFi uplink rates, run
-end to end by ``device_bridge`` (server in a separate process) for all-local, all-server,
-neurosurgeon (one job after another), joint (pipelined) and the trained agent, each next to the
-simulator's prediction for the same plan on the same measured instance. The uplink is a veth
+end to end by ``device_bridge`` (server in a separate process, CUDA when present) for
+all-local, all-server, neurosurgeon (one job after another), joint (pipelined) and the trained
+agent, each next to the simulator's prediction for the same plan on the same measured
+instance. The device computes with ``--device-threads`` torch threads (1: one phone-like
+core) and is profiled in place under that setting before anything runs; before each
+bandwidth its whole-model times are re-measured (like the link) and every planned prefix
+runs once untimed before each batch. The uplink is a veth
 pair between two network namespaces rate-limited by the kernel (``--link kernel``; ``auto``
 picks it when root can build it) or the client's token bucket on loopback (``bucket``).
 Runs whose predicted makespan exceeds ``--max-run-s`` are listed as skipped, not run.
@@ -280,11 +284,13 @@ def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: 
                   ) -> list[dict[str, Any]]:
     rows = []
     measured_mbps, measured_latency_s = client.measure_link()
+    client.measure_device()
     instance = client.plan_instance(jobs)
     for name, planner in chosen.items():
         row: dict[str, Any] = {"bandwidth": label, "mbps": mbps, "scheduler": name,
                                "link": link_kind, "probe_mbps": measured_mbps,
-                               "probe_latency_ms": measured_latency_s * 1e3}
+                               "probe_latency_ms": measured_latency_s * 1e3,
+                               "device_scale": dict(client.device_scale)}
         if planner is None:
             rows.append({**row, "status": f"skipped: {AGENT_PATH.name} not found"})
             continue

@@ -231,6 +231,15 @@ class OffloadClient:
         LOG.info("connected to %s:%d (server device %s)", *self.server, link.server_device)
         return True
 
+    def measure_device(self, runs: int = 3) -> dict[str, float]:
+        """Re-time each model whole on this device now (round-robin, one untimed pass first)
+        and rescale the layer times by ``now / profiled``: like the link, the device's speed
+        is measured right before planning, since a long-running device (or a VM) drifts."""
+        measured = measure_whole_model_s(self.splits, runs=runs, warmup=1)
+        for name, seconds in measured.items():
+            self.device_scale[name] = seconds / self.device_whole_model_s(name)
+        return measured
+
     def device_whole_model_s(self, model: str) -> float:
         """The whole-model device time the instance's layer times add up to."""
         if model in self.device_profiles:

@@ -184,6 +184,11 @@ def test_device_profiled_in_place_drives_the_plan_instance(server):
         # the server's reported whole-model time sets the server side of the same instance
         server_whole_s = server.models["alexnet"].whole_model_s
         assert job.server_suffix_s[0] == pytest.approx(server_whole_s, rel=1e-6)
+        # re-timing the device before planning rescales its layers, never the server's
+        now_s = client.measure_device(runs=1)["alexnet"]
+        job = client.plan_instance([("alexnet-0", "alexnet")]).jobs[0]
+        assert job.device_prefix_s[-1] == pytest.approx(now_s)
+        assert job.server_suffix_s[0] == pytest.approx(server_whole_s, rel=1e-6)
     finally:
         client.close()
     with pytest.raises(ValueError, match="repetitions >= 1"):
