@@ -7,9 +7,8 @@ end to end by ``device_bridge`` (server in a separate process, CUDA when present
 all-local, all-server, neurosurgeon (one job after another), joint (pipelined) and the trained
 agent, each next to the simulator's prediction for the same plan on the same measured
 instance. The device computes with ``--device-threads`` torch threads (1: one phone-like
-core) and is profiled in place under that setting before anything runs; before each
-bandwidth its whole-model times are re-measured (like the link) and every planned prefix
-runs once untimed before each batch. The uplink is a veth
+core) and is profiled in place under that setting before anything runs; every planned
+prefix runs once untimed before each batch. The uplink is a veth
 pair between two network namespaces rate-limited by the kernel (``--link kernel``; ``auto``
 picks it when root can build it) or the client's token bucket on loopback (``bucket``).
 Runs whose predicted makespan exceeds ``--max-run-s`` are listed as skipped, not run.
@@ -280,17 +279,19 @@ def planners(names: Sequence[str], agent_path: Path) -> tuple[dict[str, Any], st
 
 
 def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: dict[str, Any],
-                  max_run_s: float, link_kind: str, traces: list[dict[str, Any]]
+                  max_run_s: float, link_kind: str, traces: list[dict[str, Any]],
+                  repeats_wanted: int = 1, repeat_max_s: float = math.inf
                   ) -> list[dict[str, Any]]:
+    """Plan each scheduler once on this bandwidth's measured instance and run the plan
+    ``repeats_wanted`` times (once when predicted over ``repeat_max_s``); the row's
+    ``measured_s`` is the median run."""
     rows = []
     measured_mbps, measured_latency_s = client.measure_link()
-    client.measure_device()
     instance = client.plan_instance(jobs)
     for name, planner in chosen.items():
         row: dict[str, Any] = {"bandwidth": label, "mbps": mbps, "scheduler": name,
                                "link": link_kind, "probe_mbps": measured_mbps,
-                               "probe_latency_ms": measured_latency_s * 1e3,
-                               "device_scale": dict(client.device_scale)}
+                               "probe_latency_ms": measured_latency_s * 1e3}
         if planner is None:
             rows.append({**row, "status": f"skipped: {AGENT_PATH.name} not found"})
             continue
@@ -308,17 +309,32 @@ def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: 
             rows.append({**row, "status": f"skipped: predicted {max(predicted, nominal):.1f} s "
                                           f"> {max_run_s} s"})
             continue
-        result = client.run(jobs, lambda _instance, plan=plan: plan, instance=instance)
+        repeats = repeats_wanted if max(predicted, nominal) <= repeat_max_s else 1
+        makespans, device_s, device_cpu_s = [], 0.0, 0.0
+        for repeat in range(repeats):
+            # the prefixes are warmed before the first repeat; the others follow at once
+            result = client.run(jobs, lambda _instance, plan=plan: plan, instance=instance,
+                                warmup=repeat == 0)
+            makespans.append(result.makespan_s)
+            device_s += sum(job.device_s for job in result.jobs)
+            device_cpu_s += sum(job.device_cpu_s for job in result.jobs)
+            trace = result.to_dict()
+            trace.pop("instance")  # the same for every scheduler of this bandwidth
+            traces.append({"bandwidth": label, "scheduler": name, "repeat": repeat, **trace})
+        measured = statistics.median(makespans)
         where = [job.where for job in result.jobs]
-        trace = result.to_dict()
-        trace.pop("instance")  # the same for every scheduler of this bandwidth
-        traces.append({"bandwidth": label, "scheduler": name, **trace})
-        rows.append({**row, "status": "ok", "measured_s": result.makespan_s,
-                     "measured_over_predicted": result.makespan_s / predicted,
+        rows.append({**row, "status": "ok", "measured_s": measured,
+                     "measured_over_predicted": measured / predicted,
+                     "repeats": repeats, "measured_runs_s": makespans,
+                     "spread": max(makespans) / min(makespans) - 1,
+                     # < 1: the device's compute thread waited for a CPU (other processes)
+                     **({"device_cpu_share": device_cpu_s / device_s} if device_s else {}),
                      "offloaded": where.count("server"), "local": where.count("local"),
                      "upload_mbps_seen": result.link.get("measured_upload_mbps")})
-        print(f"  {label:>4} {name:<14} measured {result.makespan_s:7.3f} s  predicted "
-              f"{predicted:7.3f} s  ({where.count('server')} offloaded)", flush=True)
+        runs = ", ".join(f"{m:.3f}" for m in makespans)
+        print(f"  {label:>4} {name:<14} measured {measured:7.3f} s  predicted "
+              f"{predicted:7.3f} s  ({where.count('server')} offloaded; runs {runs})",
+              flush=True)
     return rows
 
 
@@ -340,11 +356,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--server-threads", type=int, default=None,
                         help="torch threads of the server (default: the cores the device "
                              "leaves, at least 1)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs of each plan, the median reported (default 3, 1 quick)")
+    parser.add_argument("--repeat-max-s", type=float, default=10.0,
+                        help="plans predicted longer run once (uplink-bound, and time)")
     parser.add_argument("--profile-repetitions", type=int, default=None,
                         help="repetitions of the in-place device profile (default 10, 3 quick)")
     args = parse_args(NAME, argv, parser)
     server_threads = args.server_threads or max(1, (os.cpu_count() or 1) - args.device_threads)
     profile_repetitions = args.profile_repetitions or (3 if args.quick else 10)
+    repeats = args.repeats or (1 if args.quick else 3)
     jobs = parse_jobs(args.jobs or (QUICK_JOBS if args.quick else FULL_JOBS))
     models = sorted({model for _, model in jobs})
     max_run_s = args.max_run_s or (20.0 if args.quick else 120.0)
@@ -391,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 netem.set_rate(mbps, args.latency_ms)
             client.set_uplink(mbps, user_latency_s, shape=not kernel_path)
             rows += run_bandwidth(client, label, mbps, jobs, chosen, max_run_s, link_kind,
-                                  traces)
+                                  traces, repeats, args.repeat_max_s)
         concurrency = concurrent_clients(client, host, port)
         device_profiles = client.device_profiles
         client.close()
@@ -421,13 +442,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         "concurrent_client_errors_8": target(concurrency["errors"], 0, "<="),
     }
     columns = ["bandwidth", "scheduler", "status", "predicted_s", "measured_s",
-               "measured_over_predicted", "offloaded", "local"]
+               "measured_over_predicted", "repeats", "spread", "device_cpu_share",
+               "offloaded", "local"]
     body = "\n".join([
         f"Jobs: `{','.join(sorted({f'{m}:{sum(1 for _, x in jobs if x == m)}' for m in models}))}` "
         f"({len(jobs)} jobs), link: {link_kind}, server device: {server_device}, "
         f"latency {args.latency_ms} ms, device {args.device_threads} torch thread(s) "
         f"(profiled in place, {profile_repetitions} repetitions), server {server_threads} "
-        f"torch thread(s). {agent_note}", "",
+        f"torch thread(s). Each plan ran {repeats} time(s) (once when predicted over "
+        f"{args.repeat_max_s} s); measured_s is the median, spread = max/min - 1 over the "
+        f"runs; device_cpu_share = CPU time / wall time of the device's compute thread "
+        f"(below 1: it waited for a core). {agent_note}", "",
         markdown_table(rows, columns), "",
         f"Median |measured/predicted - 1| over {len(errors)} runs: "
         f"{statistics.median(errors) if errors else float('nan'):.3f}. The simulator's own "

@@ -77,6 +77,7 @@ class JobRun:
     output: torch.Tensor | None = None
     done_at: float = 0.0
     device_s: float = 0.0
+    device_cpu_s: float = 0.0      # CPU time of the compute thread in device_s (< it: preempted)
     upload_s: float = 0.0
     server_s: float = 0.0
     bytes_sent: int = 0
@@ -86,6 +87,7 @@ class JobRun:
         return {"name": self.name, "model": self.model, "cut": self.cut,
                 "planned_cut": self.planned_cut, "where": self.where,
                 "latency_s": self.done_at - start, "device_s": self.device_s,
+                "device_cpu_s": self.device_cpu_s,
                 "upload_s": self.upload_s, "server_s": self.server_s,
                 "bytes_sent": self.bytes_sent}
 
@@ -230,15 +232,6 @@ class OffloadClient:
                 self.server_speedup[name] = self.device_whole_model_s(name) / server_s
         LOG.info("connected to %s:%d (server device %s)", *self.server, link.server_device)
         return True
-
-    def measure_device(self, runs: int = 3) -> dict[str, float]:
-        """Re-time each model whole on this device now (round-robin, one untimed pass first)
-        and rescale the layer times by ``now / profiled``: like the link, the device's speed
-        is measured right before planning, since a long-running device (or a VM) drifts."""
-        measured = measure_whole_model_s(self.splits, runs=runs, warmup=1)
-        for name, seconds in measured.items():
-            self.device_scale[name] = seconds / self.device_whole_model_s(name)
-        return measured
 
     def device_whole_model_s(self, model: str) -> float:
         """The whole-model device time the instance's layer times add up to."""
@@ -477,10 +470,10 @@ class OffloadClient:
                     job.state, job.cut_tensor = "ready", self._wire_tensor(job.input)
                     self._cv.notify_all()
                 continue
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.thread_time()
             tensor = self.splits[job.model].run_range(0, cut, job.input)
             finished = time.perf_counter()
-            job.device_s = finished - began
+            job.device_s, job.device_cpu_s = finished - began, time.thread_time() - began_cpu
             with self._cv:
                 if cut == num_segments:
                     job.output, job.where = tensor, "local"
@@ -495,13 +488,14 @@ class OffloadClient:
         tensor = job.input if from_cut == 0 or job.cut_tensor is None else job.cut_tensor
         if from_cut and job.cut_tensor is None:
             from_cut = 0
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         output = split.run_range(from_cut, split.num_segments, tensor.to(torch.float32))
-        finished = time.perf_counter()
+        finished, cpu_s = time.perf_counter(), time.thread_time() - began_cpu
         with self._cv:
             if job.state == "done":
                 return
             job.device_s += finished - began
+            job.device_cpu_s += cpu_s
             job.output, job.where, job.cut = output, "local", split.num_segments
             self._finish(job, finished)
 

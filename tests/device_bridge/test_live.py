@@ -58,6 +58,8 @@ def test_cli_live_run_with_token_bucket(server, token_file, tmp_path):
     assert document["makespan_s"] > 0 and document["predicted_makespan_s"] > 0
     assert sorted(job["name"] for job in document["jobs"]) == [
         "alexnet-0", "alexnet-1", "mobilenet_v2-0", "mobilenet_v2-1"]
+    # the compute thread's CPU time never exceeds its wall time (a little clock granularity)
+    assert all(0 <= job["device_cpu_s"] <= job["device_s"] + 0.005 for job in document["jobs"])
     for job in document["jobs"]:
         assert job["where"] in ("server", "local")
         assert 0 < job["latency_s"] <= document["makespan_s"] + 1e-9
@@ -183,11 +185,6 @@ def test_device_profiled_in_place_drives_the_plan_instance(server):
         assert job.device_prefix_s[-1] == pytest.approx(whole_s)
         # the server's reported whole-model time sets the server side of the same instance
         server_whole_s = server.models["alexnet"].whole_model_s
-        assert job.server_suffix_s[0] == pytest.approx(server_whole_s, rel=1e-6)
-        # re-timing the device before planning rescales its layers, never the server's
-        now_s = client.measure_device(runs=1)["alexnet"]
-        job = client.plan_instance([("alexnet-0", "alexnet")]).jobs[0]
-        assert job.device_prefix_s[-1] == pytest.approx(now_s)
         assert job.server_suffix_s[0] == pytest.approx(server_whole_s, rel=1e-6)
     finally:
         client.close()
