@@ -17,8 +17,10 @@ Every message is one frame: a fixed 70-byte big-endian header, then ``payload_le
     62     8    payload_len   bytes that follow
 
 Tensor payloads are the raw C-order bytes of the tensor (little-endian, as torch stores
-them on every supported platform); the receiver checks ``payload_len == numel * itemsize``
-before reading and decodes with ``torch.frombuffer``: nothing received is ever unpickled.
+them on every supported platform), sent from the tensor's own memory in one ``sendmsg`` with
+the header; the receiver (``FrameReader``) checks ``payload_len == numel * itemsize`` before
+reading and ``recv_into``s the payload straight into the memory of a tensor built with
+``torch.frombuffer``: nothing received is ever unpickled.
 Control payloads (CHALLENGE, AUTH, WELCOME, ERROR) are small UTF-8 JSON objects.
 
 Handshake: the server sends CHALLENGE ``{"protocol": 1, "nonce": hex, "models": {name:
@@ -147,21 +149,17 @@ def encode_frame(msg_type: MessageType, *, request_id: int = 0, model_id: int = 
     """Header and payload as two buffers, sent together by one ``sendmsg``; the payload is a
     view of the tensor's own memory (no copy for a contiguous CPU tensor)."""
     if tensor is not None:
-        try:  # the common case (a contiguous CPU tensor) in one torch call
-            array = tensor.numpy()
-        except (RuntimeError, TypeError):
-            array = None
-        if array is not None and array.flags.c_contiguous:
-            dtype, shape, payload = NUMPY_CODES.get(array.dtype), array.shape, array.data
+        array = _wire_array(tensor)
+        if array is not None:  # the common case, read off the numpy view
+            dtype, shape = NUMPY_CODES.get(array.dtype), array.shape
         else:
             dtype, shape = DTYPE_CODES.get(tensor.dtype), tuple(tensor.shape)
-            payload = tensor_bytes(tensor) if dtype is not None else None
         if dtype is None:
             raise ValueError(f"unsupported tensor dtype {tensor.dtype}")
         ndim = len(shape)
         if ndim > MAX_NDIM:
             raise ValueError(f"tensor has {ndim} dims; at most {MAX_NDIM}")
-        payload = payload.cast("B")
+        payload = memoryview(array).cast("B") if array is not None else tensor_bytes(tensor)
         shape = (*shape, *_ZEROS[ndim:])
     else:
         payload = json.dumps(control).encode() if control is not None else b""
