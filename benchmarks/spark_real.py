@@ -48,6 +48,8 @@ NAME = "spark_real"
 PIPESCHED = ["fair", "sjf", "contention_free", "agent"]
 DRIVERS = ["spark-fifo", "spark-fair", *PIPESCHED]
 EXECUTORS = 2
+# timed alone right before every run: the machine's pace then vs at calibration time
+PROBE = ("q6", "q12", "q14")
 
 
 @dataclass
@@ -106,9 +108,13 @@ def calibrate_in_session(spark, tables, queries: Sequence[str], repeats: int, wo
 def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tables,
                repeats: int, trace_repeats: int, scale: float, work: Path) -> MasterRun:
     from spark_integration import cluster
+    from spark_integration.calibration import pace_of
     from spark_integration.executor import DagExecutor
     from spark_integration.jobs import JobSpec, batch
+    from spark_integration.nodes import NodeRunner
+    from spark_integration.queries import QUERIES
     from spark_integration.schedulers import make_driver
+    from spark_integration.tracegen import time_nodes
 
     rows: list[dict[str, Any]] = []
     live_runs: list[tuple] = []
@@ -120,7 +126,7 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
         DagExecutor(spark, None, tables=tables, work_dir=work / "warmup", progress=False).run(
             batch(["q3", "q12", "q14", "q18"]))
         started = time.monotonic()
-        queries = sorted({s.dag.name for s in unit_specs})
+        queries = sorted({s.dag.name for s in unit_specs} | set(PROBE))
         times, templates = calibrate_in_session(spark, tables, queries, trace_repeats,
                                                 work / "trace", event_log_dir,
                                                 f"{master}-sf{scale:g}")
@@ -129,9 +135,14 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
         specs = [JobSpec(s.name, s.dag, round(s.arrival_s * gap, 3)) for s in unit_specs]
         print(f"{master}: timed {len(queries)} queries in {trace_s:.0f} s; mean gap "
               f"{gap:.2f} s", flush=True)
+        runner = NodeRunner(spark, tables)
         for rep in range(repeats):
             order = list(drivers[rep % len(drivers):]) + list(drivers[:rep % len(drivers)])
             for name in order:
+                probe = time_nodes(runner, [QUERIES[q] for q in PROBE], [EXECUTORS], 1,
+                                   work / "probe", quiet=True)
+                pace = pace_of(times, {q: walls[EXECUTORS] for (q, _), walls in probe.items()},
+                               EXECUTORS)
                 driver = make_driver(name)
                 executor = DagExecutor(spark, driver.scheduler, tables=tables,
                                        work_dir=work / "runs", limits=driver.limits,
@@ -142,15 +153,16 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
                        "mean_jct_s": result.mean_jct_s, "makespan_s": result.makespan_s,
                        "jobs": len(result.jobs), "failed_jobs": len(result.failed),
                        "decisions": result.decisions, "invalid_actions": result.invalid_actions,
-                       "executors_seen": sorted(set(result.executor_counts)),
+                       "executors_seen": sorted(set(result.executor_counts)), "pace": pace,
                        "wall_s": result.wall_s}
                 rows.append(row)
                 records.append({"master": master, "repeat": rep, **result.to_json()})
                 print(f"{master:10s} rep {rep} {name:16s} mean JCT {result.mean_jct_s:7.2f} s "
-                      f"makespan {result.makespan_s:7.2f} s failed {len(result.failed)}",
+                      f"makespan {result.makespan_s:7.2f} s failed {len(result.failed)} "
+                      f"pace {pace:.2f}",
                       flush=True)
                 if driver.scheduler is not None:
-                    live_runs.append((name, rep, result, driver.limits))
+                    live_runs.append((name, rep, result, driver.limits, pace))
     finally:
         spark.stop()
         if info is not None:
@@ -163,6 +175,7 @@ def calibrate(master: str, run: MasterRun, fit_on: str = "fair"
     """Fit the executor model on the first ``fit_on`` run of ``master``, then predict every
     pipesched run's jobs with it and with the task-level SparkDagShop simulator."""
     from spark_integration.calibration import (
+        LiveModel,
         compare,
         fit_live_model,
         predict_live,
@@ -174,20 +187,22 @@ def calibrate(master: str, run: MasterRun, fit_on: str = "fair"
     fitting = [r for r in run.live_runs if r[0] == fit_on][:1] or list(run.live_runs[:1])
     if not fitting:
         return None, []
-    result0 = fitting[0][2]
-    model = fit_live_model([result0], run.times)
+    result0, pace0 = fitting[0][2], fitting[0][4]
+    model = fit_live_model([result0], run.times, [pace0])
     workload = workload_for(run.specs, run.templates)
     rows = []
-    for name, rep, result, limits in run.live_runs:
+    for name, rep, result, limits, pace in run.live_runs:
+        paced = LiveModel(model.speed * pace, model.contention)
         executor_model = predict_live(run.specs, run.times, run.templates,
-                                      make_driver(name).scheduler, limits, EXECUTORS, model)
+                                      make_driver(name).scheduler, limits, EXECUTORS, paced)
         task_level = simulate(workload, make_driver(name).scheduler, EXECUTORS, limits)
         held_out = result is not result0
         by_job = {c["job"]: c for c in compare(result, task_level)}
         for c in compare(result, executor_model):
             sim = by_job[c["job"]]
             rows.append({"master": master, "scheduler": name, "repeat": rep,
-                         "held_out": held_out, **c, "query": c["job"].split("#")[0],
+                         "held_out": held_out, "pace": pace, **c,
+                         "query": c["job"].split("#")[0],
                          "simulator_jct_s": sim["predicted_jct_s"],
                          "simulator_rel_error": sim["rel_error"]})
     return model, rows

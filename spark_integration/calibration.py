@@ -88,6 +88,16 @@ class LiveModel:
     contention: float = 0.0
 
 
+def pace_of(times: NodeTimes, probe_walls: dict[str, dict[str, float]], parallelism: int
+            ) -> float:
+    """How slow the machine is now relative to the calibration timing: the probe queries'
+    wall time just measured (``query -> node -> seconds`` at ``parallelism``) over their
+    isolated time in ``times``. Multiplies ``speed`` for the run that follows the probe."""
+    now = sum(sum(nodes.values()) for nodes in probe_walls.values())
+    then = sum(times.job_s(query, parallelism) for query in probe_walls)
+    return now / then if then > 0 else 1.0
+
+
 def predict_live(specs: Sequence[JobSpec], times: NodeTimes, templates: dict[str, Job],
                  scheduler: Scheduler, limits: ObservationLimits, num_executors: int,
                  model: LiveModel = LiveModel(), tasks_per_executor: int = 2,
@@ -174,14 +184,18 @@ def node_samples(result: RunResult, times: NodeTimes) -> np.ndarray:
 
 
 def fit_live_model(results: Sequence[RunResult], times: NodeTimes,
+                   paces: Sequence[float] | None = None,
                    speeds: Sequence[float] = tuple(np.round(np.arange(0.5, 2.001, 0.02), 2)),
                    contentions: Sequence[float] = tuple(np.round(np.arange(0.0, 1.501, 0.05),
                                                                  2)),
                    ) -> LiveModel:
-    """The :class:`LiveModel` whose node durations ``speed * isolated * (1 + contention *
-    others)`` best match the measured durations of every node of ``results`` (least mean
-    absolute log ratio; ``others`` = mean number of other nodes running alongside)."""
-    samples = np.concatenate([node_samples(r, times) for r in results])
+    """The :class:`LiveModel` whose node durations ``speed * pace * isolated * (1 +
+    contention * others)`` best match the measured durations of every node of ``results``
+    (least mean absolute log ratio; ``others`` = mean number of other nodes running alongside;
+    ``pace`` = the run's machine pace, see :func:`pace_of`, default 1)."""
+    paces = [1.0] * len(results) if paces is None else list(paces)
+    samples = np.concatenate([node_samples(r, times) * np.array([1.0, pace, 1.0])
+                              for r, pace in zip(results, paces, strict=True)])
     if not len(samples):
         return LiveModel()
     measured, isolated, others = samples.T

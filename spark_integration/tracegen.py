@@ -217,7 +217,7 @@ def trace_run(repeat: int, parallelism: int) -> str:
 
 
 def time_nodes(runner: NodeRunner, dags: Sequence[QueryDag], levels: Sequence[int],
-               repeats: int, work_dir: str | Path,
+               repeats: int, work_dir: str | Path, quiet: bool = False,
                ) -> dict[tuple[str, int], dict[int, dict[str, float]]]:
     """Run each query alone, node after node, at each parallelism of ``levels``, ``repeats``
     times; ``(query, repeat) -> level -> node -> wall seconds``. Each node runs in the job group
@@ -241,9 +241,10 @@ def time_nodes(runner: NodeRunner, dags: Sequence[QueryDag], levels: Sequence[in
                     by_level[level][node.name] = time.monotonic() - started
                     paths[node.name] = out_path
                 shutil.rmtree(f"{work_dir}/{run}/{dag.name}", ignore_errors=True)
-            print(f"timed {dag.name} run {repeat}: " + ", ".join(
-                f"p{level} {sum(by_level[level].values()):.2f} s" for level in levels),
-                flush=True)
+            if not quiet:
+                print(f"timed {dag.name} run {repeat}: " + ", ".join(
+                    f"p{level} {sum(by_level[level].values()):.2f} s" for level in levels),
+                    flush=True)
     sc.setJobGroup("", "")
     return walls
 

@@ -17,6 +17,7 @@ from spark_integration.calibration import (
     NodeTimes,
     fit_live_model,
     node_samples,
+    pace_of,
     predict_live,
     simulate,
     workload_for,
@@ -201,3 +202,9 @@ def test_fit_recovers_speed_and_contention_from_node_durations() -> None:
     result = RunResult("fair", jobs, 2, 20.0)
     assert node_samples(result, times)[:, 2] == pytest.approx([1.0, 1.0, 0.0])
     assert fit_live_model([result], times) == LiveModel(speed, contention)
+    # a run on a machine found twice as slow by the probe (pace 2) fits the same model
+    slow = RunResult("fair", [JobRecord(j.name, j.query, j.arrival_s, [NodeRecord(
+        n.name, [], n.launch_s * 2, n.end_s * 2, n.parallelism) for n in j.nodes])
+        for j in jobs], 2, 40.0)
+    assert fit_live_model([slow], times, [2.0]) == LiveModel(speed, contention)
+    assert pace_of(times, {"q6": {"revenue": 2.0}}, 2) == pytest.approx(2.0)
