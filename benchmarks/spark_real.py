@@ -1,6 +1,6 @@
 """Live Spark: pipesched schedulers against Spark's own FIFO and FAIR on a TPC-H job stream.
 
-    python -m benchmarks.spark_real [--quick] [--out DIR] [--scale 0.1] [--jobs 20]
+    python -m benchmarks.spark_real [--quick] [--out DIR] [--scale 1] [--jobs 20]
         [--repeats 3] [--trace-repeats 2] [--masters local,standalone] [--load 1.5] [--seed 0]
 
 Per master (``local[2]``, and a 2-worker x 1-core standalone cluster on 127.0.0.1), in ONE
@@ -26,7 +26,7 @@ SparkDagShop simulator's prediction on the same templates is reported next to it
 
 Targets: best pipesched mean JCT at least 20% below Spark FIFO's (ratio <= 0.8) per master;
 every held-out job's predicted JCT within 25% of the measured one (share of jobs = 1.0).
-``--quick``: 4 jobs at load 3, 1 repeat, 1 timing, local[2] only.
+``--quick``: scale 0.1, 4 jobs at load 3, 1 repeat, 1 timing, local[2] only.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}")
-    parser.add_argument("--scale", type=float, help="TPC-H scale factor (default 0.1)")
+    parser.add_argument("--scale", type=float, help="TPC-H scale factor (default 1; quick 0.1)")
     parser.add_argument("--jobs", type=int, help="jobs in the stream (default 20; quick 4)")
     parser.add_argument("--repeats", type=int, help="runs per driver (default 3; quick 1)")
     parser.add_argument("--trace-repeats", type=int,
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from spark_integration.tpch import ensure_tpch, table_paths
 
     quick = args.quick
-    scale = args.scale or 0.1
+    scale = args.scale or (0.1 if quick else 1.0)
     num_jobs = args.jobs or (4 if quick else 20)
     load = args.load or (3.0 if quick else 1.5)
     repeats = args.repeats or (1 if quick else 3)
