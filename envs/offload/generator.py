@@ -71,6 +71,20 @@ class ProfileGenerator(Generator):
         return OffloadInstance(self.draw_bandwidth(rng), self.latency_s, jobs)
 
 
+TOY_BANDWIDTH_MBPS = 8.0
+
+
+def _toy_input_bytes(upload_s: float) -> int:
+    """Input size that takes ``upload_s`` (rounded to whole bytes) at the toy bandwidth."""
+    return int(round(upload_s * TOY_BANDWIDTH_MBPS * 1e6 / 8.0))
+
+
+def _balanced_optimum_s(num_jobs: int, local_s: float, upload_s: float) -> float:
+    """``min_k max(k * local_s, (n - k) * upload)`` with the upload of the rounded input size."""
+    upload_s = 8.0 * _toy_input_bytes(upload_s) / (TOY_BANDWIDTH_MBPS * 1e6)
+    return min(max(k * local_s, (num_jobs - k) * upload_s) for k in range(num_jobs + 1))
+
+
 @dataclass
 class ToyBalanceGenerator(Generator):
     """Identical one-layer jobs with a closed-form optimum.
@@ -84,16 +98,13 @@ class ToyBalanceGenerator(Generator):
     upload_s: float = 0.2
 
     def __call__(self, rng: np.random.Generator) -> OffloadInstance:
-        bandwidth_mbps = 8.0
-        input_bytes = int(round(self.upload_s * bandwidth_mbps * 1e6 / 8.0))
         layer = Layer("block", self.device_s, 0.0, 4)
-        jobs = tuple(OffloadJob(f"toy{j}", input_bytes, (layer,)) for j in range(self.num_jobs))
-        return OffloadInstance(bandwidth_mbps, 0.0, jobs)
+        jobs = tuple(OffloadJob(f"toy{j}", _toy_input_bytes(self.upload_s), (layer,))
+                     for j in range(self.num_jobs))
+        return OffloadInstance(TOY_BANDWIDTH_MBPS, 0.0, jobs)
 
     def optimal_makespan_s(self) -> float:
-        upload_s = 8.0 * round(self.upload_s * 8.0 * 1e6 / 8.0) / 8e6
-        return min(max(k * self.device_s, (self.num_jobs - k) * upload_s)
-                   for k in range(self.num_jobs + 1))
+        return _balanced_optimum_s(self.num_jobs, self.device_s, self.upload_s)
 
 
 DAG_MODELS = ("resnet18", "mobilenet_v2", "googlenet", "resnet50", "inception_v3")
@@ -186,15 +197,11 @@ class ToyForkGenerator(Generator):
     def __call__(self, rng: np.random.Generator) -> OffloadInstance:
         from envs.offload.dag import DagJob, DagLayer
 
-        bandwidth_mbps = 8.0
-        input_bytes = int(round(self.upload_s * bandwidth_mbps * 1e6 / 8.0))
         layers = (DagLayer("left", self.branch_s, 0.0, 0, ("input",)),
                   DagLayer("right", self.branch_s, 0.0, 0, ("input",)))
-        jobs = tuple(DagJob(f"fork{j}", input_bytes, layers).with_candidates(bandwidth_mbps)
-                     for j in range(self.num_jobs))
-        return OffloadInstance(bandwidth_mbps, 0.0, jobs)
+        jobs = tuple(DagJob(f"fork{j}", _toy_input_bytes(self.upload_s), layers)
+                     .with_candidates(TOY_BANDWIDTH_MBPS) for j in range(self.num_jobs))
+        return OffloadInstance(TOY_BANDWIDTH_MBPS, 0.0, jobs)
 
     def optimal_makespan_s(self) -> float:
-        upload_s = 8.0 * round(self.upload_s * 8.0 * 1e6 / 8.0) / 8e6
-        return min(max(2 * k * self.branch_s, (self.num_jobs - k) * upload_s)
-                   for k in range(self.num_jobs + 1))
+        return _balanced_optimum_s(self.num_jobs, 2 * self.branch_s, self.upload_s)
