@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from device_bridge.graph_split import SplitModel
-from device_bridge.profiler import DEFAULT_SERVER_SPEEDUP
+from device_bridge.profiler import DEFAULT_SERVER_SPEEDUP, boundary_inputs, segment_layers
 from envs.offload import Layer, OffloadInstance, OffloadJob, load_profile
 
 
@@ -58,12 +58,7 @@ def profile_device(splits: dict[str, SplitModel], repetitions: int = 10,
     repetitions are not timed."""
     if repetitions < 1 or warmup < 0:
         raise ValueError(f"need repetitions >= 1 and warmup >= 0, got {repetitions}, {warmup}")
-    boundaries: dict[str, list[torch.Tensor]] = {}
-    for name, split in splits.items():
-        tensors = [torch.randn(split.input_shape, generator=torch.Generator().manual_seed(0))]
-        for segment in range(1, split.num_segments + 1):
-            tensors.append(split.run_range(segment - 1, segment, tensors[-1]))
-        boundaries[name] = tensors
+    boundaries = {name: boundary_inputs(split) for name, split in splits.items()}
     whole: dict[str, list[float]] = {name: [] for name in splits}
     segments: dict[str, list[list[float]]] = {
         name: [[] for _ in range(split.num_segments)] for name, split in splits.items()}
@@ -90,10 +85,7 @@ def profile_device(splits: dict[str, SplitModel], repetitions: int = 10,
             "provenance": {"whole_model_median_s": whole_s, "calibration_factor": calibration,
                            "threads": torch.get_num_threads(), "repetitions": repetitions,
                            "warmup": warmup, "in_situ": True},
-            "layers": [{"name": split.segment_name(segment), "device_s": seconds * calibration,
-                        "server_s": seconds * calibration / DEFAULT_SERVER_SPEEDUP,
-                        "output_bytes": split.boundary_bytes(segment)}
-                       for segment, seconds in enumerate(segment_s, start=1)]}
+            "layers": segment_layers(split, segment_s, calibration, DEFAULT_SERVER_SPEEDUP)}
     return profiles
 
 

@@ -69,6 +69,28 @@ def _numel_bytes(shape: Sequence[int] | None) -> int:
     return 4 * numel
 
 
+def boundary_inputs(split: SplitModel) -> list[torch.Tensor]:
+    """The seeded model input and every segment's output: segment ``k`` is timed on entry
+    ``k - 1``."""
+    tensors = [torch.randn(split.input_shape, generator=torch.Generator().manual_seed(0))]
+    for segment in range(1, split.num_segments + 1):
+        tensors.append(split.run_range(segment - 1, segment, tensors[-1]))
+    return tensors
+
+
+def segment_layers(split: SplitModel, segment_s: Sequence[float], calibration: float,
+                   server_speedup: float) -> list[dict[str, Any]]:
+    """The profile's ``layers``: segment medians times ``calibration`` (whole-model median /
+    segment sum), server time = device time / ``server_speedup``."""
+    layers = []
+    for segment, seconds in enumerate(segment_s, start=1):
+        device_s = seconds * calibration
+        layers.append({"name": split.segment_name(segment), "device_s": device_s,
+                       "server_s": device_s / server_speedup,
+                       "output_bytes": split.boundary_bytes(segment)})
+    return layers
+
+
 def profile_model(model_name: str, repetitions: int = 20, warmup: int = 5, threads: int = 1,
                   server_speedup: float = DEFAULT_SERVER_SPEEDUP) -> dict[str, Any]:
     """Measure ``model_name`` and return the profile dict (the JSON format above)."""
@@ -78,13 +100,9 @@ def profile_model(model_name: str, repetitions: int = 20, warmup: int = 5, threa
     torch.set_num_threads(threads)
     try:
         split = SplitModel(model_name)
-        generator = torch.Generator().manual_seed(0)
-        sample = torch.randn(split.input_shape, generator=generator)
         with torch.inference_mode():
-            boundary_tensors = [sample]
-            for segment in range(1, split.num_segments + 1):
-                boundary_tensors.append(split.run_range(segment - 1, segment,
-                                                        boundary_tensors[-1]))
+            boundary_tensors = boundary_inputs(split)
+            sample = boundary_tensors[0]
             segment_fns = [
                 (lambda s=segment: split.run_range(s - 1, s, boundary_tensors[s - 1]))
                 for segment in range(1, split.num_segments + 1)]
@@ -119,12 +137,7 @@ def profile_model(model_name: str, repetitions: int = 20, warmup: int = 5, threa
     node_sum_s = sum(node_s.values())
     node_calibration = whole_s / node_sum_s
 
-    layers = []
-    for segment, seconds in enumerate(segment_s, start=1):
-        device_s = seconds * calibration
-        layers.append({"name": split.segment_name(segment), "device_s": device_s,
-                       "server_s": device_s / server_speedup,
-                       "output_bytes": split.boundary_bytes(segment)})
+    layers = segment_layers(split, segment_s, calibration, server_speedup)
 
     nodes = [{"name": split.input_node.name, "op": "placeholder", "inputs": [],
               "device_s": 0.0, "server_s": 0.0,
