@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import run_episode
-from benchmarks.report import markdown_table, parse_args, target, write_report
+from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
 from envs.spark_dag import Job, SparkDagShopEnv, TPCHLikeGenerator
 from heuristics.spark_dag import HEURISTICS, WeightedFairScheduler, make_heuristic
 
@@ -25,17 +25,6 @@ MODEL = Path(__file__).resolve().parent.parent / "models" / "spark_dag_agent"
 TEST_SEED = 20_000  # held-out workloads (training used 0..9_999, validation 10_000..)
 TUNE_SEED = 5_000  # training-range workloads for tuning weighted_fair's alpha
 ALPHAS = (-1.0, -0.5, 0.0, 0.5, 1.0)
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95% t-interval half-width."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        return float(values.mean()), float("nan")
-    half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
-    return float(values.mean()), float(half)
 
 
 def load_agent() -> tuple[Callable[[], Any], dict[str, Any]] | None:

@@ -1,26 +1,29 @@
-"""Online schedulers for the Spark DAG shop; they read only (observation, action mask).
+"""Online schedulers for the Spark DAG shop; they read the whole job graph (a ClusterState).
 
-Because they use nothing but the shared observation (:mod:`envs.spark_dag.observation`), the
-same objects drive the simulator and live Spark. Every scheduler picks a valid action; when its
-rule wants no stage it waits (if waiting is valid), else it falls back to the first valid one.
+Each scheduler's ``act(state, schedulable) -> Decision | None`` sees every job in the system
+and every stage (no window), and answers with a :class:`~envs.spark_dag.Decision` (a
+schedulable stage and a parallelism limit, any integer 1..E for its job) or ``None`` to wait.
+They run on the env in ``observation_mode="graph"`` and on live Spark, which build the same
+:class:`~envs.spark_dag.ClusterState`. :func:`padded_action` maps a decision onto the padded
+action space that SB3 agents use (imitation).
 
-Parallelism levels: level ``l`` caps the job at ``min(E, ceil(m_l * E / J))`` executors
-(``m_l`` from ``limits.cap_share_multiples``), the last level at ``E``.
+Common terms: ``E`` executors; ``J`` jobs that still have tasks to launch; the *fair share*
+``ceil(E / J)`` (decima-sim's dynamic partition); a job's *remaining work* is the sum of its
+stages' remaining expected executor-seconds; its *remaining path* is the longest chain of
+expected task durations over unfinished stages (the time it needs with unlimited executors).
 
-- ``fifo``: earliest job with a runnable stage, first runnable stage, all executors.
-- ``fair``: the job holding the fewest executors among those below the fair share
-  ``ceil(E / J)``, capped at the fair share; waits when every job is at its share.
-- ``sjf``: job with the least remaining work, all executors.
-- ``srpt``: job with the least remaining processing time, estimated as
-  ``max(remaining work / E, remaining critical path of task durations)``, all executors.
-- ``critical_path``: the runnable stage (any job) with the most remaining work on its path to
-  the job's end, capped at twice the fair share.
-- ``weighted_fair``: cap of job ``j`` is ``E * w_j / sum(w)`` with ``w_j = remaining_work^alpha``
-  (rounded up to the nearest level); the job furthest below its cap goes first.
-  ``alpha = WEIGHTED_FAIR_ALPHA`` (tuned on training workloads by ``benchmarks.spark_dag``).
-- ``tetris``: packing score ``demand . available`` over (executor, network) of each runnable
-  stage, where demand = (1/E, network share / C per executor) and available = (free / E,
-  1 - network load), plus a small shortest-remaining-work bonus; all executors.
+- ``fifo``: Spark's FIFO: the earliest job with a schedulable stage, limit E.
+- ``fair``: decima-sim's dynamic partition: the earliest job below the fair share, its first
+  schedulable stage, limit = the fair share; waits when every job is at its share.
+- ``sjf``: the job with the least remaining work, limit E.
+- ``srpt``: the job with the least ``max(remaining work / E, remaining path)``, limit E.
+- ``critical_path``: the schedulable stage (any job) with the longest remaining path below
+  it, limit twice the fair share.
+- ``weighted_fair``: job ``j``'s target is ``E * w_j / sum(w)`` with ``w_j = work_j^alpha``
+  (``alpha = WEIGHTED_FAIR_ALPHA``, tuned by ``benchmarks.spark_dag``); the job furthest below
+  its target goes first, limit = ceil(target).
+- ``tetris``: packing score ``demand . available`` over (executors, network) of each
+  schedulable stage plus a small shortest-work bonus; limit E.
 - ``contention_free``: see :class:`ContentionFreeScheduler`.
 """
 
@@ -34,189 +37,165 @@ import numpy as np
 
 from agents.scheduler import Scheduler
 from envs.spark_dag.observation import (
-    CLUSTER_FEATURES,
-    JOB_FEATURES,
-    STAGE_FEATURES,
+    Decision,
     ObservationLimits,
+    cap_levels,
+    critical_path_time_s,
+    encode_action,
 )
+from envs.spark_dag.state import ClusterState
 
 WEIGHTED_FAIR_ALPHA = -0.5  # tuned by benchmarks.spark_dag on training-range workloads
-_SF = {name: i for i, name in enumerate(STAGE_FEATURES)}
-_JF = {name: i for i, name in enumerate(JOB_FEATURES)}
-_CF = {name: i for i, name in enumerate(CLUSTER_FEATURES)}
 
 
-class View:
-    """The decoded observation: cluster numbers, valid (job, stage, level) triples, work.
-    Work arrays are decoded lazily (only the rules that need them pay for them)."""
+class GraphView:
+    """Per-job and per-stage quantities of one state, computed on first use."""
 
-    def __init__(self, limits: ObservationLimits, obs: dict, mask: np.ndarray) -> None:
-        self.limits, self.obs, self.mask = limits, obs, mask
-        J, S, L = limits.max_jobs, limits.max_stages, limits.num_levels
-        cluster = obs["cluster_features"]
-        self.executors = int(round(math.expm1(5.0 * float(cluster[_CF["log_executors"]]))))
-        self.capacity = float(cluster[_CF["capacity_per_executor"]]) * self.executors
-        self.flows = float(cluster[_CF["network_load"]]) * self.capacity
-        self.free = int(round(float(cluster[_CF["free_fraction"]]) * self.executors))
-        self.jobs_in_system = max(int(round(float(cluster[_CF["jobs_in_system"]]) * J)), 1)
-        caps = [min(self.executors, math.ceil(m * self.executors / self.jobs_in_system))
-                for m in limits.cap_share_multiples]
-        self.caps = np.array([*caps, self.executors])
-        self.valid = mask[:-1].reshape(J, S, L)
-        self.wait_valid = bool(mask[-1])
-        self.stage = obs["stage_features"]
-        self.job = obs["job_features"]
+    def __init__(self, state: ClusterState, schedulable: np.ndarray) -> None:
+        self.state = state
+        self.schedulable = np.asarray(schedulable, dtype=bool)
+        self.executors = state.total_executors
+        self.free = state.free_executors
+        self.held = state.job_executors
 
     @cached_property
-    def runnable(self) -> np.ndarray:
-        return self.valid.any(axis=2)
+    def rows(self) -> np.ndarray:
+        return np.flatnonzero(self.schedulable)
 
     @cached_property
-    def stage_network(self) -> np.ndarray:
-        return np.expm1(self.stage[..., _SF["log_remaining_network"]]) * self.limits.work_scale_s
+    def first_row(self) -> dict[int, int]:
+        """Job index -> its first schedulable row (stage order)."""
+        jobs = self.state.stage_job[self.rows]
+        unique, index = np.unique(jobs, return_index=True)
+        return dict(zip(unique.tolist(), self.rows[index].tolist(), strict=True))
 
     @cached_property
-    def stage_compute(self) -> np.ndarray:
-        return np.expm1(self.stage[..., _SF["log_remaining_compute"]]) * self.limits.work_scale_s
+    def jobs(self) -> np.ndarray:
+        """Jobs with a schedulable stage, in arrival order."""
+        return np.array(sorted(self.first_row), dtype=np.int64)
 
     @cached_property
-    def stage_path(self) -> np.ndarray:
-        return np.expm1(self.stage[..., _SF["log_critical_path"]]) * self.limits.work_scale_s
+    def stage_work(self) -> np.ndarray:
+        return self.state.stage_remaining_network_s + self.state.stage_remaining_compute_s
 
     @cached_property
     def job_work(self) -> np.ndarray:
-        return np.expm1(self.job[:, _JF["log_remaining_work"]]) * self.limits.work_scale_s
+        return np.bincount(self.state.stage_job, weights=self.stage_work,
+                           minlength=self.state.num_jobs)
 
     @cached_property
-    def job_held(self) -> np.ndarray:
-        return np.rint(self.job[:, _JF["executor_fraction"]] * self.executors)
+    def path_s(self) -> np.ndarray:
+        return critical_path_time_s(self.state)
 
-    def action(self, job: int, stage: int, level: int) -> int:
-        return (job * self.limits.max_stages + stage) * self.limits.num_levels + level
+    @cached_property
+    def job_path_s(self) -> np.ndarray:
+        path = np.zeros(self.state.num_jobs)
+        np.maximum.at(path, self.state.stage_job, self.path_s)
+        return path
 
-    def level_at_least(self, job: int, stage: int, executors: float) -> int:
-        """Smallest valid level whose cap is >= ``executors``, else the largest valid one."""
-        valid = np.flatnonzero(self.valid[job, stage])
-        above = valid[self.caps[valid] >= executors]
-        return int(above[0] if above.size else valid[-1])
+    @cached_property
+    def fair_share(self) -> int:
+        unlaunched = np.bincount(self.state.stage_job, weights=self.state.stage_unlaunched,
+                                 minlength=self.state.num_jobs)
+        return math.ceil(self.executors / max(int(np.count_nonzero(unlaunched)), 1))
 
-    def first_runnable_stage(self, job: int) -> int:
-        return int(np.flatnonzero(self.runnable[job])[0])
+    def unlaunched(self, row: int) -> int:
+        return int(self.state.stage_unlaunched[row])
 
-    def fallback(self) -> int:
-        return int(self.limits.num_actions - 1) if self.wait_valid else int(
-            np.flatnonzero(self.mask)[0])
+    def decide(self, row: int, limit: int) -> Decision | None:
+        """A decision for ``row`` with ``limit`` clipped to 1..E; ``None`` if it would commit
+        no executor (the job already holds ``limit``)."""
+        job = int(self.state.stage_job[row])
+        limit = int(min(max(limit, 1), self.executors))
+        if limit <= self.held[job] or self.free <= 0:
+            return None
+        return Decision(job_index=job, stage_id=int(self.state.stage_id[row]), parallelism=limit,
+                        job_name=self.state.job_names[job])
 
-    def grant(self, job: int, stage: int, level: int) -> int:
-        """Executors an action would start now: min(free, cap - held, unstarted tasks)."""
-        num_tasks = math.expm1(5.0 * float(self.stage[job, stage, _SF["log_num_tasks"]]))
-        waiting = round(float(self.stage[job, stage, _SF["waiting_fraction"]]) * num_tasks)
-        return int(max(min(self.free, self.caps[level] - self.job_held[job], waiting), 0))
 
-
-class ObservationScheduler:
-    """Base: decode the observation into a :class:`View` and call :meth:`choose`."""
+class GraphScheduler:
+    """Base: build a :class:`GraphView` and call :meth:`choose`; ``None`` waits."""
 
     name = "base"
+    observation_mode = "graph"
 
     def __init__(self, limits: ObservationLimits | None = None) -> None:
-        self.limits = limits or ObservationLimits()
+        self.limits = limits  # kept for padded_action; the graph rules need no padding
 
     def reset(self) -> None:
         pass
 
-    def act(self, observation: dict, action_mask: np.ndarray) -> int:
-        mask = np.asarray(action_mask, dtype=bool)
-        if mask.size != self.limits.num_actions:
-            raise ValueError(f"{self.name}: mask has {mask.size} actions, limits expect "
-                             f"{self.limits.num_actions}; pass the env's ObservationLimits")
-        if not mask[:-1].any():
-            return int(np.flatnonzero(mask)[0])
-        view = View(self.limits, observation, mask)
-        action = self.choose(view)
-        return int(action) if mask[action] else view.fallback()
+    def act(self, state: ClusterState, schedulable: np.ndarray) -> Decision | None:
+        if not isinstance(state, ClusterState):
+            raise TypeError(f"{self.name}: expects a ClusterState (the env's "
+                            f"observation_mode='graph'), got {type(state).__name__}")
+        view = GraphView(state, schedulable)
+        if view.free <= 0 or view.rows.size == 0:
+            return None
+        return self.choose(view)
 
-    def choose(self, view: View) -> int:
+    def choose(self, view: GraphView) -> Decision | None:
         raise NotImplementedError
 
-    def _level_of_multiple(self, multiple: float) -> int:
-        try:
-            return self.limits.cap_share_multiples.index(multiple)
-        except ValueError:
-            raise ValueError(f"{self.name}: needs cap_share_multiples to contain {multiple}, "
-                             f"got {self.limits.cap_share_multiples}") from None
 
-
-class FifoScheduler(ObservationScheduler):
+class FifoScheduler(GraphScheduler):
     name = "fifo"
 
-    def choose(self, view: View) -> int:
-        job = int(np.flatnonzero(view.runnable.any(axis=1))[0])
-        stage = view.first_runnable_stage(job)
-        return view.action(job, stage, view.limits.num_levels - 1)
+    def choose(self, view: GraphView) -> Decision | None:
+        for job in view.jobs.tolist():
+            decision = view.decide(view.first_row[job], view.executors)
+            if decision is not None:
+                return decision
+        return None
 
 
-class FairScheduler(ObservationScheduler):
+class FairScheduler(GraphScheduler):
     name = "fair"
 
-    def choose(self, view: View) -> int:
-        level = self._level_of_multiple(1.0)
-        jobs = np.flatnonzero(view.valid[:, :, level].any(axis=1))
-        if jobs.size == 0:
-            return view.fallback()
-        job = int(jobs[np.argmin(view.job_held[jobs])])
-        stage = int(np.flatnonzero(view.valid[job, :, level])[0])
-        return view.action(job, stage, level)
+    def choose(self, view: GraphView) -> Decision | None:
+        share = view.fair_share
+        for job in view.jobs.tolist():
+            if view.held[job] < share:
+                return view.decide(view.first_row[job], share)
+        return None
 
 
-class ShortestJobScheduler(ObservationScheduler):
+class ShortestJobScheduler(GraphScheduler):
     name = "sjf"
 
-    def job_key(self, view: View) -> np.ndarray:
+    def job_key(self, view: GraphView) -> np.ndarray:
         return view.job_work
 
-    def choose(self, view: View) -> int:
-        jobs = np.flatnonzero(view.runnable.any(axis=1))
-        job = int(jobs[np.argmin(self.job_key(view)[jobs])])
-        stage = view.first_runnable_stage(job)
-        return view.action(job, stage, view.limits.num_levels - 1)
-
-
-def remaining_path_time_s(view: View) -> np.ndarray:
-    """Per job: the longest path of per-task durations over unfinished stages."""
-    stage = view.stage
-    duration = np.expm1(stage[..., _SF["log_task_duration"]]) * view.limits.task_scale_s
-    duration = duration * (stage[..., _SF["finished_fraction"]] < 1) * stage[..., _SF["exists"]]
-    adjacency = view.obs["adjacency"]
-    path = duration.copy()
-    for _ in range(view.limits.max_stages):
-        # path[p] = duration[p] + max over children c of path[c]
-        downstream = np.max(adjacency * path[:, None, :], axis=2)
-        updated = duration + downstream
-        if np.allclose(updated, path):
-            break
-        path = updated
-    return path.max(axis=1)
+    def choose(self, view: GraphView) -> Decision | None:
+        jobs = view.jobs
+        key = self.job_key(view)[jobs]
+        for job in jobs[np.argsort(key, kind="stable")].tolist():
+            decision = view.decide(view.first_row[job], view.executors)
+            if decision is not None:
+                return decision
+        return None
 
 
 class SrptScheduler(ShortestJobScheduler):
     name = "srpt"
 
-    def job_key(self, view: View) -> np.ndarray:
-        return np.maximum(view.job_work / view.executors, remaining_path_time_s(view))
+    def job_key(self, view: GraphView) -> np.ndarray:
+        return np.maximum(view.job_work / view.executors, view.job_path_s)
 
 
-class CriticalPathScheduler(ObservationScheduler):
+class CriticalPathScheduler(GraphScheduler):
     name = "critical_path"
 
-    def choose(self, view: View) -> int:
-        path = np.where(view.runnable, view.stage_path, -np.inf)
-        job, stage = np.unravel_index(int(np.argmax(path)), path.shape)
-        level = view.level_at_least(int(job), int(stage), 2 * view.caps[self._level_of_multiple(1.0)])
-        return view.action(int(job), int(stage), level)
+    def choose(self, view: GraphView) -> Decision | None:
+        rows = view.rows[np.argsort(-view.path_s[view.rows], kind="stable")]
+        for row in rows.tolist():
+            decision = view.decide(row, 2 * view.fair_share)
+            if decision is not None:
+                return decision
+        return None
 
 
-class WeightedFairScheduler(ObservationScheduler):
+class WeightedFairScheduler(GraphScheduler):
     name = "weighted_fair"
 
     def __init__(self, limits: ObservationLimits | None = None,
@@ -224,65 +203,65 @@ class WeightedFairScheduler(ObservationScheduler):
         super().__init__(limits)
         self.alpha = alpha
 
-    def choose(self, view: View) -> int:
-        present = view.job[:, _JF["exists"]] > 0
-        weights = np.where(present, np.maximum(view.job_work, 1e-3) ** self.alpha, 0.0)
-        hidden = view.jobs_in_system - int(present.sum())
-        # jobs beyond the window get the mean weight of the visible ones
-        total = weights.sum() + hidden * (weights.sum() / max(int(present.sum()), 1))
-        target = view.executors * weights / total
-        jobs = np.flatnonzero(view.runnable.any(axis=1))
-        deficit = target[jobs] - view.job_held[jobs]
-        order = jobs[np.argsort(-deficit, kind="stable")]
-        for job in order:
-            if target[job] - view.job_held[job] <= 0:
+    def choose(self, view: GraphView) -> Decision | None:
+        weights = np.maximum(view.job_work, 1e-3) ** self.alpha
+        target = view.executors * weights / weights.sum()
+        jobs = view.jobs
+        deficit = target[jobs] - view.held[jobs]
+        for job in jobs[np.argsort(-deficit, kind="stable")].tolist():
+            if target[job] - view.held[job] <= 0:
                 break
-            stage = view.first_runnable_stage(int(job))
-            level = view.level_at_least(int(job), stage, math.ceil(target[job]))
-            if view.caps[level] > view.job_held[job]:
-                return view.action(int(job), stage, level)
-        return view.fallback()
+            decision = view.decide(view.first_row[job], math.ceil(target[job]))
+            if decision is not None:
+                return decision
+        return None
 
 
-class TetrisScheduler(ObservationScheduler):
+class TetrisScheduler(GraphScheduler):
     name = "tetris"
 
-    def choose(self, view: View) -> int:
-        share = view.stage[..., _SF["network_share"]]
-        available_net = max(1.0 - view.flows / view.capacity, 0.0)
+    def choose(self, view: GraphView) -> Decision | None:
+        state, rows = view.state, view.rows
+        share = _network_share(state)[rows]
+        capacity = state.network_capacity
+        available_net = max(1.0 - state.network_flows / capacity, 0.0)
         align = (1.0 / view.executors) * (view.free / view.executors) + \
-            (share / view.capacity) * available_net
-        work = view.job_work[:, None]
-        bonus = 1.0 / (1.0 + work / view.limits.work_scale_s)
-        score = np.where(view.runnable, align / max(align.max(), 1e-12) + 0.1 * bonus, -np.inf)
-        job, stage = np.unravel_index(int(np.argmax(score)), score.shape)
-        return view.action(int(job), int(stage), view.limits.num_levels - 1)
+            (share / capacity) * available_net
+        work = view.job_work[state.stage_job[rows]]
+        score = align / max(float(align.max()), 1e-12) + 0.1 / (1.0 + work / 200.0)
+        for row in rows[np.argsort(-score, kind="stable")].tolist():
+            decision = view.decide(row, view.executors)
+            if decision is not None:
+                return decision
+        return None
 
 
-class ContentionFreeScheduler(ObservationScheduler):
+def _network_share(state: ClusterState) -> np.ndarray:
+    work = state.stage_remaining_network_s + state.stage_remaining_compute_s
+    return np.divide(state.stage_remaining_network_s, work, out=np.zeros_like(work),
+                     where=work > 0)
+
+
+class ContentionFreeScheduler(GraphScheduler):
     """The resource-pipeline scheduler: overlap network-heavy with compute-heavy stages.
 
-    Exact rule at each decision (all quantities read from the observation):
+    Exact rule at each decision:
 
-    1. Each runnable stage has remaining network work ``a`` and compute work ``b``
+    1. Each schedulable stage has remaining network work ``a`` and compute work ``b``
        (executor-seconds) and network share ``rho = a / (a + b)``; it is *network-heavy* when
        ``rho > 0.5``, else compute-heavy.
     2. Stages are ordered by Johnson's rule on ``(a, b)`` (network = first machine, compute =
        second): ``a <= b`` first by increasing ``a``, then the rest by decreasing ``b``; ties
-       by job slot, then stage slot.
-    3. Network demand ``D`` = executors on network-heavy stages (their tasks run in
-       synchronised waves, so all of them may read at once) + ``rho`` x executors on the other
-       stages; ``C`` is the network capacity.
-    4. Jobs below their fair share ``ceil(E / J)`` are visited in fair order (fewest executors
-       first). In each, the first stage in Johnson order that is compute-heavy, or
-       network-heavy with ``D + g <= network_target * C`` (``g``: executors the action starts,
-       ``min(free, cap - held, unstarted tasks)``), is started with the fair-share cap. So a
-       network-heavy stage never pushes the network into contention while another job can
-       use the free executors for compute.
-    5. If no stage qualifies: wait when ``wait_for_network`` (off by default: idle slots cost
-       more than contention on the shipped workloads) and waiting is valid; otherwise the
-       fair-order job's first Johnson stage. If no job is below its share, act like ``fair``
-       (wait, or the first valid action when waiting is not allowed).
+       by job, then stage order.
+    3. Network demand ``D`` = executors on network-heavy stages (their tasks read in
+       synchronised waves) + ``rho`` x executors on the other stages; ``C`` is the capacity.
+    4. Jobs below the fair share are visited in fair order (fewest executors first). In each,
+       the first stage in Johnson order that is compute-heavy, or network-heavy with
+       ``D + g <= network_target * C`` (``g``: executors the decision commits), gets the
+       fair-share limit. So a network-heavy stage never pushes the network into contention
+       while another job can use the free executors for compute.
+    5. If no stage qualifies: wait when ``wait_for_network`` (off by default), otherwise the
+       fair-order job's first Johnson stage. If no job is below its share, wait (as ``fair``).
     """
 
     name = "contention_free"
@@ -293,40 +272,31 @@ class ContentionFreeScheduler(ObservationScheduler):
         self.network_target = network_target
         self.wait_for_network = wait_for_network
 
-    def johnson_order(self, view: View) -> list[tuple[int, int]]:
-        jobs, stages = np.nonzero(view.runnable)
-        net = view.stage_network[jobs, stages]
-        comp = view.stage_compute[jobs, stages]
+    def choose(self, view: GraphView) -> Decision | None:
+        state, rows, share_limit = view.state, view.rows, view.fair_share
+        share = _network_share(state)
+        demand = float(np.sum(state.stage_executors * np.where(share > 0.5, 1.0, share)))
+        jobs = [job for job in view.jobs.tolist() if view.held[job] < share_limit]
+        if not jobs:
+            return None
+        jobs.sort(key=lambda job: view.held[job])
+        net = state.stage_remaining_network_s[rows]
+        comp = state.stage_remaining_compute_s[rows]
         first = net <= comp
-        key_group = np.where(first, 0, 1)
-        key_value = np.where(first, net, -comp)
-        order = np.lexsort((stages, jobs, key_value, key_group))
-        return [(int(jobs[i]), int(stages[i])) for i in order]
-
-    def choose(self, view: View) -> int:
-        share = view.stage[..., _SF["network_share"]]
-        executors = view.stage[..., _SF["executor_fraction"]] * view.executors
-        demand = float(np.sum(executors * np.where(share > 0.5, 1.0, share)))
-        level = self._level_of_multiple(1.0)
-        jobs = np.flatnonzero(view.valid[:, :, level].any(axis=1))
-        if jobs.size == 0:
-            return view.fallback()
-        jobs = jobs[np.argsort(view.job_held[jobs], kind="stable")]
-        order = self.johnson_order(view)
+        order = rows[np.lexsort((rows, np.where(first, net, -comp), np.where(first, 0, 1)))]
+        by_job: dict[int, list[int]] = {}
+        for row in order.tolist():
+            by_job.setdefault(int(state.stage_job[row]), []).append(row)
         for job in jobs:
-            for candidate_job, stage in order:
-                if candidate_job != job or not view.valid[job, stage, level]:
-                    continue
-                if share[job, stage] <= 0.5:
-                    return view.action(job, stage, level)
-                grant = view.grant(job, stage, level)
-                if demand + grant <= self.network_target * view.capacity:
-                    return view.action(job, stage, level)
-        if view.wait_valid and self.wait_for_network:
-            return view.limits.num_actions - 1
-        job = int(jobs[0])
-        stage = next(s for j, s in order if j == job and view.valid[job, s, level])
-        return view.action(job, stage, level)
+            for row in by_job[job]:
+                if share[row] <= 0.5:
+                    return view.decide(row, share_limit)
+                grant = min(view.free, share_limit - int(view.held[job]), view.unlaunched(row))
+                if demand + grant <= self.network_target * state.network_capacity:
+                    return view.decide(row, share_limit)
+        if self.wait_for_network:
+            return None
+        return view.decide(by_job[jobs[0]][0], share_limit)
 
 
 HEURISTICS: dict[str, Callable[[], Scheduler]] = {
@@ -341,8 +311,26 @@ HEURISTICS: dict[str, Callable[[], Scheduler]] = {
 }
 
 
-def make_heuristic(name: str, limits: ObservationLimits | None = None) -> ObservationScheduler:
-    """A heuristic by name, for an env with these observation limits."""
+def make_heuristic(name: str, limits: ObservationLimits | None = None) -> GraphScheduler:
+    """A heuristic by name (``limits`` only matters for :func:`padded_action`)."""
     if name not in HEURISTICS:
         raise KeyError(f"unknown Spark heuristic {name!r}; known: {sorted(HEURISTICS)}")
     return HEURISTICS[name](limits)
+
+
+def padded_action(decision: Decision | None, state: ClusterState,
+                  limits: ObservationLimits) -> int | None:
+    """The padded action closest to ``decision`` (the smallest level whose cap reaches the
+    limit, else the largest), the wait action for ``None``; ``None`` if the stage lies outside
+    the padded window."""
+    if decision is None:
+        return limits.wait_action
+    job = decision.job_index
+    rows = np.flatnonzero(state.stage_job == job)
+    position = int(np.flatnonzero(state.stage_id[rows] == decision.stage_id)[0])
+    if job >= limits.max_jobs or position >= limits.max_stages:
+        return None
+    caps = cap_levels(state, limits)
+    reach = np.flatnonzero(caps >= decision.parallelism)
+    level = int(reach[0]) if reach.size else limits.num_levels - 1
+    return encode_action(job, position, level, limits)

@@ -4,7 +4,12 @@ The model is documented in :class:`envs.spark_dag.env.SparkDagShopEnv` and docs/
 """
 
 from envs.spark_dag.env import SparkDagShopEnv
-from envs.spark_dag.generator import Generator, ToyGenerator, TPCHLikeGenerator
+from envs.spark_dag.generator import (
+    Generator,
+    ToyGenerator,
+    TPCHLikeGenerator,
+    TraceSequenceGenerator,
+)
 from envs.spark_dag.observation import (
     Decision,
     ObservationLimits,
@@ -20,6 +25,7 @@ from envs.spark_dag.workload import (
     ClusterSpec,
     Job,
     Stage,
+    Waves,
     WorkloadError,
     jobs_from_json,
     jobs_to_json,
@@ -31,7 +37,13 @@ from envs.spark_dag.workload import (
 __all__ = [
     "ClusterSpec", "ClusterState", "DagShopSimulator", "Decision", "Generator", "Job",
     "JobProgress", "ObservationLimits", "SparkDagShopEnv", "Stage", "TPCHLikeGenerator",
-    "ToyGenerator", "WorkloadError", "action_mask", "decode_action", "encode_action",
+    "ToyGenerator", "TraceSequenceGenerator", "Waves", "WorkloadError", "action_mask",
+    "decode_action", "encode_action",
     "encode_observation", "jobs_from_json", "jobs_to_json", "load_decima_tpch",
     "load_workload", "observation_space", "save_workload",
 ]
+
+# the live mode: nodes admitted whole, as a live Spark runs them (envs/spark_dag/live.py)
+from envs.spark_dag.live import LiveRun, LiveSimulator, NodeJob, NodeRun, NodeTiming  # noqa: E402
+
+__all__ += ["LiveRun", "LiveSimulator", "NodeJob", "NodeRun", "NodeTiming"]

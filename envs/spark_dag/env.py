@@ -10,6 +10,7 @@ import numpy as np
 
 from envs.spark_dag.generator import Generator, TPCHLikeGenerator
 from envs.spark_dag.observation import (
+    Decision,
     ObservationLimits,
     action_mask,
     decode_action,
@@ -18,7 +19,38 @@ from envs.spark_dag.observation import (
 )
 from envs.spark_dag.render import ansi_gantt
 from envs.spark_dag.simulator import DagShopSimulator
+from envs.spark_dag.state import ClusterState
 from envs.spark_dag.workload import ClusterSpec, Job
+
+_RULE_KEYS = ("num_executors", "network_capacity", "moving_delay_s", "warmup_s",
+              "duration_model", "warmup_scope", "move_from_pool", "commit_when")
+
+class ClusterStateSpace(gym.spaces.Space):
+    """Observation space of ``observation_mode="graph"``: a whole :class:`ClusterState`."""
+
+    def __init__(self) -> None:
+        super().__init__(shape=None, dtype=None)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, ClusterState)
+
+    def sample(self, mask: Any = None, probability: Any = None) -> ClusterState:
+        raise NotImplementedError("a ClusterState comes from the simulator, not from sampling")
+
+
+class DecisionSpace(gym.spaces.Space):
+    """Action space of ``observation_mode="graph"``: a :class:`Decision` or ``None`` (wait)."""
+
+    def __init__(self, num_executors: int) -> None:
+        super().__init__(shape=None, dtype=None)
+        self.num_executors = num_executors
+
+    def contains(self, x: Any) -> bool:
+        return x is None or (isinstance(x, Decision) and 1 <= x.parallelism <= self.num_executors)
+
+    def sample(self, mask: Any = None, probability: Any = None) -> None:
+        return None
+
 
 _REWARD_WEIGHTS = {
     "online": {"job_seconds": -0.01, "makespan_increase_s": 0.0, "invalid_action": -1.0},
@@ -32,42 +64,54 @@ class SparkDagShopEnv(gym.Env):
     ## Description
     The cluster has ``num_executors`` executors (task slots, E) and a network of capacity
     ``network_capacity`` (C, counted in full-rate network phases). A job is a DAG of stages; a
-    stage has ``num_tasks`` tasks and each task, holding one executor from start to end, runs:
-    an optional delay, a network phase (shuffle read; ``network_s`` seconds at full per-task
-    bandwidth), then compute + write (``compute_s + write_s`` seconds). While ``n`` network
-    phases are active, each progresses at rate ``min(1, C / n)`` (processor sharing: the
-    network never delivers more than C). The delay is ``warmup_s`` (default 1 s) when the
-    executor's previous task was not of this job (its first wave in the job), plus
-    ``moving_delay_s`` (default 2 s) when that previous task belonged to another job. A stage
-    is runnable when all its parents finished all their tasks.
+    stage has ``num_tasks`` tasks and each task holds one executor for its whole duration: a
+    network phase (shuffle read), then compute + write. While ``n`` network phases are active,
+    each progresses at rate ``min(1, C / n)`` (processor sharing). The timing rules are those of
+    decima-sim and spark-sched-sim by default; each is a config key (``ClusterSpec.legacy()``
+    gives the older rules; :mod:`envs.spark_dag.simulator` states them exactly):
 
-    An action picks a runnable stage and a parallelism level: the job's executor cap becomes
-    ``min(E, ceil(m * E / J))`` for the level's multiple ``m`` of the fair share (``J`` jobs in
-    the system; the last level is ``E``), the stage is *opened* and
-    ``min(free, cap - held, unstarted tasks)`` of its tasks start at once. An executor that ends
-    a task keeps working without a decision on the same stage, then on another opened runnable
-    stage of its job, while the job is within its cap; otherwise it becomes free. Decisions
-    happen only at events that change the free pool or the runnable set (arrival, an executor
-    becoming free, a stage becoming runnable, a job finishing), and only while an executor is
-    free and a visible stage is runnable; several decisions may happen at the same instant.
+    - ``duration_model="waves"``: a stage with measured waves (Decima's TPC-H traces, our
+      real-Spark traces) draws each task's duration at its start, with ``self.np_random``, from
+      the entry nearest the job's current executor count, by wave: ``fresh`` (the executor's
+      first task in the job), ``first_wave`` (first task in this stage), ``rest_wave``;
+      ``"fixed"``: the per-task arrays, plus ``warmup_s`` on a first task in the job and
+      (``warmup_scope="stage"``) in each new stage.
+    - ``moving_delay_s`` whenever an executor changes owner, leaving the shared pool included
+      (``move_from_pool``). Executors start in the pool and return to it when their job has no
+      task left to launch.
+    - ``commit_when="parents_launched"``: a stage may receive executors once its parents have
+      launched all their tasks; they wait inside the job until the parents finish (Spark).
+    - A decision picks a schedulable stage and a parallelism limit (1..E) for its job: the stage
+      is *opened* and ``min(free, limit - held, tasks not launched)`` free executors are
+      committed to it. An executor that ends a task keeps working without a decision on the
+      same stage, then on another opened schedulable stage of its job, while the job is within
+      its limit; otherwise it becomes free. Decisions happen only at events that change the free
+      executors or the schedulable set, and only while an executor is free and a stage is
+      schedulable; several may happen at the same instant.
 
     ``mode="online"``: jobs arrive by a Poisson process (or by the instance's ``arrival_s``);
     objective ``mean_jct_s``. ``mode="batch"``: all jobs at time 0; objective ``makespan_s``.
 
     ## Action Space
-    ``Discrete(max_jobs * max_stages * n_levels + 1)``: action
-    ``(j * max_stages + s) * n_levels + l`` = stage slot ``s`` of the ``j``-th job in the system
-    (arrival order) at level ``l``; the last action waits until the next decision. See
-    :mod:`envs.spark_dag.observation`; ``action_masks()`` and ``info["action_mask"]`` give the
-    valid ones.
+    ``observation_mode="graph"``: a :class:`Decision` (job index, stage id, limit 1..E) or
+    ``None`` to wait; any job in the system and any stage (no window). ``info["action_mask"]``
+    holds ``state.stage_schedulable`` (one flag per stage row).
+    ``observation_mode="padded"`` (default; for SB3): ``Discrete(max_jobs * max_stages *
+    n_levels + 1)``: action ``(j * max_stages + s) * n_levels + l`` = stage slot ``s`` of the
+    ``j``-th job in the system (arrival order) at level ``l`` (limit ``ceil(m_l * E / J)``, the
+    last level E); the last action waits. ``action_masks()`` and ``info["action_mask"]`` give
+    the valid ones. The padded window shows the first ``max_jobs`` jobs only; jobs beyond it
+    still run on executors the policy already gave them.
 
     ## Observation Space
-    ``Dict`` of ``Box`` built only by :func:`envs.spark_dag.observation.encode_observation`:
-    ``stage_features (max_jobs, max_stages, 13)`` (exists, runnable, parents done, opened, task
-    count, waiting / finished fractions, executors, remaining network and compute work, network
-    share, remaining critical-path work, task duration), ``adjacency (max_jobs, max_stages,
-    max_stages)`` (parent -> child), ``stage_mask``, ``job_features (max_jobs, 8)``,
-    ``job_mask`` and ``cluster_features (8,)``.
+    ``"graph"``: the :class:`ClusterState` itself (every job and stage in the system).
+    ``"padded"``: ``Dict`` of ``Box`` built only by
+    :func:`envs.spark_dag.observation.encode_observation`: ``stage_features (max_jobs,
+    max_stages, 13)`` (exists, schedulable, parents done, opened, task count, waiting /
+    finished fractions, executors, remaining network and compute work, network share, critical
+    path time, task duration), ``adjacency (max_jobs, max_stages, max_stages)`` (parent ->
+    child), ``stage_mask``, ``job_features (max_jobs, 8)``, ``job_mask`` and
+    ``cluster_features (8,)``.
 
     ## Rewards
     Named terms times ``reward_weights``: ``job_seconds`` (integral of the number of jobs in the
@@ -89,7 +133,9 @@ class SparkDagShopEnv(gym.Env):
     :class:`Generator`, else one built from the config); ``render_mode="ansi"`` (text Gantt).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; reference timing rules (waves, moves from the pool, commitment
+      before parents finish, limits 1..E) and ``observation_mode="graph"`` added in place, the
+      older rules kept as config values.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -99,7 +145,9 @@ class SparkDagShopEnv(gym.Env):
         return {
             "mode": "online", "num_jobs": 30, "load": 0.85, "network_mix": 0.5,
             "num_executors": 50, "network_capacity": 25.0, "moving_delay_s": 2.0,
-            "warmup_s": 1.0, "max_jobs": 16, "max_stages": 20,
+            "warmup_s": 1.0, "duration_model": "waves", "warmup_scope": "stage",
+            "move_from_pool": True, "commit_when": "parents_launched",
+            "observation_mode": "padded", "max_jobs": 16, "max_stages": 20,
             "cap_share_multiples": [0.5, 1.0, 2.0], "reward_weights": None,
             "max_steps": 100_000, "record": False,
         }
@@ -119,11 +167,12 @@ class SparkDagShopEnv(gym.Env):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"SparkDagShopEnv: render_mode must be None or 'ansi', got "
                              f"{render_mode!r}")
+        if cfg["observation_mode"] not in ("padded", "graph"):
+            raise ValueError(f"SparkDagShopEnv: observation_mode must be 'padded' or 'graph', "
+                             f"got {cfg['observation_mode']!r}")
         self.render_mode = render_mode
-        self.cluster = ClusterSpec(num_executors=cfg["num_executors"],
-                                   network_capacity=float(cfg["network_capacity"]),
-                                   moving_delay_s=float(cfg["moving_delay_s"]),
-                                   warmup_s=float(cfg["warmup_s"]))
+        self.graph = cfg["observation_mode"] == "graph"
+        self.cluster = ClusterSpec(**{key: cfg[key] for key in _RULE_KEYS})
         self.limits = ObservationLimits(max_jobs=cfg["max_jobs"], max_stages=cfg["max_stages"],
                                         cap_share_multiples=tuple(cfg["cap_share_multiples"]))
         weights = dict(_REWARD_WEIGHTS[cfg["mode"]])
@@ -133,8 +182,12 @@ class SparkDagShopEnv(gym.Env):
             num_jobs=cfg["num_jobs"], mode=cfg["mode"], load=cfg["load"],
             num_executors=cfg["num_executors"], network_mix=cfg["network_mix"],
             max_stages=min(20, cfg["max_stages"]))
-        self.observation_space = observation_space(self.limits)
-        self.action_space = gym.spaces.Discrete(self.limits.num_actions)
+        if self.graph:
+            self.observation_space = ClusterStateSpace()
+            self.action_space = DecisionSpace(cfg["num_executors"])
+        else:
+            self.observation_space = observation_space(self.limits)
+            self.action_space = gym.spaces.Discrete(self.limits.num_actions)
         self.sim: DagShopSimulator | None = None
         self._state = None
         self._mask = np.zeros(self.limits.num_actions, dtype=bool)
@@ -152,31 +205,37 @@ class SparkDagShopEnv(gym.Env):
                              "list of envs.spark_dag.Job")
         if self.config["mode"] == "batch":
             jobs = [job if job.arrival_s == 0 else job.with_arrival(0.0) for job in jobs]
-        for job in jobs:
-            if len(job.stages) > self.limits.max_stages:
-                raise ValueError(f"job {job.name!r} has {len(job.stages)} stages > max_stages="
-                                 f"{self.limits.max_stages}")
+        if not self.graph:
+            for job in jobs:
+                if len(job.stages) > self.limits.max_stages:
+                    raise ValueError(f"job {job.name!r} has {len(job.stages)} stages > "
+                                     f"max_stages={self.limits.max_stages} (the padded view's "
+                                     f"limit; observation_mode='graph' has none)")
         self.jobs = jobs
-        self.sim = DagShopSimulator(jobs, self.cluster, record=bool(self.config["record"]))
+        self.sim = DagShopSimulator(jobs, self.cluster, record=bool(self.config["record"]),
+                                    rng=self.np_random)
         self.invalid_actions = 0
         self.decisions = 0
         self.steps = 0
         self._advance()
         return self._observe(), self._info()
 
-    def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
+    def step(self, action: int | Decision | None
+             ) -> tuple[Any, float, bool, bool, dict]:
         if self.sim is None:
             raise RuntimeError("SparkDagShopEnv.step called before reset")
         sim = self.sim
         self.steps += 1
         before_seconds, before_time = sim.job_seconds, sim.time_s
         terms = {"job_seconds": 0.0, "makespan_increase_s": 0.0, "invalid_action": 0.0}
-        action = int(action)
-        if sim.done or not (0 <= action < self.limits.num_actions) or not self._mask[action]:
+        decision, valid = self._decision_of(action)
+        if not valid:
             self.invalid_actions += 1
             terms["invalid_action"] = 1.0
+            if self.graph and not sim.done:
+                sim.wait()  # a graph action cannot be masked: an invalid one waits
+                self._advance()
         else:
-            decision = decode_action(action, self._state, self.limits)
             if decision is None:
                 sim.wait()
             else:
@@ -195,6 +254,28 @@ class SparkDagShopEnv(gym.Env):
             info.update(self.episode_summary())
         return self._observe(), reward, terminated, truncated, info
 
+    def _decision_of(self, action: Any) -> tuple[Decision | None, bool]:
+        """The decision an action stands for and whether it is valid now."""
+        sim = self.sim
+        if sim.done:
+            return None, False
+        if not self.graph:
+            action = int(action)
+            if not (0 <= action < self.limits.num_actions) or not self._mask[action]:
+                return None, False
+            return decode_action(action, self._state, self.limits), True
+        if action is None:
+            return None, True
+        if not isinstance(action, Decision) or not 0 <= action.job_index < self._state.num_jobs:
+            return None, False
+        try:
+            stage = sim.global_stage(action.job_index, action.stage_id)
+        except KeyError:
+            return None, False
+        valid = (1 <= action.parallelism <= self.cluster.num_executors
+                 and sim._schedulable[stage] and sim.grant(stage, action.parallelism) > 0)
+        return action, valid
+
     def action_masks(self) -> np.ndarray:
         return self._mask.copy()
 
@@ -209,17 +290,18 @@ class SparkDagShopEnv(gym.Env):
         sim = self.sim
         while True:
             sim.run_until_decision()
-            if sim.done:
-                self._state = sim.state()
-                self._mask = action_mask(self._state, self.limits)
-                return
             self._state = sim.state()
-            self._mask = action_mask(self._state, self.limits)
-            if self._mask[:-1].any():
+            if self.graph:
+                self._mask = self._state.stage_schedulable
                 return
-            sim.wait()  # only hidden jobs (beyond max_jobs) are runnable
+            self._mask = action_mask(self._state, self.limits)
+            if sim.done or self._mask[:-1].any():
+                return
+            sim.wait()  # only jobs beyond the padded window are schedulable
 
-    def _observe(self) -> dict[str, np.ndarray]:
+    def _observe(self) -> Any:
+        if self.graph:
+            return self._state
         return encode_observation(self._state, self.limits)
 
     def _info(self) -> dict[str, Any]:

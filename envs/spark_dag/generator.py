@@ -101,12 +101,44 @@ class TPCHLikeGenerator(Generator):
 
 
 @dataclass
+class TraceSequenceGenerator(Generator):
+    """Job sequences from traced query templates, as decima-sim and spark-sched-sim draw them.
+
+    ``num_jobs`` jobs, each a uniformly drawn template (e.g. :func:`load_decima_tpch` or a
+    real-Spark trace), named ``"<template name>#<k>"``; the first arrives at 0, the next after
+    exponential gaps of mean ``mean_interarrival_s`` (decima-sim: 25 s), rounded down to whole
+    milliseconds as decima-sim does. With ``mean_interarrival_s=0`` all arrive at 0 (batch).
+    """
+
+    templates: list[Job]
+    num_jobs: int = 200
+    mean_interarrival_s: float = 25.0
+
+    def __post_init__(self) -> None:
+        if not self.templates:
+            raise ValueError("TraceSequenceGenerator: no templates")
+        if self.num_jobs < 1 or self.mean_interarrival_s < 0:
+            raise ValueError(f"TraceSequenceGenerator: num_jobs must be >= 1 and "
+                             f"mean_interarrival_s >= 0, got {self.num_jobs}, "
+                             f"{self.mean_interarrival_s}")
+
+    def __call__(self, rng: np.random.Generator) -> list[Job]:
+        picks = rng.integers(len(self.templates), size=self.num_jobs)
+        gaps_ms = np.floor(rng.exponential(self.mean_interarrival_s * 1000.0, self.num_jobs))
+        gaps_ms[0] = 0.0
+        arrivals_s = np.cumsum(gaps_ms) / 1000.0
+        return [self.templates[p].with_arrival(float(t), name=f"{self.templates[p].name}#{k}")
+                for k, (p, t) in enumerate(zip(picks.tolist(), arrivals_s, strict=True))]
+
+
+@dataclass
 class ToyGenerator(Generator):
     """One job, one compute-only stage of ``waves * num_executors`` tasks of ``task_s`` each.
 
-    With warm-up ``w`` the optimal makespan (and JCT) is ``w + waves * task_s``: every executor
-    pays one warm-up and runs ``waves`` tasks; fair, FIFO and every work-conserving scheduler that
-    grants all executors reach it.
+    With moving delay ``m`` (leaving the pool) and warm-up ``w`` the optimal makespan (and JCT)
+    is ``m + w + waves * task_s``: every executor moves once, pays one warm-up and runs
+    ``waves`` tasks; fair, FIFO and every work-conserving scheduler that grants all executors
+    reach it.
     """
 
     num_executors: int = 4
@@ -118,5 +150,5 @@ class ToyGenerator(Generator):
                       compute_s=self.task_s)
         return [Job(name="toy", arrival_s=0.0, stages=[stage])]
 
-    def optimal_makespan_s(self, warmup_s: float) -> float:
-        return warmup_s + self.waves * self.task_s
+    def optimal_makespan_s(self, warmup_s: float, moving_delay_s: float = 0.0) -> float:
+        return moving_delay_s + warmup_s + self.waves * self.task_s

@@ -3,17 +3,20 @@
 All three are pure functions of a :class:`~envs.spark_dag.state.ClusterState` and the padding
 limits, so a policy trained in simulation reads and acts on live Spark unchanged.
 
-Visible jobs: the first ``max_jobs`` jobs in the system, in arrival order (later ones are
-counted in the cluster features and become visible when earlier ones finish). A visible job
-with more than ``max_stages`` stages is an error.
+This is the *padded* view that SB3 policies need: a window of the first ``max_jobs`` jobs in
+the system, in arrival order (later ones are counted in the cluster features and become
+visible when earlier ones finish), and fair-share parallelism levels. A visible job with more
+than ``max_stages`` stages is an error. It decides only what a padded policy can pick; the
+heuristics and graph policies read the whole :class:`ClusterState` instead (the env's
+``observation_mode="graph"``), where any job, any stage and any limit 1..E can be chosen.
 
 Action space: ``Discrete(max_jobs * max_stages * n_levels + 1)``. Action
 ``a = (j * max_stages + s) * n_levels + l`` picks stage slot ``s`` of job slot ``j`` with
 parallelism level ``l``; the last action ``max_jobs * max_stages * n_levels`` waits.
 Level ``l < len(cap_share_multiples)`` caps the job at ``min(E, ceil(m_l * E / J))`` executors
 (``m_l`` times the fair share, ``J`` = jobs in the system); the last level caps it at ``E``.
-A stage action is valid when there is a free executor, the stage's parents are done, it has
-tasks not yet started and the job holds fewer executors than the cap. Waiting is valid while
+A stage action is valid when there is a free executor, the stage is schedulable
+(``ClusterState.stage_schedulable``) and the job holds fewer executors than the cap. Waiting is valid while
 ``events_pending`` (something runs or a job will arrive) or when no stage action is valid, so a
 mask is never all-false.
 """
@@ -32,7 +35,7 @@ from envs.spark_dag.state import ClusterState
 STAGE_FEATURES = (
     "exists", "runnable", "parents_done", "opened", "log_num_tasks", "waiting_fraction",
     "finished_fraction", "executor_fraction", "log_remaining_network", "log_remaining_compute",
-    "network_share", "log_critical_path", "log_task_duration",
+    "network_share", "log_critical_path_time", "log_task_duration",
 )
 JOB_FEATURES = (
     "exists", "log_age", "executor_fraction", "limit_fraction", "log_remaining_work",
@@ -136,11 +139,20 @@ def _visible_rows(state: ClusterState, limits: ObservationLimits) -> tuple[np.nd
     return np.flatnonzero(visible), positions
 
 
-def critical_path_s(state: ClusterState) -> np.ndarray:
-    """Per row: remaining work (executor-seconds) on the heaviest path from the stage down to
-    its job's end. Edges are relaxed once, by increasing parent height, so every child is final
-    before its parents read it."""
-    own = state.stage_remaining_network_s + state.stage_remaining_compute_s
+def task_time_s(state: ClusterState) -> np.ndarray:
+    """Per row: expected duration of one task of an unfinished stage (0 once finished)."""
+    unfinished = state.stage_num_tasks - state.stage_finished
+    if state.stage_task_s is not None:
+        return np.where(unfinished > 0, state.stage_task_s, 0.0)
+    work = state.stage_remaining_network_s + state.stage_remaining_compute_s
+    return np.divide(work, unfinished, out=np.zeros_like(work), where=unfinished > 0)
+
+
+def critical_path_time_s(state: ClusterState) -> np.ndarray:
+    """Per row: the longest chain of task durations from the stage down to its job's end over
+    unfinished stages (the time left with unlimited executors). Edges are relaxed once, by
+    increasing parent height, so every child is final before its parents read it."""
+    own = task_time_s(state)
     if state.edges.shape[0] == 0:
         return own
     order = np.argsort(state.heights()[state.edges[:, 0]], kind="stable")
@@ -220,7 +232,7 @@ def _inverse_scales(limits: ObservationLimits) -> np.ndarray:
     scales = _SCALES.get(limits)
     if scales is None:
         work, task = 1.0 / limits.work_scale_s, 1.0 / limits.task_scale_s
-        scales = _SCALES[limits] = np.array([work, work, 0.0, work, task])
+        scales = _SCALES[limits] = np.array([work, work, 0.0, task, task])
     return scales
 
 
@@ -241,7 +253,7 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         unfinished = waiting + state.stage_running[rows]
         work = own[rows]
         parents_done = state.stage_parents_done[rows]
-        runnable = parents_done & (waiting > 0)
+        runnable = state.stage_schedulable[rows]
         features = np.empty((rows.size, len(STAGE_FEATURES)), dtype=np.float64)
         features[:, 0] = 1.0
         features[:, 1] = runnable
@@ -257,9 +269,10 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         # the share column is overwritten after the shared log1p
         features[:, 8] = net
         features[:, 9] = state.stage_remaining_compute_s[rows]
-        features[:, 11] = _relax(own, layout.sorted_edges)[rows] if layout.sorted_edges else work
-        np.divide(work, unfinished, out=features[:, 12], where=unfinished > 0)
-        features[:, 12][unfinished <= 0] = 0.0
+        task_s = task_time_s(state)
+        features[:, 11] = (_relax(task_s, layout.sorted_edges)[rows] if layout.sorted_edges
+                           else task_s[rows])
+        features[:, 12] = task_s[rows]
         tail = features[:, 8:]
         tail *= _inverse_scales(limits)
         np.log1p(tail, out=tail)
@@ -300,7 +313,7 @@ def action_mask(state: ClusterState, limits: ObservationLimits) -> np.ndarray:
     mask = np.zeros(limits.num_actions, dtype=bool)
     if state.free_executors > 0 and state.num_stages:
         layout = _layout(state, limits)
-        runnable = state.stage_parents_done[layout.rows] & (state.stage_waiting[layout.rows] > 0)
+        runnable = state.stage_schedulable[layout.rows]
         if runnable.any():
             jobs = layout.jobs_of_rows[runnable]
             caps = cap_levels(state, limits)

@@ -78,7 +78,12 @@ class ClusterState:
 
     ``edges``: int array ``(M, 2)`` of stage rows ``(parent_row, child_row)``.
     ``stage_height`` (optional, ``(N,)``): see :meth:`heights`; producers that know the static
-    DAG pass it to save work.
+    DAG pass it to save work. ``stage_committed`` (optional): executors committed to a stage
+    and not yet running one of its tasks (moving to the job or waiting for parents; counted in
+    ``stage_executors``). ``stage_schedulable`` (optional): rows a decision may pick; default
+    parents done and tasks neither started nor committed; the simulator also allows rows whose
+    parents launched all their tasks (its ``commit_when`` rule). ``stage_task_s`` (optional):
+    expected duration of one task.
     """
 
     time_s: float
@@ -104,6 +109,16 @@ class ClusterState:
     stage_opened: np.ndarray
     edges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     stage_height: np.ndarray | None = None
+    stage_committed: np.ndarray | None = None
+    stage_schedulable: np.ndarray | None = None
+    stage_task_s: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage_committed is None:
+            self.stage_committed = np.zeros(self.num_stages, dtype=np.int64)
+        if self.stage_schedulable is None:
+            self.stage_schedulable = self.stage_parents_done & (
+                self.stage_waiting - self.stage_committed > 0)
 
     def heights(self) -> np.ndarray:
         """``stage_height``: edges on the longest path from each row down to a sink of its job
@@ -144,8 +159,13 @@ class ClusterState:
 
     @property
     def stage_runnable(self) -> np.ndarray:
-        """Rows whose parents are done and that still have tasks to start."""
-        return self.stage_parents_done & (self.stage_waiting > 0)
+        """Rows a decision may pick (``stage_schedulable``)."""
+        return self.stage_schedulable
+
+    @property
+    def stage_unlaunched(self) -> np.ndarray:
+        """Tasks neither started nor committed to an executor."""
+        return self.stage_waiting - self.stage_committed
 
     @classmethod
     def from_jobs(cls, time_s: float, total_executors: int, free_executors: int,

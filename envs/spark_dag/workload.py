@@ -24,6 +24,20 @@ Workload JSON (``save_workload`` / ``load_workload``, ``jobs_to_json`` / ``jobs_
 
 Each per-task field is a number (all tasks equal) or a list of ``num_tasks`` numbers.
 
+Optional ``"waves"`` (measured traces, as in Decima's): task durations by the number of
+executors the job held when the trace was recorded, and by wave::
+
+    "waves": {"2": {"first_wave": [0.9, 1.1], "rest_wave": [0.7], "fresh": [1.6],
+                    "network_fraction": 0.2},
+              "10": {...}}
+
+``fresh``: an executor's first task in the job (includes its warm-up); ``first_wave``: its
+first task in this stage after tasks of other stages of the job; ``rest_wave``: later tasks
+of the stage; ``network_fraction``: share of each task spent in the network phase (measured
+shuffle fetch wait over task time). Under ``ClusterSpec(duration_model="waves")`` the
+simulator draws each task's duration from these lists at run time (see
+:mod:`envs.spark_dag.simulator`); the per-task fields are the fixed model.
+
 The public Decima TPC-H trace format is read by :func:`load_decima_tpch`.
 """
 
@@ -32,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +82,48 @@ def _task_array(value: Any, num_tasks: int, where: str, name: str) -> np.ndarray
     return array
 
 
+_WAVE_KINDS = ("first_wave", "rest_wave", "fresh")
+
+
+@dataclass(frozen=True)
+class Waves:
+    """Measured task durations (seconds) at one executor count, by wave; see the module
+    docstring. Empty lists are allowed (the simulator falls back as Decima does)."""
+
+    first_wave: tuple[float, ...] = ()
+    rest_wave: tuple[float, ...] = ()
+    fresh: tuple[float, ...] = ()
+    network_fraction: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Waves:
+        if not isinstance(data, dict):
+            raise WorkloadError(f"{where}: each waves entry must be an object")
+        unknown = set(data) - {*_WAVE_KINDS, "network_fraction"}
+        if unknown:
+            raise WorkloadError(f"{where}: unknown field(s) {sorted(unknown)}")
+        lists = {}
+        for kind in _WAVE_KINDS:
+            values = data.get(kind, [])
+            try:
+                lists[kind] = tuple(float(v) for v in values)
+            except (TypeError, ValueError):
+                raise WorkloadError(f"{where}: field {kind!r} is not a list of numbers") from None
+            if any(not math.isfinite(v) or v <= 0 for v in lists[kind]):
+                raise WorkloadError(f"{where}: field {kind!r} has a value that is not > 0")
+        if not any(lists.values()):
+            raise WorkloadError(f"{where}: no task durations in any wave")
+        fraction = data.get("network_fraction", 0.0)
+        if not isinstance(fraction, int | float) or not 0.0 <= fraction < 1.0:
+            raise WorkloadError(f"{where}: field 'network_fraction' must be in [0, 1), "
+                                f"got {fraction!r}")
+        return cls(**lists, network_fraction=float(fraction))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"first_wave": list(self.first_wave), "rest_wave": list(self.rest_wave),
+                "fresh": list(self.fresh), "network_fraction": self.network_fraction}
+
+
 @dataclass(eq=False)
 class Stage:
     """One stage: ``num_tasks`` tasks with per-task phase durations (see the module docstring)."""
@@ -80,6 +137,7 @@ class Stage:
     network_bytes: np.ndarray | float | Sequence[float] | None = None
     name: str = ""
     job_name: str = field(default="?", repr=False)
+    waves: dict[int, Waves] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         where = f"job {self.job_name!r} stage {self.id!r}"
@@ -100,6 +158,8 @@ class Stage:
         if self.network_bytes is not None:
             self.network_bytes = _task_array(self.network_bytes, self.num_tasks, where,
                                              "network_bytes")
+        if self.waves is not None:
+            self.waves = _checked_waves(self.waves, where)
         duration = self.network_s + self.compute_s + self.write_s
         if np.any(duration <= 0):
             bad = int(np.argmax(duration <= 0))
@@ -133,13 +193,15 @@ class Stage:
             data[name] = compact(getattr(self, name))
         if self.network_bytes is not None:
             data["network_bytes"] = compact(self.network_bytes)
+        if self.waves is not None:
+            data["waves"] = {str(k): w.to_json() for k, w in sorted(self.waves.items())}
         return data
 
     @classmethod
     def from_json(cls, data: Any, job_name: str = "?") -> Stage:
         if not isinstance(data, dict):
             raise WorkloadError(f"job {job_name!r}: each stage must be an object, got {data!r}")
-        known = {"id", "parents", "num_tasks", "name", "network_bytes", *_TASK_FIELDS}
+        known = {"id", "parents", "num_tasks", "name", "network_bytes", "waves", *_TASK_FIELDS}
         unknown = set(data) - known
         stage_id = data.get("id", "?")
         if unknown:
@@ -153,7 +215,37 @@ class Stage:
                    num_tasks=data["num_tasks"], network_s=data.get("network_s", 0.0),
                    compute_s=data.get("compute_s", 0.0), write_s=data.get("write_s", 0.0),
                    network_bytes=data.get("network_bytes"), name=str(data.get("name", "")),
-                   job_name=job_name)
+                   job_name=job_name, waves=_waves_from_json(data.get("waves"),
+                                                             f"job {job_name!r} stage {stage_id!r}"))
+
+
+def _checked_waves(waves: Any, where: str) -> dict[int, Waves]:
+    if not isinstance(waves, dict) or not waves:
+        raise WorkloadError(f"{where}: field 'waves' must be a non-empty mapping "
+                            f"executor count -> Waves")
+    checked = {}
+    for count, entry in waves.items():
+        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
+            raise WorkloadError(f"{where}: waves key {count!r} is not an executor count >= 1")
+        if not isinstance(entry, Waves):
+            raise WorkloadError(f"{where}: waves[{count}] is not a Waves")
+        checked[int(count)] = entry
+    return dict(sorted(checked.items()))
+
+
+def _waves_from_json(data: Any, where: str) -> dict[int, Waves] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise WorkloadError(f"{where}: field 'waves' must be an object")
+    waves = {}
+    for key, entry in data.items():
+        try:
+            count = int(key)
+        except ValueError:
+            raise WorkloadError(f"{where}: waves key {key!r} is not an executor count") from None
+        waves[count] = Waves.from_json(entry, f"{where} waves[{key}]")
+    return waves
 
 
 @dataclass(eq=False)
@@ -258,23 +350,47 @@ class Job:
         return Job(name=name or self.name, arrival_s=arrival_s, stages=self.stages)
 
 
+DURATION_MODELS = ("waves", "fixed")
+WARMUP_SCOPES = ("stage", "job")
+COMMIT_RULES = ("parents_launched", "parents_finished")
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The cluster: ``num_executors`` task slots and a shared network.
+    """The cluster and the timing rules of the simulator.
 
-    ``network_capacity`` is counted in full-rate network phases: while ``n`` tasks are in their
-    network phase each progresses at rate ``min(1, network_capacity / n)`` (processor sharing),
-    so the aggregate never exceeds the capacity. If one task's link reads ``B_task`` bytes/s and
-    the cluster's aggregate is ``B_total``, ``network_capacity = B_total / B_task``.
-    ``moving_delay_s``: an executor that last ran a task of another job waits this long before
-    its first task of the new job. ``warmup_s``: an executor's first task of a job (its first
-    wave in that job) waits this long; the two add up when both apply.
+    ``num_executors`` task slots and a network of ``network_capacity``, counted in full-rate
+    network phases: while ``n`` tasks are in their network phase each progresses at rate
+    ``min(1, network_capacity / n)`` (processor sharing). If one task's link reads ``B_task``
+    bytes/s and the cluster's aggregate is ``B_total``, ``network_capacity = B_total / B_task``.
+
+    Rules (defaults = the reference simulators' semantics, decima-sim and spark-sched-sim):
+
+    - ``moving_delay_s``: an executor assigned to a job it does not belong to travels this
+      long before it can start a task; with ``move_from_pool`` (default) that includes leaving
+      the shared pool (every executor starts there; one returns to it when its job has no task
+      left to launch), otherwise only moves between jobs cost.
+    - ``duration_model="waves"``: a stage with measured ``waves`` gets each task's duration
+      drawn at its start from the entry nearest the job's current executor count, by wave
+      (``fresh`` / ``first_wave`` / ``rest_wave``); ``"fixed"`` always uses the per-task
+      arrays.
+    - ``warmup_s``: for per-task (fixed) durations, paid by an executor's first task of a job
+      and, with ``warmup_scope="stage"`` (default), by its first task of every other stage of
+      that job (first-wave cost); ``"job"`` charges only the first. With waves, the measured
+      lists carry this cost; ``warmup_s`` is added only when a stage has no ``fresh`` list.
+    - ``commit_when="parents_launched"``: a stage may receive executors once every parent has
+      launched all its tasks (they wait inside the job until the parents finish, as in
+      Spark); ``"parents_finished"``: only after the parents finished.
     """
 
     num_executors: int = 50
     network_capacity: float = 10.0
     moving_delay_s: float = 2.0
     warmup_s: float = 1.0
+    duration_model: str = "waves"
+    warmup_scope: str = "stage"
+    move_from_pool: bool = True
+    commit_when: str = "parents_launched"
 
     def __post_init__(self) -> None:
         if (isinstance(self.num_executors, bool) or not isinstance(self.num_executors, int)
@@ -288,6 +404,19 @@ class ClusterSpec:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise WorkloadError(f"cluster: {name} must be finite and >= 0, got {value!r}")
+        for name, allowed in (("duration_model", DURATION_MODELS),
+                              ("warmup_scope", WARMUP_SCOPES), ("commit_when", COMMIT_RULES)):
+            if getattr(self, name) not in allowed:
+                raise WorkloadError(f"cluster: {name} must be one of {allowed}, "
+                                    f"got {getattr(self, name)!r}")
+
+    @classmethod
+    def legacy(cls, **overrides: Any) -> ClusterSpec:
+        """The rules before the reference semantics (fixed durations, warm-up once per job,
+        free first moves, stages open only after their parents finished)."""
+        rules = {"duration_model": "fixed", "warmup_scope": "job", "move_from_pool": False,
+                 "commit_when": "parents_finished"}
+        return cls(**{**rules, **overrides})
 
 
 def jobs_to_json(jobs: Iterable[Job]) -> dict[str, Any]:
@@ -337,6 +466,31 @@ _SIZE_DIR = re.compile(r"^\d+g$")
 _ADJ_FILE = re.compile(r"^adj_mat_(\d+)\.npy$")
 
 
+def _decima_waves(entry: dict, where: str) -> dict[int, Waves]:
+    """Decima's pre-processing: fresh durations removed from the first wave (once per
+    occurrence), an empty first wave filled from the nearest lower executor count."""
+    waves: dict[int, Waves] = {}
+    previous_first: list[float] = []
+    for count in sorted(entry["first_wave"]):
+        fresh = [float(d) / 1000.0 for d in entry.get("fresh_durations", {}).get(count, [])]
+        unmatched = Counter(fresh)
+        first = []
+        for d in (float(d) / 1000.0 for d in entry["first_wave"][count]):
+            if unmatched[d] > 0:
+                unmatched[d] -= 1
+            else:
+                first.append(d)
+        first = first or previous_first
+        previous_first = first
+        rest = [float(d) / 1000.0 for d in entry.get("rest_wave", {}).get(count, [])]
+        if not (first or rest or fresh):
+            continue
+        waves[int(count)] = Waves(tuple(first), tuple(rest), tuple(fresh))
+    if not waves:
+        raise WorkloadError(f"{where}: no task durations at any executor count")
+    return waves
+
+
 def _decima_job(size_dir: Path, query: int, shuffle_network_fraction: float) -> Job:
     name = f"{size_dir.name}/q{query}"
     adj_path = size_dir / f"adj_mat_{query}.npy"
@@ -359,19 +513,25 @@ def _decima_job(size_dir: Path, query: int, shuffle_network_fraction: float) -> 
         where = f"{dur_path} stage {index}"
         if not isinstance(entry, dict) or not entry.get("first_wave"):
             raise WorkloadError(f"{where}: missing 'first_wave'")
-        # Decima's own rule: the first executor-count key fixes num_tasks, first + rest wave.
+        # Decima's rule: the first executor-count key fixes num_tasks (first + rest wave).
         executors = next(iter(entry["first_wave"]))
-        task_ms = list(entry["first_wave"][executors]) + list(
+        num_tasks = len(entry["first_wave"][executors]) + len(
             entry.get("rest_wave", {}).get(executors, []))
-        if not task_ms:
+        if num_tasks == 0:
             raise WorkloadError(f"{where}: no task durations for {executors} executors")
-        task_s = np.asarray(task_ms, dtype=np.float64) / 1000.0
         parents = tuple(int(p) for p in np.flatnonzero(adjacency[:, index]))
         fraction = shuffle_network_fraction if parents else 0.0
+        waves = {count: Waves(w.first_wave, w.rest_wave, w.fresh, fraction)
+                 for count, w in _decima_waves(entry, where).items()}
+        # The fixed model: that key's warm (first + rest wave) durations, cycled to num_tasks.
+        warm = next((w for w in waves.values() if w.first_wave or w.rest_wave), None)
+        samples = np.asarray(warm.first_wave + warm.rest_wave if warm else
+                             next(iter(waves.values())).fresh)
+        task_s = samples[np.arange(num_tasks) % samples.size]
         try:
-            stages.append(Stage(id=index, parents=parents, num_tasks=len(task_s),
+            stages.append(Stage(id=index, parents=parents, num_tasks=num_tasks,
                                 network_s=task_s * fraction, compute_s=task_s * (1 - fraction),
-                                job_name=name))
+                                job_name=name, waves=waves))
         except WorkloadError as error:
             raise WorkloadError(f"{dur_path}: {error}") from None
     try:
@@ -388,10 +548,14 @@ def load_decima_tpch(directory: str | Path, sizes: Sequence[str] | None = None,
     Layout: ``directory/<size>/adj_mat_<q>.npy`` (N x N 0/1, ``adj[i, j] = 1`` means stage ``i``
     is a parent of ``j``) and ``task_duration_<q>.npy`` (a pickled dict ``stage -> {"first_wave",
     "rest_wave", "fresh_durations"}``, each ``executor count -> [task ms]``). As in Decima, the
-    first executor-count key of ``first_wave`` gives the tasks: its first-wave plus rest-wave
-    durations. Stage ids are matrix indices; all jobs arrive at 0. The traces do not split
-    phases: ``shuffle_network_fraction`` of each task of a stage with parents becomes its network
-    phase, the rest compute. The duration files are pickles: load only trusted data.
+    first executor-count key of ``first_wave`` fixes the number of tasks (its first-wave plus
+    rest-wave durations); every executor count becomes a :class:`Waves` entry after Decima's
+    pre-processing (fresh durations taken out of the first wave, an empty first wave filled
+    from the nearest lower count), so the default ``duration_model="waves"`` draws durations as
+    decima-sim does. The fixed per-task arrays hold the first count's warm durations. Stage ids
+    are matrix indices; all jobs arrive at 0. The traces do not split phases:
+    ``shuffle_network_fraction`` of each task of a stage with parents becomes its network phase,
+    the rest compute. The duration files are pickles: load only trusted data.
     """
     root = Path(directory)
     if not root.is_dir():

@@ -1,0 +1,85 @@
+"""Run decima-sim (a user's checkout, not shipped) on given TPC-H job sequences.
+
+    python benchmarks/decima_driver.py DECIMA_SIM_DIR SEQUENCES.json OUT.json
+
+Started by ``benchmarks.spark_reference`` in a subprocess whose working directory is the
+decima-sim checkout (its ``param.py`` parses ``sys.argv`` at import). ``SEQUENCES.json``:
+``{"executors": 50, "moving_delay_ms": 2000, "warmup_ms": 1000, "tpch_dir": ...,
+"runs": [{"scheduler": "fair"|"fifo", "seed": 0, "jobs": [[size, query, arrival_ms], ...]}]}``.
+Decima's own objects load the jobs (``load_job``), its ``Environment`` simulates them and its
+``DynamicPartitionAgent`` is ``fair``; ``fifo`` is the same agent with one job's share
+(every executor to the earliest job that can use it), Spark's FIFO. Writes per run the mean
+JCT (s), the process CPU seconds of the episode and the number of decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main() -> None:
+    decima_dir, sequences_path, out_path = sys.argv[1:4]
+    spec = json.loads(open(sequences_path).read())
+    sys.argv = [sys.argv[0], "--exec_cap", str(spec["executors"]), "--num_init_dags", "1",
+                "--moving_delay", str(spec["moving_delay_ms"]),
+                "--warmup_delay", str(spec["warmup_ms"]),
+                "--job_folder", spec["tpch_dir"].rstrip("/") + "/"]
+    sys.path.insert(0, decima_dir)
+    import numpy as np
+    from heuristic_agent import DynamicPartitionAgent
+    from param import args
+    from spark_env import env as decima_env
+    from spark_env.job_generator import load_job
+    from utils import OrderedSet
+
+    class FifoAgent(DynamicPartitionAgent):
+        def get_action(self, obs):  # every executor to the earliest job that can use it
+            saved = args.exec_cap
+            job_dags = obs[0]
+            args.exec_cap = saved * max(1, len(job_dags))
+            try:
+                return super().get_action(obs)
+            finally:
+                args.exec_cap = saved
+
+    results = []
+    for run in spec["runs"]:
+        def generate(np_random, timeline, wall_time, jobs=run["jobs"]):
+            dags = OrderedSet()
+            for size, query, arrival_ms in jobs:
+                dag = load_job(args.job_folder, size, str(query), wall_time, np_random)
+                dag.start_time = arrival_ms
+                if arrival_ms == 0:
+                    dag.arrived = True
+                    dags.add(dag)
+                else:
+                    timeline.push(arrival_ms, dag)
+            return dags
+
+        decima_env.generate_jobs = generate
+        environment = decima_env.Environment()
+        environment.seed(run["seed"])
+        np.random.seed(run["seed"])
+        agent = FifoAgent() if run["scheduler"] == "fifo" else DynamicPartitionAgent()
+        cpu = time.process_time()
+        environment.reset(max_time=np.inf)
+        obs = environment.observe()
+        done, decisions = False, 0
+        while not done:
+            node, limit = agent.get_action(obs)
+            obs, _, done = environment.step(node, limit)
+            decisions += 1
+        cpu = time.process_time() - cpu
+        finished = environment.finished_job_dags
+        jct = [(dag.completion_time - dag.start_time) / 1000.0 for dag in finished]
+        results.append({"scheduler": run["scheduler"], "seed": run["seed"],
+                        "mean_jct_s": float(np.mean(jct)), "jobs_done": len(jct),
+                        "cpu_s": cpu, "decisions": decisions})
+    with open(out_path, "w") as handle:
+        json.dump(results, handle)
+
+
+if __name__ == "__main__":
+    main()
