@@ -1,15 +1,15 @@
 """Predicting live runs job by job: the same jobs, arrivals and scheduler, modelled two ways.
 
-- :func:`predict_live`, the *executor model*: replays the :class:`DagExecutor`'s own rules at
-  node granularity with the same scheduler, the same observations (:func:`live_state`) and the
-  same admission rule (:func:`next_decision`, :func:`launch_parallelism`). A node launched at
-  parallelism ``q`` holds ``q`` executors from launch to end (driver-side phase included, as
-  the executor's admission control counts it) and needs its isolated wall time at ``q``
-  (:class:`NodeTimes`, measured node after node in the same session as the run) times
-  ``speed``; running nodes share the machine, each progressing at ``1 / (1 + contention *
-  (others running))`` of full speed. ``speed`` and ``contention`` (:class:`LiveModel`) are
-  fitted to the node durations of one run (:func:`fit_live_model`) and then fixed for the
-  held-out runs.
+- :func:`predict_live`, the *executor model*: a thin call into the simulator's live mode
+  (:class:`envs.spark_dag.live.LiveSimulator`, timing rules in :mod:`envs.spark_dag.live`),
+  which admits nodes by the same rules as the :class:`DagExecutor`
+  (:mod:`envs.spark_dag.admission`): a node launched at parallelism ``q`` holds ``q``
+  executors from launch to end (driver-side phase included, as the executor's admission
+  control counts it) and needs its isolated wall time at ``q`` (:class:`NodeTimes`, measured
+  node after node in the same session as the run) times ``speed``; running nodes share the
+  machine, each progressing at ``1 / (1 + contention * (others running))`` of full speed.
+  ``speed`` and ``contention`` (:class:`LiveModel`) are fitted to the node durations of one
+  run (:func:`fit_live_model`) and then fixed for the held-out runs.
 - :func:`simulate`, the SparkDagShop simulator the agent is trained in: task-level, each task
   holds one executor and executors return to the pool task by task, on traced templates
   calibrated to the isolated wall times at full parallelism.
@@ -27,18 +27,9 @@ import numpy as np
 from agents.evaluate import run_episode
 from agents.scheduler import Scheduler
 from envs.spark_dag import Job, ObservationLimits
-from spark_integration.executor import (
-    JobRecord,
-    LiveJob,
-    RunResult,
-    default_template,
-    launch_parallelism,
-    live_state,
-    next_decision,
-)
+from envs.spark_dag.live import LiveSimulator, NodeJob, NodeTiming
+from spark_integration.executor import RunResult, default_template
 from spark_integration.jobs import JobSpec
-
-_EPS = 1e-9
 
 
 @dataclass
@@ -60,14 +51,15 @@ class NodeTimes:
         return cls({q: {n: {lv: float(np.median(w)) for lv, w in levels.items()}
                         for n, levels in nodes.items()} for q, nodes in samples.items()})
 
-    def wall_s(self, query: str, node: str, parallelism: int) -> float:
+    def timing(self, query: str, node: str) -> NodeTiming:
+        """The node's isolated wall times as the live mode's per-parallelism table."""
         try:
-            levels = self.walls_s[query][node]
+            return NodeTiming(walls_s=self.walls_s[query][node])
         except KeyError:
             raise KeyError(f"no isolated timing for node {query}/{node}") from None
-        if parallelism in levels:
-            return levels[parallelism]
-        return levels[min(levels, key=lambda level: (abs(level - parallelism), level))]
+
+    def wall_s(self, query: str, node: str, parallelism: int) -> float:
+        return self.timing(query, node).wall_s(parallelism)
 
     def job_s(self, query: str, parallelism: int) -> float:
         """A query's isolated time, node after node at ``parallelism``."""
@@ -102,70 +94,22 @@ def predict_live(specs: Sequence[JobSpec], times: NodeTimes, templates: dict[str
                  scheduler: Scheduler, limits: ObservationLimits, num_executors: int,
                  model: LiveModel = LiveModel(), tasks_per_executor: int = 2,
                  ) -> dict[str, float]:
-    """Job name -> predicted JCT of a DagExecutor run of ``specs`` under ``scheduler``."""
-    scheduler.reset()
-    arrivals = sorted(specs, key=lambda s: s.arrival_s)
-    live: list[LiveJob] = []
-    running: dict[tuple[str, int], list] = {}  # (job, node) -> [job, node, left, work]
-    jct: dict[str, float] = {}
-    now = 0.0
-
-    def progress(job: LiveJob, index: int) -> float:
-        _, _, left, work = running[(job.record.name, index)]
-        return 1.0 - left / work if work > 0 else 1.0
-
-    def decide() -> None:
-        while True:
-            active = [j for j in live if j.record.status in ("pending", "running")]
-            state = live_state(now, active, bool(arrivals) or bool(running), num_executors,
-                               sum(j.held for j in live), progress)
-            decision = next_decision(scheduler, state, limits).decision
-            if decision is None:
-                return
-            job = active[decision.job_index]
-            job.executor_limit = decision.parallelism
-            parallelism = launch_parallelism(decision, state, job)
-            index = decision.stage_id
-            job.launched.add(index)
-            job.running[index] = parallelism
-            job.record.status = "running"
-            work = times.wall_s(job.spec.dag.name, job.nodes[index].name, parallelism)
-            running[(job.record.name, index)] = [job, index, work * model.speed,
-                                                 work * model.speed]
-
-    while arrivals or running:
-        changed = False
-        while arrivals and arrivals[0].arrival_s <= now + _EPS:
-            spec = arrivals.pop(0)
-            template = templates.get(spec.dag.name) or default_template(spec, tasks_per_executor)
-            live.append(LiveJob(spec, JobRecord(spec.name, spec.dag.name, spec.arrival_s, []),
-                                template))
-            changed = True
-        if changed:
-            decide()
-        rate = 1.0 / (1.0 + model.contention * max(len(running) - 1, 0))
-        step = min((entry[2] / rate for entry in running.values()), default=math.inf)
-        if arrivals:
-            step = min(step, arrivals[0].arrival_s - now)
-        if math.isinf(step):
-            break
-        now += step
-        ended = []
-        for key, entry in running.items():
-            entry[2] -= step * rate
-            if entry[2] <= _EPS:
-                ended.append(key)
-        for key in ended:
-            job, index, _, _ = running.pop(key)
-            job.running.pop(index)
-            job.done.add(index)
-            if len(job.done) == len(job.nodes):
-                job.record.status = "done"
-                jct[job.record.name] = now - job.record.arrival_s
-                live.remove(job)
-        if ended:
-            decide()
-    return jct
+    """Job name -> predicted JCT of a DagExecutor run of ``specs`` under ``scheduler``: the
+    simulator's live mode (:class:`envs.spark_dag.live.LiveSimulator`) on the queries'
+    templates with each node's isolated wall times from ``times``."""
+    jobs = []
+    for spec in specs:
+        template = templates.get(spec.dag.name) or default_template(spec, tasks_per_executor)
+        position = {node.name: i for i, node in enumerate(spec.dag.nodes)}
+        if template.parent_positions() != [sorted(position[p] for p in node.parents)
+                                           for node in spec.dag.nodes]:
+            raise ValueError(f"template {template.name!r} does not have the DAG of query "
+                             f"{spec.dag.name} (one stage per node, same parents)")
+        jobs.append(NodeJob(spec.name, spec.arrival_s, template,
+                            tuple(times.timing(spec.dag.name, node.name)
+                                  for node in spec.dag.nodes)))
+    simulator = LiveSimulator(num_executors, limits, model.speed, model.contention)
+    return simulator.run(jobs, scheduler).jct_s
 
 
 def node_samples(result: RunResult, times: NodeTimes) -> np.ndarray:

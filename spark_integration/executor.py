@@ -3,7 +3,9 @@
 At every event (a job arrives, a node finishes or fails) the executor builds the SparkDagShop
 :class:`~envs.spark_dag.state.ClusterState` from live Spark state, encodes it with
 :mod:`envs.spark_dag.observation` (the same functions the simulator env uses), asks the
-Scheduler, and launches the chosen node, until the Scheduler waits. Live mapping:
+Scheduler, and launches the chosen node, until the Scheduler waits; the admission rules are
+:mod:`envs.spark_dag.admission`, which the simulator's live mode (:mod:`envs.spark_dag.live`)
+replays. Live mapping:
 
 - a SparkDagShop *job* is one query instance (:class:`~spark_integration.jobs.JobSpec`), a
   *stage* is one node of its DAG (stage id = node index);
@@ -46,17 +48,8 @@ from pyspark import InheritableThread
 from pyspark.sql import SparkSession
 
 from agents.scheduler import Scheduler
-from envs.spark_dag import (
-    ClusterState,
-    Decision,
-    Job,
-    JobProgress,
-    ObservationLimits,
-    Stage,
-    action_mask,
-    decode_action,
-    encode_observation,
-)
+from envs.spark_dag import ClusterState, Job, ObservationLimits, Stage
+from envs.spark_dag.admission import AdmissionJob, admit, live_state
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import NodeRunner
 from spark_integration.session import POOL_PREFIX, read_allocation_file
@@ -187,105 +180,18 @@ def _spark_error(error: BaseException) -> str:
     return text[:500] or type(error).__name__
 
 
-class LiveJob:
-    """Bookkeeping of one job during a live run (also used by the calibration model, which
-    replays the executor's rules)."""
+class LiveJob(AdmissionJob):
+    """A job during a live run: the admission bookkeeping (:class:`AdmissionJob`, on the DAG's
+    parents) plus its Spark side: spec, record and the job group of each launched node."""
 
     def __init__(self, spec: JobSpec, record: JobRecord, template: Job) -> None:
+        position = {node.name: i for i, node in enumerate(spec.dag.nodes)}
+        super().__init__(record.name, record.arrival_s, template,
+                         [[position[p] for p in node.parents] for node in spec.dag.nodes])
         self.spec = spec
         self.record = record
-        self.template = template
         self.nodes = spec.dag.nodes
-        self.done: set[int] = set()
-        self.running: dict[int, int] = {}  # node index -> executors held
-        self.launched: set[int] = set()
         self.groups: dict[int, str] = {}
-        self.executor_limit = 0
-
-    def ready(self) -> list[int]:
-        return [i for i, n in enumerate(self.nodes) if i not in self.launched
-                and all(self.spec.dag.nodes.index(self.spec.dag.by_name[p]) in self.done
-                        for p in n.parents)]
-
-    @property
-    def held(self) -> int:
-        return sum(self.running.values())
-
-
-def live_state(now_s: float, jobs: Sequence[LiveJob], pending: bool, total: int, held: int,
-               progress: Callable[[LiveJob, int], float]) -> ClusterState:
-    """The SparkDagShop snapshot of live jobs: a launched node counts all its tasks as started;
-    ``progress(job, node)`` (completed fraction of a running node) scales the template's task
-    count and remaining work."""
-    states = []
-    for job in jobs:
-        stages = job.template.stages
-        num, fin, run, wait, net, comp, exe, opened = ([] for _ in range(8))
-        for i in range(len(job.nodes)):
-            stage = stages[i]
-            n = stage.num_tasks
-            if i in job.done:
-                fraction = 1.0
-            elif i in job.running:
-                fraction = min(progress(job, i), 0.99)
-            else:
-                fraction = 0.0
-            finished = min(int(fraction * n), n - (0 if i in job.done else 1)) \
-                if i in job.launched else 0
-            num.append(n)
-            fin.append(n if i in job.done else finished)
-            run.append(0 if i in job.done or i not in job.launched else n - finished)
-            wait.append(0 if i in job.launched else n)
-            net.append(float(stage.network_s.sum()) * (1 - fraction))
-            comp.append(float(stage.local_s.sum()) * (1 - fraction))
-            exe.append(job.running.get(i, 0))
-            opened.append(i in job.launched)
-        states.append(JobProgress(
-            name=job.record.name, arrival_s=job.record.arrival_s,
-            stage_ids=list(range(len(job.nodes))),
-            parents=[[job.spec.dag.nodes.index(job.spec.dag.by_name[p]) for p in n.parents]
-                     for n in job.nodes],
-            num_tasks=num, finished=fin, running=run, waiting=wait,
-            remaining_network_s=net, remaining_compute_s=comp, executors=exe,
-            opened=opened, executor_limit=job.executor_limit))
-    return ClusterState.from_jobs(
-        time_s=now_s, total_executors=total, free_executors=max(total - held, 0),
-        network_capacity=float(total), network_flows=0, jobs=states, events_pending=pending)
-
-
-@dataclass
-class Choice:
-    """One scheduler query: ``decision`` to launch (None: stop deciding), whether the scheduler
-    was ``asked`` at all and whether its action was ``invalid``."""
-
-    decision: Decision | None
-    asked: bool = False
-    invalid: bool = False
-
-
-def next_decision(scheduler: Scheduler, state: ClusterState, limits: ObservationLimits) -> Choice:
-    """The executor's admission rule: ask ``scheduler`` while a stage action is valid; a valid
-    wait or an invalid action (counted) stops deciding, except that when waiting would deadlock
-    (nothing runs, nothing will arrive) the first valid action is taken instead."""
-    mask = action_mask(state, limits)
-    if mask[:-1].sum() == 0:
-        return Choice(None)
-    action = int(scheduler.act(encode_observation(state, limits), mask))
-    valid = 0 <= action < len(mask) and bool(mask[action])
-    decision = decode_action(action, state, limits) if valid else None
-    if decision is not None:
-        return Choice(decision, asked=True)
-    if valid and state.events_pending:
-        return Choice(None, asked=True)  # a valid wait
-    if state.events_pending:
-        return Choice(None, asked=True, invalid=True)
-    fallback = int(np.flatnonzero(mask[:-1])[0])
-    return Choice(decode_action(fallback, state, limits), asked=True, invalid=True)
-
-
-def launch_parallelism(decision: Decision, state: ClusterState, job: LiveJob) -> int:
-    """Executors a decision's node gets: its cap minus what its job holds, within the free."""
-    return max(1, min(state.free_executors, decision.parallelism - job.held))
 
 
 class DagExecutor:
@@ -519,16 +425,12 @@ class DagExecutor:
                 pending = bool(arrivals) or any(j.running for j in live)
                 held = sum(j.held for j in live)
                 state = self._state(now(), active, pending, total, held)
-                choice = next_decision(self.scheduler, state, self.limits)
+                choice, executors = admit(self.scheduler, state, active, self.limits)
                 decisions += choice.asked
                 invalid += choice.invalid
-                decision = choice.decision
-                if decision is None:
+                if choice.decision is None:
                     return
-                job = active[decision.job_index]
-                job.executor_limit = decision.parallelism
-                parallelism = launch_parallelism(decision, state, job)
-                launch(job, decision.stage_id, parallelism)
+                launch(active[choice.decision.job_index], choice.decision.stage_id, executors)
 
         changed = True
         last_total = self.total_executors()

@@ -12,17 +12,8 @@ import pytest
 
 from envs.spark_dag import ObservationLimits, load_workload, save_workload
 from heuristics.spark_dag import make_heuristic
-from spark_integration.calibration import (
-    LiveModel,
-    NodeTimes,
-    fit_live_model,
-    node_samples,
-    pace_of,
-    predict_live,
-    simulate,
-    workload_for,
-)
-from spark_integration.executor import DagExecutor, JobRecord, NodeRecord, RunResult
+from spark_integration.calibration import NodeTimes, predict_live, simulate, workload_for
+from spark_integration.executor import DagExecutor
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import rows_match
 from spark_integration.queries import QUERIES, QueryDag, QueryNode
@@ -168,43 +159,3 @@ def test_bad_input_gets_clear_errors(spark, tables, tmp_path) -> None:
 def test_workload_for_uses_templates(tmp_path: Path) -> None:
     jobs = workload_for([JobSpec("q3#0", QUERIES["q3"], 1.5)], {})
     assert jobs[0].arrival_s == 1.5 and len(jobs[0].stages) == len(QUERIES["q3"].nodes)
-
-
-def test_executor_model_replays_the_admission_rule() -> None:
-    times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.5}},
-                       "q12": {"line": {1: 1.0, 2: 0.8}, "ord": {1: 1.0, 2: 0.6},
-                               "count": {1: 1.0, 2: 0.5}}})
-    both = [JobSpec("q6#0", QUERIES["q6"], 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0)]
-    # fair: one executor each, side by side, each slowed by the other
-    fair = predict_live(both, times, {}, make_heuristic("fair", LIMITS), LIMITS, 2,
-                        LiveModel(speed=1.0, contention=0.5))
-    assert fair == pytest.approx({"q6#0": 3.0, "q6#1": 3.0})
-    # sjf: the first job holds both executors for its whole node, the second queues behind it
-    sjf = predict_live(both, times, {}, make_heuristic("sjf", LIMITS), LIMITS, 2,
-                       LiveModel(speed=2.0))
-    assert sjf == pytest.approx({"q6#0": 3.0, "q6#1": 6.0})
-    # a node at full parallelism holds every executor: q12's independent leaves run one by one
-    alone = predict_live([JobSpec("q12#0", QUERIES["q12"], 0.0)], times, {},
-                         make_heuristic("sjf", LIMITS), LIMITS, 2)
-    assert alone == pytest.approx({"q12#0": 0.8 + 0.6 + 0.5})
-
-
-def test_fit_recovers_speed_and_contention_from_node_durations() -> None:
-    times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.0}}})
-    speed, contention = 1.3, 0.4
-    jobs = []
-    # two q6 jobs side by side at parallelism 1, then one alone at parallelism 2
-    for name, launch, parallelism, others in (("q6#0", 0.0, 1, 1), ("q6#1", 0.0, 1, 1),
-                                              ("q6#2", 10.0, 2, 0)):
-        duration = speed * times.wall_s("q6", "revenue", parallelism) * (1 + contention * others)
-        node = NodeRecord("revenue", [], launch, launch + duration, parallelism)
-        jobs.append(JobRecord(name, "q6", launch, [node], launch, launch + duration, "done"))
-    result = RunResult("fair", jobs, 2, 20.0)
-    assert node_samples(result, times)[:, 2] == pytest.approx([1.0, 1.0, 0.0])
-    assert fit_live_model([result], times) == LiveModel(speed, contention)
-    # a run on a machine found twice as slow by the probe (pace 2) fits the same model
-    slow = RunResult("fair", [JobRecord(j.name, j.query, j.arrival_s, [NodeRecord(
-        n.name, [], n.launch_s * 2, n.end_s * 2, n.parallelism) for n in j.nodes])
-        for j in jobs], 2, 40.0)
-    assert fit_live_model([slow], times, [2.0]) == LiveModel(speed, contention)
-    assert pace_of(times, {"q6": {"revenue": 2.0}}, 2) == pytest.approx(2.0)
