@@ -3,13 +3,15 @@
     python -m device_bridge.client --server HOST:PORT --jobs resnet18:8,alexnet:4
         --scheduler joint|<model.zip> --bandwidth-mbps 5.85 --token-file F --json OUT
         [--latency-ms 5] [--threads 1] [--profile-repetitions 5] [--fp16]
-        [--replan-drift 0.25] [--no-calibrate]
+        [--replan-drift 0.25] [--no-calibrate] [--tls-cert server.crt]
 
 Steps: set the device's torch thread count (``--threads``, default 1: one phone-like core),
 profile every segment of the batch's models on this device under that setting (or, with
 ``--profile-repetitions 0``, rescale the shipped profiles by whole-model runs), connect and
-authenticate, measure the server (its reported whole-model time) and the link (an empty
-probe for latency, a sized probe for bandwidth), ask the Scheduler for a plan, then run it:
+authenticate (mutually: a server that cannot prove the token is refused; ``--tls-cert``
+adds TLS pinned to that certificate), measure the server (its reported whole-model time) and
+the link (an empty probe for latency, a sized probe for bandwidth, both while the device
+computes as it will during the batch), ask the Scheduler for a plan, then run it:
 the calling thread is the device's compute thread (prefixes in plan order), an upload thread
 sends cut tensors in plan order through the token bucket, and a receiver thread collects
 results. A job whose cut is ``0``
@@ -22,8 +24,10 @@ If the server dies, every job it had not answered is finished on the device from
 at its cut, and later jobs run whole on the device; the client tries to reconnect before each
 job start (at most once per ``reconnect_interval_s``) and offloads again once it is back.
 Exit status 0 when every job has a result. ``OUT`` holds ``makespan_s``, the simulator's
-``predicted_makespan_s`` for the executed plan, and one entry per job with ``name``, ``cut``,
-``where`` (``server`` or ``local``) and ``latency_s`` (plus the instance, for replay).
+``predicted_makespan_s`` for the executed plan, one entry per job with ``name``, ``cut``,
+``where`` (``server`` or ``local``), ``latency_s``, ``fallback`` (planned to use the server,
+finished on the device) and ``reason`` (why, for a fallback), a ``summary`` counting them,
+and the instance, for replay.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import os
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +58,7 @@ from device_bridge.live_instance import (
     profile_whole_model_s,
 )
 from device_bridge.shaping import ShapedSender
+from device_bridge.tls import PinnedServerTls
 from envs.offload import OffloadInstance, Plan, simulate
 
 LOG = logging.getLogger("device_bridge.client")
@@ -68,6 +73,7 @@ class JobRun:
     name: str
     model: str
     input: torch.Tensor
+    segments: int                   # L: cut L runs the whole model on the device
     cut: int = 0
     planned_cut: int = 0
     state: str = "pending"          # pending, ready, inflight, orphan, done
@@ -82,10 +88,17 @@ class JobRun:
     server_s: float = 0.0
     bytes_sent: int = 0
     uploaded_at: float = 0.0
+    reason: str = ""                # why a job planned for the server finished locally
+
+    @property
+    def fallback(self) -> bool:
+        """Planned to run (partly) on the server, finished on the device."""
+        return self.where == "local" and self.planned_cut < self.segments
 
     def summary(self, start: float) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "cut": self.cut,
                 "planned_cut": self.planned_cut, "where": self.where,
+                "fallback": self.fallback, "reason": self.reason if self.fallback else None,
                 "latency_s": self.done_at - start, "device_s": self.device_s,
                 "device_cpu_s": self.device_cpu_s,
                 "upload_s": self.upload_s, "server_s": self.server_s,
@@ -103,9 +116,20 @@ class BatchResult:
     replans: int = 0
     link: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, Any]:
+        """Counts per batch: where jobs finished, and the fallbacks with their reasons."""
+        fallbacks = [job for job in self.jobs if job.fallback]
+        return {"jobs": len(self.jobs),
+                "server": sum(job.where == "server" for job in self.jobs),
+                "local_planned": sum(job.where == "local" and not job.fallback
+                                     for job in self.jobs),
+                "fallback": len(fallbacks),
+                "fallback_reasons": dict(Counter(job.reason for job in fallbacks))}
+
     def to_dict(self) -> dict[str, Any]:
         return {"makespan_s": self.makespan_s,
                 "predicted_makespan_s": self.predicted_makespan_s,
+                "summary": self.summary(),
                 "replans": self.replans, "link": self.link,
                 "plan": [list(step) for step in self.plan.steps],
                 "sequential": self.plan.sequential,
@@ -157,7 +181,8 @@ class OffloadClient:
                  shape_uplink: bool = True,
                  replan_drift: float = 0.25, reconnect_interval_s: float = 1.0,
                  result_timeout_s: float = 60.0, calibrate: bool = True,
-                 threads: int = 1, profile_repetitions: int = 0):
+                 threads: int = 1, profile_repetitions: int = 0,
+                 tls: PinnedServerTls | None = None):
         if bandwidth_mbps is not None and bandwidth_mbps <= 0:
             raise ValueError(f"bandwidth_mbps must be > 0, got {bandwidth_mbps}")
         if threads < 1 or profile_repetitions < 0:
@@ -169,7 +194,9 @@ class OffloadClient:
         torch.set_num_threads(threads)
         self.server = server
         self.token = token
+        self.tls = tls
         self.link: ServerLink | None = None
+        self.link_down_reason = "not connected yet"
         self.set_uplink(bandwidth_mbps, latency_s, shape_uplink)
         self.fp16 = fp16
         self.replan_drift = replan_drift
@@ -213,16 +240,19 @@ class OffloadClient:
         ``refusal_is_fatal``) refuses us."""
         self._last_connect_attempt = time.perf_counter()
         link = ServerLink(self.server[0], self.server[1], self.token, self.hashes, self.sender,
-                          self._on_result, self._on_link_failure, connect_timeout_s=2.0)
+                          self._on_result, self._on_link_failure, connect_timeout_s=2.0,
+                          tls=self.tls)
         try:
             link.connect()
         except HandshakeError as error:
             if refusal_is_fatal:
                 raise
             LOG.warning("server %s:%d refused the handshake: %s", *self.server, error)
+            self.link_down_reason = f"handshake failed: {error}"
             return False
         except OSError as error:
             LOG.info("server %s:%d unavailable: %s", *self.server, error)
+            self.link_down_reason = f"server unavailable: {error}"
             return False
         with self._cv:
             self.link = link
@@ -239,21 +269,44 @@ class OffloadClient:
             return self.device_profiles[model]["provenance"]["whole_model_median_s"]
         return profile_whole_model_s(model)
 
-    def measure_link(self, probe_seconds: float = 0.25) -> tuple[float, float]:
+    def measure_link(self, probe_seconds: float = 0.25,
+                     under_load: bool = True) -> tuple[float, float]:
         """Latency from empty probes; bandwidth from the slope between a small and a large
-        probe, which cancels latency and any burst allowance of the shaper."""
+        probe, which cancels latency and any burst allowance of the shaper.
+
+        ``under_load``: the device computes meanwhile (whole passes of this client's models,
+        on this process's torch threads), as it does while a batch uploads, so the probe
+        sees the uplink the batch will get, sender-thread delays included."""
         link = self.link
         if link is None:
             raise ConnectionError("no server connection")
-        link.probe(0)  # the first round trip pays connection warm-up
-        empty_s = min(link.probe(0) for _ in range(3))
-        nominal = self.nominal_bandwidth_mbps or 100.0
-        large = int(min(max(nominal * 1e6 / 8 * probe_seconds, 32 * 1024), 8 * 2**20))
-        small = large // 4
-        small_s, large_s = link.probe(small), link.probe(large)
+        stop = threading.Event()
+        load = threading.Thread(target=self._device_load, args=(stop,), name="probe-load",
+                                daemon=True)
+        if under_load:
+            load.start()
+        try:
+            link.probe(0)  # the first round trip pays connection warm-up
+            empty_s = min(link.probe(0) for _ in range(3))
+            nominal = self.nominal_bandwidth_mbps or 100.0
+            large = int(min(max(nominal * 1e6 / 8 * probe_seconds, 32 * 1024), 8 * 2**20))
+            small = large // 4
+            small_s, large_s = link.probe(small), link.probe(large)
+        finally:
+            stop.set()
+            if under_load:
+                load.join()
         self.measured_latency_s = empty_s
         self.measured_bandwidth_mbps = 8 * (large - small) / max(large_s - small_s, 1e-6) / 1e6
         return self.measured_bandwidth_mbps, self.measured_latency_s
+
+    def _device_load(self, stop: threading.Event) -> None:
+        inputs = {name: torch.zeros(split.input_shape) for name, split in self.splits.items()}
+        while not stop.is_set():
+            for name, split in self.splits.items():
+                split.run_range(0, split.num_segments, inputs[name])
+                if stop.is_set():
+                    return
 
     def close(self) -> None:
         with self._cv:
@@ -275,8 +328,9 @@ class OffloadClient:
         with self._cv:
             if self.link is link:
                 self.link = None
+            self.link_down_reason = f"server connection lost: {reason}"
             for job in self._inflight.values():
-                job.state = "orphan"
+                job.state, job.reason = "orphan", self.link_down_reason
                 self._orphans.append(job)
             self._inflight.clear()
             self._cv.notify_all()
@@ -338,7 +392,8 @@ class OffloadClient:
         generator = torch.Generator().manual_seed(seed)
         self._reset_batch_state()
         self._jobs = [JobRun(i, name, model,
-                             torch.randn(self.splits[model].input_shape, generator=generator))
+                             torch.randn(self.splits[model].input_shape, generator=generator),
+                             self.splits[model].num_segments)
                       for i, (name, model) in enumerate(jobs)]
         self._planner, self._instance = planner, instance
         self._plan_bandwidth_mbps = instance.bandwidth_mbps
@@ -461,7 +516,7 @@ class OffloadClient:
                 if link_down and cut < num_segments:
                     if job in self._upload_order:
                         self._upload_order.remove(job)
-                    job.state = "orphan"
+                    job.state, job.reason = "orphan", self.link_down_reason
             if job.state == "orphan":
                 self._run_locally(job, 0)
                 continue
@@ -510,7 +565,7 @@ class OffloadClient:
                 job = self._upload_order.popleft()
                 link = self.link
                 if link is None:
-                    job.state = "orphan"
+                    job.state, job.reason = "orphan", self.link_down_reason
                     self._orphans.append(job)
                     self._cv.notify_all()
                     continue
@@ -577,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--replan-drift", type=float, default=0.25)
     parser.add_argument("--no-calibrate", action="store_true",
                         help="plan with the raw profiles instead of measured device/server speed")
+    parser.add_argument("--tls-cert", help="connect with TLS, trusting only this server "
+                                           "certificate (PEM; pinned)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -589,11 +646,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         jobs = parse_jobs(args.jobs)
         planner = make_planner(args.scheduler)
         token = protocol.read_token_file(args.token_file)
+        tls = PinnedServerTls(args.tls_cert) if args.tls_cert else None
         client = OffloadClient((host, int(port)), token, [model for _, model in jobs],
                                args.bandwidth_mbps, args.latency_ms / 1e3, args.fp16,
                                not args.no_shaping, args.replan_drift,
                                calibrate=not args.no_calibrate, threads=args.threads,
-                               profile_repetitions=args.profile_repetitions)
+                               profile_repetitions=args.profile_repetitions, tls=tls)
     except (ValueError, HandshakeError) as error:
         parser.exit(2, f"error: {error}\n")
     from tqdm import tqdm

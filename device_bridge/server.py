@@ -2,13 +2,21 @@
 
     python -m device_bridge.server --models resnet18,mobilenet_v2 --port 0 --token-file F
         [--host 127.0.0.1] [--device auto|cpu|cuda] [--threads N] [--max-frame-mb 64]
+        [--handshake-timeout-s 10] [--idle-timeout-s 300] [--max-connections 64]
+        [--max-handshakes 16] [--tls-cert server.crt --tls-key server.key]
 
 Prints ``listening on HOST:PORT device=DEVICE`` once ready (``--port 0`` picks a free port).
-Each connection gets its own thread: CHALLENGE / AUTH / WELCOME handshake (see
-``device_bridge.protocol``), then INFER frames answered by RESULT frames that carry the server
-compute time. A malformed, oversized or unauthenticated frame, an unknown model or a cut out of
-range gets an ERROR frame and closes that connection only, with the reason logged. Every request
-is logged with its model, cut, bytes and compute time.
+Each connection gets its own thread, up to ``--max-connections`` at once, of which at most
+``--max-handshakes`` may still be in their handshake; a connection over either cap gets an
+ERROR ``server_busy`` and is closed at once by the accept thread. The mutual handshake (see
+``device_bridge.protocol``; TLS first with ``--tls-cert``) must finish within
+``--handshake-timeout-s`` as a whole, however the bytes trickle in. After it, INFER frames are
+answered by RESULT frames that carry the server compute time, every frame tagged under the
+session keys; a connection silent for ``--idle-timeout-s`` is closed (ERROR
+``idle_timeout``). A malformed, oversized, unauthenticated, tampered or replayed frame, an
+unknown model or a cut out of range gets an ERROR with a fixed code (plus a reason only for a
+peer that proved the token) and closes that connection only, with the reason logged. Every
+request is logged with its model, cut, bytes and compute time.
 """
 
 from __future__ import annotations
@@ -30,11 +38,14 @@ import torch
 
 from device_bridge import protocol
 from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, weights_hash
-from device_bridge.protocol import MessageType, ProtocolError
+from device_bridge.protocol import ErrorCode, FrameMac, MessageType, ProtocolError
+from device_bridge.tls import ServerTls
 
 LOG = logging.getLogger("device_bridge.server")
 HANDSHAKE_TIMEOUT_S = 10.0
-IDLE_TIMEOUT_S = 600.0
+IDLE_TIMEOUT_S = 300.0
+MAX_CONNECTIONS = 64
+MAX_HANDSHAKES = 16
 WARMUP_RUNS = 2
 TIMING_RUNS = 5
 
@@ -50,15 +61,29 @@ class HostedModel:
 class ServerStats:
     connections: int = 0
     authenticated: int = 0
-    rejected: int = 0
+    rejected: int = 0        # AUTH tag wrong: no token
+    refused_busy: int = 0    # over the connection or handshake cap
+    integrity_failures: int = 0
     requests: int = 0
     compute_s: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
         median_ms = statistics.median(self.compute_s) * 1e3 if self.compute_s else 0.0
         return (f"connections={self.connections} authenticated={self.authenticated} "
-                f"rejected={self.rejected} requests={self.requests} "
+                f"rejected={self.rejected} refused_busy={self.refused_busy} "
+                f"integrity_failures={self.integrity_failures} requests={self.requests} "
                 f"median_compute_ms={median_ms:.2f}")
+
+
+@dataclass(eq=False)
+class Session:
+    """One connection's state: proven once the AUTH tag checked, welcomed once WELCOME left
+    (from then on every frame it sends is tagged)."""
+    sock: socket.socket
+    where: str
+    proven: bool = False
+    welcomed: bool = False
+    send_mac: FrameMac | None = None
 
 
 def pick_device(requested: str) -> torch.device:
@@ -81,12 +106,21 @@ class OffloadServer:
     def __init__(self, models: Sequence[str], token: bytes, host: str = "127.0.0.1",
                  port: int = 0, device: str = "auto",
                  max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
-                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S):
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS, max_handshakes: int = MAX_HANDSHAKES,
+                 tls: ServerTls | None = None):
         if not models:
             raise ValueError("the server needs at least one model")
         for name in models:
             if name not in SUPPORTED_MODELS:
                 raise ValueError(f"unknown model {name!r}; supported: {', '.join(SUPPORTED_MODELS)}")
+        if not (handshake_timeout_s > 0 and idle_timeout_s > 0):
+            raise ValueError(f"timeouts must be > 0, got handshake {handshake_timeout_s}, "
+                             f"idle {idle_timeout_s}")
+        if not 1 <= max_handshakes <= max_connections:
+            raise ValueError(f"need 1 <= max_handshakes <= max_connections, got "
+                             f"{max_handshakes}, {max_connections}")
         self.token = token
         self.device = pick_device(device)
         if self.device.type == "cuda":
@@ -95,8 +129,11 @@ class OffloadServer:
             torch.backends.cuda.matmul.allow_tf32 = False
         self.max_frame_bytes = max_frame_bytes
         self.handshake_timeout_s = handshake_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
+        self.tls = tls
         self.stats = ServerStats()
-        self._stats_lock = threading.Lock()
         self.models: dict[str, HostedModel] = {}
         for name in models:
             split = SplitModel(name)
@@ -112,8 +149,10 @@ class OffloadServer:
         self._listener = socket.create_server((host, port))
         self.host, self.port = self._listener.getsockname()[:2]
         self._closing = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()  # guards stats, _sessions and _handshaking
+        self._accept_thread: threading.Thread | None = None
+        self._sessions: dict[Session, threading.Thread] = {}
+        self._handshaking = 0
 
     def _time_models(self) -> None:
         """Median whole-model time per model on the serving device, round-robin over the
@@ -131,20 +170,35 @@ class OffloadServer:
         for name, hosted in self.models.items():
             hosted.whole_model_s = statistics.median(samples[name])
 
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
     def start(self) -> OffloadServer:
-        thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="accept",
+                                               daemon=True)
+        self._accept_thread.start()
         return self
 
-    def close(self) -> None:
+    def close(self, join_timeout_s: float = 10.0) -> None:
+        """Stop accepting, close every connection and wait for their threads."""
         self._closing.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self._listener.close()
-        for conn in list(self._connections):
+        with self._lock:
+            sessions = dict(self._sessions)
+        for session in sessions:
             try:
-                conn.shutdown(socket.SHUT_RDWR)
+                session.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        for thread in [self._accept_thread, *sessions.values()]:
+            if thread is not None:
+                thread.join(join_timeout_s)
 
     def __enter__(self) -> OffloadServer:
         return self.start()
@@ -158,68 +212,112 @@ class OffloadServer:
                 conn, peer = self._listener.accept()
             except OSError:
                 return  # listener closed
-            with self._stats_lock:
+            with self._lock:
                 self.stats.connections += 1
-            thread = threading.Thread(target=self._serve, args=(conn, peer),
-                                      name=f"conn-{peer[1]}", daemon=True)
-            thread.start()
-
-    def _serve(self, conn: socket.socket, peer: tuple) -> None:
-        self._connections.add(conn)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        where = f"{peer[0]}:{peer[1]}"
-        try:
-            model_ids = self._handshake(conn, where)
-            conn.settimeout(IDLE_TIMEOUT_S)
-            # each frame is answered before the next is read, so one payload buffer serves all
-            reader = protocol.FrameReader(conn, self.max_frame_bytes, reuse_payload=True)
-            while True:
-                frame = reader.read()
-                if frame.msg_type == MessageType.INFER:
-                    self._infer(conn, frame, model_ids, where)
-                elif frame.msg_type == MessageType.PROBE:
-                    protocol.send_frame(conn, MessageType.PROBE_ACK, request_id=frame.request_id)
+                busy = (len(self._sessions) >= self.max_connections
+                        or self._handshaking >= self.max_handshakes)
+                if busy:
+                    self.stats.refused_busy += 1
                 else:
-                    raise ProtocolError(f"unexpected {frame.msg_type.name} after the handshake")
+                    session = Session(conn, f"{peer[0]}:{peer[1]}")
+                    thread = threading.Thread(target=self._serve, args=(session,),
+                                              name=f"conn-{peer[1]}", daemon=True)
+                    self._sessions[session] = thread
+                    self._handshaking += 1
+            if busy:
+                self._refuse_busy(conn, peer)
+            else:
+                thread.start()
+
+    def _refuse_busy(self, conn: socket.socket, peer: tuple) -> None:
+        """Tell the peer why (plain TCP only: a TLS peer expects a TLS handshake first) and
+        close, without ever blocking the accept thread."""
+        LOG.warning("%s:%d: refused: %d connections open (cap %d, handshake cap %d)",
+                    peer[0], peer[1], self.open_connections, self.max_connections,
+                    self.max_handshakes)
+        if self.tls is None:
+            conn.setblocking(False)
+            try:
+                protocol.send_frame(conn, MessageType.ERROR,
+                                    control=protocol.error_payload(ErrorCode.SERVER_BUSY))
+            except OSError:
+                pass
+        conn.close()
+
+    def _serve(self, session: Session) -> None:
+        conn, where = session.sock, session.where
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            deadline = time.monotonic() + self.handshake_timeout_s
+            if self.tls is not None:
+                session.sock = self.tls.wrap(conn, deadline)
+            hosted_list, receive_mac = self._handshake(session, deadline)
+            with self._lock:
+                self._handshaking -= 1
+            session.sock.settimeout(self.idle_timeout_s)
+            self._serve_requests(session, hosted_list, receive_mac)
         except protocol.ConnectionClosed:
             LOG.info("%s: closed by peer", where)
-        except (ProtocolError, ValueError) as error:
-            LOG.warning("%s: closing connection: %s", where, error)
-            self._send_error(conn, str(error))
         except TimeoutError:
-            LOG.warning("%s: closing connection: timed out", where)
-            self._send_error(conn, "timed out")
+            timeout = "idle" if session.welcomed else "handshake"
+            LOG.warning("%s: closing connection: %s timeout", where, timeout)
+            self._send_error(session, ErrorCode.IDLE_TIMEOUT if session.welcomed
+                             else ErrorCode.HANDSHAKE_TIMEOUT)
+        except protocol.IntegrityError as error:
+            LOG.warning("%s: closing connection: %s", where, error)
+            with self._lock:
+                if session.welcomed:
+                    self.stats.integrity_failures += 1
+                else:
+                    self.stats.rejected += 1
+            self._send_error(session, ErrorCode.INTEGRITY if session.welcomed
+                             else ErrorCode.AUTH_FAILED)
+        except ProtocolError as error:
+            LOG.warning("%s: closing connection: %s", where, error)
+            if session.proven:
+                self._send_error(session, ErrorCode.BAD_REQUEST, str(error))
+            else:
+                self._send_error(session, ErrorCode.BAD_FRAME)
         except OSError as error:
             if not self._closing.is_set():
                 LOG.warning("%s: socket error: %s", where, error)
-        except Exception as error:  # one bad request never takes the server down
+        except Exception:  # one bad request never takes the server down
             LOG.exception("%s: closing connection after an internal error", where)
-            self._send_error(conn, f"internal error: {type(error).__name__}: {error}")
+            self._send_error(session, ErrorCode.INTERNAL)
         finally:
-            self._connections.discard(conn)
-            conn.close()
+            with self._lock:
+                self._sessions.pop(session, None)
+                if not session.welcomed:
+                    self._handshaking -= 1
+            session.sock.close()
 
-    @staticmethod
-    def _send_error(conn: socket.socket, reason: str) -> None:
+    def _send_error(self, session: Session, code: ErrorCode, reason: str | None = None) -> None:
+        """An ERROR with a fixed code; a reason only for a peer that proved the token."""
+        control = protocol.error_payload(code, reason if session.proven else None)
         try:
-            protocol.send_frame(conn, MessageType.ERROR, control={"reason": reason})
+            protocol.send_frame(session.sock, MessageType.ERROR, control=control,
+                                mac=session.send_mac if session.welcomed else None)
         except OSError:
             pass
 
-    def _handshake(self, conn: socket.socket, where: str) -> list[HostedModel]:
-        conn.settimeout(self.handshake_timeout_s)
-        nonce = secrets.token_bytes(32)
-        protocol.send_frame(conn, MessageType.CHALLENGE, control={
+    def _handshake(self, session: Session, deadline: float) -> tuple[list[HostedModel], FrameMac]:
+        sock = session.sock
+        sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+        nonce = secrets.token_bytes(protocol.NONCE_BYTES)
+        challenge = protocol.encode_frame(MessageType.CHALLENGE, control={
             "protocol": protocol.VERSION, "nonce": nonce.hex(),
             "models": {name: hosted.weights_sha256 for name, hosted in self.models.items()}})
-        frame = protocol.read_frame(conn, protocol.MAX_CONTROL_BYTES)
+        protocol.send_buffers(sock, challenge)
+        frame = protocol.read_frame(sock, protocol.MAX_CONTROL_BYTES, deadline)
         if frame.msg_type != MessageType.AUTH:
             raise ProtocolError(f"expected AUTH, got {frame.msg_type.name}")
         auth = frame.json()
-        if not protocol.check_mac(self.token, nonce, auth.get("mac")):
-            with self._stats_lock:
-                self.stats.rejected += 1
-            raise ProtocolError("authentication failed (wrong token)")
+        client_nonce = protocol.parse_nonce(auth.get("nonce"))
+        to_server, to_client = protocol.session_keys(self.token, nonce, client_nonce,
+                                                     bytes(challenge[1]))
+        receive_mac, session.send_mac = FrameMac(to_server), FrameMac(to_client)
+        receive_mac.check(frame)  # IntegrityError: the peer does not know the token
+        session.proven = True
         requested = auth.get("models")
         if not isinstance(requested, dict) or not requested:
             raise ProtocolError("AUTH must name at least one model with its weights hash")
@@ -231,16 +329,32 @@ class OffloadServer:
             if digest != self.models[name].weights_sha256:
                 raise ProtocolError(f"model {name!r}: weights hash mismatch")
             hosted_list.append(self.models[name])
-        protocol.send_frame(conn, MessageType.WELCOME, control={
+        protocol.send_frame(sock, MessageType.WELCOME, mac=session.send_mac, control={
             "models": list(requested), "device": str(self.device),
             "whole_model_s": {name: self.models[name].whole_model_s for name in requested}})
-        with self._stats_lock:
+        session.welcomed = True
+        with self._lock:
             self.stats.authenticated += 1
-        LOG.info("%s: authenticated for %s", where, ", ".join(requested))
-        return hosted_list
+        LOG.info("%s: authenticated for %s", session.where, ", ".join(requested))
+        return hosted_list, receive_mac
 
-    def _infer(self, conn: socket.socket, frame: protocol.Frame, hosted_list: list[HostedModel],
-               where: str) -> None:
+    def _serve_requests(self, session: Session, hosted_list: list[HostedModel],
+                        receive_mac: FrameMac) -> None:
+        # each frame is answered before the next is read, so one payload buffer serves all
+        reader = protocol.FrameReader(session.sock, self.max_frame_bytes, reuse_payload=True,
+                                      mac=receive_mac)
+        while True:
+            frame = reader.read()
+            if frame.msg_type == MessageType.INFER:
+                self._infer(session, frame, hosted_list)
+            elif frame.msg_type == MessageType.PROBE:
+                protocol.send_frame(session.sock, MessageType.PROBE_ACK, mac=session.send_mac,
+                                    request_id=frame.request_id)
+            else:
+                raise ProtocolError(f"unexpected {frame.msg_type.name} after the handshake")
+
+    def _infer(self, session: Session, frame: protocol.Frame,
+               hosted_list: list[HostedModel]) -> None:
         if frame.tensor is None:
             raise ProtocolError("INFER without a tensor")
         if frame.model_id >= len(hosted_list):
@@ -262,13 +376,13 @@ class OffloadServer:
         output = split.run_range(frame.cut, split.num_segments, tensor)
         output = output.to("cpu")
         elapsed = time.perf_counter() - start
-        protocol.send_frame(conn, MessageType.RESULT, request_id=frame.request_id,
-                            model_id=frame.model_id, cut=frame.cut, elapsed_s=elapsed,
-                            tensor=output)
-        with self._stats_lock:
+        protocol.send_frame(session.sock, MessageType.RESULT, mac=session.send_mac,
+                            request_id=frame.request_id, model_id=frame.model_id, cut=frame.cut,
+                            elapsed_s=elapsed, tensor=output)
+        with self._lock:
             self.stats.requests += 1
             self.stats.compute_s.append(elapsed)
-        LOG.info("%s: request %d %s cut %d: %d bytes in, compute %.2f ms", where,
+        LOG.info("%s: request %d %s cut %d: %d bytes in, compute %.2f ms", session.where,
                  frame.request_id, split.model_name, frame.cut, frame.tensor.nbytes,
                  elapsed * 1e3)
 
@@ -283,6 +397,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--max-frame-mb", type=float, default=64.0)
+    parser.add_argument("--handshake-timeout-s", type=float, default=HANDSHAKE_TIMEOUT_S,
+                        help="deadline for the whole handshake (TLS included)")
+    parser.add_argument("--idle-timeout-s", type=float, default=IDLE_TIMEOUT_S,
+                        help="close an authenticated connection silent this long")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS)
+    parser.add_argument("--max-handshakes", type=int, default=MAX_HANDSHAKES,
+                        help="connections still in their handshake, at most")
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -290,9 +413,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        tls = ServerTls(args.tls_cert, args.tls_key) if args.tls_cert else None
         token = protocol.read_token_file(args.token_file)
         server = OffloadServer([m for m in args.models.split(",") if m], token, args.host,
-                               args.port, args.device, int(args.max_frame_mb * 2**20))
+                               args.port, args.device, int(args.max_frame_mb * 2**20),
+                               args.handshake_timeout_s, args.idle_timeout_s,
+                               args.max_connections, args.max_handshakes, tls)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     LOG.info("serving on %s with %d torch threads (pid %d)", server.device,

@@ -1,11 +1,13 @@
 """Uplink emulation on any machine: a token bucket plus a fixed latency on the client socket.
 
-Each frame first waits ``latency_s`` (the propagation delay the offloading model charges once
-per upload: ``U = latency_s + 8 * bytes / (bandwidth_mbps * 1e6)``), then leaves in chunks of
-at most ``chunk_bytes``, each paid for with tokens that refill at ``rate_mbps``; a chunk leaves
-when its tokens are earned, so a transfer takes ``bytes / rate`` however the chunks fall, and
-idle time is not banked into a burst. Only the uplink is shaped; results (1000 logits) come
-back unshaped.
+Each frame holds the emulated uplink for ``latency_s + 8 * bytes / (bandwidth_mbps * 1e6)``,
+the upload time the offloading model charges, and frames hold it one after another. The
+frame leaves in chunks of at most ``chunk_bytes``: its first chunk after the latency and its
+own transmission time, each later chunk when the link would have finished carrying it.
+Within a frame the schedule is fixed when the frame starts, so a sender thread that wakes
+late (another thread held the GIL, the device was computing) sends the overdue chunks at once
+instead of losing link time; idle time between frames is not banked into a burst. Only the
+uplink is shaped; results (1000 logits) come back unshaped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 import threading
 import time
 
-from device_bridge.protocol import send_buffers
+from device_bridge.protocol import FrameMac, send_buffers, send_tagged
 
 DEFAULT_CHUNK_BYTES = 8192
 
@@ -22,16 +24,12 @@ DEFAULT_CHUNK_BYTES = 8192
 class TokenBucket:
     """Blocking token bucket in bytes; thread-safe.
 
-    Kept as a virtual clock: ``_link_free_at`` is when the link has sent every byte consumed
-    so far. ``consume(n)`` books ``n / rate`` seconds starting at
-    ``max(now - slack, _link_free_at)`` and sleeps until they are over, so a chunk leaves when
-    the emulated link would have finished carrying it. ``slack`` is the larger of
-    ``burst_bytes / rate`` and ``SLEEP_SLACK_S``: the latter lets a long transfer make up
-    for sleeps that overshoot (a few hundred microseconds each) without banking more than
-    a few milliseconds of idle time into a burst.
+    Kept as a virtual clock: ``_link_free_at`` is when the link has carried everything booked
+    so far. ``book(seconds, new_frame)`` books link time and sleeps until it is over. A new
+    frame starts at ``max(now - burst, _link_free_at)`` (``burst = burst_bytes / rate``, 0 by
+    default); a continuing chunk starts exactly at ``_link_free_at``, however late its thread
+    woke, so a frame takes its full rate time and never more.
     """
-
-    SLEEP_SLACK_S = 0.005
 
     def __init__(self, rate_mbps: float, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  burst_bytes: int = 0):
@@ -42,18 +40,23 @@ class TokenBucket:
                              f"{chunk_bytes}, {burst_bytes}")
         self.rate_bytes_per_s = rate_mbps * 1e6 / 8
         self.chunk_bytes = chunk_bytes
-        self.slack_s = max(burst_bytes / self.rate_bytes_per_s, self.SLEEP_SLACK_S)
+        self.burst_s = burst_bytes / self.rate_bytes_per_s
         self._link_free_at = 0.0
         self._lock = threading.Lock()
 
-    def consume(self, count: int) -> None:
+    def book(self, seconds: float, new_frame: bool) -> None:
         with self._lock:
             now = time.perf_counter()
-            start = max(now - self.slack_s, self._link_free_at)
-            self._link_free_at = start + count / self.rate_bytes_per_s
+            start = max(now - self.burst_s, self._link_free_at) if new_frame \
+                else self._link_free_at
+            self._link_free_at = start + seconds
             wait = self._link_free_at - now
         if wait > 0:
             time.sleep(wait)
+
+    def consume(self, count: int, new_frame: bool = False, extra_s: float = 0.0) -> None:
+        """Book ``count`` bytes (plus ``extra_s`` of link time, e.g. a frame's latency)."""
+        self.book(extra_s + count / self.rate_bytes_per_s, new_frame)
 
 
 def _chunks(buffers: list[bytes | memoryview], size: int):
@@ -75,9 +78,11 @@ def _chunks(buffers: list[bytes | memoryview], size: int):
 
 
 class ShapedSender:
-    """Sends buffers on a socket through a token bucket after a per-message latency.
+    """Sends frames on a socket through a token bucket, each after a per-frame latency.
 
-    ``rate_mbps=None`` disables the bucket (latency still applies): the raw link.
+    ``rate_mbps=None`` disables the bucket (the latency is then slept before the frame): the
+    raw link. ``send_message`` tags the frame with ``mac`` when given, hashing each chunk
+    as it leaves.
     """
 
     def __init__(self, rate_mbps: float | None, latency_s: float = 0.0,
@@ -87,14 +92,24 @@ class ShapedSender:
         self.bucket = TokenBucket(rate_mbps, chunk_bytes) if rate_mbps is not None else None
         self.latency_s = latency_s
 
-    def send_message(self, sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
-        if self.latency_s > 0:
-            time.sleep(self.latency_s)
+    def send_message(self, sock: socket.socket, buffers: list[bytes | memoryview],
+                     mac: FrameMac | None = None) -> int:
         if self.bucket is None:
-            return send_buffers(sock, buffers)
+            if self.latency_s > 0:
+                time.sleep(self.latency_s)
+            return send_tagged(sock, buffers, mac)
+        frame_mac = mac.start() if mac is not None else None
         sent = 0
-        for group in _chunks(buffers, self.bucket.chunk_bytes):
+        for number, group in enumerate(_chunks(buffers, self.bucket.chunk_bytes)):
             count = sum(len(piece) for piece in group)
-            self.bucket.consume(count)
+            self.bucket.consume(count, new_frame=number == 0,
+                                extra_s=self.latency_s if number == 0 else 0.0)
             sent += send_buffers(sock, group)
+            if frame_mac is not None:
+                for piece in group:
+                    frame_mac.update(piece)
+        if frame_mac is not None:
+            tag = FrameMac.finish(frame_mac)
+            self.bucket.consume(len(tag))
+            sent += send_buffers(sock, [tag])
         return sent

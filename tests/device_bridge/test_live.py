@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from device_bridge import client as client_module
+from device_bridge import protocol
 from device_bridge.client import OffloadClient, parse_jobs
 from device_bridge.server import OffloadServer
-from device_bridge.shaping import TokenBucket
 from envs.offload import Plan
 
 from .conftest import TOKEN
@@ -78,10 +78,8 @@ def test_token_bucket_paces_uploads_and_results_are_exact(server):
     assert all(job.where == "server" and job.cut == 0 for job in result.jobs)
     wire_bytes = sum(job.bytes_sent for job in result.jobs)
     assert wire_bytes >= 3 * 602112
-    # the uplink cannot beat its rate: three inputs take at least 3 x (10 ms + 0.6 s), less
-    # the bucket's slack of a few milliseconds per message
-    assert result.makespan_s >= 3 * (0.01 - TokenBucket.SLEEP_SLACK_S) + 8 * wire_bytes / (
-        rate_mbps * 1e6)
+    # the uplink cannot beat its rate: three inputs take at least 3 x (10 ms + 0.6 s)
+    assert result.makespan_s >= 3 * 0.01 + 8 * wire_bytes / (rate_mbps * 1e6)
     assert 0.5 * rate_mbps < client.measured_bandwidth_mbps < 1.5 * rate_mbps
 
 
@@ -95,7 +93,7 @@ def test_fp16_uploads_halve_the_bytes(server):
         client.close()
     split = client.splits["resnet18"]
     assert [job.bytes_sent for job in result.jobs] == [
-        70 + split.boundary_bytes(cut) // 2 for cut in (4, 9)]
+        70 + split.boundary_bytes(cut) // 2 + protocol.TAG_BYTES for cut in (4, 9)]
     for job in result.jobs:
         torch.testing.assert_close(job.output, split.run_range(0, split.num_segments,
                                                                 job.input),

@@ -15,6 +15,7 @@ from device_bridge.protocol import MessageType
 from device_bridge.shaping import ShapedSender
 
 from .conftest import TOKEN
+from .wire import authenticated, closing_error, raw_connection, send_auth
 
 
 @pytest.fixture(scope="module")
@@ -57,39 +58,9 @@ def _check_served(server, local_models):
     torch.testing.assert_close(link.results[1], expected, rtol=1e-4, atol=1e-5)
 
 
-def _raw_connection(server) -> tuple[socket.socket, bytes]:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    challenge = protocol.read_frame(sock)
-    assert challenge.msg_type == MessageType.CHALLENGE
-    return sock, bytes.fromhex(challenge.json()["nonce"])
-
-
-def _authenticated(server) -> socket.socket:
-    sock, nonce = _raw_connection(server)
-    protocol.send_frame(sock, MessageType.AUTH, control={
-        "mac": protocol.auth_mac(TOKEN, nonce),
-        "models": {"resnet18": server.models["resnet18"].weights_sha256}})
-    assert protocol.read_frame(sock).msg_type == MessageType.WELCOME
-    return sock
-
-
-def _closed_with_reason(sock: socket.socket) -> str:
-    """Read until EOF; return the ERROR reason the server sent (or '' if none)."""
-    reason = ""
-    try:
-        while True:
-            frame = protocol.read_frame(sock)
-            if frame.msg_type == MessageType.ERROR:
-                reason = frame.json()["reason"]
-    except (protocol.ConnectionClosed, ConnectionResetError):
-        pass
-    sock.close()
-    return reason
-
-
 def test_wrong_token_is_refused_then_good_client_served(server, local_models):
     rejected = server.stats.rejected
-    with pytest.raises(HandshakeError, match="authentication failed"):
+    with pytest.raises(HandshakeError, match="auth_failed"):
         _link(server, token=b"wrong-token-0123456789")
     assert server.stats.rejected == rejected + 1
     _check_served(server, local_models)
@@ -98,10 +69,11 @@ def test_wrong_token_is_refused_then_good_client_served(server, local_models):
 def test_weights_mismatch_and_unknown_model_are_refused(server):
     with pytest.raises(HandshakeError, match="weights differ"):
         _link(server, hashes={"resnet18": "0" * 64})
-    sock, nonce = _raw_connection(server)
-    protocol.send_frame(sock, MessageType.AUTH, control={
-        "mac": protocol.auth_mac(TOKEN, nonce), "models": {"vgg16": "x"}})
-    assert "not hosted" in _closed_with_reason(sock)
+    sock, challenge = raw_connection(server)
+    send_auth(sock, challenge, {"vgg16": "x"})
+    # the peer proved the token, so it is told why
+    assert closing_error(sock) == {"code": "bad_request", "reason": "model 'vgg16' is not "
+                                   "hosted here (hosted: alexnet, resnet18, mobilenet_v2)"}
 
 
 @pytest.mark.parametrize("tensor, cut, reason", [
@@ -110,19 +82,22 @@ def test_weights_mismatch_and_unknown_model_are_refused(server):
     (torch.ones(1, 64, 56, 56, dtype=torch.int32), 4, "floating point"),
 ])
 def test_bad_requests_close_only_that_connection(server, local_models, tensor, cut, reason):
-    sock = _authenticated(server)
-    protocol.send_frame(sock, MessageType.INFER, request_id=1, model_id=0, cut=cut, tensor=tensor)
-    assert reason in _closed_with_reason(sock)
+    sock, send_mac, _ = authenticated(server)
+    protocol.send_frame(sock, MessageType.INFER, mac=send_mac, request_id=1, model_id=0, cut=cut,
+                        tensor=tensor)
+    error = closing_error(sock)
+    assert error["code"] == "bad_request" and reason in error["reason"]
     _check_served(server, local_models)
 
 
 def test_oversized_frame_is_refused_without_allocating(server, local_models):
-    sock = _authenticated(server)
-    header = protocol.HEADER.pack(protocol.MAGIC, 1, int(MessageType.INFER), 0, 0, 4, 1, 0.0,
+    sock, _, _ = authenticated(server)
+    header = protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, int(MessageType.INFER),
+                                  protocol.FLAG_TAGGED, 0, 4, 1, 0.0,
                                   int(protocol.DType.FLOAT32), 2, 2**20, 2**10, *[0] * 6,
                                   2**32)
     sock.sendall(header)
-    assert "exceeds" in _closed_with_reason(sock)
+    assert "exceeds" in closing_error(sock)["reason"]
     _check_served(server, local_models)
 
 
@@ -131,15 +106,17 @@ def test_fuzzed_and_truncated_frames_then_good_client(server, local_models):
     for trial in range(40):
         authenticate = trial % 2 == 0
         if authenticate:
-            sock = _authenticated(server)
+            sock, _, _ = authenticated(server)
         else:
-            sock, _ = _raw_connection(server)
+            sock, _ = raw_connection(server)
         try:
             _send_garbage(sock, rng, trial % 4)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may already have closed on the first bad bytes
-        _closed_with_reason(sock)
+        error = closing_error(sock)
+        if not authenticate:  # fixed codes only, no parser or exception text
+            assert set(error) <= {"code"}
     _check_served(server, local_models)
 
 
@@ -151,7 +128,7 @@ def _send_garbage(sock: socket.socket, rng: random.Random, kind: int) -> None:
                   rng.getrandbits(16), rng.getrandbits(64), rng.random(),
                   rng.getrandbits(8), rng.randint(0, 9)]
         shape = [rng.randint(0, 70) for _ in range(8)]
-        sock.sendall(protocol.HEADER.pack(protocol.MAGIC, 1, *fields, *shape,
+        sock.sendall(protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, *fields, *shape,
                                           rng.getrandbits(20)) + os.urandom(64))
     elif kind == 2:    # a frame cut off in the header, then EOF
         header, _ = protocol.encode_frame(MessageType.INFER, tensor=torch.ones(3))
@@ -163,9 +140,9 @@ def _send_garbage(sock: socket.socket, rng: random.Random, kind: int) -> None:
 
 
 def test_stalled_handshake_times_out(server, local_models):
-    sock, _ = _raw_connection(server)
-    sock.sendall(b"PSDB")  # then nothing: the 2 s handshake timeout closes it
-    assert "timed out" in _closed_with_reason(sock)
+    sock, _ = raw_connection(server)
+    sock.sendall(b"PSDB")  # then nothing: the 2 s handshake deadline closes it
+    assert closing_error(sock) == {"code": "handshake_timeout"}
     _check_served(server, local_models)
 
 
