@@ -132,8 +132,10 @@ class DagShopSimulator:
         self.num_stages_total = len(stage_job)
         self.num_tasks_total = offset
         self._tables = tables
-        self._net = np.concatenate(net_parts).tolist()
-        self._local = np.concatenate(local_parts).tolist()
+        self.task_network = np.concatenate(net_parts)
+        self.task_local = np.concatenate(local_parts)
+        self._net = self.task_network.tolist()
+        self._local = self.task_local.tolist()
         self.stage_job = np.array(stage_job, dtype=np.int64)
         self.stage_num = np.array(stage_num, dtype=np.int64)
         self.stage_id = np.array(stage_ids, dtype=np.int64)

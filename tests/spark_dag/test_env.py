@@ -48,7 +48,7 @@ def test_determinism():
 
 
 def test_instance_replay_and_reward_sums():
-    env = SparkDagShopEnv(**SMALL)
+    env = SparkDagShopEnv(observation_mode="graph", **SMALL)
     jobs = env.generator(np.random.default_rng(3))
     scheduler = make_heuristic("fair", env.limits)
     totals = []
@@ -65,7 +65,7 @@ def test_instance_replay_and_reward_sums():
     # online return = -0.01 * integral of jobs in system = -0.01 * sum of JCTs
     assert totals[0][0] == pytest.approx(-0.01 * totals[0][1] * len(jobs), rel=1e-9)
 
-    batch = SparkDagShopEnv(mode="batch", **SMALL)
+    batch = SparkDagShopEnv(mode="batch", observation_mode="graph", **SMALL)
     obs, info = batch.reset(seed=0, options={"instance": jobs})  # arrivals forced to 0
     total = 0.0
     while True:
@@ -93,7 +93,7 @@ def test_invalid_action_is_a_counted_noop():
 
 
 def test_render_ansi():
-    env = SparkDagShopEnv(render_mode="ansi", **SMALL)
+    env = SparkDagShopEnv(render_mode="ansi", observation_mode="graph", **SMALL)
     run_episode(env, make_heuristic("fifo", env.limits), seed=0)
     text = env.render()
     assert "jobs done 5/5" in text and text.count("|") >= 10

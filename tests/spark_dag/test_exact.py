@@ -48,7 +48,8 @@ def test_lower_bound_terms():
 def test_bound_and_optimum_below_every_heuristic(seed):
     gen = TPCHLikeGenerator(num_jobs=2, mode="batch", median_stages=2, max_stages=3,
                             median_tasks=2, max_tasks=3, task_skew=0.0)
-    env = SparkDagShopEnv(mode="batch", num_executors=2, network_capacity=1.0,
+    env = SparkDagShopEnv(mode="batch", observation_mode="graph", num_executors=2,
+                          network_capacity=1.0,
                           moving_delay_s=0.0, warmup_s=0.0, generator=gen)
     jobs = gen(np.random.default_rng(seed))
     result = spark_optimal_makespan(jobs, env.cluster, time_limit_s=10)
