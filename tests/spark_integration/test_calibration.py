@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from envs.spark_dag import Job, ObservationLimits, Stage, jobs_from_json
+from envs.spark_dag import Decision, Job, ObservationLimits, Stage, jobs_from_json
 from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import (
     LiveModel,
@@ -34,21 +34,25 @@ RECORDED = sorted((Path(__file__).parent / "fixtures").glob("live_runs_*.json"))
 
 
 class Replay:
-    """Plays back the actions a scheduler took when the prediction was recorded, so the check
-    does not depend on today's heuristics and features; an action the mask forbids here
-    fails the test."""
+    """Plays back the answers a scheduler gave when the prediction was recorded (padded action
+    indices, or graph decisions ``[job_index, stage_id, parallelism]`` / ``None``), so the
+    check does not depend on today's heuristics and features; a padded action the mask
+    forbids here fails the test."""
 
-    def __init__(self, actions: list[int]) -> None:
+    def __init__(self, actions: list[Any], observation_mode: str) -> None:
         self.actions = actions
+        self.observation_mode = observation_mode
         self.played = 0
 
     def reset(self) -> None:
         self.played = 0
 
-    def act(self, observation: Any, mask: np.ndarray) -> int:
+    def act(self, observation: Any, mask: np.ndarray) -> Any:
         action = self.actions[self.played]
-        assert mask[action], f"recorded action {self.played} ({action}) is not valid here"
         self.played += 1
+        if self.observation_mode == "graph":
+            return None if action is None else Decision(*action)
+        assert mask[action], f"recorded action {self.played - 1} ({action}) is not valid here"
         return action
 
 
@@ -76,7 +80,7 @@ def test_predict_live_reproduces_the_recorded_predictions(path: Path) -> None:
     assert {r["scheduler"] for r in data["runs"]} >= {"fair", "sjf", "contention_free"}
     for run in data["runs"]:
         model = LiveModel(data["model"]["speed"] * run["pace"], data["model"]["contention"])
-        replay = Replay(run["actions"])
+        replay = Replay(run["actions"], run["observation_mode"])
         predicted = predict_live(specs, times, templates, replay,
                                  ObservationLimits.from_json(run["limits"]),
                                  data["source"]["executors"], model)
