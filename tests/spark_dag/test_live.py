@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from envs.spark_dag import (
+    ClusterState,
+    Decision,
     Job,
     LiveSimulator,
     NodeJob,
@@ -53,6 +55,25 @@ class RandomValid(LowestCap):
 
     def act(self, observation: dict, mask: np.ndarray) -> int:
         return int(self.rng.choice(np.flatnonzero(mask)))
+
+
+class GraphFirst:
+    """A graph policy: the first schedulable stage with a fixed limit (``None``: always wait)."""
+
+    observation_mode = "graph"
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, state: ClusterState, schedulable: np.ndarray) -> Decision | None:
+        if self.limit is None:
+            return None
+        row = int(np.flatnonzero(schedulable)[0])
+        job = int(state.stage_job[row])
+        return Decision(job, int(state.stage_id[row]), self.limit, state.job_names[job])
 
 
 def _job(name: str, arrival_s: float, parents: list[tuple[int, ...]],
@@ -118,6 +139,23 @@ def test_waiting_into_a_deadlock_takes_the_first_valid_action() -> None:
                                        AlwaysWait())
     assert run.jct_s == pytest.approx({"a": 2.5})
     assert (run.decisions, run.invalid_actions) == (1, 1)
+
+
+def test_graph_policies_get_the_state_and_answer_decisions() -> None:
+    timings = [NodeTiming(walls_s={1: 2.0, 2: 1.0}), NodeTiming(walls_s={1: 4.0, 2: 2.0}),
+               NodeTiming(walls_s={1: 6.0, 2: 3.0})]
+    dag = [(), (), (0, 1)]
+    assert LiveSimulator(2, LIMITS).run([_job("j", 1.5, dag, timings)], GraphFirst(2)).jct_s == \
+        {"j": 6.0}
+    # limit 1: node 0 on one executor; node 1 at limit 1 while the job holds 1 is invalid
+    # (counted; the executor stops deciding) and waits for node 0's end: 2 + 4 + 6
+    run = LiveSimulator(2, LIMITS).run([_job("j", 1.5, dag, timings)], GraphFirst(1))
+    assert run.jct_s == {"j": 12.0}
+    assert (run.decisions, run.invalid_actions) == (4, 1)
+    # waiting into a deadlock: the first schedulable stage at limit E (0.5 + 2 / 2)
+    run = LiveSimulator(2, LIMITS).run([_job("a", 0.0, [()], [NodeTiming(0.5, 2.0)])],
+                                       GraphFirst(None))
+    assert run.jct_s == {"a": 1.5} and run.invalid_actions == 1
 
 
 def test_bad_parameters_get_clear_errors() -> None:
