@@ -168,13 +168,15 @@ def simulate(jobs: Sequence[Job], scheduler: Scheduler, num_executors: int,
     """Job name -> JCT in the SparkDagShop simulator with ``scheduler`` on ``num_executors``.
 
     The live cluster has no separate network to contend for and its executors need no
-    per-job warm-up, so network capacity is unlimited (= E) and both delays are 0."""
+    per-job warm-up, so network capacity is unlimited (= E) and both delays are 0. A graph
+    scheduler (``observation_mode = "graph"``, the heuristics) gets the env in that mode."""
     from envs.spark_dag.env import SparkDagShopEnv
 
     env = SparkDagShopEnv(num_executors=num_executors, network_capacity=float(num_executors),
                           moving_delay_s=0.0, warmup_s=0.0, max_jobs=limits.max_jobs,
                           max_stages=limits.max_stages,
-                          cap_share_multiples=list(limits.cap_share_multiples))
+                          cap_share_multiples=list(limits.cap_share_multiples),
+                          observation_mode=getattr(scheduler, "observation_mode", "padded"))
     run_episode(env, scheduler, options={"instance": list(jobs)})
     sim = env.sim
     return {job.name: float(end - job.arrival_s)
