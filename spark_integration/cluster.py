@@ -1,6 +1,7 @@
 """A Spark standalone cluster on 127.0.0.1 from the pyspark package's ``spark-class``.
 
-    python -m spark_integration.cluster up --workers 2 [--cores 1] [--memory 1g]
+    python -m spark_integration.cluster up --workers 2 [--cores 1] [--memory 1g] \
+        [--link-mbps 100]
     python -m spark_integration.cluster status
     python -m spark_integration.cluster kill-worker 1     # simulate a lost worker
     python -m spark_integration.cluster down
@@ -8,6 +9,13 @@
 Every daemon runs in its own process group and binds to loopback only
 (``SPARK_LOCAL_IP=127.0.0.1``); pids, ports and logs live in the state directory
 (default ``.cache/spark-cluster``) so ``down`` can stop exactly what ``up`` started.
+
+With ``--link-mbps R`` (root and iproute2 needed) the daemons leave loopback: the master runs in
+network namespace ``psc_hub`` on a bridge at 10.213.0.1/24, worker ``i`` (and so its executors)
+in namespace ``psc_w<i>`` at 10.213.0.<11+i>, joined to the bridge by a veth pair whose two ends
+each carry a ``tbf`` rate limit of R Mbit/s. Shuffle blocks fetched between executors and
+broadcasts from the driver then cross kernel-shaped links. The driver must run in ``psc_hub``
+(``ip netns exec psc_hub python ...``) and bind to 10.213.0.1; ``down`` deletes the namespaces.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from spark_integration.session import LEAN_JVM_OPTIONS
 
 DEFAULT_STATE_DIR = Path(".cache/spark-cluster")
 LOOPBACK = "127.0.0.1"
+HUB_NS, HUB_IP, BRIDGE = "psc_hub", "10.213.0.1", "pscbr"
 
 
 @dataclass
@@ -40,6 +49,8 @@ class ClusterInfo:
     worker_pids: list[int] = field(default_factory=list)
     cores_per_worker: int = 1
     state_dir: str = str(DEFAULT_STATE_DIR)
+    link_mbps: float | None = None
+    namespaces: list[str] = field(default_factory=list)
 
     @property
     def total_cores(self) -> int:
@@ -59,17 +70,83 @@ def _spark_class() -> Path:
     return path
 
 
-def _daemon_env(state_dir: Path) -> dict[str, str]:
+def _daemon_env(state_dir: Path, address: str = LOOPBACK) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP=LOOPBACK,
-               SPARK_LOCAL_HOSTNAME="localhost", SPARK_WORKER_DIR=str(state_dir / "work"),
+    env.update(SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP=address,
+               SPARK_LOCAL_HOSTNAME="localhost" if address == LOOPBACK else address,
+               SPARK_WORKER_DIR=str(state_dir / "work"),
                PYSPARK_PYTHON=sys.executable, SPARK_DAEMON_JAVA_OPTS=LEAN_JVM_OPTIONS)
     return env
 
 
-def _start(args: list[str], log: Path, env: dict[str, str]) -> int:
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+def worker_ns(index: int) -> str:
+    return f"psc_w{index}"
+
+
+def worker_ip(index: int) -> str:
+    return f"10.213.0.{11 + index}"
+
+
+def _tbf(namespace: str, device: str, mbps: float) -> None:
+    # a bucket of ~10 ms of traffic (at least two frames) and a deep queue, so TCP is shaped,
+    # not policed
+    burst = max(3028, int(mbps * 1e6 / 8 / 100))
+    _ip("netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root", "tbf",
+        "rate", f"{mbps}mbit", "burst", str(burst), "limit", str(4 * 2**20))
+
+
+def links_up(workers: int, mbps: float) -> list[str]:
+    """The hub namespace with its bridge and one rate-limited veth per worker namespace;
+    returns the namespaces created (all of them removed again on failure)."""
+    if not mbps > 0:
+        raise ValueError(f"link rate must be > 0 Mbit/s, got {mbps}")
+    existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    if any(line.split()[0] == HUB_NS for line in existing.splitlines() if line.strip()):
+        raise RuntimeError(f"namespace {HUB_NS} exists: another linked cluster is up "
+                           f"(`cluster down` it, or `ip netns del {HUB_NS}`)")
+    created: list[str] = []
+    try:
+        _ip("netns", "add", HUB_NS)
+        created.append(HUB_NS)
+        _ip("-n", HUB_NS, "link", "set", "lo", "up")
+        _ip("-n", HUB_NS, "link", "add", BRIDGE, "type", "bridge")
+        _ip("-n", HUB_NS, "addr", "add", f"{HUB_IP}/24", "dev", BRIDGE)
+        _ip("-n", HUB_NS, "link", "set", BRIDGE, "up")
+        for index in range(workers):
+            namespace, device = worker_ns(index), f"pscw{index}"
+            _ip("netns", "add", namespace)
+            created.append(namespace)
+            _ip("-n", namespace, "link", "set", "lo", "up")
+            _ip("link", "add", device, "netns", namespace, "type", "veth",
+                "peer", "name", f"{device}h", "netns", HUB_NS)
+            _ip("-n", namespace, "addr", "add", f"{worker_ip(index)}/24", "dev", device)
+            _ip("-n", namespace, "link", "set", device, "up")
+            _ip("-n", HUB_NS, "link", "set", f"{device}h", "master", BRIDGE)
+            _ip("-n", HUB_NS, "link", "set", f"{device}h", "up")
+            _tbf(namespace, device, mbps)  # worker -> bridge
+            _tbf(HUB_NS, f"{device}h", mbps)  # bridge -> worker
+    except BaseException:
+        links_down(created)
+        raise
+    return created
+
+
+def links_down(namespaces: list[str]) -> None:
+    for namespace in reversed(namespaces):
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+
+
+def _start(args: list[str], log: Path, env: dict[str, str], namespace: str | None = None,
+           ) -> int:
+    prefix = [] if namespace is None else ["ip", "netns", "exec", namespace]
     with log.open("ab") as out:
-        process = subprocess.Popen([str(_spark_class()), *args], stdout=out,
+        process = subprocess.Popen([*prefix, str(_spark_class()), *args], stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True)
     return process.pid
@@ -94,9 +171,22 @@ def master_state(web_port: int, timeout_s: float = 2.0) -> dict:
         return json.loads(r.read())
 
 
+def _hub_master_state(web_port: int, timeout_s: float = 5.0) -> dict:
+    """The master's JSON status read from inside the hub namespace (not reachable from here)."""
+    fetch = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], "
+             "timeout=2).read().decode())")
+    result = subprocess.run(["ip", "netns", "exec", HUB_NS, sys.executable, "-c", fetch,
+                             f"http://{HUB_IP}:{web_port}/json/"], capture_output=True,
+                            text=True, timeout=timeout_s)
+    if result.returncode != 0:
+        raise OSError(f"master status in {HUB_NS}: {result.stderr.strip()[-200:]}")
+    return json.loads(result.stdout)
+
+
 def alive_workers(info: ClusterInfo) -> int:
-    return sum(1 for w in master_state(info.web_port).get("workers", [])
-               if w.get("state") == "ALIVE")
+    state = (_hub_master_state(info.web_port) if info.namespaces
+             else master_state(info.web_port))
+    return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
 
 def state_file(state_dir: str | Path) -> Path:
@@ -111,8 +201,11 @@ def load_info(state_dir: str | Path = DEFAULT_STATE_DIR) -> ClusterInfo:
 
 
 def up(workers: int = 2, cores: int = 1, memory: str = "1g",
-       state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 90.0) -> ClusterInfo:
-    """Start a master and ``workers`` workers; return once every worker is ALIVE."""
+       state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 90.0,
+       link_mbps: float | None = None) -> ClusterInfo:
+    """Start a master and ``workers`` workers; return once every worker is ALIVE. With
+    ``link_mbps`` every daemon runs in its own network namespace behind rate-limited links
+    (module docstring)."""
     if workers < 1 or cores < 1:
         raise ValueError(f"need workers >= 1 and cores >= 1, got {workers}, {cores}")
     state_dir = Path(state_dir).resolve()
@@ -123,20 +216,26 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
                                f"(state {state_file(state_dir)}); run `cluster down` first")
         state_file(state_dir).unlink()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    env = _daemon_env(state_dir)
+    namespaces = [] if link_mbps is None else links_up(workers, link_mbps)
+    host = HUB_IP if namespaces else LOOPBACK
     port, web_port = _free_port(), _free_port()
-    master_url = f"spark://{LOOPBACK}:{port}"
-    master_pid = _start(["org.apache.spark.deploy.master.Master", "--host", LOOPBACK,
+    master_url = f"spark://{host}:{port}"
+    master_pid = _start(["org.apache.spark.deploy.master.Master", "--host", host,
                          "--port", str(port), "--webui-port", str(web_port)],
-                        state_dir / "logs" / "master.log", env)
-    info = ClusterInfo(master_url, master_pid, web_port, [], cores, str(state_dir))
+                        state_dir / "logs" / "master.log", _daemon_env(state_dir, host),
+                        HUB_NS if namespaces else None)
+    info = ClusterInfo(master_url, master_pid, web_port, [], cores, str(state_dir), link_mbps,
+                       namespaces)
     state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
     try:
         for index in range(workers):
-            pid = _start(["org.apache.spark.deploy.worker.Worker", "--host", LOOPBACK,
+            address = worker_ip(index) if namespaces else LOOPBACK
+            pid = _start(["org.apache.spark.deploy.worker.Worker", "--host", address,
                           "--cores", str(cores), "--memory", memory,
                           "--webui-port", str(_free_port()), master_url],
-                         state_dir / "logs" / f"worker-{index}.log", env)
+                         state_dir / "logs" / f"worker-{index}.log",
+                         _daemon_env(state_dir, address),
+                         worker_ns(index) if namespaces else None)
             info.worker_pids.append(pid)
             state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
         deadline = time.monotonic() + timeout_s
@@ -200,6 +299,7 @@ def down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 20.0) -> 
         if _alive(pid):
             _stop_group(pid, signal.SIGKILL)
         _reap(pid)
+    links_down(info.namespaces)
     path.unlink()
     return pids
 
@@ -213,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--workers", type=int, default=2)
     start.add_argument("--cores", type=int, default=1, help="cores per worker")
     start.add_argument("--memory", default="1g", help="memory per worker")
+    start.add_argument("--link-mbps", type=float,
+                       help="run each daemon in its own network namespace behind veth links "
+                            "rate-limited to this many Mbit/s each way")
     sub.add_parser("down", help="stop the cluster")
     sub.add_parser("status", help="print the master URL and alive workers")
     kill = sub.add_parser("kill-worker", help="SIGKILL one worker (fault injection)")
@@ -220,9 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            info = up(args.workers, args.cores, args.memory, args.state_dir)
+            info = up(args.workers, args.cores, args.memory, args.state_dir,
+                      link_mbps=args.link_mbps)
             print(f"master {info.master_url} with {len(info.worker_pids)} workers x "
                   f"{info.cores_per_worker} cores (state {state_file(args.state_dir)})")
+            if info.namespaces:
+                print(f"links: {args.link_mbps} Mbit/s each way; run the driver with "
+                      f"`ip netns exec {HUB_NS} ...`")
         elif args.command == "down":
             pids = down(args.state_dir)
             print(f"stopped {len(pids)} processes" if pids else "no cluster running")

@@ -2,6 +2,8 @@
 
     python -m spark_integration.tracegen --scale 0.1 [--queries q1,q3,...] \
         [--out data/spark_traces/tpch_sf0.1.json] [--master local[2]] [--repeats 1]
+    python -m spark_integration.tracegen --scale 0.1 --master local --executor-counts 1,2 \
+        --repeats 3 --out data/spark_traces/tpch_sf0.1_local_e1-2.json
     python -m spark_integration.tracegen --event-log DIR_OR_FILE --out trace.json
 
 The first form runs each TPC-H query DAG alone, node after node at full parallelism, with
@@ -22,6 +24,16 @@ planning, job submission, scheduler delay, file commit), so when the node's wall
 measured (the first form) a *calibrated* trace scales each node's task phases by
 ``wall / simulated`` where ``simulated`` is the node's duration when its tasks are list-
 scheduled on the run's executors; the ``calibration`` section of the JSON keeps both numbers.
+
+With ``--executor-counts 1,2`` the queries run at each count, each (repeat, count) in its own
+Spark application (``local[c]``, or ``spark.cores.max=c`` one-core executors on a standalone
+master; counts interleaved within a repeat so load drift touches all counts alike),
+every node partitioned as at the largest count so a stage has the same tasks at every count.
+The stages come from the largest count and each gains ``waves``: per count, the calibrated task
+seconds of all repeats split by wave (:func:`classify_waves`: ``fresh``, ``first_wave``,
+``rest_wave``, as in Decima's traces) and ``network_fraction`` = measured fetch wait / task
+seconds. ``measured`` keeps per count and query the raw totals behind them (fetch wait, run
+and CPU time, shuffle bytes read locally and remotely).
 """
 
 from __future__ import annotations
@@ -29,21 +41,24 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
 from envs.spark_dag import Job, Stage, jobs_to_json
 from spark_integration.nodes import NodeRunner
 from spark_integration.queries import QUERIES, QueryDag
+from spark_integration.session import executors_of_master
 from spark_integration.tpch import ensure_tpch, scale_label, table_paths
 
 GROUP_PREFIX = "pipesched"
@@ -57,6 +72,12 @@ class TaskSample:
     compute_s: float
     write_s: float
     network_bytes: float
+    executor: str = ""
+    launch_ms: float = 0.0
+    finish_ms: float = 0.0
+    run_s: float = 0.0
+    cpu_s: float = 0.0
+    remote_bytes: float = 0.0
 
 
 @dataclass
@@ -147,9 +168,15 @@ def parse_event_log(path: str | Path) -> dict[str, NodeTrace]:
             overhead_s = (metrics.get("Executor Deserialize Time", 0)
                           + metrics.get("Result Serialization Time", 0)) / 1e3
             compute_s = max(run_s - network_s - write_s, 0.0) + overhead_s
+            info = event.get("Task Info") or {}
             node.tasks.append(TaskSample(
                 event["Stage ID"], network_s, compute_s, write_s,
-                float(read.get("Remote Bytes Read", 0) + read.get("Local Bytes Read", 0))))
+                float(read.get("Remote Bytes Read", 0) + read.get("Local Bytes Read", 0)),
+                executor=str(info.get("Executor ID", "")),
+                launch_ms=float(info.get("Launch Time", 0)),
+                finish_ms=float(info.get("Finish Time", 0)), run_s=run_s,
+                cpu_s=metrics.get("Executor CPU Time", 0) / 1e9,
+                remote_bytes=float(read.get("Remote Bytes Read", 0))))
     return nodes
 
 
@@ -159,6 +186,67 @@ def list_schedule_s(durations: Sequence[float], executors: int) -> float:
     for duration in durations:
         heapq.heapreplace(slots, slots[0] + duration)
     return max(slots)
+
+
+WAVES = ("fresh", "first_wave", "rest_wave")
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """Where and when one task ran: what the wave classification reads."""
+
+    job: str  # one run of one query
+    stage: str
+    executor: str
+    launch_ms: float
+    finish_ms: float
+
+
+def classify_waves(tasks: Sequence[TaskRun], slots: Mapping[str, int] | None = None,
+                   ) -> list[str]:
+    """The wave of each task (in input order), as in Decima's traces.
+
+    A task slot is ``fresh`` for a job until it has run a task of that job; its first task of
+    a stage after that is ``first_wave``; its other tasks of the stage are ``rest_wave``.
+
+    ``slots`` gives the task slots of an executor id (default 1). A standalone executor with one
+    core is one slot. In local mode every task runs on executor ``"driver"`` with N slots, and
+    the event log does not say which thread ran a task, so slots are inferred: the executor's
+    tasks, in launch order, each go to the slot whose last task finished earliest (a free slot
+    idle longest when several are free). The driver stamps a task's Finish Time when its result
+    is handled, which can come a few milliseconds after the freed core was offered the next
+    task, so intervals on one slot may overlap slightly; taking the earliest-finishing slot
+    absorbs that instead of opening an extra slot.
+    """
+    slots = slots or {}
+    by_executor: dict[str, list[int]] = defaultdict(list)
+    for index, task in enumerate(tasks):
+        if task.finish_ms < task.launch_ms:
+            raise ValueError(f"task {index} of {task.job}/{task.stage}: finish "
+                             f"{task.finish_ms} before launch {task.launch_ms}")
+        by_executor[task.executor].append(index)
+    waves = [""] * len(tasks)
+    for executor, indices in by_executor.items():
+        count = slots.get(executor, 1)
+        if count < 1:
+            raise ValueError(f"executor {executor!r}: slots must be >= 1, got {count}")
+        indices.sort(key=lambda i: (tasks[i].launch_ms, tasks[i].finish_ms, i))
+        free = [(float("-inf"), slot) for slot in range(count)]
+        jobs_seen: list[set[str]] = [set() for _ in range(count)]
+        stages_seen: list[set[tuple[str, str]]] = [set() for _ in range(count)]
+        for index in indices:
+            task = tasks[index]
+            _, slot = heapq.heappop(free)
+            if task.job not in jobs_seen[slot]:
+                waves[index] = "fresh"
+            elif (task.job, task.stage) not in stages_seen[slot]:
+                waves[index] = "first_wave"
+            else:
+                waves[index] = "rest_wave"
+            jobs_seen[slot].add(task.job)
+            stages_seen[slot].add((task.job, task.stage))
+            heapq.heappush(free, (task.finish_ms, slot))
+    return waves
 
 
 def node_stage(trace: NodeTrace | None, stage_id: int, parents: Sequence[int], name: str,
@@ -218,14 +306,17 @@ def trace_run(repeat: int, parallelism: int) -> str:
 
 def time_nodes(runner: NodeRunner, dags: Sequence[QueryDag], levels: Sequence[int],
                repeats: int, work_dir: str | Path, quiet: bool = False,
+               partition_level: int | None = None, first_repeat: int = 0,
                ) -> dict[tuple[str, int], dict[int, dict[str, float]]]:
     """Run each query alone, node after node, at each parallelism of ``levels``, ``repeats``
     times; ``(query, repeat) -> level -> node -> wall seconds``. Each node runs in the job group
     ``pipesched|<trace_run(repeat, level)>|<query>|<node>``, so an event log of the session
-    can be converted with :func:`query_job`."""
+    can be converted with :func:`query_job`. ``partition_level``, when given, fixes the
+    partitioning (so the task count) of every node instead of following the level; repeats are
+    numbered from ``first_repeat``."""
     sc = runner.spark.sparkContext
     walls: dict[tuple[str, int], dict[int, dict[str, float]]] = {}
-    for repeat in range(repeats):
+    for repeat in range(first_repeat, first_repeat + repeats):
         for dag in dags:
             by_level = walls.setdefault((dag.name, repeat), {})
             for level in levels:
@@ -237,7 +328,8 @@ def time_nodes(runner: NodeRunner, dags: Sequence[QueryDag], levels: Sequence[in
                                    f"trace {dag.name}/{node.name}")
                     out_path = f"{work_dir}/{run}/{dag.name}/{node.name}"
                     started = time.monotonic()
-                    runner.run(node, {p: paths[p] for p in node.parents}, out_path, level)
+                    runner.run(node, {p: paths[p] for p in node.parents}, out_path,
+                               partition_level or level)
                     by_level[level][node.name] = time.monotonic() - started
                     paths[node.name] = out_path
                 shutil.rmtree(f"{work_dir}/{run}/{dag.name}", ignore_errors=True)
@@ -249,13 +341,21 @@ def time_nodes(runner: NodeRunner, dags: Sequence[QueryDag], levels: Sequence[in
     return walls
 
 
-def calibrated_jobs(event_log: str | Path, dags: Sequence[QueryDag],
+def parse_event_logs(paths: Iterable[str | Path]) -> dict[str, NodeTrace]:
+    """:func:`parse_event_log` of several applications' logs (their job groups must differ)."""
+    traces: dict[str, NodeTrace] = {}
+    for path in paths:
+        traces.update(parse_event_log(path))
+    return traces
+
+
+def calibrated_jobs(event_log: str | Path | list[Path], dags: Sequence[QueryDag],
                     walls: dict[tuple[str, int], dict[str, float]], repeats: int, executors: int,
                     prefix: str) -> tuple[list[Job], dict[str, Any]]:
-    """Calibrated workload jobs (named ``<prefix>/<query>``) from the event log of
+    """Calibrated workload jobs (named ``<prefix>/<query>``) from the event log(s) of
     :func:`time_nodes` runs at parallelism ``executors``: per query the repeat with the median
     total wall time; ``walls`` is ``(query, repeat) -> node -> seconds``."""
-    traces = parse_event_log(event_log)
+    traces = parse_event_logs(event_log if isinstance(event_log, list) else [event_log])
     jobs, calibration = [], {}
     for dag in dags:
         totals = sorted(range(repeats), key=lambda r: sum(walls[(dag.name, r)].values()))
@@ -267,40 +367,205 @@ def calibrated_jobs(event_log: str | Path, dags: Sequence[QueryDag],
     return jobs, calibration
 
 
-def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
-                  master: str = "local[2]", event_log_dir: str | Path | None = None,
-                  repeats: int = 1, cache_dir: str | Path | None = None) -> Path:
-    """Run each query alone with event logging on; write the calibrated trace to ``out``.
+@dataclass
+class CountRun:
+    """The applications of a trace that ran the queries on ``executors`` task slots."""
 
-    With ``repeats > 1`` each query runs that many times and the run with the median total
-    wall time is kept (the first run of a fresh JVM is slow)."""
-    from spark_integration.session import build_session, executors_of_master
+    executors: int
+    master: str
+    event_logs: list[Path]  # one application per repeat
+    walls: dict[tuple[str, int], dict[str, float]]  # (query, repeat) -> node -> seconds
+    slots: dict[str, int]  # executor id -> task slots (for :func:`classify_waves`)
+    load_average: list[float] = field(default_factory=list)  # 1-min load at each app's start
 
-    dags = [QUERIES[q] for q in queries]
-    data_dir = ensure_tpch(scale_factor, *(() if cache_dir is None else (cache_dir,)))
-    log_dir = Path(event_log_dir or tempfile.mkdtemp(prefix="pipesched-eventlog-"))
-    executors = executors_of_master(master) or 2
-    spark = build_session(master, app_name="pipesched-tracegen", event_log_dir=log_dir,
-                          max_executors=executors,
+
+def count_master(master: str, executors: int) -> tuple[str, dict[str, str]]:
+    """The master URL and extra conf that give an application ``executors`` task slots:
+    ``local[executors]`` for a local master, ``spark.cores.max`` one-core executors on a
+    standalone cluster (whose driver then binds to the master's address, for clusters whose
+    workers are not on loopback)."""
+    if master == "local" or master.startswith("local["):
+        return f"local[{executors}]", {}
+    host = urlparse(master).hostname
+    if not master.startswith("spark://") or host is None:
+        raise ValueError(f"--master must be local[N] or spark://HOST:PORT, got {master!r}")
+    conf = {"spark.cores.max": str(executors), "spark.executor.cores": "1"}
+    if host not in ("127.0.0.1", "localhost"):
+        conf.update({"spark.driver.host": host, "spark.driver.bindAddress": host})
+    return master, conf
+
+
+def record_app(master: str, executors: int, repeat: int, dags: Sequence[QueryDag],
+               tables: dict[str, str], log_dir: Path, partition_level: int | None = None,
+               extra_conf: Mapping[str, str] | None = None,
+               ) -> tuple[Path, dict[tuple[str, int], dict[str, float]]]:
+    """Time ``dags`` once (repeat number ``repeat``, after a warm-up query) in a fresh
+    application with ``executors`` task slots, event logging on and ``extra_conf``; returns its
+    event log and ``(query, repeat) -> node -> seconds``. The application is stopped."""
+    from spark_integration.session import build_session, wait_for_executors
+
+    url, conf = count_master(master, executors)
+    spark = build_session(url, app_name=f"pipesched-tracegen-e{executors}",
+                          event_log_dir=log_dir, max_executors=executors,
                           conf={"spark.eventLog.compress": "false",
-                                "spark.eventLog.rolling.enabled": "false"})
-    app_id = spark.sparkContext.applicationId
-    runner = NodeRunner(spark, table_paths(data_dir))
-    with tempfile.TemporaryDirectory(prefix="pipesched-trace-") as work:
-        runner.run_query(QUERIES["q6"], work)  # warm the JVM before anything is measured
-        timed = time_nodes(runner, dags, [executors], repeats, work)
-    walls = {(q, r): by_level[executors] for (q, r), by_level in timed.items()}
-    spark.stop()
+                                "spark.eventLog.rolling.enabled": "false", **conf,
+                                **(extra_conf or {})})
+    try:
+        if not url.startswith("local"):
+            wait_for_executors(spark, executors)
+        app_id = spark.sparkContext.applicationId
+        runner = NodeRunner(spark, tables)
+        with tempfile.TemporaryDirectory(prefix="pipesched-trace-") as work:
+            # warm the JVMs before anything is measured
+            runner.run_query(QUERIES["q6"], work, partition_level or executors)
+            timed = time_nodes(runner, dags, [executors], 1, work,
+                               partition_level=partition_level, first_repeat=repeat)
+    finally:
+        spark.stop()
     log_files = [p for p in log_dir.iterdir() if app_id in p.name]
     if not log_files:
         raise FileNotFoundError(f"no event log for {app_id} in {log_dir}")
-    jobs, calibration = calibrated_jobs(log_files[0], dags, walls, repeats, executors,
-                                        f"tpch-{scale_label(scale_factor)}")
+    return log_files[0], {key: by_level[executors] for key, by_level in timed.items()}
+
+
+def record_counts(master: str, counts: Sequence[int], dags: Sequence[QueryDag], repeats: int,
+                  tables: dict[str, str], log_dir: Path, partition_level: int | None = None,
+                  extra_conf: Mapping[str, str] | None = None) -> list[CountRun]:
+    """One application per (repeat, count), counts interleaved within each repeat so that a
+    drift in machine load touches every count alike."""
+    runs = {count: CountRun(count, count_master(master, count)[0], [], {},
+                            {"driver": count} if master.startswith("local") else {})
+            for count in counts}
+    for repeat in range(repeats):
+        for count in counts:
+            runs[count].load_average.append(round(os.getloadavg()[0], 2))
+            log, walls = record_app(master, count, repeat, dags, tables, log_dir,
+                                    partition_level, extra_conf)
+            runs[count].event_logs.append(log)
+            runs[count].walls.update(walls)
+    return [runs[count] for count in counts]
+
+
+def node_waves(traces: dict[str, NodeTrace], slots: Mapping[str, int]) -> dict[str, list[str]]:
+    """Job group -> the wave of each of its tasks; a job is one run of one query."""
+    groups = [(group, trace) for group, trace in traces.items() if trace.tasks]
+    runs = [TaskRun(f"{trace.run}|{trace.job}", trace.node, task.executor, task.launch_ms,
+                    task.finish_ms) for _, trace in groups for task in trace.tasks]
+    labels = iter(classify_waves(runs, slots))
+    return {group: [next(labels) for _ in trace.tasks] for group, trace in groups}
+
+
+def _task_s(task: TaskSample, min_task_s: float) -> float:
+    return task.network_s + max(task.compute_s, min_task_s) + task.write_s
+
+
+def count_waves(run: CountRun, dags: Sequence[QueryDag], repeats: int,
+                min_task_s: float = 1e-3,
+                ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, dict[str, float]]]:
+    """Per (query, node): the ``waves`` entry of ``run`` (calibrated task seconds by wave,
+    pooled over repeats, each repeat scaled by its own wall / simulated factor, and the
+    measured network fraction); per query: the measured totals behind it."""
+    traces: dict[str, NodeTrace] = {}
+    labels: dict[str, list[str]] = {}
+    for log in run.event_logs:  # slots are per application
+        app_traces = parse_event_log(log)
+        traces.update(app_traces)
+        labels.update(node_waves(app_traces, run.slots))
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    measured: dict[str, dict[str, float]] = {}
+    for dag in dags:
+        totals = dict.fromkeys(("tasks", "task_s", "fetch_wait_s", "run_s", "cpu_s",
+                                "shuffle_read_bytes", "remote_read_bytes"), 0.0)
+        for node in dag.nodes:
+            samples: dict[str, list[float]] = {wave: [] for wave in WAVES}
+            network_s = task_s = 0.0
+            for repeat in range(repeats):
+                group = f"{GROUP_PREFIX}|{trace_run(repeat, run.executors)}|{dag.name}|{node.name}"
+                trace = traces.get(group)
+                if trace is None or not trace.tasks:
+                    continue
+                _, info = node_stage(trace, 0, [], node.name,
+                                     run.walls[(dag.name, repeat)][node.name], run.executors,
+                                     min_task_s)
+                for task, wave in zip(trace.tasks, labels[group], strict=True):
+                    seconds = _task_s(task, min_task_s)
+                    samples[wave].append(round(seconds * info["scale"], 6))
+                    network_s += task.network_s
+                    task_s += seconds
+                    totals["run_s"] += task.run_s
+                    totals["cpu_s"] += task.cpu_s
+                    totals["shuffle_read_bytes"] += task.network_bytes
+                    totals["remote_read_bytes"] += task.remote_bytes
+                totals["tasks"] += len(trace.tasks)
+            totals["task_s"] += task_s
+            totals["fetch_wait_s"] += network_s
+            entries[(dag.name, node.name)] = {
+                **samples, "network_fraction": round(network_s / task_s, 6) if task_s else 0.0}
+        task_total, run_total = totals["task_s"], totals["run_s"]
+        totals["network_fraction"] = totals["fetch_wait_s"] / task_total if task_total else 0.0
+        totals["off_cpu_fraction"] = 1.0 - totals["cpu_s"] / run_total if run_total else 0.0
+        measured[dag.name] = {k: round(v, 6) for k, v in totals.items()}
+    return entries, measured
+
+
+def multi_count_trace(runs: Sequence[CountRun], dags: Sequence[QueryDag], repeats: int,
+                      prefix: str) -> dict[str, Any]:
+    """Workload JSON whose stages come from the run at the largest executor count and carry
+    ``waves`` for every run; ``calibration`` and ``measured`` are keyed by executor count."""
+    largest = max(runs, key=lambda r: r.executors)
+    jobs, _ = calibrated_jobs(largest.event_logs, dags, largest.walls, repeats,
+                              largest.executors, prefix)
     payload = jobs_to_json(jobs)
-    payload["source"] = {"scale_factor": scale_factor, "master": master,
-                         "executors": executors, "event_log": str(log_files[0]),
-                         "repeats": repeats}
-    payload["calibration"] = calibration
+    payload["calibration"], payload["measured"] = {}, {}
+    for run in sorted(runs, key=lambda r: r.executors):
+        _, payload["calibration"][str(run.executors)] = calibrated_jobs(
+            run.event_logs, dags, run.walls, repeats, run.executors, prefix)
+        entries, payload["measured"][str(run.executors)] = count_waves(run, dags, repeats)
+        for job, dag in zip(payload["jobs"], dags, strict=True):
+            for stage, node in zip(job["stages"], dag.nodes, strict=True):
+                stage.setdefault("waves", {})[str(run.executors)] = entries[(dag.name,
+                                                                             node.name)]
+    return payload
+
+
+def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
+                  master: str = "local[2]", event_log_dir: str | Path | None = None,
+                  repeats: int = 1, cache_dir: str | Path | None = None,
+                  executor_counts: Sequence[int] | None = None,
+                  extra_conf: Mapping[str, str] | None = None) -> Path:
+    """Run each query alone with event logging on; write the calibrated trace to ``out``.
+
+    With ``repeats > 1`` each query runs that many times and the run with the median total
+    wall time is kept (the first run of a fresh JVM is slow). Every (repeat, count) is its own
+    application (:func:`record_counts`). With ``executor_counts`` every node is partitioned as
+    at the largest count and every stage gains ``waves`` (:func:`multi_count_trace`)."""
+    dags = [QUERIES[q] for q in queries]
+    data_dir = ensure_tpch(scale_factor, *(() if cache_dir is None else (cache_dir,)))
+    log_dir = Path(event_log_dir or tempfile.mkdtemp(prefix="pipesched-eventlog-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tables = table_paths(data_dir)
+    prefix = f"tpch-{scale_label(scale_factor)}"
+    source: dict[str, Any] = {"scale_factor": scale_factor, "master": master,
+                              "repeats": repeats, "conf": dict(extra_conf or {})}
+    counts = sorted(set(executor_counts or [executors_of_master(master) or 2]))
+    if counts[0] < 1:
+        raise ValueError(f"executor counts must be >= 1, got {list(executor_counts or [])}")
+    runs = record_counts(master, counts, dags, repeats, tables, log_dir,
+                         counts[-1] if executor_counts else None, extra_conf)
+    if executor_counts:
+        payload = multi_count_trace(runs, dags, repeats, prefix)
+        source.update(executor_counts=counts, partition_level=counts[-1])
+    else:
+        jobs, calibration = calibrated_jobs(runs[0].event_logs, dags, runs[0].walls, repeats,
+                                            counts[0], prefix)
+        payload = jobs_to_json(jobs)
+        payload["calibration"] = calibration
+        source["executors"] = counts[0]
+    source["runs"] = {str(r.executors): {"master": r.master,
+                                         "event_logs": [str(p) for p in r.event_logs],
+                                         "load_average": r.load_average}
+                      for r in runs}
+    payload["source"] = source
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
@@ -341,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated query names")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--executor-counts",
+                        help="comma-separated task-slot counts, one application each "
+                             "(local[N] per count, or spark.cores.max on a cluster); stages "
+                             "gain per-count 'waves'")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark conf for the traced applications (repeatable)")
     parser.add_argument("--event-log", help="convert this existing event log instead")
     parser.add_argument("--event-log-dir", help="where to keep the event log of a new run")
     parser.add_argument("--out", help="output workload JSON")
@@ -353,8 +624,20 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [q for q in queries if q not in QUERIES]
             if unknown:
                 raise ValueError(f"unknown queries {unknown}; known: {sorted(QUERIES)}")
+            counts = None
+            if args.executor_counts:
+                try:
+                    counts = [int(c) for c in args.executor_counts.split(",") if c]
+                except ValueError:
+                    raise ValueError(f"--executor-counts must be comma-separated integers, "
+                                     f"got {args.executor_counts!r}") from None
+            bad = [c for c in args.conf if "=" not in c]
+            if bad:
+                raise ValueError(f"--conf must be KEY=VALUE, got {bad[0]!r}")
             out = trace_queries(args.scale, queries, args.out or default_trace_path(args.scale),
-                                args.master, args.event_log_dir, args.repeats)
+                                args.master, args.event_log_dir, args.repeats,
+                                executor_counts=counts,
+                                extra_conf=dict(c.split("=", 1) for c in args.conf))
     except (OSError, ValueError) as error:
         print(f"tracegen: {error}", file=sys.stderr)
         return 1
