@@ -30,7 +30,7 @@ from agents.config import load_config
 from agents.evaluate import run_episode
 from agents.scheduler import SB3Scheduler
 from envs.spark_dag.env import SparkDagShopEnv
-from heuristics.spark_dag import make_heuristic
+from heuristics.spark_dag import make_heuristic, padded_action
 
 ENV_ID = "pipesched/SparkDagShop-v0"
 VALIDATION_SEEDS = tuple(range(10_000, 10_004))
@@ -38,13 +38,19 @@ VALIDATION_SEEDS = tuple(range(10_000, 10_004))
 
 def collect_teacher(env: SparkDagShopEnv, teacher: str, episodes: int, seed: int
                     ) -> list[tuple[dict[str, np.ndarray], np.ndarray, int]]:
+    """The teacher decides on the whole graph; its decision is mapped onto the padded action
+    space (a stage outside the padded window becomes a wait, or the first valid action)."""
     scheduler = make_heuristic(teacher, env.limits)
     samples = []
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
         while True:
             mask = info["action_mask"]
-            action = scheduler.act(obs, mask)
+            state = env.state
+            action = padded_action(scheduler.act(state, state.stage_schedulable), state,
+                                   env.limits)
+            if action is None or not mask[action]:
+                action = env.limits.wait_action if mask[-1] else int(np.flatnonzero(mask)[0])
             samples.append((obs, mask, action))
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:

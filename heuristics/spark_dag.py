@@ -12,9 +12,12 @@ Common terms: ``E`` executors; ``J`` jobs that still have tasks to launch; the *
 stages' remaining expected executor-seconds; its *remaining path* is the longest chain of
 expected task durations over unfinished stages (the time it needs with unlimited executors).
 
-- ``fifo``: Spark's FIFO: the earliest job with a schedulable stage, limit E.
-- ``fair``: decima-sim's dynamic partition: the earliest job below the fair share, its first
-  schedulable stage, limit = the fair share; waits when every job is at its share.
+- ``fifo``: Spark's FIFO: executors a job frees go back to it while it has a schedulable
+  stage (the *source job* rule of decima-sim and spark-sched-sim); otherwise the earliest job
+  with a schedulable stage, limit E.
+- ``fair``: decima-sim's dynamic partition: the source job rule, then the earliest job below
+  the fair share, limit = the fair share; waits when every job is at its share.
+- A job's stage is picked in stage order, runnable stages (parents finished) first.
 - ``sjf``: the job with the least remaining work, limit E.
 - ``srpt``: the job with the least ``max(remaining work / E, remaining path)``, limit E.
 - ``critical_path``: the schedulable stage (any job) with the longest remaining path below
@@ -64,10 +67,23 @@ class GraphView:
 
     @cached_property
     def first_row(self) -> dict[int, int]:
-        """Job index -> its first schedulable row (stage order)."""
-        jobs = self.state.stage_job[self.rows]
+        """Job index -> its first schedulable row, preferring rows whose parents finished
+        (runnable now) over rows still waiting for them; stage order within each."""
+        rows = self.rows
+        order = rows[np.argsort(~self.state.stage_parents_done[rows], kind="stable")]
+        jobs = self.state.stage_job[order]
         unique, index = np.unique(jobs, return_index=True)
-        return dict(zip(unique.tolist(), self.rows[index].tolist(), strict=True))
+        return dict(zip(unique.tolist(), order[index].tolist(), strict=True))
+
+    def source_decision(self) -> Decision | None:
+        """Executors freed by a job go back to it while it has a schedulable stage (the
+        earliest such job; limit = what it holds plus its own free executors), as in
+        decima-sim's and spark-sched-sim's fair and FIFO."""
+        own = self.state.job_free_executors
+        for job in self.jobs.tolist():
+            if own[job] > 0:
+                return self.decide(self.first_row[job], int(self.held[job] + own[job]))
+        return None
 
     @cached_property
     def jobs(self) -> np.ndarray:
@@ -142,6 +158,9 @@ class FifoScheduler(GraphScheduler):
     name = "fifo"
 
     def choose(self, view: GraphView) -> Decision | None:
+        source = view.source_decision()
+        if source is not None:
+            return source
         for job in view.jobs.tolist():
             decision = view.decide(view.first_row[job], view.executors)
             if decision is not None:
@@ -153,6 +172,9 @@ class FairScheduler(GraphScheduler):
     name = "fair"
 
     def choose(self, view: GraphView) -> Decision | None:
+        source = view.source_decision()
+        if source is not None:
+            return source
         share = view.fair_share
         for job in view.jobs.tolist():
             if view.held[job] < share:

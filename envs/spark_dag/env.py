@@ -279,6 +279,13 @@ class SparkDagShopEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         return self._mask.copy()
 
+    @property
+    def state(self) -> ClusterState:
+        """The whole current :class:`ClusterState` (what graph schedulers read)."""
+        if self._state is None:
+            raise RuntimeError("SparkDagShopEnv.state read before reset")
+        return self._state
+
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self.sim is None:
             return None

@@ -293,6 +293,8 @@ class DagShopSimulator:
             stage_committed=committed,
             stage_schedulable=np.array([self._schedulable[r] for r in pick], dtype=bool),
             stage_task_s=np.array([self._expected_task_s[r] for r in pick]),
+            job_free_executors=np.array([len(self._free.get(j, ())) for j in active_jobs.tolist()],
+                                        dtype=np.int64),
         )
 
     def _layout_rows(self) -> tuple:

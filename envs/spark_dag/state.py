@@ -83,7 +83,9 @@ class ClusterState:
     ``stage_executors``). ``stage_schedulable`` (optional): rows a decision may pick; default
     parents done and tasks neither started nor committed; the simulator also allows rows whose
     parents launched all their tasks (its ``commit_when`` rule). ``stage_task_s`` (optional):
-    expected duration of one task.
+    expected duration of one task. ``job_free_executors`` (optional, ``(J,)``): free
+    executors that still belong to each job (freed by it, not yet given elsewhere; counted in
+    ``free_executors``, not in ``job_executors``).
     """
 
     time_s: float
@@ -112,8 +114,11 @@ class ClusterState:
     stage_committed: np.ndarray | None = None
     stage_schedulable: np.ndarray | None = None
     stage_task_s: np.ndarray | None = None
+    job_free_executors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.job_free_executors is None:
+            self.job_free_executors = np.zeros(self.num_jobs, dtype=np.int64)
         if self.stage_committed is None:
             self.stage_committed = np.zeros(self.num_stages, dtype=np.int64)
         if self.stage_schedulable is None:
