@@ -198,7 +198,12 @@ def test_executor_caps_respected_by_fair():
     scheduler = make_heuristic("fair")
     while True:
         decision = scheduler.act(state, info["action_mask"])
-        if decision is not None:
+        own = state.job_free_executors
+        if decision is not None and own[decision.job_index] > 0:
+            # executors a job freed go back to it (the source-job rule)
+            job = decision.job_index
+            assert decision.parallelism == state.job_executors[job] + own[job]
+        elif decision is not None:
             # fair gives a job below ceil(E / J) exactly that limit (J: jobs with tasks left)
             jobs_left = len({int(j) for j in state.stage_job[state.stage_unlaunched > 0]})
             fair_share = -(-state.total_executors // max(jobs_left, 1))
