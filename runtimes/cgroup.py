@@ -1,7 +1,8 @@
 """CPU quotas per process: one cpu cgroup each, so a device of speed ``v`` gets ``v`` CPUs.
 
 cgroup v1 (a hierarchy mounted with the ``cpu`` controller): ``cpu.cfs_period_us`` and
-``cpu.cfs_quota_us = v * period``; cgroup v2: ``cpu.max = "<v * period> <period>"``. The
+``cpu.cfs_quota_us = v * period``; cgroup v2: ``cpu.max = "<v * period> <period>"``. Node processes
+join their group themselves once set up (:func:`join_assigned_group`). The
 period is short (20 ms) so that a throttled process runs in fine slices: a slow device's op
 that is shorter than the period still takes about ``t / v``, not ``t`` plus a whole
 throttled period. Groups live under ``<cpu hierarchy>/pipesched/<owner pid>-<tag>-<i>``; the
@@ -20,6 +21,10 @@ from pathlib import Path
 from runtimes.netns import KernelRefused, pid_alive
 
 PERIOD_US = 20_000
+# weight of the parent group against the machine's other tasks (v1 shares, v2 weight): a quota
+# is a ceiling, this makes it also what the process gets when other jobs load the CPU
+PARENT_SHARES, PARENT_WEIGHT = 65536, 10000
+JOIN_ENV = "PIPESCHED_CGROUP_JOIN_DIR"
 MIN_QUOTA_US = 1_000
 PARENT = "pipesched"
 
@@ -98,6 +103,9 @@ class CpuQuotas:
             if self.version == 2:
                 (root / "cgroup.subtree_control").write_text("+cpu")
                 (parent / "cgroup.subtree_control").write_text("+cpu")
+                (parent / "cpu.weight").write_text(str(PARENT_WEIGHT))
+            else:
+                (parent / "cpu.shares").write_text(str(PARENT_SHARES))
             for index, speed in enumerate(self.speeds):
                 group = parent / f"{os.getpid()}-{self.tag}-{index}"
                 group.mkdir()
@@ -112,13 +120,31 @@ class CpuQuotas:
             self.down()
             raise KernelRefused(f"cannot set a CPU quota under {parent}: {error}") from None
 
-    def procs_file(self, index: int) -> Path:
-        return self.groups[index] / "cgroup.procs"
+    def move(self, index: int, pid: int) -> None:
+        """Put process ``pid`` (all its threads) into group ``index``."""
+        (self.groups[index] / "cgroup.procs").write_text(str(pid))
 
     def down(self) -> None:
         for group in reversed(self.groups):
             _remove(group)
         self.groups = []
+
+
+def join_assigned_group(rank: int, timeout_s: float = 120.0) -> None:
+    """Ask the launcher to move this process into its cgroup, and wait until it has.
+
+    Node processes call this after their set-up (imports, model building), so the quota
+    shapes the measured work and not the start-up. The launcher does the move because
+    ``ip netns exec`` gives the process a /sys without the cgroup hierarchy."""
+    folder = os.environ.get(JOIN_ENV)
+    if not folder:
+        return
+    (Path(folder) / f"ready{rank}").touch()
+    deadline = time.monotonic() + timeout_s
+    while not (Path(folder) / f"joined{rank}").exists():
+        if time.monotonic() > deadline:
+            raise KernelRefused(f"rank {rank}: not moved into its cgroup in {timeout_s:.0f} s")
+        time.sleep(0.01)
 
 
 def cgroup_unavailable() -> str | None:

@@ -1,11 +1,11 @@
 """Start one process per node inside its namespace (and cpu cgroup), collect their results.
 
 Each process is ``python -m <module> worker <spec> <rank> <out>`` started by ``ip netns exec``
-(so it sees its namespace's /sys/class/net) and, with quotas, moved into its cgroup by the
-shell before ``exec``; torch.distributed rendezvous is at node 0's address. Any process that
-fails stops the run: the others are killed, and the caller's ``with`` blocks remove the
-namespaces and cgroups. SIGTERM is turned into ``KeyboardInterrupt`` for the same clean-up
-as Ctrl-C.
+(so it sees its namespace's /sys/class/net); with quotas, it is told its cgroup and joins it
+once set up (:func:`runtimes.cgroup.join_assigned_group`); torch.distributed meets at node
+0's address. Any process that fails stops the run: the others are killed, and the caller's
+``with`` blocks remove the namespaces and cgroups. SIGTERM is turned into
+``KeyboardInterrupt`` for the same clean-up as Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from runtimes.cgroup import CpuQuotas
+from runtimes.cgroup import JOIN_ENV, CpuQuotas
 from runtimes.netns import Fabric
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,15 @@ def _failure(processes: list[subprocess.Popen], logs: list[Path]) -> str | None:
     return None
 
 
+def _move_ready(scratch: Path, processes: list[subprocess.Popen], quotas: CpuQuotas) -> None:
+    """Move every process that asked for it into its cgroup (ready<r> -> joined<r>)."""
+    for rank, process in enumerate(processes):
+        joined = scratch / f"joined{rank}"
+        if (scratch / f"ready{rank}").exists() and not joined.exists():
+            quotas.move(rank, process.pid)
+            joined.touch()
+
+
 def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuotas | None,
               timeout_s: float) -> list[Any]:
     """Run ``module``'s worker on every node of ``fabric``; returns each rank's result."""
@@ -73,6 +82,8 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="pipesched_run_") as scratch:
+        if quotas is not None:
+            env[JOIN_ENV] = scratch
         spec_path = Path(scratch) / "spec.pt"
         torch.save(spec, spec_path)
         processes: list[subprocess.Popen] = []
@@ -82,14 +93,13 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
             for rank in range(world):
                 argv = [*fabric.exec_prefix(rank), sys.executable, "-m", module, "worker",
                         str(spec_path), str(rank), str(outs[rank])]
-                if quotas is not None:
-                    argv = ["sh", "-c", 'echo $$ > "$0" && exec "$@"',
-                            str(quotas.procs_file(rank)), *argv]
                 with logs[rank].open("w") as log:
                     processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                       cwd=ROOT, env=env))
             deadline = time.monotonic() + timeout_s
             while True:
+                if quotas is not None:
+                    _move_ready(Path(scratch), processes, quotas)
                 failure = _failure(processes, logs)
                 if failure:
                     raise RunFailed(failure)

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from envs.param_server.dataset import SparseDataset
+from runtimes.cgroup import join_assigned_group
 from runtimes.netns import read_counters
 
 
@@ -186,6 +187,7 @@ def worker_main(spec: dict[str, Any], rank: int) -> dict[str, Any]:
                                                rank, world),
                                   dataset.num_classes, total_samples, config.learning_rate)
                     for name, (blocks, shards) in spec["plans"].items()}
+        join_assigned_group(rank)
         for trainer in trainers.values():
             trainer.run(config.warmup_iterations, timed=False)
         for _ in range(config.rounds):  # interleaved, so load drift hits every allocation alike

@@ -4,7 +4,7 @@
 writes ``data/profiles/training/<model>.json``. A "layer" here is a pipeline segment: a
 contiguous block of a torchvision model (a residual block, an inverted-residual group, a VGG
 conv block) whose composition in order is exactly the model's forward pass
-(:func:`build_segments`). The same segments are what :mod:`benchmarks.pipeline_runtime` runs,
+(:func:`build_segments`). The same segments are what :mod:`runtimes.pipeline_worker` runs,
 so a simulated plan and a real pipeline cut the model at the same places.
 
 Per segment and per micro-batch it measures, on one CPU thread (the reference speed 1.0):
