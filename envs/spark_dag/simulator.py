@@ -44,13 +44,14 @@ from __future__ import annotations
 
 import heapq
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from envs.spark_dag.state import ClusterState
-from envs.spark_dag.workload import ClusterSpec, Job
+from envs.spark_dag.workload import ClusterSpec, Job, Stage
 
 _EPS = 1e-9
 _ARRIVAL, _MOVE_END, _TASK_END = 0, 1, 2
@@ -69,12 +70,31 @@ class TaskRecord:
     end_s: np.ndarray
 
 
+def _count_choices(counts: tuple[int, ...], max_held: int) -> list[tuple[int, int, float]]:
+    """For each number of executors held (0..max_held): the indices of the recorded counts
+    around it and the probability of the lower one (decima-sim's interpolation)."""
+    choices = []
+    for held in range(max_held + 1):
+        if held <= counts[0]:
+            choices.append((0, 0, 1.0))
+        elif held >= counts[-1]:
+            choices.append((len(counts) - 1, len(counts) - 1, 1.0))
+        else:
+            high = next(k for k, count in enumerate(counts) if count >= held)
+            low_count, high_count = counts[high - 1], counts[high]
+            probability = 0.0 if high_count == held else (held - low_count) / (
+                high_count - low_count)
+            choices.append((high - 1, high, probability))
+    return choices
+
+
 class _WaveTable:
     """A stage's measured durations: per recorded executor count, the three wave lists."""
 
-    __slots__ = ("counts", "first", "rest", "fresh", "fraction")
+    __slots__ = ("counts", "first", "rest", "fresh", "fraction", "choices", "mean_warm_s")
 
-    def __init__(self, waves: dict, warmup_s: float) -> None:
+    def __init__(self, waves: dict, warmup_s: float, choices: list) -> None:
+        self.choices = choices
         self.counts = sorted(waves)
         self.first, self.rest, self.fresh, self.fraction = [], [], [], []
         for count in self.counts:
@@ -86,6 +106,24 @@ class _WaveTable:
             self.rest.append(rest or first or fresh)
             self.fresh.append(fresh)
             self.fraction.append(entry.network_fraction)
+        self.mean_warm_s = sum(self.first[-1] + self.rest[-1]) / len(self.first[-1] +
+                                                                    self.rest[-1])
+
+
+# Templates are shared by many jobs of a sequence: build each stage's table once.
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _wave_table(stage: Stage, cluster: ClusterSpec, choices: dict) -> _WaveTable:
+    key = (cluster.warmup_s, cluster.num_executors)
+    cached = _TABLES.get(stage)
+    if cached is None or cached[0] != key:
+        counts = tuple(sorted(stage.waves))
+        if counts not in choices:
+            choices[counts] = _count_choices(counts, cluster.num_executors)
+        cached = (key, _WaveTable(stage.waves, cluster.warmup_s, choices[counts]))
+        _TABLES[stage] = cached
+    return cached[1]
 
 
 class DagShopSimulator:
@@ -113,6 +151,7 @@ class DagShopSimulator:
         edges: list[tuple[int, int]] = []
         offset = 0
         use_waves = cluster.duration_model == "waves"
+        choices_by_counts: dict[tuple[int, ...], list] = {}
         for j, job in enumerate(self.jobs):
             base = len(stage_job)
             job_first_stage.append(base)
@@ -124,7 +163,7 @@ class DagShopSimulator:
                 offset += stage.num_tasks
                 net_parts.append(stage.network_s)
                 local_parts.append(stage.local_s)
-                tables.append(_WaveTable(stage.waves, cluster.warmup_s)
+                tables.append(_wave_table(stage, cluster, choices_by_counts)
                               if use_waves and stage.waves else None)
             edges += [(base + p, base + k) for k, parents in enumerate(job.parent_positions())
                       for p in parents]
@@ -164,8 +203,7 @@ class DagShopSimulator:
                 expected_net.append(float(np.sum(net_parts[k])))
                 expected_local.append(float(np.sum(local_parts[k])))
             else:
-                mean = float(np.mean(table.first[-1] + table.rest[-1]))
-                work = mean * stage_num[k]
+                work = table.mean_warm_s * stage_num[k]
                 expected_net.append(work * table.fraction[-1])
                 expected_local.append(work * (1.0 - table.fraction[-1]))
         self._expected_task_s = [(n + lo) / stage_num[k] for k, (n, lo)
@@ -362,14 +400,6 @@ class DagShopSimulator:
         self._seq += 1
         heapq.heappush(self._events, (time_s, self._seq, kind, payload))
 
-    def _uniform01(self) -> float:
-        if self._uniform_next >= len(self._uniform):
-            self._uniform = self._rng.random(_UNIFORM_BATCH).tolist()
-            self._uniform_next = 0
-        value = self._uniform[self._uniform_next]
-        self._uniform_next += 1
-        return value
-
     def _process_next_instant(self) -> None:
         events, net_events = self._events, self._net_events
         next_time = events[0][0] if events else math.inf
@@ -434,15 +464,18 @@ class DagShopSimulator:
 
     def _launch(self, stage: int) -> None:
         """One more task of ``stage`` is launched (committed or started)."""
-        job = self._stage_job[stage]
-        self._job_unlaunched[job] -= 1
+        self._job_unlaunched[self._stage_job[stage]] -= 1
         if self._started[stage] + self._committed[stage] == self._stage_num[stage]:
-            self._set_schedulable(stage, False)
-            if self._commit_on_launch:
-                for child in self._children[stage]:
-                    self._parents_unlaunched[child] -= 1
-                    if self._parents_unlaunched[child] == 0:
-                        self._set_schedulable(child, True)
+            self._saturated(stage)
+
+    def _saturated(self, stage: int) -> None:
+        """Every task of ``stage`` is launched."""
+        self._set_schedulable(stage, False)
+        if self._commit_on_launch:
+            for child in self._children[stage]:
+                self._parents_unlaunched[child] -= 1
+                if self._parents_unlaunched[child] == 0:
+                    self._set_schedulable(child, True)
 
     def _assign(self, executor: int, stage: int) -> None:
         """Commit a taken free executor to ``stage`` (moving it to the job if needed)."""
@@ -486,7 +519,7 @@ class DagShopSimulator:
             if last == -1 or (last != stage and self._stage_warmup):
                 local += self.cluster.warmup_s
         else:
-            duration, fraction = self._draw(table, stage, executor, last)
+            duration, fraction = self._draw(table, stage, last)
             net = duration * fraction
             local = duration - net
         self._exec_last_stage[executor] = stage
@@ -505,27 +538,22 @@ class DagShopSimulator:
                 self.record.network_end_s[task] = self.time_s
             self._push(self.time_s + local, _TASK_END, executor)
 
-    def _draw(self, table: _WaveTable, stage: int, executor: int, last: int
-              ) -> tuple[float, float]:
+    def _draw(self, table: _WaveTable, stage: int, last: int) -> tuple[float, float]:
         """A task duration (seconds) and its network fraction, drawn as decima-sim does."""
-        held = self._job_held[self._stage_job[stage]]
-        counts = table.counts
-        k = 0
-        if held >= counts[-1]:
-            k = len(counts) - 1
-        elif held > counts[0]:
-            while counts[k + 1] < held:
-                k += 1
-            low, high = counts[k], counts[k + 1]
-            if high == held or self._uniform01() * (high - low) >= held - low:
-                k += 1
+        index = self._uniform_next
+        if index + 2 > len(self._uniform):
+            self._uniform = self._rng.random(_UNIFORM_BATCH).tolist()
+            index = 0
+        self._uniform_next = index + 2
+        low, high, p_low = table.choices[self._job_held[self._stage_job[stage]]]
+        k = low if self._uniform[index] < p_low else high
         if last == -1:
             samples = table.fresh[k]
         elif last == stage:
             samples = table.rest[k]
         else:
             samples = table.first[k]
-        return samples[int(self._uniform01() * len(samples))], table.fraction[k]
+        return samples[int(self._uniform[index + 1] * len(samples))], table.fraction[k]
 
     def _network_done(self, executor: int, local_s: float) -> None:
         task = self._exec_task[executor]
@@ -554,8 +582,12 @@ class DagShopSimulator:
             self._release(executor, job)
             return
         if self._job_held[job] <= self._job_cap[job]:
-            if self._started[stage] + self._committed[stage] < num:
-                self._continue(executor, stage)
+            launched = self._started[stage] + self._committed[stage]
+            if launched < num:  # the common case, inlined: the next task of the same stage
+                self._job_unlaunched[job] -= 1
+                if launched + 1 == num:
+                    self._saturated(stage)
+                self._start_task(executor, stage)
                 return
             opened = self._job_open[job]
             while opened and not self._schedulable[opened[0]]:
