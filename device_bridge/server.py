@@ -252,8 +252,6 @@ class OffloadServer:
             if self.tls is not None:
                 session.sock = self.tls.wrap(conn, deadline)
             hosted_list, receive_mac = self._handshake(session, deadline)
-            with self._lock:
-                self._handshaking -= 1
             session.sock.settimeout(self.idle_timeout_s)
             self._serve_requests(session, hosted_list, receive_mac)
         except protocol.ConnectionClosed:
@@ -329,12 +327,13 @@ class OffloadServer:
             if digest != self.models[name].weights_sha256:
                 raise ProtocolError(f"model {name!r}: weights hash mismatch")
             hosted_list.append(self.models[name])
+        with self._lock:  # counted before WELCOME leaves: the peer may reconnect at once
+            session.welcomed = True
+            self._handshaking -= 1
+            self.stats.authenticated += 1
         protocol.send_frame(sock, MessageType.WELCOME, mac=session.send_mac, control={
             "models": list(requested), "device": str(self.device),
             "whole_model_s": {name: self.models[name].whole_model_s for name in requested}})
-        session.welcomed = True
-        with self._lock:
-            self.stats.authenticated += 1
         LOG.info("%s: authenticated for %s", session.where, ", ".join(requested))
         return hosted_list, receive_mac
 

@@ -60,7 +60,11 @@ def test_cli_live_run_with_token_bucket(server, token_file, tmp_path):
         "alexnet-0", "alexnet-1", "mobilenet_v2-0", "mobilenet_v2-1"]
     # the compute thread's CPU time never exceeds its wall time (a little clock granularity)
     assert all(0 <= job["device_cpu_s"] <= job["device_s"] + 0.005 for job in document["jobs"])
+    summary = document["summary"]
+    assert summary["jobs"] == 4 and summary["fallback"] == 0 and summary["fallback_reasons"] == {}
+    assert summary["server"] + summary["local_planned"] == 4
     for job in document["jobs"]:
+        assert job["fallback"] is False and job["reason"] is None
         assert job["where"] in ("server", "local")
         assert 0 < job["latency_s"] <= document["makespan_s"] + 1e-9
         assert 0 <= job["cut"] <= len(document["instance"]["jobs"][0]["layers"]) + 60
@@ -148,6 +152,12 @@ def test_server_killed_mid_batch_then_client_falls_back_and_reconnects(token_fil
     for job in result.jobs:
         if job.where == "local":
             assert job.planned_cut == 0 and job.cut == client.splits[job.model].num_segments
+            assert job.fallback and job.reason.startswith(
+                ("server connection lost", "server unavailable"))
+    summary = result.summary()
+    assert summary["fallback"] == where.count("local") and summary["local_planned"] == 0
+    assert any(reason.startswith("server connection lost")
+               for reason in summary["fallback_reasons"])
     _check_results(client, result)
 
     # the server comes back on the same port: the next batch is offloaded again
@@ -162,6 +172,8 @@ def test_no_server_at_all_runs_everything_locally():
     client = OffloadClient(("127.0.0.1", 9), TOKEN, ["alexnet"], 5.0, calibrate=False)
     result = client.run(parse_jobs("alexnet:2"), _all_server)
     assert [job.where for job in result.jobs] == ["local", "local"]
+    assert all(job.fallback and job.reason.startswith("server unavailable")
+               for job in result.jobs)
     _check_results(client, result)
 
 

@@ -4,15 +4,17 @@ import socket
 import struct
 import threading
 import time
+import tracemalloc
 
 import pytest
 import torch
 
 from device_bridge import protocol
-from device_bridge.protocol import HEADER, MessageType, ProtocolError
+from device_bridge.protocol import HEADER, FrameMac, IntegrityError, MessageType, ProtocolError
 from device_bridge.shaping import ShapedSender, TokenBucket
 
-SHAPES = [(), (0,), (1,), (7,), (3, 5), (1, 64, 56, 56), (2, 1, 3, 1, 2, 1, 2, 3)]
+SHAPES = [(), (0,), (1,), (7,), (3, 5), (1, 64, 56, 56), (2, 1, 3, 1, 2, 1, 2, 3),
+          (0, 1000), (2, 0, 3), (0, 3, 224, 224)]
 
 
 def _random_tensor(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -152,18 +154,88 @@ def test_struct_layout_is_big_endian_and_fixed():
     assert struct.calcsize(HEADER.format) == 70
 
 
-def test_frames_survive_the_token_bucket_chunking(pair):
+def test_tagged_frames_survive_the_token_bucket_chunking(pair):
     left, right = pair
     tensor = torch.randn(3, 5000)  # 60 kB: the 70-byte header rides in the first 8 kB chunk
-    reader_result = {}
-    reader = threading.Thread(target=lambda: reader_result.update(
-        frame=protocol.read_frame(right)))
-    reader.start()
-    sent = ShapedSender(200.0).send_message(
-        left, protocol.encode_frame(MessageType.INFER, request_id=9, tensor=tensor))
-    reader.join(10)
-    assert sent == 70 + tensor.numel() * 4
-    assert torch.equal(reader_result["frame"].tensor, tensor)
+    key = b"k" * 32
+    reader = protocol.FrameReader(right, mac=FrameMac(key))
+    received = []
+    thread = threading.Thread(target=lambda: received.extend(reader.read() for _ in range(2)))
+    thread.start()
+    sender, mac = ShapedSender(200.0), FrameMac(key)
+    sent = [sender.send_message(left, protocol.encode_frame(
+        MessageType.INFER, request_id=9 + i, tensor=tensor, tagged=True), mac) for i in range(2)]
+    thread.join(10)
+    assert sent == [70 + tensor.numel() * 4 + protocol.TAG_BYTES] * 2
+    assert [frame.request_id for frame in received] == [9, 10]
+    assert all(torch.equal(frame.tensor, tensor) for frame in received)
+
+
+def _send_until_closed(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # the reader stopped at a bad frame and closed
+
+
+def _tagged_wire(mac: FrameMac, tensor: torch.Tensor, request_id: int) -> bytearray:
+    buffers = protocol.encode_frame(MessageType.RESULT, request_id=request_id, tensor=tensor,
+                                    tagged=True)
+    return bytearray(b"".join(bytes(b) for b in buffers) + mac.tag(buffers))
+
+
+@pytest.mark.parametrize("size", [10, 100_000], ids=["small", "large"])
+@pytest.mark.parametrize("kind", ["flip-header", "flip-payload", "flip-tag", "replay",
+                                  "reorder", "foreign", "untagged"])
+def test_reader_rejects_tampered_replayed_reordered_and_foreign_frames(pair, kind, size):
+    left, right = pair
+    key, tensor = b"k" * 32, torch.randn(size)
+    sender = FrameMac(key)
+    first = _tagged_wire(sender, tensor, 1)
+    second = _tagged_wire(sender, tensor, 2)
+    bad = {"flip-header": first, "flip-payload": first, "flip-tag": first,
+           "replay": first, "reorder": second,
+           "foreign": _tagged_wire(FrameMac(b"x" * 32), tensor, 1),
+           "untagged": bytearray(b"".join(bytes(b) for b in protocol.encode_frame(
+               MessageType.RESULT, request_id=1, tensor=tensor)))}[kind]
+    position = {"flip-header": 12, "flip-payload": 70 + size, "flip-tag": -1}.get(kind)
+    if position is not None:
+        bad[position] ^= 0x01
+    reader = protocol.FrameReader(right, mac=FrameMac(key))
+    stream = (bytes(first) if kind == "replay" else b"") + bytes(bad)
+    sender_thread = threading.Thread(target=_send_until_closed, args=(left, stream))
+    sender_thread.start()
+    if kind == "replay":  # the genuine frame is accepted once
+        assert reader.read().request_id == 1
+    with pytest.raises(IntegrityError):
+        reader.read()
+    right.close()  # an untagged frame is refused at its header: unblock the sender
+    sender_thread.join(10)
+
+
+def test_a_lying_length_reserves_only_what_arrived(pair):
+    left, right = pair
+    claimed = 60 * 2**20
+    header = HEADER.pack(protocol.MAGIC, protocol.VERSION, int(MessageType.RESULT), 0, 0, 0, 1,
+                         0.0, int(protocol.DType.UINT8), 1, claimed, *[0] * 7, claimed)
+    sent = header + b"\0" * 700_000
+
+    def send() -> None:
+        left.sendall(sent)
+        left.shutdown(socket.SHUT_WR)
+
+    tracemalloc.start()
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        with pytest.raises(protocol.ConnectionClosed, match="of"):
+            protocol.FrameReader(right, max_frame_bytes=claimed).read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sender.join(10)
+    # 700 kB arrived: the buffer grew 256 KiB -> 512 KiB -> 1 MiB (copying while growing)
+    assert peak < 2 * 2**20
 
 
 def test_payload_is_a_view_of_the_tensor_memory():

@@ -1,0 +1,314 @@
+"""Issue 16: mutual authentication, per-frame integrity and bounded resources, each against
+a real server on 127.0.0.1 and each checked for threads and sockets left behind."""
+
+import secrets
+import select
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import tracemalloc
+
+import pytest
+import torch
+
+from device_bridge import protocol
+from device_bridge.link import HandshakeError, ServerLink
+from device_bridge.protocol import FrameMac, MessageType
+from device_bridge.server import OffloadServer
+from device_bridge.shaping import ShapedSender
+from device_bridge.tls import PinnedServerTls, ServerTls
+
+from .conftest import TOKEN
+from .wire import LeakCheck, authenticated, closing_error, raw_connection, send_auth
+
+
+@pytest.fixture()
+def leaks(server):
+    check = LeakCheck(server)
+    yield check
+    check.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def small_server(server):
+    """Caps of 3 connections, 2 of them in their handshake; idle timeout 2 s."""
+    instance = OffloadServer(("alexnet",), TOKEN, device="cpu", handshake_timeout_s=5.0,
+                             idle_timeout_s=2.0, max_connections=3, max_handshakes=2).start()
+    yield instance
+    instance.close()
+
+
+def _link(server, results=None, failures=None, tls=None, token=TOKEN,
+          model="resnet18") -> ServerLink:
+    results = results if results is not None else {}
+    arrived = threading.Condition()
+
+    def on_result(request_id, tensor, elapsed_s, when):
+        with arrived:
+            results[request_id] = tensor
+            arrived.notify_all()
+
+    link = ServerLink("127.0.0.1", server.port, token, {model: server.models[model].weights_sha256},
+                      ShapedSender(None), on_result,
+                      lambda link, reason: (failures if failures is not None else []).append(reason),
+                      tls=tls)
+    link.results, link.arrived = results, arrived
+    return link.connect()
+
+
+def _result(link, request_id, timeout_s=30.0) -> torch.Tensor:
+    with link.arrived:
+        assert link.arrived.wait_for(lambda: request_id in link.results, timeout_s)
+    return link.results[request_id]
+
+
+def _late_cut(server, model="resnet18") -> tuple[int, torch.Tensor]:
+    """The last interior cut of ``model`` and a tensor of its shape (small, fast to serve)."""
+    split = server.models[model].split
+    cut = split.num_segments - 1
+    return cut, torch.randn(split.boundary_shape(cut))
+
+
+# ---- handshake deadline and caps ---------------------------------------------------------
+def test_trickling_handshake_is_dropped_at_the_deadline(server, leaks):
+    sock, challenge = raw_connection(server)
+    auth = protocol.encode_frame(MessageType.AUTH, control={"nonce": "00" * 32}, tagged=True)
+    start = time.monotonic()
+    for byte in b"".join(auth):  # one byte every 0.25 s: no single read ever waits 2 s
+        try:
+            sock.send(bytes([byte]))
+        except OSError:
+            break
+        if select.select([sock], [], [], 0.25)[0] or time.monotonic() - start > 10:
+            break
+    assert closing_error(sock) == {"code": "handshake_timeout"}
+    assert time.monotonic() - start < server.handshake_timeout_s + 1.0
+
+
+def test_connection_cap_holds_and_refuses_with_a_reason(small_server):
+    check = LeakCheck(small_server)
+    first, first_challenge = raw_connection(small_server)
+    second, _ = raw_connection(small_server)
+    over_handshakes = socket.create_connection(("127.0.0.1", small_server.port), timeout=10)
+    assert closing_error(over_handshakes) == {"code": "server_busy"}  # 2 in their handshake
+    send_mac, receive_mac = send_auth(first, first_challenge, {
+        "alexnet": small_server.models["alexnet"].weights_sha256})
+    receive_mac.check(protocol.read_frame(first))  # WELCOME: one handshake slot free again
+    third, _ = raw_connection(small_server)
+    with pytest.raises(HandshakeError, match="server_busy"):  # 3 connections open
+        _link(small_server, model="alexnet")
+    # the authenticated connection is still served
+    cut, tensor = _late_cut(small_server, "alexnet")
+    protocol.send_frame(first, MessageType.INFER, mac=send_mac, request_id=7, cut=cut,
+                        tensor=tensor)
+    reply = protocol.FrameReader(first, mac=receive_mac).read()
+    assert reply.msg_type == MessageType.RESULT and reply.request_id == 7
+    for sock in (first, second, third):
+        sock.close()
+    check.assert_clean()
+    link = _link(small_server, model="alexnet")  # room again
+    link.close()
+    assert small_server.stats.refused_busy == 2
+    check.assert_clean()
+
+
+def test_idle_authenticated_connection_is_closed_with_a_tagged_error(small_server):
+    check = LeakCheck(small_server)
+    sock, _, receive_mac = authenticated(small_server, "alexnet")
+    start = time.monotonic()
+    error = protocol.FrameReader(sock, mac=receive_mac).read()  # tag checked
+    waited = time.monotonic() - start
+    sock.close()
+    assert error.json() == {"code": "idle_timeout"}
+    assert small_server.idle_timeout_s <= waited < small_server.idle_timeout_s + 2.0
+    check.assert_clean()
+
+
+# ---- mutual authentication ---------------------------------------------------------------
+class RogueServer:
+    """Knows the public weight hashes but not the token; answers every INFER with zeros."""
+
+    def __init__(self, hashes: dict[str, str], welcome_key: bytes | None):
+        self.hashes, self.welcome_key = hashes, welcome_key
+        self.infers = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            nonce = secrets.token_bytes(32)
+            challenge = protocol.encode_frame(MessageType.CHALLENGE, control={
+                "protocol": protocol.VERSION, "nonce": nonce.hex(), "models": self.hashes})
+            protocol.send_buffers(conn, challenge)
+            auth = protocol.read_frame(conn)
+            models = list(auth.json()["models"])
+            mac = None
+            if self.welcome_key is not None:  # keys from a token guess
+                client_nonce = bytes.fromhex(auth.json()["nonce"])
+                mac = FrameMac(protocol.session_keys(self.welcome_key, nonce, client_nonce,
+                                                     bytes(challenge[1]))[1])
+            protocol.send_frame(conn, MessageType.WELCOME, mac=mac,
+                                control={"models": models, "device": "cpu"})
+            try:
+                while True:
+                    frame = protocol.read_frame(conn)
+                    self.infers += frame.msg_type == MessageType.INFER
+                    protocol.send_frame(conn, MessageType.RESULT, request_id=frame.request_id,
+                                        tensor=torch.zeros(1, 1000))
+            except (OSError, protocol.ProtocolError):
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("welcome_key", [None, b"guessed-token-0123456789"],
+                         ids=["untagged-welcome", "wrong-token"])
+def test_rogue_server_without_the_token_is_refused(server, welcome_key):
+    check = LeakCheck()
+    rogue = RogueServer({"resnet18": server.models["resnet18"].weights_sha256}, welcome_key)
+    link = ServerLink("127.0.0.1", rogue.port, TOKEN,
+                      {"resnet18": server.models["resnet18"].weights_sha256},
+                      ShapedSender(None), lambda *a: None, lambda *a: None)
+    with pytest.raises(HandshakeError, match="did not prove it knows the token"):
+        link.connect()
+    rogue.close()
+    assert rogue.infers == 0  # no tensor ever reached it
+    check.assert_clean()
+
+
+def test_wrong_token_client_gets_only_a_fixed_code(server, leaks):
+    sock, challenge = raw_connection(server)
+    send_auth(sock, challenge, {"resnet18": server.models["resnet18"].weights_sha256},
+              token=b"not-the-token-0123456789")
+    assert closing_error(sock) == {"code": "auth_failed"}
+
+
+def test_internal_errors_of_unauthenticated_peers_are_not_echoed(server, leaks):
+    sock, _ = raw_connection(server)
+    nested = b"[" * 20000 + b"]" * 20000  # a RecursionError in json.loads
+    header = protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, int(MessageType.AUTH), 0,
+                                  0, 0, 0, 0.0, 0, 0, *[0] * 8, len(nested))
+    sock.sendall(header + nested)
+    assert closing_error(sock) == {"code": "bad_frame"}
+
+
+# ---- per-frame integrity -----------------------------------------------------------------
+def _tampered(kind: str, server) -> tuple[socket.socket, FrameMac, list[bytes]]:
+    """An authenticated connection and the byte strings to send on it, in order."""
+    sock, send_mac, receive_mac = authenticated(server)
+    cut, tensor = _late_cut(server)
+
+    def wire(request_id: int, mac: FrameMac | None = send_mac) -> bytes:
+        buffers = protocol.encode_frame(MessageType.INFER, request_id=request_id, cut=cut,
+                                        tensor=tensor, tagged=mac is not None)
+        return b"".join(bytes(b) for b in buffers) + (mac.tag(buffers) if mac else b"")
+
+    if kind == "reordered":  # the second frame arrives first
+        wire(1)
+        return sock, receive_mac, [wire(2)]
+    if kind == "replayed":
+        frame = wire(1)
+        return sock, receive_mac, [frame, frame]
+    if kind == "foreign":  # a valid frame of another session
+        other, other_mac, _ = authenticated(server)
+        frame = wire(1, other_mac)
+        other.close()
+        return sock, receive_mac, [frame]
+    if kind == "untagged":
+        return sock, receive_mac, [wire(1, None)]
+    frame = bytearray(wire(1))
+    position = {"header-bit": 13, "payload-bit": 70 + 100, "tag-bit": len(frame) - 1}[kind]
+    frame[position] ^= 0x04
+    return sock, receive_mac, [bytes(frame)]
+
+
+@pytest.mark.parametrize("kind", ["header-bit", "payload-bit", "tag-bit", "replayed",
+                                  "reordered", "foreign", "untagged"])
+def test_tampered_replayed_reordered_and_foreign_frames_are_rejected(server, leaks, kind):
+    failures = server.stats.integrity_failures
+    sock, receive_mac, frames = _tampered(kind, server)
+    reader = protocol.FrameReader(sock, mac=receive_mac)
+    for frame in frames[:-1]:  # the genuine first frame of a replay is served
+        sock.sendall(frame)
+        assert reader.read().msg_type == MessageType.RESULT
+    sock.sendall(frames[-1])
+    error = reader.read()  # the server's ERROR is itself tagged
+    assert error.msg_type == MessageType.ERROR and error.json()["code"] == "integrity"
+    closing_error(sock)
+    assert server.stats.integrity_failures == failures + 1
+
+
+# ---- payloads ----------------------------------------------------------------------------
+def test_empty_batch_round_trips_through_the_server(server, leaks):
+    link = _link(server)
+    split = server.models["resnet18"].split
+    link.send_infer(3, "resnet18", 0, torch.empty(0, *split.input_shape[1:]))
+    link.send_infer(4, "resnet18", 9, torch.empty(0, *split.boundary_shape(9)[1:]))
+    assert _result(link, 3).shape == (0, 1000) and _result(link, 4).shape == (0, 1000)
+    link.close()
+
+
+def test_lying_header_reserves_no_memory_on_the_server(server, leaks):
+    sock, send_mac, _ = authenticated(server)
+    claimed = 15 * 2**20  # under the fixture's 16 MiB frame limit
+    header = protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, int(MessageType.INFER),
+                                  protocol.FLAG_TAGGED, 0, 0, 1, 0.0,
+                                  int(protocol.DType.UINT8), 1, claimed, *[0] * 7, claimed)
+    tracemalloc.start()
+    try:
+        sock.sendall(header + b"\0" * 1000)
+        time.sleep(0.5)  # the server has read the header and is waiting for the rest
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sock.close()
+    assert peak < 2 * protocol.INITIAL_PAYLOAD_BYTES + 2**20
+
+
+# ---- TLS with a pinned certificate ---------------------------------------------------------
+def _certificate(directory, name: str) -> tuple[str, str]:
+    cert, key = str(directory / f"{name}.crt"), str(directory / f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    f"/CN={name}", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_server(server, tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = _certificate(directory, "server")
+    other_cert, _ = _certificate(directory, "impostor")
+    instance = OffloadServer(("alexnet",), TOKEN, device="cpu", handshake_timeout_s=3.0,
+                             tls=ServerTls(cert, key)).start()
+    yield instance, cert, other_cert
+    instance.close()
+
+
+def test_tls_with_the_pinned_certificate_serves_correct_results(tls_server):
+    instance, cert, other_cert = tls_server
+    check = LeakCheck(instance)
+    link = _link(instance, tls=PinnedServerTls(cert), model="alexnet")
+    split = instance.models["alexnet"].split
+    x = torch.randn(split.input_shape, generator=torch.Generator().manual_seed(3))
+    cut = 5
+    link.send_infer(1, "alexnet", cut, split.run_range(0, cut, x))
+    torch.testing.assert_close(_result(link, 1), split.run_range(0, split.num_segments, x))
+    link.close()
+    with pytest.raises(HandshakeError, match="TLS"):  # a certificate other than the pin
+        _link(instance, tls=PinnedServerTls(other_cert), model="alexnet")
+    with pytest.raises(OSError):  # plain TCP to a TLS server: no handshake completes
+        ServerLink("127.0.0.1", instance.port, TOKEN,
+                   {"alexnet": instance.models["alexnet"].weights_sha256}, ShapedSender(None),
+                   lambda *a: None, lambda *a: None, handshake_timeout_s=1.0).connect()
+    check.assert_clean()
