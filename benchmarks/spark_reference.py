@@ -1,18 +1,20 @@
-"""Our Spark simulator side by side with decima-sim on the same TPC-H job sequences.
+"""Our Spark simulator side by side with the reference simulators on the same job sequences.
 
-    python -m benchmarks.spark_reference --decima-tpch DIR [--decima-sim DIR] [--jobs 200]
-        [--seeds 5] [--quick] [--out results]
+    python -m benchmarks.spark_reference --decima-tpch DIR [--decima-sim DIR]
+        [--spark-sched-sim DIR] [--jobs 200] [--seeds 5] [--quick] [--out results]
 
 ``--decima-tpch``: Decima's public TPC-H traces (``<size>/adj_mat_<q>.npy`` and
 ``task_duration_<q>.npy``, e.g. ``spark_env/tpch`` of a decima-sim checkout; not shipped here:
-that repository has no licence). ``--decima-sim``: a decima-sim checkout; when given, its own
-simulator runs the same sequences in a subprocess (``benchmarks/decima_driver.py``), else its
-rows are reported missing. Per seed one sequence (``TraceSequenceGenerator``: uniform query
-and size, Poisson arrivals of mean 25 s, whole milliseconds), 50 executors, moving delay 2 s,
-warm-up 1 s, ``fair`` and ``fifo`` in both simulators; reported: mean JCT, CPU seconds per
-episode (process time, measured interleaved) and decisions, with 95% CIs over seeds, and the
-ratios ours / decima-sim. Targets: mean JCT of ``fair`` and ``fifo`` within 10% of
-decima-sim's, our episode CPU at most half of decima-sim's.
+that repository has no licence). ``--decima-sim`` / ``--spark-sched-sim``: checkouts of the
+reference simulators; each given one runs the same sequences with its own code in a
+subprocess (``benchmarks/decima_driver.py``, ``benchmarks/sss_driver.py``); a missing one is
+warned about and its rows reported missing. Per seed one sequence (``TraceSequenceGenerator``:
+uniform query and size, Poisson arrivals of mean 25 s, whole milliseconds), 50 executors,
+moving delay 2 s, warm-up 1 s, ``fair`` and ``fifo`` everywhere, interleaved so machine load
+drifts hit all alike. Reported: mean JCT, CPU seconds per episode (process time) and
+decisions with 95% CIs over seeds, and per-seed paired ratios ours / reference. Targets: mean
+JCT of ``fair`` and ``fifo`` within 10% of each reference, our episode CPU at most half of
+decima-sim's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_decima_
 from heuristics.spark_dag import make_heuristic
 
 SCHEDULERS = ("fair", "fifo")
+REFERENCES = ("decima-sim", "spark-sched-sim")
+DRIVERS = {"decima-sim": "decima_driver.py", "spark-sched-sim": "sss_driver.py"}
 CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
 
 
@@ -52,29 +56,36 @@ def run_ours(jobs: list, scheduler: str, seed: int) -> dict[str, Any]:
             "jobs_done": info["jobs_done"]}
 
 
-def run_decima(decima_sim: Path, tpch_dir: Path, jobs: list, scheduler: str,
-               seed: int) -> dict[str, Any]:
+def run_reference(simulator: str, checkout: Path, tpch_dir: Path, jobs: list,
+                  scheduler: str, seed: int) -> dict[str, Any]:
+    """One episode of a reference simulator (its own code, in a subprocess) on ``jobs``."""
     spec = {"executors": CLUSTER["num_executors"], "moving_delay_ms": 2000, "warmup_ms": 1000,
             "tpch_dir": str(tpch_dir.resolve()),
             "runs": [{"scheduler": scheduler, "seed": seed, "jobs": [
                 [job.name.split("/")[0], int(job.name.split("/q")[1].split("#")[0]),
                  int(round(job.arrival_s * 1000))] for job in jobs]}]}
-    driver = Path(__file__).with_name("decima_driver.py").resolve()
+    driver = Path(__file__).with_name(DRIVERS[simulator]).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        done = subprocess.run([sys.executable, str(driver), str(decima_sim.resolve()),
-                               str(spec_path), str(out_path)], cwd=decima_sim,
+        workdir = checkout
+        if simulator == "spark-sched-sim":  # it reads data/tpch under its working directory
+            workdir = Path(tmp)
+            (workdir / "data").mkdir()
+            (workdir / "data" / "tpch").symlink_to(tpch_dir.resolve())
+        done = subprocess.run([sys.executable, str(driver), str(checkout.resolve()),
+                               str(spec_path), str(out_path)], cwd=workdir,
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"decima-sim failed: {done.stderr.strip().splitlines()[-1:]}")
+            raise RuntimeError(f"{simulator} failed: "
+                               f"{done.stderr.strip().splitlines()[-1:]}")
         row = json.loads(out_path.read_text())[0]
-    return {"simulator": "decima-sim", **row}
+    return {"simulator": simulator, **row}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
     table = []
-    for simulator in ("pipesched", "decima-sim"):
+    for simulator in ("pipesched", *REFERENCES):
         for scheduler in SCHEDULERS:
             cell = [r for r in rows if r["simulator"] == simulator and r["scheduler"] == scheduler]
             if not cell:
@@ -91,26 +102,49 @@ def summarize(rows: list[dict]) -> list[dict]:
     return table
 
 
-def targets(rows: list[dict]) -> dict[str, dict]:
-    def paired(scheduler: str, key: str) -> float | None:
-        ours = {r["seed"]: r[key] for r in rows
-                if r["simulator"] == "pipesched" and r["scheduler"] == scheduler}
-        theirs = {r["seed"]: r[key] for r in rows
-                  if r["simulator"] == "decima-sim" and r["scheduler"] == scheduler}
-        seeds = sorted(set(ours) & set(theirs))
-        if not seeds:
-            return None
-        return float(np.mean([ours[s] for s in seeds]) / np.mean([theirs[s] for s in seeds]))
+def paired_ratios(rows: list[dict]) -> list[dict]:
+    """Per reference and scheduler: ours / theirs per seed (mean JCT, CPU), mean and 95% CI."""
+    table = []
+    for reference in REFERENCES:
+        for scheduler in SCHEDULERS:
+            entry = _paired(rows, reference, scheduler)
+            if entry:
+                table.append(entry)
+    return table
 
+
+def _paired(rows: list[dict], reference: str, scheduler: str) -> dict[str, Any]:
+    ours = {r["seed"]: r for r in rows
+            if r["simulator"] == "pipesched" and r["scheduler"] == scheduler}
+    theirs = {r["seed"]: r for r in rows
+              if r["simulator"] == reference and r["scheduler"] == scheduler}
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        return {}
+    entry: dict[str, Any] = {"reference": reference, "scheduler": scheduler,
+                             "seeds": len(seeds)}
+    for key in ("mean_jct_s", "cpu_s"):
+        mean, half = mean_ci([ours[s][key] / theirs[s][key] for s in seeds])
+        entry[f"{key}_ratio"], entry[f"{key}_ratio_ci95"] = round(mean, 3), round(half, 3)
+    return entry
+
+
+def targets(ratios: list[dict]) -> dict[str, dict]:
+    """Mean JCT within 10% of each reference for fair and fifo (paired per seed); episode CPU
+    at most half of decima-sim's (``fair``)."""
     result = {}
-    for scheduler in SCHEDULERS:
-        ratio = paired(scheduler, "mean_jct_s")
-        result[f"{scheduler}_jct_ratio_vs_decima"] = {
-            "value": ratio, "threshold": 0.10, "op": "abs(value-1) <=",
-            "met": ratio is not None and abs(ratio - 1.0) <= 0.10}
-    cpu = paired("fair", "cpu_s")
-    result["episode_cpu_ratio_vs_decima"] = {"value": cpu, "threshold": 0.5, "op": "<=",
-                                             "met": cpu is not None and cpu <= 0.5}
+    for reference in REFERENCES:
+        for scheduler in SCHEDULERS:
+            entry = next((r for r in ratios if r["reference"] == reference
+                          and r["scheduler"] == scheduler), None)
+            value = entry["mean_jct_s_ratio"] if entry else None
+            result[f"{scheduler}_jct_ratio_vs_{reference}"] = {
+                "value": value, "threshold": 0.10, "op": "abs(value-1) <=",
+                "met": value is not None and abs(value - 1.0) <= 0.10}
+    cpu = next((r["cpu_s_ratio"] for r in ratios
+                if r["reference"] == "decima-sim" and r["scheduler"] == "fair"), None)
+    result["episode_cpu_ratio_vs_decima-sim"] = {"value": cpu, "threshold": 0.5, "op": "<=",
+                                                 "met": cpu is not None and cpu <= 0.5}
     return result
 
 
@@ -118,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spark_reference")
     parser.add_argument("--decima-tpch", type=Path, required=True)
     parser.add_argument("--decima-sim", type=Path)
+    parser.add_argument("--spark-sched-sim", type=Path)
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
@@ -129,21 +164,33 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--decima-sim {args.decima_sim}: no spark_env/ folder (not a decima-sim "
                      f"checkout)")
     num_jobs, seeds = (50, 2) if args.quick else (args.jobs, args.seeds)
-    if args.decima_sim is None:
-        print("warning: --decima-sim not given: decima-sim rows are reported missing",
-              file=sys.stderr)
+    if args.spark_sched_sim is not None and not (args.spark_sched_sim
+                                                 / "spark_sched_sim").is_dir():
+        parser.error(f"--spark-sched-sim {args.spark_sched_sim}: no spark_sched_sim/ folder")
+    checkouts = {"decima-sim": args.decima_sim, "spark-sched-sim": args.spark_sched_sim}
+    for reference, checkout in checkouts.items():
+        if checkout is None:
+            print(f"warning: no checkout of {reference} given: its rows are reported missing",
+                  file=sys.stderr)
     rows = []
     for seed, jobs in sequences(args.decima_tpch, num_jobs, list(range(seeds))).items():
         for scheduler in SCHEDULERS:  # interleaved, so machine load drifts hit both alike
             rows.append(run_ours(jobs, scheduler, seed))
-            if args.decima_sim is not None:
-                rows.append(run_decima(args.decima_sim, args.decima_tpch, jobs, scheduler, seed))
+            for reference, checkout in checkouts.items():
+                if checkout is not None:
+                    rows.append(run_reference(reference, checkout, args.decima_tpch, jobs,
+                                              scheduler, seed))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    summary = summarize(rows)
-    body = markdown_table(summary, ["simulator", "scheduler", "mean_jct_s", "jct_ci95", "cpu_s",
-                                    "cpu_ci95", "decisions", "seeds"], floatfmt=".2f")
-    write_report("spark_reference", args.out, rows, targets(rows), body,
-                 extra={"summary": summary, "jobs": num_jobs})
+    summary, ratios = summarize(rows), paired_ratios(rows)
+    body = "\n".join([
+        markdown_table(summary, ["simulator", "scheduler", "mean_jct_s", "jct_ci95", "cpu_s",
+                                 "cpu_ci95", "decisions", "seeds"], floatfmt=".2f"), "",
+        "Paired per seed, pipesched / reference:", "",
+        markdown_table(ratios, ["reference", "scheduler", "mean_jct_s_ratio",
+                                "mean_jct_s_ratio_ci95", "cpu_s_ratio", "cpu_s_ratio_ci95",
+                                "seeds"])])
+    write_report("spark_reference", args.out, rows, targets(ratios), body,
+                 extra={"summary": summary, "paired_ratios": ratios, "jobs": num_jobs})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""A learned Spark DAG-shop scheduler on the whole job graph: a scoring policy.
+
+At each decision the policy computes, for every schedulable stage (any job, any number of
+stages; nothing is padded), a feature vector ``x`` (:data:`STAGE_FEATURES`, each normalised so
+one set of weights serves any E and any number of jobs), scores it ``w . x``, and tries the
+stages from the best score down. The parallelism limit of the chosen stage's job is
+``ceil(fair_share * exp(u . x))`` clipped to 1..E, so the policy chooses how many executors a
+job may hold as Decima does (any integer), relative to decima-sim's fair share. A stage whose
+limit is not above what its job holds is skipped; if none is left the policy waits. With
+:func:`fair_weights` the policy is exactly the ``fair`` heuristic's order and limits, the
+starting point of training (``agents.train_spark_dag``).
+
+Shapes: a policy file records the cluster shapes (executors, jobs per sequence) it was
+validated on; :func:`load_policy` refuses others unless ``allow_any_shape``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.spark_dag.observation import Decision
+from envs.spark_dag.state import ClusterState
+from heuristics.spark_dag import GraphView
+
+POLICY_FORMAT = "pipesched.spark_scoring_policy/1"
+STAGE_FEATURES = (
+    "bias",                    # 1
+    "source_job",              # the job has free executors of its own
+    "arrival_rank",            # 0 for the earliest job in the system .. 1 for the latest
+    "log_job_work",            # log1p(remaining expected executor-seconds / 100)
+    "log_job_path",            # log1p(remaining critical-path time / 10)
+    "log_stage_work",          # log1p(stage remaining work / 100)
+    "held_over_share",         # executors the job holds / fair share
+    "parents_finished",        # runnable now (else its executors would wait)
+    "log_unlaunched",          # log1p(tasks not launched)
+    "log_task_s",              # log1p(expected task duration)
+    "log_age",                 # log1p((now - arrival) / 100)
+    "jobs_over_executors",     # jobs in the system / E
+)
+
+
+def stage_features(view: GraphView) -> np.ndarray:
+    """``(len(view.rows), len(STAGE_FEATURES))`` features of the schedulable stages."""
+    state, rows = view.state, view.rows
+    jobs = state.stage_job[rows]
+    num_jobs = max(state.num_jobs, 1)
+    share = view.fair_share
+    features = np.empty((rows.size, len(STAGE_FEATURES)))
+    features[:, 0] = 1.0
+    features[:, 1] = state.job_free_executors[jobs] > 0
+    features[:, 2] = jobs / max(num_jobs - 1, 1)
+    features[:, 3] = np.log1p(view.job_work[jobs] / 100.0)
+    features[:, 4] = np.log1p(view.job_path_s[jobs] / 10.0)
+    features[:, 5] = np.log1p(view.stage_work[rows] / 100.0)
+    features[:, 6] = view.held[jobs] / share
+    features[:, 7] = state.stage_parents_done[rows]
+    features[:, 8] = np.log1p(state.stage_unlaunched[rows])
+    task_s = state.stage_task_s[rows] if state.stage_task_s is not None else (
+        view.stage_work[rows] / np.maximum(state.stage_num_tasks[rows], 1))
+    features[:, 9] = np.log1p(task_s)
+    features[:, 10] = np.log1p(np.maximum(state.time_s - state.job_arrival_s[jobs], 0) / 100)
+    features[:, 11] = num_jobs / state.total_executors
+    return features
+
+
+def fair_weights() -> tuple[np.ndarray, np.ndarray]:
+    """Weights that reproduce ``fair``'s choices: source jobs first, then arrival order."""
+    score = np.zeros(len(STAGE_FEATURES))
+    score[STAGE_FEATURES.index("source_job")] = 100.0
+    score[STAGE_FEATURES.index("arrival_rank")] = -10.0
+    score[STAGE_FEATURES.index("parents_finished")] = 1e-4
+    return score, np.zeros(len(STAGE_FEATURES))
+
+
+class ScoringPolicy:
+    """A graph Scheduler: ``act(state, schedulable) -> Decision | None`` (see the module)."""
+
+    name = "scoring_policy"
+    observation_mode = "graph"
+
+    def __init__(self, score_weights: np.ndarray, limit_weights: np.ndarray,
+                 shapes: dict[str, Any] | None = None) -> None:
+        self.score_weights = np.asarray(score_weights, dtype=np.float64)
+        self.limit_weights = np.asarray(limit_weights, dtype=np.float64)
+        expected = (len(STAGE_FEATURES),)
+        if self.score_weights.shape != expected or self.limit_weights.shape != expected:
+            raise ValueError(f"ScoringPolicy: weights must have shape {expected}, got "
+                             f"{self.score_weights.shape} and {self.limit_weights.shape}")
+        self.shapes = shapes or {}
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, state: ClusterState, schedulable: np.ndarray) -> Decision | None:
+        view = GraphView(state, schedulable)
+        if view.free <= 0 or view.rows.size == 0:
+            return None
+        features = stage_features(view)
+        scores = features @ self.score_weights
+        exponents = np.clip(features @ self.limit_weights, -5.0, 5.0)
+        share = view.fair_share
+        jobs = state.stage_job[view.rows]
+        for index in np.argsort(-scores, kind="stable").tolist():
+            job = int(jobs[index])
+            if features[index, 1]:  # source job: at least take its own executors back
+                limit = int(view.held[job] + state.job_free_executors[job])
+            else:
+                limit = math.ceil(share * math.exp(exponents[index]))
+            decision = view.decide(int(view.rows[index]), limit)
+            if decision is not None:
+                return decision
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": POLICY_FORMAT, "features": list(STAGE_FEATURES),
+                "score_weights": self.score_weights.tolist(),
+                "limit_weights": self.limit_weights.tolist(), "shapes": self.shapes}
+
+    def save(self, path: str | Path, record: dict[str, Any] | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**self.to_json(), "training": record or {}}, indent=1))
+        return path
+
+
+class ShapeError(ValueError):
+    """A policy used at a cluster shape it was not validated for."""
+
+
+def load_policy(path: str | Path, executors: int | None = None,
+                allow_any_shape: bool = False) -> ScoringPolicy:
+    """Load a saved :class:`ScoringPolicy`; with ``executors`` given, refuse a cluster size
+    outside the validated ones unless ``allow_any_shape``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise FileNotFoundError(f"{path}: cannot read ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: invalid JSON ({error})") from None
+    if data.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path}: not a scoring policy (format {data.get('format')!r})")
+    if data.get("features") != list(STAGE_FEATURES):
+        raise ValueError(f"{path}: features {data.get('features')} differ from this version's "
+                         f"{list(STAGE_FEATURES)}")
+    policy = ScoringPolicy(np.array(data["score_weights"]), np.array(data["limit_weights"]),
+                           data.get("shapes", {}))
+    validated = policy.shapes.get("executors", [])
+    if executors is not None and not allow_any_shape and executors not in validated:
+        raise ShapeError(f"{path}: validated for executors {validated}, not {executors}; pass "
+                         f"allow_any_shape to use it anyway")
+    return policy

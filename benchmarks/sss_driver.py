@@ -1,0 +1,89 @@
+"""Run spark-sched-sim (a user's checkout, not shipped) on given TPC-H job sequences.
+
+    python benchmarks/sss_driver.py SPARK_SCHED_SIM_DIR SEQUENCES.json OUT.json
+
+Started by ``benchmarks.spark_reference`` in a subprocess whose working directory holds
+``data/tpch`` (a link to Decima's traces, where spark-sched-sim reads them). Same
+``SEQUENCES.json`` as ``decima_driver.py``. Its own ``TPCHDataSampler`` builds the jobs (only
+the query, size and arrival come from the sequence), its ``SparkSchedSimEnv`` simulates them
+and its ``RoundRobinScheduler`` is ``fair`` (dynamic partition) or ``fifo`` (without).
+The ``schedulers`` package is entered without its ``__init__`` (which needs torch_geometric
+for the Decima agent; the heuristics need only torch).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+
+class _FixedQuery:
+    """Stands in for the sampler's generator while it builds one job: its two draws (query,
+    size) return the sequence's."""
+
+    def __init__(self, query: int, size: str) -> None:
+        self.query, self.size = query, size
+
+    def integers(self, *args: object, **kwargs: object) -> int:
+        return self.query - 1
+
+    def choice(self, *args: object, **kwargs: object) -> str:
+        return self.size
+
+
+def main() -> None:
+    root, sequences_path, out_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    spec = json.loads(open(sequences_path).read())
+    sys.path.insert(0, str(root))
+    package = types.ModuleType("schedulers")
+    package.__path__ = [str(root / "schedulers")]
+    sys.modules["schedulers"] = package
+    import gymnasium as gym
+    from schedulers.heuristics.round_robin import RoundRobinScheduler
+    from spark_sched_sim import metrics
+    from spark_sched_sim.data_samplers.tpch import TPCHDataSampler
+
+    results = []
+    for run in spec["runs"]:
+        def job_sequence(self, max_time, jobs=run["jobs"]):
+            sequence = []
+            for job_id, (size, query, arrival_ms) in enumerate(jobs):
+                rng, self.np_random = self.np_random, _FixedQuery(query, size)
+                try:
+                    job = self._sample_job(job_id, float(arrival_ms))
+                finally:
+                    self.np_random = rng
+                sequence.append((float(arrival_ms), job))
+            return sequence
+
+        TPCHDataSampler.job_sequence = job_sequence
+        env_cfg = {"num_executors": spec["executors"], "job_arrival_cap": len(run["jobs"]),
+                   "job_arrival_rate": 4.0e-5, "moving_delay": float(spec["moving_delay_ms"]),
+                   "warmup_delay": float(spec["warmup_ms"]),
+                   "data_sampler_cls": "TPCHDataSampler"}
+        env = gym.make("spark_sched_sim:SparkSchedSimEnv-v0", env_cfg=env_cfg)
+        scheduler = RoundRobinScheduler(spec["executors"],
+                                        dynamic_partition=run["scheduler"] == "fair")
+        cpu = time.process_time()
+        obs, _ = env.reset(seed=run["seed"], options=None)
+        terminated = truncated = False
+        decisions = 0
+        while not (terminated or truncated):
+            action, _ = scheduler.schedule(obs)
+            obs, _, terminated, truncated, _ = env.step(action)
+            decisions += 1
+        cpu = time.process_time() - cpu
+        results.append({"scheduler": run["scheduler"], "seed": run["seed"],
+                        "mean_jct_s": float(metrics.avg_job_duration(env)) / 1000.0,
+                        "jobs_done": len(env.unwrapped.completed_job_ids), "cpu_s": cpu,
+                        "decisions": decisions})
+        env.close()
+    with open(out_path, "w") as handle:
+        json.dump(results, handle)
+
+
+if __name__ == "__main__":
+    main()
