@@ -5,15 +5,18 @@ Runs the real parameter server (:mod:`runtimes.ps`: softmax regression over
 torch.distributed/gloo, one process per machine, each in its own network namespace with a
 kernel token bucket on its link and a CPU quota) under every allocation -- the heuristics,
 the trained agent when present, and two random allocations -- on the real site-packages data
-set and on a synthetic one. It measures bytes on the wire (the interfaces' counters) and time
-per iteration, then evaluates the same allocations with the simulator's wire-level model
-(:mod:`envs.param_server.wire`: compute speed calibrated from the measured compute phase,
-line rate = the kernel's rate) and compares bytes, times and rankings.
+set (identical machines) and on a synthetic one (machines +-30% in speed and line rate;
+full runs repeat it on full-duplex links as a diagnostic, outside the targets). It
+measures bytes on the wire (the interfaces' counters) and time per iteration, then evaluates
+the same allocations with the simulator's wire-level model (:mod:`envs.param_server.wire`:
+each machine's compute speed calibrated from its measured compute phases, line rate = the
+kernel's rate) and compares bytes, times and rankings.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ from heuristics.param_server import repair_capacity
 from runtimes.compare import kendall_tau, ranking_kept, relative_errors
 from runtimes.launch import RunFailed
 from runtimes.netns import KernelRefused
-from runtimes.ps import RealResult, RunConfig, run_allocations
+from runtimes.ps import RealResult, RunConfig, quotas, run_allocations
 
 NAME = "ps_real"
 COLUMNS = ["allocation", "real_iteration_ms", "sim_iteration_ms", "time_rel_error",
@@ -40,14 +43,15 @@ COLUMNS = ["allocation", "real_iteration_ms", "sim_iteration_ms", "time_rel_erro
 
 def cases(machines: int, real_bandwidth: float, generated_bandwidth: float
           ) -> list[tuple[str, SparseDataset, ParamServerInstance]]:
-    """``(name, data, instance)``; the instances' bandwidth is the links' line rate."""
+    """``(name, data, instance)``; the instances' bandwidth is the links' line rate. The
+    generated case has heterogeneous machines (speed and line rate +-30%)."""
     real = SparseDataset.load(SITEPACKAGES_PATH)
     real_instance = real.to_instance(machines, MachineProfile(bandwidth_bytes_per_s=real_bandwidth),
                                      np.random.default_rng(0))
     generator = ZipfTopicGenerator(
         num_blocks=32, num_shards=96, num_machines=machines, samples_range=(64, 256),
         nnz_per_sample=10.0, shard_bytes_range=(1024, 4096),
-        machines=MachineProfile(bandwidth_bytes_per_s=generated_bandwidth))
+        machines=MachineProfile(bandwidth_bytes_per_s=generated_bandwidth, heterogeneity=0.3))
     synthetic_instance = generator(np.random.default_rng(1))
     synthetic = synthesize(synthetic_instance, np.random.default_rng(2))
     return [("sitepackages", real, real_instance), ("generated", synthetic, synthetic_instance)]
@@ -59,19 +63,24 @@ def random_allocation(instance: ParamServerInstance, seed: int) -> Allocation:
                            rng.integers(0, instance.num_machines, instance.num_shards))
 
 
-def calibrated_speed(results: dict[str, RealResult]) -> float:
-    """Median non-zeros per second of the measured compute phases (machines with data)."""
-    rates = [nnz / compute for result in results.values()
-             for nnz, compute in zip(result.nnz_per_rank, result.compute_s_per_rank, strict=True)
-             if nnz > 0 and compute > 0]
-    return float(np.median(rates))
+def calibrated_speeds(results: dict[str, RealResult], machines: int) -> np.ndarray:
+    """Per machine, the median non-zeros per second of its measured compute phases (its CPU
+    quota); a machine that never held data gets the median of the others."""
+    rates: list[list[float]] = [[] for _ in range(machines)]
+    for result in results.values():
+        for m, (nnz, compute) in enumerate(zip(result.nnz_per_rank, result.compute_s_per_rank,
+                                               strict=True)):
+            if nnz > 0 and compute > 0:
+                rates[m].append(nnz / compute)
+    everyone = float(np.median([r for machine in rates for r in machine]))
+    return np.array([float(np.median(r)) if r else everyone for r in rates])
 
 
 def compare(case: str, instance: ParamServerInstance, allocations: dict[str, Allocation],
             measured: dict[str, RealResult]) -> list[dict[str, Any]]:
-    speed = calibrated_speed(measured)
-    simulated = instance.with_machines(np.full(instance.num_machines, speed),
-                                       instance.bandwidth_bytes_per_s, instance.memory_bytes)
+    speeds = calibrated_speeds(measured, instance.num_machines)
+    simulated = instance.with_machines(speeds, instance.bandwidth_bytes_per_s,
+                                       instance.memory_bytes)
     rows = []
     for name, allocation in allocations.items():
         wire, payload, real = (evaluate_wire(simulated, allocation),
@@ -86,7 +95,7 @@ def compare(case: str, instance: ParamServerInstance, allocations: dict[str, All
             "payload_KB": payload.remote_bytes / 1e3, "payload_sim_ms": payload.iteration_s * 1e3,
             "real_compute_ms_max": max(real.compute_s_per_rank) * 1e3,
             "loss_first": real.losses[0], "loss_last": real.losses[-1],
-            "calibrated_speed_nnz_per_s": speed, "real_round_ms": [t * 1e3 for t in real.round_s],
+            "calibrated_speed_nnz_per_s": speeds.tolist(), "real_round_ms": [t * 1e3 for t in real.round_s],
             "real_tx_bytes_per_rank": real.tx_bytes_per_rank,
             "sim_link_wire_bytes": wire.link_wire_bytes.tolist()})
     return rows
@@ -126,14 +135,19 @@ def main(argv: list[str] | None = None) -> None:
     config = RunConfig(iterations=3 if args.quick else 5, rounds=2 if args.quick else 4,
                        warmup_iterations=2, cpus=args.cpus)
     rows, targets, sections = [], {}, []
-    for case, dataset, instance in cases(args.machines, args.sitepackages_bandwidth_mbps * 1e6 / 8,
-                                         args.bandwidth_mbps * 1e6 / 8):
+    runs = [(case, dataset, instance, config) for case, dataset, instance in
+            cases(args.machines, args.sitepackages_bandwidth_mbps * 1e6 / 8,
+                  args.bandwidth_mbps * 1e6 / 8)]
+    if not args.quick:   # a diagnostic: full-duplex links, which the simulator does not model
+        case, dataset, instance, _ = runs[-1]
+        runs.append((f"{case}-duplex", dataset, instance, replace(config, duplex=True)))
+    for case, dataset, instance, case_config in runs:
         allocations = {name: planner(instance) for name, planner in table.items()}
         allocations.update({f"random-{seed}": random_allocation(instance, seed)
                             for seed in (1, 2)})
-        rate = float(instance.bandwidth_bytes_per_s[0]) * 8 / 1e6
+        rates = instance.bandwidth_bytes_per_s * 8 / 1e6
         try:
-            measured = run_allocations(dataset, instance, allocations, config)
+            measured = run_allocations(dataset, instance, allocations, case_config)
         except (KernelRefused, RunFailed) as error:  # keep the other case's results
             rows.append({"case": case, "error": str(error)})
             targets[f"{case}_real_run"] = target(0.0, 1.0, ">=")
@@ -142,11 +156,15 @@ def main(argv: list[str] | None = None) -> None:
         case_rows = compare(case, instance, allocations, measured)
         rows.extend(case_rows)
         found = case_targets(case, case_rows)
-        targets.update(found)
+        if not case_config.duplex:
+            targets.update(found)
         sections.append(
             f"### {case} ({instance.num_blocks} blocks, {instance.num_shards} shards, "
-            f"{instance.num_machines} processes, shared link {rate:g} Mbit/s line rate each, "
-            f"{args.cpus:g} CPU each; Kendall tau {found[f'{case}_kendall_tau']['value']:.2f})"
+            f"{instance.num_machines} processes; {'duplex' if case_config.duplex else 'shared'}"
+            " links of "
+            f"{', '.join(f'{r:.1f}' for r in rates)} Mbit/s line rate; CPU quotas "
+            f"{', '.join(f'{q:.2f}' for q in quotas(instance, args.cpus))}; Kendall tau "
+            f"{found[f'{case}_kendall_tau']['value']:.2f})"
             "\n\n" + markdown_table(case_rows, COLUMNS))
     body = (f"Real iteration time = median over {config.rounds} interleaved rounds of the "
             f"slowest process's mean over {config.iterations} iterations; bytes = sum of the "

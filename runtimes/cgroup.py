@@ -78,8 +78,9 @@ class CpuQuotas:
     def __init__(self, tag: str, speeds: Sequence[float]) -> None:
         for index, speed in enumerate(speeds):
             if not (speed * PERIOD_US >= MIN_QUOTA_US):
-                raise ValueError(f"speed[{index}] = {speed}: a CPU quota needs speed >= "
-                                 f"{MIN_QUOTA_US / PERIOD_US} CPUs")
+                raise ValueError(f"process {index}: a quota of {speed:g} CPUs is below the "
+                                 f"smallest one the kernel takes ({MIN_QUOTA_US / PERIOD_US:g}"
+                                 " CPUs)")
         self.tag, self.speeds = tag, tuple(speeds)
         self.groups: list[Path] = []
         self.version = 0

@@ -143,6 +143,8 @@ def _read(path: str, parse: Any, what: str) -> Any:
         return parse(Path(path).read_text())
     except OSError as error:
         raise InstanceError(f"{path}: cannot read the {what}: {error.strerror}") from None
+    except InstanceError as error:
+        raise InstanceError(f"{path}: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,8 +13,9 @@ profile measures, :func:`build_segments`) and trains on synthetic data with SGD:
   gradients are the full-batch gradient. The SGD step (momentum 0.9) follows the all-reduce.
 
 Nothing waits on purpose: a device's speed is its CPU quota, a link is ``tc tbf`` on its
-veth, and the bytes are eth0's counters read after the barrier that starts an iteration and
-after the iteration's own sends have completed.
+veth, and the bytes are eth0's counters read after the barrier that starts an iteration and after
+one that follows it (a sender's last bytes may still sit in its queue when its own work is
+done; the barrier's few hundred bytes are counted with the iteration).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def worker_main(spec: dict[str, Any], rank: int) -> dict[str, Any]:
             start = monotonic()
             loss = process.iteration(groups[process.stage])
             end = monotonic()
+            dist.barrier()   # every message of the iteration has arrived, so has left its sender
             tx_after, rx_after = read_counters()
             rows.append((start, end, loss, tx_after - tx, rx_after - rx))
         dist.barrier()

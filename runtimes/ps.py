@@ -1,19 +1,20 @@
 """A real parameter server: one process per machine, each in its own network namespace.
 
 ``python -m runtimes.ps --dataset PATH [--machines M] [--planner NAME ...] [--allocation
-FILE ...] [--link-mbps R ...] [--cpus C] [--iterations N] [--rounds K] [--warmup W]
-[--json OUT]``
+FILE ...] [--link-mbps R ...] [--cpus C] [--duplex] [--iterations N] [--rounds K]
+[--warmup W] [--json OUT]``
 
 Every machine of the instance is a process running :mod:`runtimes.ps_worker` (worker +
 server, torch.distributed over gloo) inside its namespace of a :class:`runtimes.netns.Fabric`
 with a **shared** link: both directions of machine ``m`` pass one ``tbf`` token bucket of
 ``bandwidth_bytes_per_s[m]`` (a line rate: frames with their headers), which is the
-simulator's link (all of a machine's bytes through its link). Machine ``m`` runs under a CPU
-quota of ``cpus * speed[m] / max(speed)`` CPUs. All allocations run in one set of processes,
-in interleaved rounds (so load drift hits them alike); per allocation the result is the
-median over rounds of the slowest machine's mean iteration time and the interfaces' byte
-counters per iteration. ``python -m runtimes.ps worker SPEC RANK OUT`` is the per-machine
-entry the launcher starts.
+simulator's link (all of a machine's bytes through its link); ``--duplex`` gives each
+direction its own bucket instead (full-duplex Ethernet, which the simulator does not model).
+Machine ``m`` runs under a CPU quota of ``cpus * speed[m] / max(speed)`` CPUs. All
+allocations run in one set of processes, in interleaved rounds (so load drift hits them
+alike); per allocation the result is the median over rounds of the slowest machine's mean
+iteration time and the interfaces' byte counters per iteration. ``python -m runtimes.ps
+worker SPEC RANK OUT`` is the per-machine entry the launcher starts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class RunConfig:
     rounds: int = 3
     warmup_iterations: int = 2
     cpus: float = 0.5
+    duplex: bool = False          # True: one token bucket per direction (full-duplex links)
     learning_rate: float = 2.0
     timeout_s: float = 300.0
 
@@ -87,7 +89,7 @@ def run_allocations(dataset: SparseDataset, instance: ParamServerInstance,
              for name, a in allocations.items()}
     links = [LinkSpec(float(b) * 8 / 1e6) for b in instance.bandwidth_bytes_per_s]
     spec = {"dataset": dataset, "plans": plans, "config": config}
-    with interrupt_on_sigterm(), Fabric("ps", links, shared=True) as fabric, \
+    with interrupt_on_sigterm(), Fabric("ps", links, shared=not config.duplex) as fabric, \
             CpuQuotas("ps", quotas(instance, config.cpus)) as limits:
         per_rank = run_nodes("runtimes.ps", spec, fabric, limits, config.timeout_s)
     total = float(dataset.features.shape[0])
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="line rate of each machine's link (one value: all machines)")
     parser.add_argument("--cpus", type=float, default=RunConfig.cpus,
                         help="CPU quota of each machine (equal speeds)")
+    parser.add_argument("--duplex", action="store_true",
+                        help="one token bucket per direction instead of one for both")
     parser.add_argument("--iterations", type=int, default=RunConfig.iterations)
     parser.add_argument("--rounds", type=int, default=RunConfig.rounds)
     parser.add_argument("--warmup", type=int, default=RunConfig.warmup_iterations)
@@ -160,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         if not allocations:
             raise InstanceError("give at least one --planner or --allocation")
         results = run_allocations(dataset, instance, allocations,
-                                  RunConfig(args.iterations, args.rounds, args.warmup, args.cpus))
-    except (InstanceError, KernelRefused, RunFailed) as error:
+                                  RunConfig(args.iterations, args.rounds, args.warmup, args.cpus,
+                                            args.duplex))
+    except (InstanceError, KernelRefused, RunFailed, ValueError) as error:
         sys.exit(f"runtimes.ps: {error}")
     except KeyboardInterrupt:
         sys.exit("runtimes.ps: interrupted (namespaces and cgroups removed)")

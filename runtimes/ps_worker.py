@@ -11,7 +11,9 @@ float32 weight matrix laid out shard after shard). Per iteration (bulk-synchrono
 4. update: each server applies SGD to its shards with the gradients of all workers.
 
 Nothing waits on purpose: the link is the kernel's (``tc tbf`` on the namespace's veth) and
-the bytes are the interface's counters, read right before and after each timed round.
+the bytes are the interface's counters, read after the barrier that starts a timed round and
+after one that follows it (a sender's last bytes may still sit in its queue when its own work
+is done; the barrier's few hundred bytes are counted with the round).
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class Trainer:
         started = perf_counter()
         compute_s = sum(self.step() for _ in range(iterations))
         elapsed = perf_counter() - started
+        dist.barrier()   # every message of the round has arrived, so has left its sender
         tx_after, rx_after = read_counters()
         if timed:
             self.round_s.append(elapsed / iterations)
