@@ -13,13 +13,19 @@ pair between two network namespaces rate-limited by the kernel (``--link kernel`
 picks it when root can build it) or the client's token bucket on loopback (``bucket``).
 Runs whose predicted makespan exceeds ``--max-run-s`` are listed as skipped, not run.
 
-Also measured: protocol overhead against a raw socket send of the same 1 MB (loopback, send
-until the receiver's 1-byte ack), and 8 concurrent clients against one server.
+Also measured (alone with ``--protocol-only``): the protocol's overhead against a raw socket
+send of the same 1 MiB, framed without and with the per-frame HMAC-SHA256 tag (loopback, and
+through a WiFi-rate token bucket and kernel link; each send timed until the receiver's 1-byte
+ack), the keyed MACs of the standard library per MiB, and the rate each shaper delivers with
+the device idle and computing; the link is probed idle and while the device computes (the
+plan uses the latter); and 8 concurrent clients against one server.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import itertools
 import math
 import multiprocessing
@@ -32,7 +38,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +47,10 @@ import torch
 
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from device_bridge import netem, protocol
-from device_bridge.client import OffloadClient, make_planner, parse_jobs
+from device_bridge.client import OffloadClient, device_load, make_planner, parse_jobs
+from device_bridge.graph_split import SplitModel
 from device_bridge.link import ServerLink
-from device_bridge.protocol import MessageType
+from device_bridge.protocol import FrameMac, MessageType
 from device_bridge.shaping import ShapedSender
 from envs.offload import simulate
 from envs.offload.simulator import makespan_from_times
@@ -61,11 +69,21 @@ REPO = Path(__file__).resolve().parent.parent
 TOKEN = os.urandom(24).hex().encode()
 
 
-# ---- protocol overhead ------------------------------------------------------------------
+# ---- protocol overhead, MAC choice, shaper under load -------------------------------------
 PROTOCOL_WARMUP_PAIRS = 20
-
-
-SEND_KINDS = ("raw", "framed", "raw_tensor")
+BENCH_KEY = b"offload-live-benchmark-frame-key"
+# raw: a ready byte view sent bare; framed: header + payload, no tag (the protocol before
+# issue 16); tagged: header + payload + HMAC-SHA256 tag (the protocol now); raw_tensor: a
+# bare sendall(tensor.numpy())
+SEND_KINDS = ("raw", "framed", "tagged", "raw_tensor")
+MAC_CANDIDATES = {
+    "hmac-sha256": lambda key, data: hmac.new(key, data, "sha256").digest(),
+    "hmac-sha1": lambda key, data: hmac.new(key, data, "sha1").digest(),
+    "hmac-sha512": lambda key, data: hmac.new(key, data, "sha512").digest(),
+    "blake2b-keyed": lambda key, data: hashlib.blake2b(data, key=key, digest_size=16).digest(),
+    "blake2s-keyed": lambda key, data: hashlib.blake2s(data, key=key, digest_size=16).digest(),
+    "hmac-md5": lambda key, data: hmac.new(key, data, "md5").digest(),
+}
 
 
 def _pair_order(pair: int) -> tuple[str, ...]:
@@ -74,88 +92,227 @@ def _pair_order(pair: int) -> tuple[str, ...]:
     return SEND_KINDS[shift:] + SEND_KINDS[:shift]
 
 
-def _ack_server(listener: socket.socket, size: int, pairs: int) -> None:
+def _receiver(namespace: str | None, host: str, pipe, kinds: list[str], raw_size: int) -> None:
+    """Receives ``kinds`` in order on one connection, acking each with one byte. Raw sends
+    land in a preallocated buffer, frames go through the server's reader (header checks,
+    growing buffer, torch.frombuffer; tags checked as bytes arrive)."""
+    if namespace is not None:
+        netem.enter_namespace(namespace)
+    listener = socket.create_server((host, 0))
+    pipe.send(listener.getsockname()[1])
     conn, _ = listener.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    # both receive into preallocated buffers of the same size: the raw side into a bytearray,
-    # the framed side through the server's FrameReader (header, checks, torch.frombuffer)
-    raw_buffer = memoryview(bytearray(size))
-    reader = protocol.FrameReader(conn, reuse_payload=True)
-    with conn:
-        for pair in range(pairs):
-            for kind in _pair_order(pair):
-                if kind == "framed":
-                    reader.read()
-                else:
-                    protocol.recv_exact_into(conn, raw_buffer)
-                conn.sendall(b"k")
+    raw_buffer = memoryview(bytearray(raw_size))
+    framed = protocol.FrameReader(conn, reuse_payload=True)
+    tagged = protocol.FrameReader(conn, reuse_payload=True, mac=FrameMac(BENCH_KEY))
+    with listener, conn:
+        for kind in kinds:
+            if kind == "framed":
+                framed.read()
+            elif kind == "tagged":
+                tagged.read()
+            else:
+                protocol.recv_exact_into(conn, raw_buffer)
+            conn.sendall(b"k")
 
 
-def protocol_overhead(pairs: int, rate_mbps: float | None = None) -> dict[str, float]:
-    """Alternate a raw send of 1 MiB and a framed INFER of the same tensor on one connection
-    to a receiver process; each send is timed until the receiver's 1-byte ack. Both sides
-    share the socket (same options: TCP_NODELAY on both ends, default buffers), both are
-    one ``sendall``/``sendmsg`` of the tensor's own memory, the order rotates, and
-    ``PROTOCOL_WARMUP_PAIRS`` untimed rounds come first. With ``rate_mbps`` both go through
-    the same token bucket (an emulated uplink).
+@contextmanager
+def receiver_connection(kinds: list[str], raw_size: int, kernel: bool) -> Iterator[socket.socket]:
+    """A connection to a ``_receiver`` process (its own process, as the server is: no GIL
+    shared with the sender); through the veth pair with ``kernel``."""
+    host = netem.SERVER_IP if kernel else "127.0.0.1"
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(
+        target=_receiver, args=(netem.SERVER_NS if kernel else None, host, child, kinds,
+                                raw_size))
+    process.start()
+    if not parent.poll(30):
+        process.kill()
+        raise RuntimeError("benchmark receiver did not start")
+    port = parent.recv()
+    previous = netem.enter_namespace(netem.DEVICE_NS) if kernel else None
+    try:
+        sock = socket.create_connection((host, port), timeout=60)
+    finally:
+        if previous is not None:
+            netem.leave_namespace(previous)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        yield sock
+    finally:
+        sock.close()
+        process.join(30)
 
-    The target compares against ``raw``: a ready byte view of the tensor, sent bare. Each
-    round also times ``raw_tensor``, a bare ``sendall(tensor.numpy())``, the least any
-    sender of a torch tensor does, to show what framing adds beyond that."""
+
+def protocol_overhead(pairs: int, rate_mbps: float | None = None,
+                      kernel: bool = False) -> dict[str, float]:
+    """Rounds of a raw send of 1 MiB, the same tensor framed without and with its tag, and a
+    bare ``sendall(tensor.numpy())``, on one connection to a receiver process; each send is
+    timed until the receiver's 1-byte ack. Same socket and options for all, the order
+    rotates, and ``PROTOCOL_WARMUP_PAIRS`` untimed rounds come first. With ``rate_mbps`` all
+    go through the same token bucket; with ``kernel`` through the kernel-shaped veth pair
+    (set up by the caller).
+
+    The target compares ``tagged`` against ``raw``; ``framed`` against ``raw``, measured in
+    the same rounds, is the protocol's cost before the tag (the earlier figure)."""
     sender = ShapedSender(rate_mbps) if rate_mbps is not None else None
     payload = torch.randn(2**18)  # 1 MiB of float32
     raw_bytes = protocol.tensor_bytes(payload)
-    warmup = PROTOCOL_WARMUP_PAIRS if rate_mbps is None else 1
-    listener = socket.create_server(("127.0.0.1", 0))
-    # the receiver is its own process, as the server is: no GIL shared with the sender
-    receiver = multiprocessing.get_context("fork").Process(
-        target=_ack_server, args=(listener, len(raw_bytes), warmup + pairs))
-    receiver.start()
+    warmup = PROTOCOL_WARMUP_PAIRS if rate_mbps is None and not kernel else 1
+    orders = [_pair_order(pair) for pair in range(warmup + pairs)]
+    expected = ["raw" if kind == "raw_tensor" else kind for order in orders for kind in order]
+    send_mac = FrameMac(BENCH_KEY)
     ack = memoryview(bytearray(1))
 
     def send(sock: socket.socket, kind: str) -> float:
         start = time.perf_counter()
-        if kind == "raw":
+        if kind in ("raw", "raw_tensor"):
+            bare = raw_bytes if kind == "raw" else memoryview(payload.numpy()).cast("B")
             if sender is None:
-                sock.sendall(raw_bytes)
+                sock.sendall(bare if kind == "raw" else payload.numpy())
             else:
-                sender.send_message(sock, [raw_bytes])
-        elif kind == "raw_tensor":
-            if sender is None:
-                sock.sendall(payload.numpy())
-            else:
-                sender.send_message(sock, [memoryview(payload.numpy()).cast("B")])
+                sender.send_message(sock, [bare])
         else:
-            buffers = protocol.encode_frame(MessageType.INFER, request_id=1, tensor=payload)
+            mac = send_mac if kind == "tagged" else None
+            buffers = protocol.encode_frame(MessageType.INFER, request_id=1, tensor=payload,
+                                            tagged=mac is not None)
             if sender is None:
-                protocol.send_buffers(sock, buffers)
+                protocol.send_tagged(sock, buffers, mac)
             else:
-                sender.send_message(sock, buffers)
+                sender.send_message(sock, buffers, mac)
         protocol.recv_exact_into(sock, ack)
         return time.perf_counter() - start
 
     times: dict[str, list[float]] = {kind: [] for kind in SEND_KINDS}
-    with socket.create_connection(listener.getsockname()) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for pair in range(warmup + pairs):
-            for kind in _pair_order(pair):
+    with receiver_connection(expected, len(raw_bytes), kernel) as sock:
+        for pair, order in enumerate(orders):
+            for kind in order:
                 seconds = send(sock, kind)
                 if pair >= warmup:
                     times[kind].append(seconds)
-    receiver.join(30)
-    listener.close()
-    raw, framed = times["raw"], times["framed"]
-    raw_s, framed_s = statistics.median(raw), statistics.median(framed)
-    ratios = sorted(f / r for f, r in zip(framed, raw, strict=True))
-    raw_tensor_s = statistics.median(times["raw_tensor"])
-    return {"raw_median_ms": raw_s * 1e3, "protocol_median_ms": framed_s * 1e3,
-            "overhead": framed_s / raw_s - 1.0,
-            "raw_tensor_median_ms": raw_tensor_s * 1e3,
-            "overhead_vs_raw_tensor": framed_s / raw_tensor_s - 1.0,
+    medians = {kind: statistics.median(values) for kind, values in times.items()}
+    ratios = sorted(t / r for t, r in zip(times["tagged"], times["raw"], strict=True))
+    return {"raw_median_ms": medians["raw"] * 1e3,
+            "framed_median_ms": medians["framed"] * 1e3,
+            "protocol_median_ms": medians["tagged"] * 1e3,
+            "raw_tensor_median_ms": medians["raw_tensor"] * 1e3,
+            "overhead": medians["tagged"] / medians["raw"] - 1.0,
+            "overhead_untagged": medians["framed"] / medians["raw"] - 1.0,
+            "overhead_vs_raw_tensor": medians["tagged"] / medians["raw_tensor"] - 1.0,
             "paired_ratio_median": statistics.median(ratios),
             "paired_ratio_p25": ratios[len(ratios) // 4],
             "paired_ratio_p75": ratios[3 * len(ratios) // 4],
-            "pairs": pairs, "rate_mbps": rate_mbps}
+            "pairs": pairs, "rate_mbps": rate_mbps,
+            "link": "veth+tbf (kernel)" if kernel else
+            ("loopback+token bucket" if rate_mbps else "loopback")}
+
+
+def mac_candidates(repetitions: int = 40) -> dict[str, float]:
+    """Median milliseconds per MiB of each keyed MAC the standard library offers."""
+    data, key = os.urandom(2**20), os.urandom(32)
+    result = {}
+    for name, mac in MAC_CANDIDATES.items():
+        samples = []
+        for _ in range(repetitions):
+            start = time.perf_counter()
+            mac(key, data)
+            samples.append(time.perf_counter() - start)
+        result[name] = statistics.median(samples) * 1e3
+    return result
+
+
+def shaper_under_load(splits: Sequence[Any], rates_mbps: Sequence[float], kernel: bool,
+                      latency_ms: float, seconds: float = 1.5) -> list[dict[str, Any]]:
+    """Uplink rate delivered to a receiver process, tagged frames of a quarter second each
+    sent back to back from a backlog (all ready at the start, as queued uploads), idle and
+    while a thread keeps the device computing (as during a batch); through the token bucket
+    on loopback, or the kernel's qdisc with ``kernel``."""
+    rows = []
+    for rate in rates_mbps:
+        if kernel:
+            netem.set_rate(rate, latency_ms)
+        frame_bytes = int(rate * 1e6 / 8 * 0.25)
+        frames = max(2, round(seconds / 0.25))
+        tensor = torch.zeros(frame_bytes, dtype=torch.uint8)
+        for loaded in (False, True):
+            sender = ShapedSender(None if kernel else rate)
+            mac = FrameMac(BENCH_KEY)
+            ack = memoryview(bytearray(1))
+            with receiver_connection(["tagged"] * (frames + 1), 0, kernel) as sock, \
+                    device_load(splits if loaded else ()):
+                sent, start = 0, None
+                for frame in range(frames + 1):  # the first frame warms the path up
+                    if frame == 1:
+                        sent, start = 0, time.perf_counter()
+                    # a backlog, as the uploader's queue: every frame is ready from the start
+                    sent += sender.send_message(sock, protocol.encode_frame(
+                        MessageType.PROBE, tensor=tensor, tagged=True), mac, start)
+                    protocol.recv_exact_into(sock, ack)
+                elapsed = time.perf_counter() - start
+            delivered = 8 * sent / elapsed / 1e6
+            rows.append({"link": "veth+tbf (kernel)" if kernel else "loopback+token bucket",
+                         "nominal_mbps": rate, "device_computing": loaded,
+                         "delivered_mbps": delivered, "delivered_over_nominal": delivered / rate})
+            print(f"  shaper {rows[-1]['link']} {rate} Mbit/s, device "
+                  f"{'computing' if loaded else 'idle'}: {delivered:.2f} Mbit/s", flush=True)
+    return rows
+
+
+def protocol_section(args: argparse.Namespace, kernel_path: bool,
+                     splits: Sequence[Any]) -> dict[str, Any]:
+    """Protocol overhead (loopback, WiFi-rate token bucket, WiFi-rate kernel link), the MAC
+    candidates, and the shapers' delivered rate with the device idle and computing."""
+    wifi = BANDWIDTH_CLASSES_MBPS["WiFi"]
+    section: dict[str, Any] = {
+        "mac_ms_per_mib": mac_candidates(),
+        "loopback": protocol_overhead(200 if args.quick else 1000),
+        "wifi_bucket": protocol_overhead(3 if args.quick else 6, wifi)}
+    shaper_rates = (BANDWIDTH_CLASSES_MBPS["4G"], wifi)
+    section["shaper_rows"] = shaper_under_load(splits, shaper_rates, False, args.latency_ms)
+    if kernel_path:
+        netem.up(wifi, args.latency_ms)
+        try:
+            section["wifi_kernel"] = protocol_overhead(3 if args.quick else 6, kernel=True)
+            section["shaper_rows"] += shaper_under_load(splits, shaper_rates, True,
+                                                        args.latency_ms)
+        finally:
+            netem.down()
+    for name in ("loopback", "wifi_bucket", "wifi_kernel"):
+        if name in section:
+            entry = section[name]
+            print(f"protocol overhead on 1 MiB, {entry['link']}: {entry['overhead'] * 100:.2f}% "
+                  f"with the tag, {entry['overhead_untagged'] * 100:.2f}% without", flush=True)
+    return section
+
+
+def protocol_markdown(section: dict[str, Any]) -> str:
+    loop = section["loopback"]
+    lines = [
+        f"Protocol vs raw socket, 1 MiB on loopback (medians of {loop['pairs']} rounds, order "
+        f"rotating, each send timed to the receiver's ack): raw {loop['raw_median_ms']:.3f} "
+        f"ms, framed without tag {loop['framed_median_ms']:.3f} ms "
+        f"({loop['overhead_untagged'] * 100:+.1f}%, the protocol before the tag), framed with "
+        f"the HMAC-SHA256 tag {loop['protocol_median_ms']:.3f} ms (the target: "
+        f"{loop['overhead'] * 100:+.1f}%; per-round ratio median "
+        f"{loop['paired_ratio_median']:.3f}, quartiles {loop['paired_ratio_p25']:.3f} to "
+        f"{loop['paired_ratio_p75']:.3f}); a bare `sendall(tensor.numpy())` "
+        f"{loop['raw_tensor_median_ms']:.3f} ms.", ""]
+    for name in ("wifi_bucket", "wifi_kernel"):
+        if name in section:
+            entry = section[name]
+            lines.append(f"Through a {BANDWIDTH_CLASSES_MBPS['WiFi']} Mbit/s link "
+                         f"({entry['link']}, median of {entry['pairs']} rounds): raw "
+                         f"{entry['raw_median_ms']:.1f} ms, framed {entry['framed_median_ms']:.1f}"
+                         f" ms ({entry['overhead_untagged'] * 100:+.2f}%), tagged "
+                         f"{entry['protocol_median_ms']:.1f} ms "
+                         f"({entry['overhead'] * 100:+.2f}%).")
+    macs = ", ".join(f"{name} {ms:.3f}" for name, ms in section["mac_ms_per_mib"].items())
+    lines += ["", f"Keyed MACs of the standard library, ms per MiB (median): {macs}.", "",
+              "Shaped uplink, delivered rate with the device idle and computing:", "",
+              markdown_table(section["shaper_rows"], ["link", "nominal_mbps",
+                                                      "device_computing", "delivered_mbps",
+                                                      "delivered_over_nominal"])]
+    return "\n".join(lines)
 
 
 # ---- server process -----------------------------------------------------------------------
@@ -300,11 +457,13 @@ def run_bandwidth(client: OffloadClient, label: str, mbps: float, jobs, chosen: 
     ``repeats_wanted`` times (once when predicted over ``repeat_max_s``); the row's
     ``measured_s`` is the median run."""
     rows = []
-    measured_mbps, measured_latency_s = client.measure_link()
+    idle_mbps, _ = client.measure_link(under_load=False)
+    measured_mbps, measured_latency_s = client.measure_link()  # plans use this one
     instance = client.plan_instance(jobs)
     for name, planner in chosen.items():
         row: dict[str, Any] = {"bandwidth": label, "mbps": mbps, "scheduler": name,
                                "link": link_kind, "probe_mbps": measured_mbps,
+                               "probe_idle_mbps": idle_mbps,
                                "probe_latency_ms": measured_latency_s * 1e3}
         if planner is None:
             rows.append({**row, "status": f"skipped: {AGENT_PATH.name} not found"})
@@ -376,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="runs of each plan, the median reported (default 3, 1 quick)")
     parser.add_argument("--repeat-max-s", type=float, default=10.0,
                         help="plans predicted longer run once (uplink-bound, and time)")
+    parser.add_argument("--protocol-only", action="store_true",
+                        help="only the protocol overhead, MAC and shaper-under-load "
+                             "measurements (about 2 minutes)")
     parser.add_argument("--profile-repetitions", type=int, default=None,
                         help="repetitions of the in-place device profile (default 10, 3 quick)")
     args = parse_args(NAME, argv, parser)
@@ -393,10 +555,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"link: {link_kind}" + (f" (kernel path unavailable: {unavailable})"
                                   if not kernel_path else ""), flush=True)
 
-    overhead = protocol_overhead(200 if args.quick else 1000)
-    overhead_link = protocol_overhead(3 if args.quick else 6, BANDWIDTH_CLASSES_MBPS["WiFi"])
-    print(f"protocol overhead on 1 MiB: {overhead['overhead'] * 100:.1f}% on loopback, "
-          f"{overhead_link['overhead'] * 100:.2f}% through a WiFi-rate token bucket", flush=True)
+    torch.set_num_threads(args.device_threads)  # the device load computes as the device
+    protocol_results = protocol_section(args, kernel_path,
+                                        [SplitModel(model) for model in models])
+    overhead = protocol_results["loopback"]
+    if args.protocol_only:
+        targets = {"protocol_overhead_1mb": target(overhead["overhead"], 0.05, "<=")}
+        path = write_report(NAME, args.out, protocol_results["shaper_rows"], targets,
+                            protocol_markdown(protocol_results),
+                            extra={"protocol": protocol_results, "link": link_kind})
+        print_targets(targets)
+        print(f"wrote {path}")
+        return
 
     token_file = Path(args.out) / ".offload_live_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -443,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         token_file.unlink(missing_ok=True)
 
     done = [row for row in rows if row.get("status") == "ok"]
+    probes = {row["bandwidth"]: row for row in rows if "probe_idle_mbps" in row}
     by_key = {(row["bandwidth"], row["scheduler"]): row for row in done}
     joint_4g, ns_4g = by_key.get(("4G", "joint")), by_key.get(("4G", "neurosurgeon"))
     errors = [abs(row["measured_over_predicted"] - 1) for row in done]
@@ -477,22 +648,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"Median |measured/predicted - 1| over {len(errors)} runs: "
         f"{statistics.median(errors) if errors else float('nan'):.3f}. The simulator's own "
         f"joint/neurosurgeon at 4G: {predicted_ratio_4g:.3f}.", "",
-        f"Protocol vs raw socket, 1 MiB on loopback (medians of {overhead['pairs']} rounds, "
-        f"order rotating, each send timed to the receiver's ack): raw "
-        f"{overhead['raw_median_ms']:.3f} ms, framed {overhead['protocol_median_ms']:.3f} ms "
-        f"(the target: {overhead['overhead'] * 100:.1f}%; per-round ratio median "
-        f"{overhead['paired_ratio_median']:.3f}, quartiles {overhead['paired_ratio_p25']:.3f} to "
-        f"{overhead['paired_ratio_p75']:.3f}); a bare `sendall(tensor.numpy())` "
-        f"{overhead['raw_tensor_median_ms']:.3f} ms (framed "
-        f"{overhead['overhead_vs_raw_tensor'] * 100:+.1f}% over it). "
-        f"Through a {BANDWIDTH_CLASSES_MBPS['WiFi']} Mbit/s token bucket "
-        f"(median of {overhead_link['pairs']} pairs): raw {overhead_link['raw_median_ms']:.1f} "
-        f"ms, framed {overhead_link['protocol_median_ms']:.1f} ms "
-        f"({overhead_link['overhead'] * 100:.2f}%).",
+        protocol_markdown(protocol_results), "",
+        "Link probes (the plan uses the one taken while the device computes): " + ", ".join(
+            f"{label} {by_bandwidth['probe_idle_mbps']:.2f} idle / "
+            f"{by_bandwidth['probe_mbps']:.2f} computing"
+            for label, by_bandwidth in probes.items()) + " Mbit/s.",
         "", f"8 concurrent clients: {concurrency['requests_served']} requests served, "
         f"{concurrency['errors']} errors in {concurrency['wall_s']:.1f} s."])
     path = write_report(NAME, args.out, rows, targets, body, extra={
-        "protocol_overhead": overhead, "protocol_overhead_wifi_link": overhead_link,
+        "protocol": protocol_results,
         "concurrency": concurrency, "link": link_kind,
         "server_device": server_device, "jobs": [name for name, _ in jobs],
         "device_threads": args.device_threads, "server_threads": server_threads,

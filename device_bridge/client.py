@@ -41,7 +41,8 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class JobRun:
     server_s: float = 0.0
     bytes_sent: int = 0
     uploaded_at: float = 0.0
+    ready_at: float = 0.0           # when its cut tensor was ready to upload
     reason: str = ""                # why a job planned for the server finished locally
 
     @property
@@ -135,6 +137,34 @@ class BatchResult:
                 "sequential": self.plan.sequential,
                 "jobs": [job.summary(self.start) for job in self.jobs],
                 "instance": self.instance.to_dict()}
+
+
+@contextmanager
+def device_load(splits: Iterable[SplitModel]) -> Iterator[None]:
+    """While the block runs, a thread keeps the device computing whole passes of ``splits``
+    in turn (on this process's torch threads), as it does while a batch uploads; nothing
+    when ``splits`` is empty."""
+    models = list(splits)
+    if not models:
+        yield
+        return
+    stop = threading.Event()
+    inputs = [torch.zeros(split.input_shape) for split in models]
+
+    def compute() -> None:
+        while True:
+            for split, x in zip(models, inputs, strict=True):
+                if stop.is_set():
+                    return
+                split.run_range(0, split.num_segments, x)
+
+    thread = threading.Thread(target=compute, name="device-load", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def parse_jobs(spec: str) -> list[tuple[str, str]]:
@@ -280,33 +310,16 @@ class OffloadClient:
         link = self.link
         if link is None:
             raise ConnectionError("no server connection")
-        stop = threading.Event()
-        load = threading.Thread(target=self._device_load, args=(stop,), name="probe-load",
-                                daemon=True)
-        if under_load:
-            load.start()
-        try:
+        with device_load(self.splits.values() if under_load else ()):
             link.probe(0)  # the first round trip pays connection warm-up
             empty_s = min(link.probe(0) for _ in range(3))
             nominal = self.nominal_bandwidth_mbps or 100.0
             large = int(min(max(nominal * 1e6 / 8 * probe_seconds, 32 * 1024), 8 * 2**20))
             small = large // 4
             small_s, large_s = link.probe(small), link.probe(large)
-        finally:
-            stop.set()
-            if under_load:
-                load.join()
         self.measured_latency_s = empty_s
         self.measured_bandwidth_mbps = 8 * (large - small) / max(large_s - small_s, 1e-6) / 1e6
         return self.measured_bandwidth_mbps, self.measured_latency_s
-
-    def _device_load(self, stop: threading.Event) -> None:
-        inputs = {name: torch.zeros(split.input_shape) for name, split in self.splits.items()}
-        while not stop.is_set():
-            for name, split in self.splits.items():
-                split.run_range(0, split.num_segments, inputs[name])
-                if stop.is_set():
-                    return
 
     def close(self) -> None:
         with self._cv:
@@ -432,6 +445,7 @@ class OffloadClient:
                 self._upload_order.append(job)
             if cut == 0 and not self._sequential:
                 job.state, job.cut_tensor = "ready", self._wire_tensor(job.input)
+                job.ready_at = time.perf_counter()
 
     def _wire_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(torch.float16) if self.fp16 else tensor
@@ -523,6 +537,7 @@ class OffloadClient:
             if cut == 0:
                 with self._cv:
                     job.state, job.cut_tensor = "ready", self._wire_tensor(job.input)
+                    job.ready_at = time.perf_counter()
                     self._cv.notify_all()
                 continue
             began, began_cpu = time.perf_counter(), time.thread_time()
@@ -535,6 +550,7 @@ class OffloadClient:
                     self._finish(job, finished)
                 else:
                     job.state, job.cut_tensor = "ready", self._wire_tensor(tensor)
+                    job.ready_at = finished
                     self._cv.notify_all()
 
     def _run_locally(self, job: JobRun, from_cut: int) -> None:
@@ -575,7 +591,7 @@ class OffloadClient:
                 tensor = job.cut_tensor
             began = time.perf_counter()
             try:
-                sent = link.send_infer(job.request_id, job.model, job.cut, tensor)
+                sent = link.send_infer(job.request_id, job.model, job.cut, tensor, job.ready_at)
             except OSError:
                 continue  # the link's failure handler has orphaned every in-flight job
             ended = time.perf_counter()

@@ -142,12 +142,14 @@ class ServerLink:
         self.server_whole_model_s = {k: float(v) for k, v in
                                      (welcome.get("whole_model_s") or {}).items()}
 
-    def send_infer(self, request_id: int, model: str, cut: int, tensor: torch.Tensor) -> int:
-        """Upload one cut tensor through the shaper; returns bytes sent. Raises OSError."""
+    def send_infer(self, request_id: int, model: str, cut: int, tensor: torch.Tensor,
+                   ready_at: float | None = None) -> int:
+        """Upload one cut tensor through the shaper (``ready_at``: when it was ready, so the
+        emulated uplink starts it then if it was free); returns bytes sent. Raises OSError."""
         buffers = protocol.encode_frame(MessageType.INFER, request_id=request_id,
                                         model_id=self.model_ids[model], cut=cut, tensor=tensor,
                                         tagged=True)
-        return self._send(buffers)
+        return self._send(buffers, ready_at)
 
     def probe(self, payload_bytes: int, timeout_s: float = 30.0) -> float:
         """Seconds from sending a PROBE of ``payload_bytes`` until its PROBE_ACK arrives."""
@@ -162,12 +164,12 @@ class ServerLink:
             raise ConnectionError("link failed during the probe")
         return time.perf_counter() - start
 
-    def _send(self, buffers: list[bytes | memoryview]) -> int:
+    def _send(self, buffers: list[bytes | memoryview], ready_at: float | None = None) -> int:
         if not self.alive:
             raise ConnectionError("link is down")
         try:
             with self._send_lock:  # tags are numbered in the order frames leave
-                return self.sender.send_message(self.sock, buffers, self._send_mac)
+                return self.sender.send_message(self.sock, buffers, self._send_mac, ready_at)
         except OSError as error:
             self.fail(f"send failed: {error}")
             raise
