@@ -71,8 +71,8 @@ def stage_features(view: GraphView) -> np.ndarray:
 def fair_weights() -> tuple[np.ndarray, np.ndarray]:
     """Weights that reproduce ``fair``'s choices: source jobs first, then arrival order."""
     score = np.zeros(len(STAGE_FEATURES))
-    score[STAGE_FEATURES.index("source_job")] = 100.0
-    score[STAGE_FEATURES.index("arrival_rank")] = -10.0
+    score[STAGE_FEATURES.index("source_job")] = 3.0  # above every arrival-rank difference
+    score[STAGE_FEATURES.index("arrival_rank")] = -1.0
     score[STAGE_FEATURES.index("parents_finished")] = 1e-4
     return score, np.zeros(len(STAGE_FEATURES))
 

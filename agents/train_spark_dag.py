@@ -1,146 +1,193 @@
-"""Train the shipped Spark DAG-shop agent: behaviour-cloning warm start, then MaskablePPO.
+"""Train the shipped Spark DAG-shop scheduler: evolution strategies over a scoring policy.
 
-``python -m agents.train_spark_dag --minutes 20 --out models/spark_dag_agent``
+    python -m agents.train_spark_dag [--decima-tpch DIR] [--generations 40] [--workers 2]
+        [--seed 0] [--out models/spark_dag_policy.json]
 
-1. Roll out a teacher heuristic (``--teacher``, default ``fair``) on generated online workloads
-   (loads drawn from 0.5..0.95) and fit the GNN policy's masked logits to its actions
-   (cross-entropy); this starts PPO from a sensible scheduler instead of from random caps.
-2. MaskablePPO with :class:`agents.extractors.spark_gnn.SparkGnnPolicy` for the remaining
-   wall-clock budget; the policy is evaluated on validation workloads every chunk and the best
-   one (by mean JCT) is kept, so the shipped model is never worse on validation than the
-   warm start.
-3. Writes ``<out>.zip`` (MaskablePPO) and ``<out>.json`` (env kwargs incl. observation limits,
-   training record).
+The policy (:class:`agents.spark_policy.ScoringPolicy`) scores every schedulable stage of the
+whole graph and picks a parallelism limit relative to the fair share; it starts exactly at
+``fair`` (:func:`fair_weights`). Each generation draws ``population`` antithetic Gaussian
+perturbations of its weights (OpenAI-ES), plays every candidate on the same training
+workloads with the same duration seeds (common random numbers), and scores it by the mean
+over workloads of ``mean JCT / fair's mean JCT`` on that workload, so a candidate is judged
+against its teacher on identical conditions. The gradient estimate uses centred ranks and Adam.
+Every ``validate_every`` generations the centre is played on held-out validation workloads;
+the best validated centre is kept, so the shipped policy is never worse on validation than
+``fair`` itself (the first point). Rollouts run in ``--workers`` processes.
+
+Workloads: synthetic online workloads shaped like Decima's TPC-H jobs (``TPCHLikeGenerator``,
+50 executors, loads 0.5..0.95, 20..40 jobs) and, with ``--decima-tpch``, 50..100-job sequences
+of Decima's traces (``TraceSequenceGenerator``, 50 executors). The record next to the model
+holds every argument, seed, the wall time and the validation curve; a PNG learning curve is
+written beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from sb3_contrib import MaskablePPO
-from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.config import load_config
 from agents.evaluate import run_episode
-from agents.scheduler import SB3Scheduler
-from envs.spark_dag.env import SparkDagShopEnv
-from heuristics.spark_dag import make_heuristic, padded_action
+from agents.spark_policy import STAGE_FEATURES, ScoringPolicy, fair_weights
+from envs.spark_dag import (
+    Job,
+    SparkDagShopEnv,
+    TPCHLikeGenerator,
+    TraceSequenceGenerator,
+    load_decima_tpch,
+)
+from heuristics.spark_dag import make_heuristic
 
-ENV_ID = "pipesched/SparkDagShop-v0"
-VALIDATION_SEEDS = tuple(range(10_000, 10_004))
-
-
-def collect_teacher(env: SparkDagShopEnv, teacher: str, episodes: int, seed: int
-                    ) -> list[tuple[dict[str, np.ndarray], np.ndarray, int]]:
-    """The teacher decides on the whole graph; its decision is mapped onto the padded action
-    space (a stage outside the padded window becomes a wait, or the first valid action)."""
-    scheduler = make_heuristic(teacher, env.limits)
-    samples = []
-    for episode in range(episodes):
-        obs, info = env.reset(seed=seed + episode)
-        while True:
-            mask = info["action_mask"]
-            state = env.state
-            action = padded_action(scheduler.act(state, state.stage_schedulable), state,
-                                   env.limits)
-            if action is None or not mask[action]:
-                action = env.limits.wait_action if mask[-1] else int(np.flatnonzero(mask)[0])
-            samples.append((obs, mask, action))
-            obs, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                break
-    return samples
+TRAIN_SEED, VALIDATION_SEED = 0, 10_000  # the benchmarks use 20_000+
 
 
-def behaviour_clone(model: MaskablePPO, samples: list, epochs: int, batch_size: int = 128) -> float:
-    policy = model.policy
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
-    keys = samples[0][0].keys()
-    loss_value = float("nan")
-    for _ in range(epochs):
-        order = np.random.default_rng(0).permutation(len(samples))
-        for start in range(0, len(order), batch_size):
-            batch = [samples[i] for i in order[start:start + batch_size]]
-            obs = {k: torch.as_tensor(np.stack([b[0][k] for b in batch])) for k in keys}
-            masks = torch.as_tensor(np.stack([b[1] for b in batch]))
-            actions = torch.as_tensor([b[2] for b in batch])
-            logits = policy.action_net(policy.extract_features(obs, policy.features_extractor))
-            logits = logits.masked_fill(~masks, -1e8)
-            loss = torch.nn.functional.cross_entropy(logits, actions)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss_value = float(loss.detach())
-    return loss_value
+@dataclass(frozen=True)
+class Workload:
+    """One training or validation episode: jobs, cluster size and the duration seed."""
+
+    jobs: list[Job]
+    executors: int
+    seed: int
 
 
-def validate(model: MaskablePPO, env_kwargs: dict[str, Any]) -> float:
-    env = SparkDagShopEnv(**env_kwargs)
-    scheduler = SB3Scheduler(model, deterministic=True)
-    return float(np.mean([run_episode(env, scheduler, seed=s)["mean_jct_s"]
-                          for s in VALIDATION_SEEDS]))
+def make_workloads(count: int, base_seed: int, decima: list[Job] | None) -> list[Workload]:
+    workloads = []
+    for k in range(count):
+        rng = np.random.default_rng(base_seed + k)
+        if decima is not None and k % 2 == 1:
+            generator = TraceSequenceGenerator(decima, num_jobs=int(rng.integers(50, 101)))
+        else:
+            generator = TPCHLikeGenerator(num_jobs=int(rng.integers(20, 41)), mode="online",
+                                          load=float(rng.uniform(0.5, 0.95)), num_executors=50)
+        workloads.append(Workload(generator(rng), 50, base_seed + k))
+    return workloads
+
+
+def mean_jct(scheduler: Any, workload: Workload) -> float:
+    env = SparkDagShopEnv(observation_mode="graph", num_executors=workload.executors)
+    return run_episode(env, scheduler, seed=workload.seed,
+                       options={"instance": workload.jobs})["mean_jct_s"]
+
+
+def play(args: tuple[np.ndarray, list[Workload], list[float]]) -> float:
+    """Mean over workloads of the candidate's JCT relative to fair's (a worker task)."""
+    params, workloads, fair = args
+    half = len(STAGE_FEATURES)
+    policy = ScoringPolicy(params[:half], params[half:])
+    return float(np.mean([mean_jct(policy, w) / f for w, f in zip(workloads, fair, strict=True)]))
+
+
+def fair_jcts(workloads: list[Workload]) -> list[float]:
+    return [mean_jct(make_heuristic("fair"), w) for w in workloads]
+
+
+def centred_ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(values.size)
+    ranks[np.argsort(values)] = np.arange(values.size)
+    return ranks / (values.size - 1) - 0.5
+
+
+@dataclass
+class Config:
+    generations: int = 40
+    population: int = 8          # antithetic pairs per generation
+    train_workloads: int = 6     # drawn anew every generation
+    validation_workloads: int = 8
+    validate_every: int = 4
+    sigma: float = 0.3
+    learning_rate: float = 0.1
+    workers: int = 2
+    seed: int = 0
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot([h["generation"] for h in history], [h["validation_vs_fair"] for h in history],
+              marker="o", label="validation (held-out workloads)")
+    axis.axhline(1.0, color="grey", linestyle="--", label="fair")
+    axis.set_xlabel("ES generation")
+    axis.set_ylabel("mean JCT / fair's")
+    axis.set_title("Spark DAG-shop scoring policy")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agents.train_spark_dag")
-    parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget")
-    parser.add_argument("--teacher", default="fair")
-    parser.add_argument("--bc-episodes", type=int, default=12)
-    parser.add_argument("--bc-epochs", type=int, default=6)
-    parser.add_argument("--chunk-steps", type=int, default=8192)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="models/spark_dag_agent")
+    parser.add_argument("--decima-tpch", type=Path,
+                        help="Decima's TPC-H traces, to train on their sequences as well")
+    for field, default in asdict(Config()).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--out", type=Path, default=Path("models/spark_dag_policy.json"))
     args = parser.parse_args(argv)
-
-    torch.set_num_threads(1)
+    config = Config(**{f: getattr(args, f) for f in asdict(Config())})
+    decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
     started = time.monotonic()
-    config = load_config(ENV_ID)
-    env_kwargs = dict(config.env_kwargs)
-    torch.manual_seed(args.seed)
-    vec_env = DummyVecEnv([lambda i=i: SparkDagShopEnv(**env_kwargs) for i in range(2)])
-    vec_env.seed(args.seed)
-    policy_kwargs = config.resolved_policy_kwargs()
-    model = MaskablePPO(config.resolved_policy(), vec_env, seed=args.seed, verbose=0, device="cpu",
-                        policy_kwargs=policy_kwargs, **config.ppo)
-    record: dict[str, Any] = {"teacher": args.teacher, "env_kwargs": env_kwargs,
-                              "ppo": config.ppo, "policy_kwargs": policy_kwargs}
-    samples = collect_teacher(SparkDagShopEnv(**env_kwargs), args.teacher, args.bc_episodes,
-                              seed=1_000 + args.seed)
-    record["bc_samples"] = len(samples)
-    record["bc_loss"] = behaviour_clone(model, samples, args.bc_epochs)
-    best = validate(model, env_kwargs)
-    record["history"] = [{"timesteps": 0, "validation_mean_jct_s": best,
-                          "minutes": (time.monotonic() - started) / 60}]
-    print(f"warm start: bc loss {record['bc_loss']:.3f}, validation mean JCT {best:.1f}s",
-          flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out.with_suffix(".zip"))
-    best_steps = 0
-    while time.monotonic() - started < args.minutes * 60:
-        model.learn(total_timesteps=args.chunk_steps, reset_num_timesteps=False)
-        score = validate(model, env_kwargs)
-        record["history"].append({"timesteps": int(model.num_timesteps),
-                                  "validation_mean_jct_s": score,
-                                  "minutes": (time.monotonic() - started) / 60})
-        print(f"{model.num_timesteps} steps: validation mean JCT {score:.1f}s", flush=True)
-        if score < best:
-            best, best_steps = score, int(model.num_timesteps)
-            model.save(out.with_suffix(".zip"))
-    record.update({"best_validation_mean_jct_s": best, "best_timesteps": best_steps,
-                   "total_timesteps": int(model.num_timesteps),
-                   "train_minutes": (time.monotonic() - started) / 60,
-                   "validation_seeds": list(VALIDATION_SEEDS),
-                   "limits": SparkDagShopEnv(**env_kwargs).limits.to_json()})
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    print(f"saved {out.with_suffix('.zip')} (best validation mean JCT {best:.1f}s at "
-          f"{best_steps} PPO steps)")
+    rng = np.random.default_rng(config.seed)
+    half = len(STAGE_FEATURES)
+    params = np.concatenate(fair_weights())
+    scale = np.concatenate([np.full(half, 1.0), np.full(half, 0.3)])
+    moment, velocity = np.zeros_like(params), np.zeros_like(params)
+
+    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima)
+    validation_fair = fair_jcts(validation)
+    history = [{"generation": 0, "validation_vs_fair": 1.0, "minutes": 0.0}]
+    best_params, best_score = params.copy(), 1.0
+    print(f"validation: fair mean JCT {np.mean(validation_fair):.1f} s on "
+          f"{len(validation)} workloads", flush=True)
+    with ProcessPoolExecutor(config.workers) as pool:
+        for generation in range(1, config.generations + 1):
+            workloads = make_workloads(config.train_workloads,
+                                       TRAIN_SEED + generation * 100, decima)
+            fair = fair_jcts(workloads)
+            noise = rng.standard_normal((config.population, params.size))
+            candidates = [params + sign * config.sigma * scale * n
+                          for n in noise for sign in (1.0, -1.0)]
+            fitness = np.array(list(pool.map(play, [(c, workloads, fair)
+                                                    for c in candidates])))
+            ranks = centred_ranks(-fitness)  # lower JCT ratio = better = higher rank
+            gradient = (ranks[0::2] - ranks[1::2]) @ noise * scale / (2 * config.population)
+            moment = 0.9 * moment + 0.1 * gradient
+            velocity = 0.999 * velocity + 0.001 * gradient ** 2
+            step = moment / (1 - 0.9 ** generation) / (
+                np.sqrt(velocity / (1 - 0.999 ** generation)) + 1e-8)
+            params = params + config.learning_rate * scale * step
+            print(f"generation {generation}: train JCT/fair best {fitness.min():.3f} "
+                  f"mean {fitness.mean():.3f}", flush=True)
+            if generation % config.validate_every == 0 or generation == config.generations:
+                score = play((params, validation, validation_fair))
+                history.append({"generation": generation, "validation_vs_fair": score,
+                                "train_mean_vs_fair": float(fitness.mean()),
+                                "minutes": (time.monotonic() - started) / 60})
+                print(f"  validation JCT/fair {score:.3f}", flush=True)
+                if score < best_score:
+                    best_params, best_score = params.copy(), score
+    policy = ScoringPolicy(best_params[:half], best_params[half:],
+                           shapes={"executors": [50], "jobs": [20, 200]})
+    record = {"command": "python -m agents.train_spark_dag " + " ".join(
+                  str(a) for a in (argv if argv is not None else sys.argv[1:])),
+              "config": asdict(config), "decima_tpch": bool(decima),
+              "train_seed": TRAIN_SEED, "validation_seed": VALIDATION_SEED,
+              "episodes": config.generations * (2 * config.population + 1)
+              * config.train_workloads,
+              "wall_minutes": (time.monotonic() - started) / 60,
+              "best_validation_vs_fair": best_score, "history": history}
+    policy.save(args.out, record)
+    plot_curve(history, args.out.with_suffix(".png"))
+    print(f"saved {args.out} (validation mean JCT / fair {best_score:.3f})")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ Each scheduler's ``act(state, schedulable) -> Decision | None`` sees every job i
 and every stage (no window), and answers with a :class:`~envs.spark_dag.Decision` (a
 schedulable stage and a parallelism limit, any integer 1..E for its job) or ``None`` to wait.
 They run on the env in ``observation_mode="graph"`` and on live Spark, which build the same
-:class:`~envs.spark_dag.ClusterState`. :func:`padded_action` maps a decision onto the padded
-action space that SB3 agents use (imitation).
+:class:`~envs.spark_dag.ClusterState`.
 
 Common terms: ``E`` executors; ``J`` jobs that still have tasks to launch; the *fair share*
 ``ceil(E / J)`` (decima-sim's dynamic partition); a job's *remaining work* is the sum of its
@@ -41,10 +40,7 @@ import numpy as np
 from agents.scheduler import Scheduler
 from envs.spark_dag.observation import (
     Decision,
-    ObservationLimits,
-    cap_levels,
     critical_path_time_s,
-    encode_action,
 )
 from envs.spark_dag.state import ClusterState
 
@@ -135,9 +131,6 @@ class GraphScheduler:
     name = "base"
     observation_mode = "graph"
 
-    def __init__(self, limits: ObservationLimits | None = None) -> None:
-        self.limits = limits  # kept for padded_action; the graph rules need no padding
-
     def reset(self) -> None:
         pass
 
@@ -220,9 +213,7 @@ class CriticalPathScheduler(GraphScheduler):
 class WeightedFairScheduler(GraphScheduler):
     name = "weighted_fair"
 
-    def __init__(self, limits: ObservationLimits | None = None,
-                 alpha: float = WEIGHTED_FAIR_ALPHA) -> None:
-        super().__init__(limits)
+    def __init__(self, alpha: float = WEIGHTED_FAIR_ALPHA) -> None:
         self.alpha = alpha
 
     def choose(self, view: GraphView) -> Decision | None:
@@ -288,9 +279,7 @@ class ContentionFreeScheduler(GraphScheduler):
 
     name = "contention_free"
 
-    def __init__(self, limits: ObservationLimits | None = None, network_target: float = 1.0,
-                 wait_for_network: bool = False) -> None:
-        super().__init__(limits)
+    def __init__(self, network_target: float = 1.0, wait_for_network: bool = False) -> None:
         self.network_target = network_target
         self.wait_for_network = wait_for_network
 
@@ -333,26 +322,8 @@ HEURISTICS: dict[str, Callable[[], Scheduler]] = {
 }
 
 
-def make_heuristic(name: str, limits: ObservationLimits | None = None) -> GraphScheduler:
-    """A heuristic by name (``limits`` only matters for :func:`padded_action`)."""
+def make_heuristic(name: str) -> GraphScheduler:
+    """A heuristic by name."""
     if name not in HEURISTICS:
         raise KeyError(f"unknown Spark heuristic {name!r}; known: {sorted(HEURISTICS)}")
-    return HEURISTICS[name](limits)
-
-
-def padded_action(decision: Decision | None, state: ClusterState,
-                  limits: ObservationLimits) -> int | None:
-    """The padded action closest to ``decision`` (the smallest level whose cap reaches the
-    limit, else the largest), the wait action for ``None``; ``None`` if the stage lies outside
-    the padded window."""
-    if decision is None:
-        return limits.wait_action
-    job = decision.job_index
-    rows = np.flatnonzero(state.stage_job == job)
-    position = int(np.flatnonzero(state.stage_id[rows] == decision.stage_id)[0])
-    if job >= limits.max_jobs or position >= limits.max_stages:
-        return None
-    caps = cap_levels(state, limits)
-    reach = np.flatnonzero(caps >= decision.parallelism)
-    level = int(reach[0]) if reach.size else limits.num_levels - 1
-    return encode_action(job, position, level, limits)
+    return HEURISTICS[name]()

@@ -51,7 +51,7 @@ def make_driver(name: str, limits: ObservationLimits | None = None) -> Driver:
         return Driver(name, None, limits or ObservationLimits(), SPARK_NATIVE[name])
     if name in HEURISTICS:
         limits = limits or ObservationLimits()
-        return Driver(name, make_heuristic(name, limits), limits)
+        return Driver(name, make_heuristic(name), limits)
     path = DEFAULT_AGENT if name == "agent" else Path(name)
     if path.suffix == ".zip":
         if not path.exists():

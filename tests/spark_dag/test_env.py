@@ -50,7 +50,7 @@ def test_determinism():
 def test_instance_replay_and_reward_sums():
     env = SparkDagShopEnv(observation_mode="graph", **SMALL)
     jobs = env.generator(np.random.default_rng(3))
-    scheduler = make_heuristic("fair", env.limits)
+    scheduler = make_heuristic("fair")
     totals = []
     for seed in (1, 2):
         obs, info = env.reset(seed=seed, options={"instance": jobs})
@@ -94,7 +94,7 @@ def test_invalid_action_is_a_counted_noop():
 
 def test_render_ansi():
     env = SparkDagShopEnv(render_mode="ansi", observation_mode="graph", **SMALL)
-    run_episode(env, make_heuristic("fifo", env.limits), seed=0)
+    run_episode(env, make_heuristic("fifo"), seed=0)
     text = env.render()
     assert "jobs done 5/5" in text and text.count("|") >= 10
 

@@ -56,6 +56,6 @@ def test_bound_and_optimum_below_every_heuristic(seed):
     bound = spark_makespan_lower_bound(jobs, env.cluster)
     assert result.optimal and bound <= result.makespan_s + 0.01
     for name in HEURISTICS:
-        info = run_episode(env, make_heuristic(name, env.limits), options={"instance": jobs})
+        info = run_episode(env, make_heuristic(name), options={"instance": jobs})
         assert info["makespan_s"] >= bound - 1e-6
         assert info["makespan_s"] >= result.makespan_s - 0.02 * len(jobs), name

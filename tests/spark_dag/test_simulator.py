@@ -11,7 +11,7 @@ from tests.spark_dag.conftest import single_stage_job
 
 def run(jobs, heuristic="fifo", **config):
     env = SparkDagShopEnv(record=True, observation_mode="graph", **config)
-    info = run_episode(env, make_heuristic(heuristic, env.limits), options={"instance": jobs})
+    info = run_episode(env, make_heuristic(heuristic), options={"instance": jobs})
     return info, env
 
 
@@ -104,7 +104,7 @@ def test_toy_optimum_reached_by_work_conserving_caps(name):
     toy = ToyGenerator(num_executors=4, waves=3, task_s=2.0)
     env = SparkDagShopEnv(mode="batch", num_executors=4, warmup_s=1.0, generator=toy,
                           observation_mode="graph")
-    info = run_episode(env, make_heuristic(name, env.limits), seed=0)
+    info = run_episode(env, make_heuristic(name), seed=0)
     assert info["makespan_s"] == pytest.approx(toy.optimal_makespan_s(1.0, 2.0))
 
 
@@ -177,7 +177,7 @@ def test_invariants_random_policy(mode):
 @pytest.mark.parametrize("name", sorted(HEURISTICS))
 def test_invariants_heuristics(name):
     env = SparkDagShopEnv(mode="online", record=True, observation_mode="graph", **SMALL)
-    info = run_episode(env, make_heuristic(name, env.limits), seed=5)
+    info = run_episode(env, make_heuristic(name), seed=5)
     assert info["invalid_actions"] == 0 and info["jobs_done"] == SMALL["num_jobs"]
     check_invariants(env)
     # JCT >= the job's critical path (longest chain of task durations) for every job

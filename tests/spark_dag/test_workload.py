@@ -117,7 +117,7 @@ def test_decima_workload_runs_in_the_env(decima_dir):
     # the bound reads the fixed per-task arrays, so the fixed model; waves are tested below
     env = SparkDagShopEnv(mode="batch", num_executors=4, network_capacity=2.0,
                           observation_mode="graph", duration_model="fixed")
-    info = run_episode(env, make_heuristic("fair", env.limits), options={"instance": jobs})
+    info = run_episode(env, make_heuristic("fair"), options={"instance": jobs})
     assert info["jobs_done"] == 3 and info["invalid_actions"] == 0
     assert info["makespan_s"] >= spark_makespan_lower_bound(jobs, env.cluster) - 1e-9
 

@@ -104,16 +104,16 @@ def test_executor_model_replays_the_admission_rule() -> None:
                                "count": {1: 1.0, 2: 0.5}}})
     both = [JobSpec("q6#0", QUERIES["q6"], 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0)]
     # fair: one executor each, side by side, each slowed by the other
-    fair = predict_live(both, times, {}, make_heuristic("fair", LIMITS), LIMITS, 2,
+    fair = predict_live(both, times, {}, make_heuristic("fair"), LIMITS, 2,
                         LiveModel(speed=1.0, contention=0.5))
     assert fair == pytest.approx({"q6#0": 3.0, "q6#1": 3.0})
     # sjf: the first job holds both executors for its whole node, the second queues behind it
-    sjf = predict_live(both, times, {}, make_heuristic("sjf", LIMITS), LIMITS, 2,
+    sjf = predict_live(both, times, {}, make_heuristic("sjf"), LIMITS, 2,
                        LiveModel(speed=2.0))
     assert sjf == pytest.approx({"q6#0": 3.0, "q6#1": 6.0})
     # a node at full parallelism holds every executor: q12's independent leaves run one by one
     alone = predict_live([JobSpec("q12#0", QUERIES["q12"], 0.0)], times, {},
-                         make_heuristic("sjf", LIMITS), LIMITS, 2)
+                         make_heuristic("sjf"), LIMITS, 2)
     assert alone == pytest.approx({"q12#0": 0.8 + 0.6 + 0.5})
 
 
@@ -123,10 +123,10 @@ def test_a_template_of_another_dag_is_rejected() -> None:
                             Stage(id=1, parents=(0,), num_tasks=2, compute_s=1.0)])
     with pytest.raises(ValueError, match="template 'q6' does not have the DAG of query q6"):
         predict_live([JobSpec("q6#0", QUERIES["q6"], 0.0)], times, {"q6": wrong},
-                     make_heuristic("fair", LIMITS), LIMITS, 2)
+                     make_heuristic("fair"), LIMITS, 2)
     with pytest.raises(KeyError, match="no isolated timing for node q6/revenue"):
         predict_live([JobSpec("q6#0", QUERIES["q6"], 0.0)], NodeTimes({}), {},
-                     make_heuristic("fair", LIMITS), LIMITS, 2)
+                     make_heuristic("fair"), LIMITS, 2)
 
 
 def test_fit_recovers_speed_and_contention_from_node_durations() -> None:

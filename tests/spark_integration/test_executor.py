@@ -35,7 +35,7 @@ def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> No
     templates = load_templates(default_trace_path(0.1))
     specs = [JobSpec("q3#0", QUERIES["q3"], 0.0), JobSpec("q14#1", QUERIES["q14"], 0.5),
              JobSpec("q6#2", QUERIES["q6"], 1.0)]
-    executor = DagExecutor(spark, make_heuristic("sjf", LIMITS), tables=tables,
+    executor = DagExecutor(spark, make_heuristic("sjf"), tables=tables,
                            work_dir=tmp_path, limits=LIMITS, templates=templates,
                            keep_outputs=True, progress=False)
     result = executor.run(specs)
@@ -53,7 +53,7 @@ def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> No
     # the run replays in the simulator, and the traced templates predict it
     replay = save_workload(result.to_workload(), tmp_path / "replay.json")
     assert [j.name for j in load_workload(replay)] == [s.name for s in specs]
-    predicted = simulate(workload_for(specs, templates), make_heuristic("sjf", LIMITS), 2,
+    predicted = simulate(workload_for(specs, templates), make_heuristic("sjf"), 2,
                          LIMITS)
     assert set(predicted) == {s.name for s in specs} and all(v > 0 for v in predicted.values())
     # the executor model replays the admission rule: fed this run's own node durations (at the
@@ -64,7 +64,7 @@ def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> No
             timed.setdefault((job.query, 0), {}).setdefault(node.parallelism, {})[node.name] = \
                 node.duration_s
     replayed = predict_live(specs, NodeTimes.from_timings(timed), templates,
-                            make_heuristic("sjf", LIMITS), LIMITS, 2)
+                            make_heuristic("sjf"), LIMITS, 2)
     for job in result.jobs:
         assert replayed[job.name] == pytest.approx(job.jct_s, rel=0.15, abs=0.3), job.name
 
@@ -109,7 +109,7 @@ def test_failed_node_is_retried_then_reported_while_others_finish(spark, tables,
             flaky_attempts.append(attempt)
             raise RuntimeError("transient failure injected")
 
-    executor = DagExecutor(spark, make_heuristic("fair", LIMITS), tables=tables,
+    executor = DagExecutor(spark, make_heuristic("fair"), tables=tables,
                            work_dir=tmp_path, limits=LIMITS, max_retries=2, progress=False,
                            node_hook=hook)
     specs = [JobSpec("broken#0", _failing_dag(), 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0),
@@ -144,7 +144,7 @@ def test_ctrl_c_cancels_every_job_tag_and_leaves_no_node_thread(spark, tables,
 
 
 def test_bad_input_gets_clear_errors(spark, tables, tmp_path) -> None:
-    executor = DagExecutor(spark, make_heuristic("sjf", LIMITS), tables=tables,
+    executor = DagExecutor(spark, make_heuristic("sjf"), tables=tables,
                            work_dir=tmp_path, limits=LIMITS)
     with pytest.raises(ValueError, match="duplicate job names"):
         executor.run([JobSpec("a", QUERIES["q6"]), JobSpec("a", QUERIES["q6"])])
