@@ -236,8 +236,9 @@ def joint(instance: OffloadInstance, time_limit_s: float = 2.0,
 
     1. Balance search: binary search on the weight of device time against uplink+server time
        in each job's cut choice, every probe ordered by Johnson's rule.
-    2. Alternate until nothing improves: the best cuts for the current order (dynamic program
-       over resource states), Johnson re-ordering, and local search on cuts and insertions.
+    2. Alternate until nothing improves: cuts for the current order (``cuts_for_order``, a
+       beam search over resource states, beam 64, not exact), Johnson re-ordering, and
+       local search on cuts and insertions.
 
     ``start`` plans these jobs after others that already hold the resources (re-planning the
     rest of a batch); the default is an idle system at time 0.
