@@ -34,12 +34,19 @@ class SB3Scheduler:
         return int(action)
 
 
-def load_scheduler(path: str, deterministic: bool = True) -> SB3Scheduler:
-    """Load a MaskablePPO ``.zip`` saved by :mod:`agents.train` as a Scheduler.
+def load_scheduler(path: str, deterministic: bool = True, executors: int | None = None,
+                   allow_any_shape: bool = False) -> Any:
+    """Load a trained scheduler: a MaskablePPO ``.zip`` saved by :mod:`agents.train`, or a
+    Spark graph scoring policy ``.json`` (:mod:`agents.spark_policy`; with ``executors`` given
+    it refuses a cluster size it was not validated for unless ``allow_any_shape``).
 
     Sets torch to one CPU thread: a scheduler scores one observation at a time, and on a busy
     2-core machine two threads made each decision about 20x slower (100 ms against 5 ms).
     """
+    if str(path).endswith(".json"):
+        from agents.spark_policy import load_policy
+
+        return load_policy(path, executors=executors, allow_any_shape=allow_any_shape)
     import torch
     from sb3_contrib import MaskablePPO
 

@@ -14,9 +14,11 @@ Every ``validate_every`` generations the centre is played on held-out validation
 the best validated centre is kept, so the shipped policy is never worse on validation than
 ``fair`` itself (the first point). Rollouts run in ``--workers`` processes.
 
-Workloads: synthetic online workloads shaped like Decima's TPC-H jobs (``TPCHLikeGenerator``,
-50 executors, loads 0.5..0.95, 20..40 jobs) and, with ``--decima-tpch``, 50..100-job sequences
-of Decima's traces (``TraceSequenceGenerator``, 50 executors). The record next to the model
+Workloads, in turn: synthetic online workloads shaped like Decima's TPC-H jobs
+(``TPCHLikeGenerator``, 50 executors, loads 0.5..0.95, 20..40 jobs); with ``--decima-tpch``,
+50..100-job sequences of Decima's traces (50 executors); and 20..60-job sequences of the
+shipped real-Spark traces on 2 executors (the ``local[2]`` shape, no move cost). The policy
+file records the executor counts it was validated on. The record next to the model
 holds every argument, seed, the wall time and the validation curve; a PNG learning curve is
 written beside it.
 """
@@ -41,36 +43,63 @@ from envs.spark_dag import (
     TPCHLikeGenerator,
     TraceSequenceGenerator,
     load_decima_tpch,
+    load_workload,
 )
 from heuristics.spark_dag import make_heuristic
 
 TRAIN_SEED, VALIDATION_SEED = 0, 10_000  # the benchmarks use 20_000+
+TRACES = Path(__file__).resolve().parent.parent / "data" / "spark_traces"
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One training or validation episode: jobs, cluster size and the duration seed."""
+    """One training or validation episode: jobs, cluster and the duration seed."""
 
     jobs: list[Job]
     executors: int
     seed: int
+    moving_delay_s: float = 2.0
+    warmup_s: float = 1.0
 
 
-def make_workloads(count: int, base_seed: int, decima: list[Job] | None) -> list[Workload]:
+def real_trace_templates() -> list[Job]:
+    """The shipped real-Spark traces recorded at several executor counts (with waves)."""
+    templates = []
+    for path in sorted(TRACES.glob("*.json")):
+        jobs = load_workload(path)
+        if all(stage.waves for job in jobs for stage in job.stages):
+            templates += jobs
+    return templates
+
+
+def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
+                   real: list[Job]) -> list[Workload]:
+    """Cycles through the shapes: synthetic (E = 50), Decima sequences (E = 50, if given),
+    real-Spark trace sequences (E = 2, no move cost: executors are slots of one JVM)."""
+    kinds = ["synthetic", *(["decima"] if decima else []), *(["real"] if real else [])]
     workloads = []
     for k in range(count):
         rng = np.random.default_rng(base_seed + k)
-        if decima is not None and k % 2 == 1:
+        kind = kinds[k % len(kinds)]
+        if kind == "decima":
             generator = TraceSequenceGenerator(decima, num_jobs=int(rng.integers(50, 101)))
+            workloads.append(Workload(generator(rng), 50, base_seed + k))
+        elif kind == "real":
+            mean_work = float(np.mean([job.work_s for job in real]))
+            generator = TraceSequenceGenerator(real, num_jobs=int(rng.integers(20, 61)),
+                                               mean_interarrival_s=mean_work / (
+                                                   float(rng.uniform(0.5, 0.95)) * 2))
+            workloads.append(Workload(generator(rng), 2, base_seed + k, 0.0, 0.0))
         else:
             generator = TPCHLikeGenerator(num_jobs=int(rng.integers(20, 41)), mode="online",
                                           load=float(rng.uniform(0.5, 0.95)), num_executors=50)
-        workloads.append(Workload(generator(rng), 50, base_seed + k))
+            workloads.append(Workload(generator(rng), 50, base_seed + k))
     return workloads
 
 
 def mean_jct(scheduler: Any, workload: Workload) -> float:
-    env = SparkDagShopEnv(observation_mode="graph", num_executors=workload.executors)
+    env = SparkDagShopEnv(observation_mode="graph", num_executors=workload.executors,
+                          moving_delay_s=workload.moving_delay_s, warmup_s=workload.warmup_s)
     return run_episode(env, scheduler, seed=workload.seed,
                        options={"instance": workload.jobs})["mean_jct_s"]
 
@@ -135,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = Config(**{f: getattr(args, f) for f in asdict(Config())})
     decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
+    real = real_trace_templates()
     started = time.monotonic()
     rng = np.random.default_rng(config.seed)
     half = len(STAGE_FEATURES)
@@ -142,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     scale = np.concatenate([np.full(half, 1.0), np.full(half, 0.3)])
     moment, velocity = np.zeros_like(params), np.zeros_like(params)
 
-    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima)
+    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, real)
     validation_fair = fair_jcts(validation)
     history = [{"generation": 0, "validation_vs_fair": 1.0, "minutes": 0.0}]
     best_params, best_score = params.copy(), 1.0
@@ -151,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     with ProcessPoolExecutor(config.workers) as pool:
         for generation in range(1, config.generations + 1):
             workloads = make_workloads(config.train_workloads,
-                                       TRAIN_SEED + generation * 100, decima)
+                                       TRAIN_SEED + generation * 100, decima, real)
             fair = fair_jcts(workloads)
             noise = rng.standard_normal((config.population, params.size))
             candidates = [params + sign * config.sigma * scale * n
@@ -175,8 +205,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  validation JCT/fair {score:.3f}", flush=True)
                 if score < best_score:
                     best_params, best_score = params.copy(), score
-    policy = ScoringPolicy(best_params[:half], best_params[half:],
-                           shapes={"executors": [50], "jobs": [20, 200]})
+    shapes = {"executors": sorted({w.executors for w in validation}),
+              "jobs": [min(len(w.jobs) for w in validation), max(len(w.jobs) for w in validation)]}
+    policy = ScoringPolicy(best_params[:half], best_params[half:], shapes=shapes)
     record = {"command": "python -m agents.train_spark_dag " + " ".join(
                   str(a) for a in (argv if argv is not None else sys.argv[1:])),
               "config": asdict(config), "decima_tpch": bool(decima),
