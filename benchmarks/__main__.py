@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import sys
 
-ORDER = ["offload", "offload_dag", "offload_live", "spark_dag", "spark_real",
+ORDER = ["offload", "offload_dag", "offload_live", "spark_dag", "spark_reference", "spark_real",
          "param_server", "ps_real", "hetero_pipeline", "pipeline_real"]
 
 

@@ -3,6 +3,8 @@ simulator's speed by job count, batch makespans against lower bounds and CP-SAT 
 
     python -m benchmarks.spark_dag [--decima-tpch DIR] [--quick] [--out DIR]
 
+(``--decima-tpch`` defaults to ``$DECIMA_TPCH``.)
+
 Sections (all with the reference timing rules, ``observation_mode="graph"``):
 
 - ``decima_tpch``: 200-job sequences of Decima's public TPC-H traces (``--decima-tpch``: the
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -232,7 +235,10 @@ JCT_COLUMNS = ["scheduler", "mean_jct_s", "ci95", "vs_fair_pct", "vs_fair_ci95_p
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spark_dag")
     parser.add_argument("--decima-tpch", type=Path,
-                        help="Decima's TPC-H traces (spark_env/tpch of a decima-sim checkout)")
+                        default=Path(os.environ["DECIMA_TPCH"]) if os.environ.get(
+                            "DECIMA_TPCH") else None,
+                        help="Decima's TPC-H traces (spark_env/tpch of a decima-sim checkout; "
+                             "default $DECIMA_TPCH)")
     args = parse_args("spark_dag", argv, parser)
     quick, out = args.quick, Path(args.out)
     decima = None
