@@ -1,0 +1,67 @@
+"""The graph scoring policy: equals fair at its start, loads with the shape check, and the
+shipped one is no worse than fair on fixed held-out workloads."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.evaluate import run_episode
+from agents.scheduler import load_scheduler
+from agents.spark_policy import STAGE_FEATURES, ScoringPolicy, ShapeError, fair_weights, load_policy
+from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_workload
+from heuristics.spark_dag import make_heuristic
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "spark_dag_policy.json"
+
+
+def test_fair_weights_reproduce_fair():
+    env = SparkDagShopEnv(observation_mode="graph", num_jobs=12, num_executors=20)
+    for seed in (0, 1):
+        fair = run_episode(env, make_heuristic("fair"), seed=seed)
+        policy = run_episode(env, ScoringPolicy(*fair_weights()), seed=seed)
+        assert policy["mean_jct_s"] == fair["mean_jct_s"]
+        assert policy["decisions"] == fair["decisions"]
+
+
+def test_round_trip_and_shape_check(tmp_path):
+    policy = ScoringPolicy(*fair_weights(), shapes={"executors": [50]})
+    path = policy.save(tmp_path / "p.json", {"note": "test"})
+    assert load_policy(path, executors=50).score_weights.tolist() == \
+        policy.score_weights.tolist()
+    with pytest.raises(ShapeError, match="validated for executors"):
+        load_scheduler(str(path), executors=2)
+    assert isinstance(load_scheduler(str(path), executors=2, allow_any_shape=True),
+                      ScoringPolicy)
+    with pytest.raises(ValueError, match="shape"):
+        ScoringPolicy(np.zeros(3), np.zeros(len(STAGE_FEATURES)))
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="invalid JSON"):
+        load_policy(tmp_path / "bad.json")
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="models/spark_dag_policy.json not trained yet")
+def test_shipped_policy_not_worse_than_fair_on_held_out_workloads():
+    policy = load_policy(SHIPPED)
+    ratios = []
+    env = SparkDagShopEnv(observation_mode="graph", num_jobs=30, num_executors=50, load=0.85)
+    for seed in range(20_000, 20_003):
+        jobs = env.generator(np.random.default_rng(seed))
+        fair = run_episode(env, make_heuristic("fair"), seed=seed, options={"instance": jobs})
+        mine = run_episode(env, policy, seed=seed, options={"instance": jobs})
+        assert mine["invalid_actions"] == 0 and mine["jobs_done"] == 30
+        ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
+    traces = sorted((SHIPPED.parents[1] / "data" / "spark_traces").glob("*e1-2*.json"))
+    if traces:
+        templates = load_workload(traces[0])
+        small = SparkDagShopEnv(observation_mode="graph", num_executors=2, moving_delay_s=0.0,
+                                warmup_s=0.0)
+        for seed in range(20_000, 20_002):
+            jobs = TraceSequenceGenerator(templates, num_jobs=20, mean_interarrival_s=1.0)(
+                np.random.default_rng(seed))
+            fair = run_episode(small, make_heuristic("fair"), seed=seed,
+                               options={"instance": jobs})
+            mine = run_episode(small, policy, seed=seed, options={"instance": jobs})
+            ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
+    # the documented bound (docs/spark_dag.md): mean ratio to fair at most 1.0
+    assert float(np.mean(ratios)) <= 1.0
