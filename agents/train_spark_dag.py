@@ -43,7 +43,7 @@ from envs.spark_dag import (
     TPCHLikeGenerator,
     TraceSequenceGenerator,
     load_decima_tpch,
-    load_workload,
+    load_wave_traces,
 )
 from heuristics.spark_dag import make_heuristic
 
@@ -60,16 +60,6 @@ class Workload:
     seed: int
     moving_delay_s: float = 2.0
     warmup_s: float = 1.0
-
-
-def real_trace_templates() -> list[Job]:
-    """The shipped real-Spark traces recorded at several executor counts (with waves)."""
-    templates = []
-    for path in sorted(TRACES.glob("*.json")):
-        jobs = load_workload(path)
-        if all(stage.waves for job in jobs for stage in job.stages):
-            templates += jobs
-    return templates
 
 
 def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
@@ -164,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = Config(**{f: getattr(args, f) for f in asdict(Config())})
     decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
-    real = real_trace_templates()
+    real = [job for jobs in load_wave_traces(TRACES).values() for job in jobs]
     started = time.monotonic()
     rng = np.random.default_rng(config.seed)
     half = len(STAGE_FEATURES)

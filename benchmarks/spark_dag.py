@@ -47,7 +47,7 @@ from envs.spark_dag import (
     TPCHLikeGenerator,
     TraceSequenceGenerator,
     load_decima_tpch,
-    load_workload,
+    load_wave_traces,
 )
 from heuristics.spark_dag import HEURISTICS, make_heuristic
 
@@ -93,12 +93,8 @@ def summarize(rows: list[dict], objective: str = "mean_jct_s") -> list[dict]:
 
 def trace_templates() -> dict[str, tuple[list[Job], dict[str, Any]]]:
     """Shipped real-Spark traces that carry waves -> (templates, the run's source info)."""
-    found = {}
-    for path in sorted(TRACES.glob("*.json")):
-        jobs = load_workload(path)
-        if all(stage.waves for job in jobs for stage in job.stages):
-            found[path.name] = (jobs, json.loads(path.read_text()).get("source", {}))
-    return found
+    return {name: (jobs, json.loads((TRACES / name).read_text()).get("source", {}))
+            for name, jobs in load_wave_traces(TRACES).items()}
 
 
 def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, list[dict]]]:

@@ -30,6 +30,7 @@ from envs.spark_dag.workload import (
     jobs_from_json,
     jobs_to_json,
     load_decima_tpch,
+    load_wave_traces,
     load_workload,
     save_workload,
 )
@@ -39,7 +40,7 @@ __all__ = [
     "JobProgress", "ObservationLimits", "SparkDagShopEnv", "Stage", "TPCHLikeGenerator",
     "ToyGenerator", "TraceSequenceGenerator", "Waves", "WorkloadError", "action_mask",
     "decode_action", "encode_action",
-    "encode_observation", "jobs_from_json", "jobs_to_json", "load_decima_tpch",
+    "encode_observation", "jobs_from_json", "jobs_to_json", "load_decima_tpch", "load_wave_traces",
     "load_workload", "observation_space", "save_workload",
 ]
 

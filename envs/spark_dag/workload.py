@@ -462,6 +462,17 @@ def load_workload(path: str | Path) -> list[Job]:
     return jobs_from_json(data, source=str(path))
 
 
+def load_wave_traces(directory: str | Path) -> dict[str, list[Job]]:
+    """Every workload JSON in ``directory`` whose stages all carry measured ``waves`` (the
+    traces recorded at several executor counts), by file name."""
+    found = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        jobs = load_workload(path)
+        if all(stage.waves for job in jobs for stage in job.stages):
+            found[path.name] = jobs
+    return found
+
+
 _SIZE_DIR = re.compile(r"^\d+g$")
 _ADJ_FILE = re.compile(r"^adj_mat_(\d+)\.npy$")
 
