@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(config.seed)
     half = len(STAGE_FEATURES)
     params = np.concatenate(fair_weights())
-    scale = np.concatenate([np.full(half, 1.0), np.full(half, 0.3)])
+    scale = np.concatenate([np.full(half, 1.0), np.full(half, 0.1)])  # limits are touchy
     moment, velocity = np.zeros_like(params), np.zeros_like(params)
 
     validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, real)

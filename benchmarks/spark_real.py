@@ -109,7 +109,7 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
                repeats: int, trace_repeats: int, scale: float, work: Path) -> MasterRun:
     from spark_integration import cluster
     from spark_integration.calibration import pace_of
-    from spark_integration.executor import DagExecutor
+    from spark_integration.executor import DagExecutor, latency_summary_ms
     from spark_integration.jobs import JobSpec, batch
     from spark_integration.nodes import NodeRunner
     from spark_integration.queries import QUERIES
@@ -154,7 +154,8 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
                        "jobs": len(result.jobs), "failed_jobs": len(result.failed),
                        "decisions": result.decisions, "invalid_actions": result.invalid_actions,
                        "executors_seen": sorted(set(result.executor_counts)), "pace": pace,
-                       "wall_s": result.wall_s}
+                       "wall_s": result.wall_s,
+                       "decision_ms": latency_summary_ms(result.decision_latency_s)}
                 rows.append(row)
                 records.append({"master": master, "repeat": rep, **result.to_json()})
                 print(f"{master:10s} rep {rep} {name:16s} mean JCT {result.mean_jct_s:7.2f} s "
@@ -236,7 +237,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"master": master, "scheduler": name, "runs": len(group),
                     "mean_jct_s": float(jct.mean()), "jct_std_s": float(jct.std()),
                     "makespan_s": float(span.mean()), "makespan_std_s": float(span.std()),
-                    "failed_jobs": int(sum(r["failed_jobs"] for r in group))})
+                    "failed_jobs": int(sum(r["failed_jobs"] for r in group)),
+                    "decision_ms_median": float(np.median(
+                        [r["decision_ms"].get("median", np.nan) for r in group])),
+                    "decision_ms_p99": float(np.max(
+                        [r["decision_ms"].get("p99", np.nan) for r in group]))})
     return out
 
 
@@ -313,7 +318,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"total runtime {runtime_s:.0f} s.", "",
         "## Mean JCT and makespan (mean and std over runs)", "",
         markdown_table(summary, ["master", "scheduler", "runs", "mean_jct_s", "jct_std_s",
-                                 "makespan_s", "makespan_std_s", "failed_jobs"], ".2f"), "",
+                                 "makespan_s", "makespan_std_s", "failed_jobs",
+                                 "decision_ms_median", "decision_ms_p99"], ".2f"), "",
+        "`decision_ms`: wall time of the scheduler's act() per decision on the driver (median "
+        "of runs' medians; the largest p99).", "",
         "## Predicted vs measured JCT per job (held-out runs)", "",
         f"Executor model fitted on each master's first `fair` run ({models}); rel_error "
         f"columns: executor model; sim_ columns: the task-level SparkDagShop simulator on the "

@@ -106,6 +106,15 @@ class JobRecord:
                            "tag": n.tag} for n in self.nodes]}
 
 
+def latency_summary_ms(latencies_s: list[float]) -> dict[str, float]:
+    """Median, 99th percentile and maximum of the scheduler's decision times, in ms."""
+    if not latencies_s:
+        return {"count": 0}
+    ms = np.asarray(latencies_s) * 1000.0
+    return {"count": int(ms.size), "median": float(np.median(ms)),
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
+
+
 @dataclass
 class RunResult:
     """What happened in one live run (times in seconds from the run's start)."""
@@ -117,6 +126,7 @@ class RunResult:
     decisions: int = 0
     invalid_actions: int = 0
     executor_counts: list[int] = field(default_factory=list)
+    decision_latency_s: list[float] = field(default_factory=list)
 
     @property
     def finished(self) -> list[JobRecord]:
@@ -143,6 +153,7 @@ class RunResult:
                 "invalid_actions": self.invalid_actions,
                 "failed_jobs": [j.name for j in self.failed],
                 "executor_counts": sorted(set(self.executor_counts)),
+                "decision_latency_ms": latency_summary_ms(self.decision_latency_s),
                 "jobs": [j.to_json() for j in self.jobs]}
 
     def to_workload(self) -> list[Job]:
@@ -343,6 +354,7 @@ class DagExecutor:
         free_pools = {level: list(pools) for level, pools in self.ladder.items()}
         decisions = invalid = 0
         executor_counts: list[int] = []
+        latencies: list[float] = []
         if self.scheduler is not None:
             self.scheduler.reset()
         start = time.monotonic()
@@ -428,6 +440,8 @@ class DagExecutor:
                 choice, executors = admit(self.scheduler, state, active, self.limits)
                 decisions += choice.asked
                 invalid += choice.invalid
+                if choice.asked:
+                    latencies.append(choice.act_s)
                 if choice.decision is None:
                     return
                 launch(active[choice.decision.job_index], choice.decision.stage_id, executors)
@@ -469,7 +483,8 @@ class DagExecutor:
             self._cancel(records, threads)
             raise
         return RunResult(self.name, [records[s.name] for s in specs],
-                         self.total_executors(), now(), decisions, invalid, executor_counts)
+                         self.total_executors(), now(), decisions, invalid, executor_counts,
+                         latencies)
 
     def _cancel(self, records: dict[str, JobRecord], threads: dict[str, threading.Thread]) -> None:
         self._cancelled.set()

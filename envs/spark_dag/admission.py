@@ -23,6 +23,7 @@ the same questions and launch the same nodes:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -131,6 +132,7 @@ class Choice:
     decision: Decision | None
     asked: bool = False
     invalid: bool = False
+    act_s: float = 0.0  # wall time of the scheduler's act() call (0 if not asked)
 
 
 def next_decision(scheduler: Policy, state: ClusterState, limits: ObservationLimits) -> Choice:
@@ -138,6 +140,14 @@ def next_decision(scheduler: Policy, state: ClusterState, limits: ObservationLim
     invalid action (counted) stops deciding, except that when waiting would deadlock (nothing
     runs, nothing will arrive) the first valid action is taken instead (padded: the first
     action of the mask; graph: the first schedulable stage with limit E)."""
+    started = time.perf_counter()
+    choice = _ask(scheduler, state, limits)
+    if choice.asked:
+        choice.act_s = time.perf_counter() - started
+    return choice
+
+
+def _ask(scheduler: Policy, state: ClusterState, limits: ObservationLimits) -> Choice:
     if getattr(scheduler, "observation_mode", "padded") == "graph":
         return _next_graph_decision(scheduler, state)
     mask = action_mask(state, limits)
