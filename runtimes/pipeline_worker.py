@@ -13,9 +13,8 @@ profile measures, :func:`build_segments`) and trains on synthetic data with SGD:
   gradients are the full-batch gradient. The SGD step (momentum 0.9) follows the all-reduce.
 
 Nothing waits on purpose: a device's speed is its CPU quota, a link is ``tc tbf`` on its
-veth, and the bytes are eth0's counters read after the barrier that starts an iteration and after
-one that follows it (a sender's last bytes may still sit in its queue when its own work is
-done; the barrier's few hundred bytes are counted with the iteration).
+veth, and the bytes are eth0's counters over each iteration (:class:`runtimes.counters.Window`:
+between two barriers, less the closing barrier's own bytes, measured on the same link).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from torch import nn
 from envs.hetero_pipeline.profile_training import build_segments
 from envs.hetero_pipeline.simulator import one_f_one_b_order
 from runtimes.cgroup import join_assigned_group
-from runtimes.netns import read_counters
+from runtimes.counters import Window, barrier_bytes
 
 Range = tuple[int, int]
 
@@ -149,16 +148,15 @@ def worker_main(spec: dict[str, Any], rank: int) -> dict[str, Any]:
                   for ranks in spec["stage_ranks"]]
         process = StageProcess(spec, rank)
         join_assigned_group(rank)
+        window = Window(barrier_bytes())
         rows = []
         for _ in range(spec["iterations"]):
             dist.barrier()
-            tx, rx = read_counters()
+            window.open()
             start = monotonic()
             loss = process.iteration(groups[process.stage])
             end = monotonic()
-            dist.barrier()   # every message of the iteration has arrived, so has left its sender
-            tx_after, rx_after = read_counters()
-            rows.append((start, end, loss, tx_after - tx, rx_after - rx))
+            rows.append((start, end, loss, *window.close()))
         dist.barrier()
         per_iteration = {kind: len(times) // spec["iterations"]
                          for kind, times in process.op_s.items()}

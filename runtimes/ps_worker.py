@@ -11,9 +11,8 @@ float32 weight matrix laid out shard after shard). Per iteration (bulk-synchrono
 4. update: each server applies SGD to its shards with the gradients of all workers.
 
 Nothing waits on purpose: the link is the kernel's (``tc tbf`` on the namespace's veth) and
-the bytes are the interface's counters, read after the barrier that starts a timed round and
-after one that follows it (a sender's last bytes may still sit in its queue when its own work
-is done; the barrier's few hundred bytes are counted with the round).
+the bytes are the interface's counters over each timed round (:class:`runtimes.counters.Window`:
+between two barriers, less the closing barrier's own bytes, measured on the same link).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import torch.distributed as dist
 
 from envs.param_server.dataset import SparseDataset
 from runtimes.cgroup import join_assigned_group
-from runtimes.netns import read_counters
+from runtimes.counters import Window, barrier_bytes
 
 
 @dataclass
@@ -124,9 +123,9 @@ class Trainer:
     """One allocation's server shards and worker data on this rank, trained in rounds."""
 
     def __init__(self, layout: Layout, num_classes: int, total_samples: float,
-                 learning_rate: float) -> None:
+                 learning_rate: float, window: Window) -> None:
         self.layout, self.num_classes, self.total_samples = layout, num_classes, total_samples
-        self.learning_rate = learning_rate
+        self.learning_rate, self.window = learning_rate, window
         self.server = torch.zeros(layout.server_features.size, num_classes)
         self.losses: list[float] = []
         self.round_s: list[float] = []
@@ -136,17 +135,16 @@ class Trainer:
 
     def run(self, iterations: int, timed: bool) -> None:
         dist.barrier()
-        tx, rx = read_counters()
+        self.window.open()
         started = perf_counter()
         compute_s = sum(self.step() for _ in range(iterations))
         elapsed = perf_counter() - started
-        dist.barrier()   # every message of the round has arrived, so has left its sender
-        tx_after, rx_after = read_counters()
+        tx, rx = self.window.close()
         if timed:
             self.round_s.append(elapsed / iterations)
             self.compute_s.append(compute_s / iterations)
-            self.tx_bytes.append(tx_after - tx)
-            self.rx_bytes.append(rx_after - rx)
+            self.tx_bytes.append(tx)
+            self.rx_bytes.append(rx)
 
     def step(self) -> float:
         layout, classes = self.layout, self.num_classes
@@ -186,11 +184,13 @@ def worker_main(spec: dict[str, Any], rank: int) -> dict[str, Any]:
                             timeout=timedelta(seconds=config.timeout_s))
     try:
         total_samples = float(dataset.features.shape[0])
+        join_assigned_group(rank)
+        window = Window(barrier_bytes())
         trainers = {name: Trainer(build_layout(dataset, np.array(blocks), np.array(shards),
                                                rank, world),
-                                  dataset.num_classes, total_samples, config.learning_rate)
+                                  dataset.num_classes, total_samples, config.learning_rate,
+                                  window)
                     for name, (blocks, shards) in spec["plans"].items()}
-        join_assigned_group(rank)
         for trainer in trainers.values():
             trainer.run(config.warmup_iterations, timed=False)
         for _ in range(config.rounds):  # interleaved, so load drift hits every allocation alike
