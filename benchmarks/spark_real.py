@@ -143,7 +143,7 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
                                    work / "probe", quiet=True)
                 pace = pace_of(times, {q: walls[EXECUTORS] for (q, _), walls in probe.items()},
                                EXECUTORS)
-                driver = make_driver(name)
+                driver = make_driver(name, executors=EXECUTORS)
                 executor = DagExecutor(spark, driver.scheduler, tables=tables,
                                        work_dir=work / "runs", limits=driver.limits,
                                        templates=templates, native_pools=driver.native_pools,

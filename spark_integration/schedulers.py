@@ -11,7 +11,7 @@ from agents.scheduler import Scheduler
 from envs.spark_dag import ObservationLimits
 
 SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
-DEFAULT_AGENT = Path("models/spark_dag_agent.zip")
+DEFAULT_AGENT = Path("models/spark_dag_policy.json")
 
 
 @dataclass
@@ -42,9 +42,12 @@ def agent_limits(model_path: str | Path) -> ObservationLimits:
     return ObservationLimits(**fields)
 
 
-def make_driver(name: str, limits: ObservationLimits | None = None) -> Driver:
+def make_driver(name: str, limits: ObservationLimits | None = None,
+                executors: int | None = None) -> Driver:
     """``spark-fifo`` / ``spark-fair``, a name in ``heuristics.spark_dag.HEURISTICS``,
-    ``agent`` (the shipped model) or a path to a MaskablePPO ``.zip``."""
+    ``agent`` (the shipped graph policy), a graph policy ``.json`` (:mod:`agents.spark_policy`)
+    or a padded MaskablePPO ``.zip``. With ``executors`` given, a graph policy not validated
+    for that cluster size is refused (``agents.spark_policy.ShapeError``)."""
     from heuristics.spark_dag import HEURISTICS, make_heuristic
 
     if name in SPARK_NATIVE:
@@ -53,6 +56,12 @@ def make_driver(name: str, limits: ObservationLimits | None = None) -> Driver:
         limits = limits or ObservationLimits()
         return Driver(name, make_heuristic(name), limits)
     path = DEFAULT_AGENT if name == "agent" else Path(name)
+    if path.suffix == ".json":
+        from agents.spark_policy import load_policy
+
+        return Driver("agent" if name == "agent" else path.stem,
+                      load_policy(path, executors=executors, allow_any_shape=executors is None),
+                      limits or ObservationLimits())
     if path.suffix == ".zip":
         if not path.exists():
             raise FileNotFoundError(f"agent model {path} does not exist")
@@ -60,5 +69,5 @@ def make_driver(name: str, limits: ObservationLimits | None = None) -> Driver:
 
         return Driver("agent" if name == "agent" else path.stem, load_scheduler(str(path)),
                       agent_limits(path))
-    raise ValueError(f"unknown scheduler {name!r}: use spark-fifo, spark-fair, agent, a .zip "
-                     f"model or one of {sorted(HEURISTICS)}")
+    raise ValueError(f"unknown scheduler {name!r}: use spark-fifo, spark-fair, agent, a policy "
+                     f".json, a .zip model or one of {sorted(HEURISTICS)}")
