@@ -2,8 +2,8 @@
 
 :func:`simulator.evaluate` counts payload (shard bytes) and divides by a payload bandwidth.
 A real link moves frames: gloo over TCP over Ethernet. Measured on kernel-shaped veth links
-(``runtimes.ps``, ``benchmarks.ps_real``) the payload model was 8-16 % short of the bytes
-the interfaces counted and 6-14 % short of the time a token-bucket link needs. This module
+(``runtimes.ps``, ``benchmarks.ps_real``) the payload model was 7-15 % short of the bytes
+the interfaces counted and 6-15 % short of the time a token-bucket link needs. This module
 adds what the frames carry, per message; the planners keep the payload model (every message
 is framed the same way, so it shifts plans' costs by a similar factor, 1.08-1.17 there).
 
