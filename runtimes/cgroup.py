@@ -128,6 +128,11 @@ class CpuQuotas:
     def down(self) -> None:
         for group in reversed(self.groups):
             _remove(group)
+        if self.groups:
+            try:   # the parent too, unless another run still has groups in it
+                self.groups[0].parent.rmdir()
+            except OSError:
+                pass
         self.groups = []
 
 

@@ -67,7 +67,7 @@ def test_ctrl_c_tears_down_namespaces_and_cgroups(kernel):
 
 
 def test_leftovers_of_a_killed_run_are_removed_by_the_next(kernel):
-    dead = 4_000_000 - 7   # above pid_max on common kernels: never alive
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1   # never a live pid
     subprocess.run(["ip", "netns", "add", f"{netns.PREFIX}{dead}-ps-sw"], check=True)
     root = cgroup._cpu_hierarchy()[0]
     stale = root / cgroup.PARENT / f"{dead}-ps-0"
