@@ -120,6 +120,9 @@ class CpuQuotas:
         except OSError as error:
             self.down()
             raise KernelRefused(f"cannot set a CPU quota under {parent}: {error}") from None
+        except BaseException:   # Ctrl-C while groups are being made
+            self.down()
+            raise
 
     def move(self, index: int, pid: int) -> None:
         """Put process ``pid`` (all its threads) into group ``index``."""
