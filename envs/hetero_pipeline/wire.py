@@ -10,7 +10,8 @@ payload bytes occupies its direction for ``data(p) / rate`` with::
 (the receiver's notice and the ACKs travel the other direction of a duplex link).
 :func:`framed_instance` is the same instance with every layer's ``activation_bytes`` and
 ``param_bytes`` replaced by ``data(.)`` of it, so ``simulate(framed_instance(i), plan)``
-is the iteration time on such links (``bandwidth_mbps`` read as the line rate).
+is the iteration time on such links (``bandwidth_mbps`` read as the line rate; use it for
+times only: its memory figures would count the framing too).
 
 :func:`wire_bytes` is what the devices' ``tx_bytes`` counters add up to per iteration:
 every gloo message with all its frames (``envs.param_server.wire.message_wire_bytes``):
