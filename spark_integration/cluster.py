@@ -220,10 +220,14 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
     host = HUB_IP if namespaces else LOOPBACK
     port, web_port = _free_port(), _free_port()
     master_url = f"spark://{host}:{port}"
-    master_pid = _start(["org.apache.spark.deploy.master.Master", "--host", host,
-                         "--port", str(port), "--webui-port", str(web_port)],
-                        state_dir / "logs" / "master.log", _daemon_env(state_dir, host),
-                        HUB_NS if namespaces else None)
+    try:
+        master_pid = _start(["org.apache.spark.deploy.master.Master", "--host", host,
+                             "--port", str(port), "--webui-port", str(web_port)],
+                            state_dir / "logs" / "master.log", _daemon_env(state_dir, host),
+                            HUB_NS if namespaces else None)
+    except BaseException:
+        links_down(namespaces)  # nothing else to stop yet
+        raise
     info = ClusterInfo(master_url, master_pid, web_port, [], cores, str(state_dir), link_mbps,
                        namespaces)
     state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
