@@ -42,26 +42,27 @@ def test_round_trip_and_shape_check(tmp_path):
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="models/spark_dag_policy.json not trained yet")
 def test_shipped_policy_not_worse_than_fair_on_held_out_workloads():
+    """The documented bound (docs/spark_dag.md): on these 10 held-out workloads (6 synthetic,
+    50 executors; 4 sequences of the local[2] trace, 2 executors, load 0.7) the mean ratio to
+    fair is at most 1.0 (0.97 when the policy shipped)."""
     policy = load_policy(SHIPPED)
     ratios = []
     env = SparkDagShopEnv(observation_mode="graph", num_jobs=30, num_executors=50, load=0.85)
-    for seed in range(20_000, 20_003):
+    for seed in range(20_000, 20_006):
         jobs = env.generator(np.random.default_rng(seed))
         fair = run_episode(env, make_heuristic("fair"), seed=seed, options={"instance": jobs})
         mine = run_episode(env, policy, seed=seed, options={"instance": jobs})
         assert mine["invalid_actions"] == 0 and mine["jobs_done"] == 30
         ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
-    traces = sorted((SHIPPED.parents[1] / "data" / "spark_traces").glob("*e1-2*.json"))
-    if traces:
-        templates = load_workload(traces[0])
-        small = SparkDagShopEnv(observation_mode="graph", num_executors=2, moving_delay_s=0.0,
-                                warmup_s=0.0)
-        for seed in range(20_000, 20_002):
-            jobs = TraceSequenceGenerator(templates, num_jobs=20, mean_interarrival_s=1.0)(
-                np.random.default_rng(seed))
-            fair = run_episode(small, make_heuristic("fair"), seed=seed,
-                               options={"instance": jobs})
-            mine = run_episode(small, policy, seed=seed, options={"instance": jobs})
-            ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
-    # the documented bound (docs/spark_dag.md): mean ratio to fair at most 1.0
+    templates = load_workload(SHIPPED.parents[1] / "data" / "spark_traces"
+                              / "tpch_sf0.1_local_e1-2.json")
+    gap = float(np.mean([job.work_s for job in templates])) / (0.7 * 2)
+    small = SparkDagShopEnv(observation_mode="graph", num_executors=2, moving_delay_s=0.0,
+                            warmup_s=0.0)
+    for seed in range(20_000, 20_004):
+        jobs = TraceSequenceGenerator(templates, num_jobs=30, mean_interarrival_s=gap)(
+            np.random.default_rng(seed))
+        fair = run_episode(small, make_heuristic("fair"), seed=seed, options={"instance": jobs})
+        mine = run_episode(small, policy, seed=seed, options={"instance": jobs})
+        ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
     assert float(np.mean(ratios)) <= 1.0
