@@ -1,86 +1,185 @@
-"""The work behind ``train_agents.py``: train, evaluate, compare, and the no-argument demo."""
+"""The work behind ``train_agents.py``: train, evaluate, compare, and the no-argument demo.
+
+Arguments are checked before anything heavy starts; a user mistake ends with one line and
+exit code 2 (``--debug`` shows the traceback), Ctrl-C with one line (training saves the current
+policy first). torch and Stable-Baselines3 are imported only by the command that needs them,
+so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
-import gymnasium as gym
-import numpy as np
-from rich.console import Console
+from envs import ENV_IDS
 
-import envs
-from agents.evaluate import run_episode
-from agents.offload_compare import evaluate_instance, summarise
-from agents.planning import OFFLOAD_ENV_ID
-from agents.report import plot_ratios, print_ratio_table, ratio_markdown
-from agents.scheduler import load_scheduler
-from agents.train import train
-from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator, simulate
-from envs.offload.render import plot_gantt
-from heuristics.offload import HEURISTICS
-
-OBJECTIVE_KEY = {
-    "pipesched/DnnOffload-v0": "makespan_s",
-    "pipesched/SparkDagShop-v0": "mean_jct_s",
-    "pipesched/ParamServer-v0": "iteration_s",
-    "pipesched/HeteroPipeline-v0": "iteration_s",
-}
+OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
+PROBLEM_NAMES = {OFFLOAD_ENV_ID: "offload", "pipesched/SparkDagShop-v0": "spark_dag",
+                 "pipesched/ParamServer-v0": "param_server",
+                 "pipesched/HeteroPipeline-v0": "hetero_pipeline"}
 #: the demo's brief training: clone ``joint`` on a few instances (no DAgger), then PPO
 DEMO_PRETRAIN = {"instances": 40, "epochs": 15, "dagger_rounds": 0}
 SHIPPED_OFFLOAD_AGENT = Path(__file__).resolve().parents[1] / "models" / "offload_agent.zip"
+#: seeds of the instances ``train`` and ``evaluate`` report on (training uses 0.. and 10_000..)
+VALIDATION_SEED = 900_000
+DESCRIPTION = """pipesched: train, evaluate and compare schedulers (no command: the demo, ~4 min).
+
+CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048` about 1 min
+(warm-up scaled to the steps), `--timesteps 49152 --n-envs 8` (the shipped agent's recipe) about
+40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about 2 min for
+--instances 10, on the other envs under a minute for 40 instances."""
+
+
+class UserError(Exception):
+    """A mistake in the command line or its files: reported in one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train_agents.py", description=__doc__)
+    parser = OneLineParser(prog="train_agents.py", description=DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command")
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--env", default=OFFLOAD_ENV_ID, choices=sorted(envs.ENV_IDS))
+        sub.add_argument("--env", default=OFFLOAD_ENV_ID, choices=sorted(ENV_IDS))
         sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--config", help="YAML keyed by env id (overrides agents/configs/)")
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks of errors")
 
-    train_cmd = commands.add_parser("train", help="train MaskablePPO")
+    train_cmd = commands.add_parser(
+        "train", help="train MaskablePPO (DnnOffload, 2048 steps: about 1 min)",
+        description="Train MaskablePPO with the env's entry of agents/configs/*.yaml. "
+                    "DnnOffload first imitates the `joint` planner; the warm-up shrinks with "
+                    "--timesteps below the recipe's 49152 (2048 steps: about 1 min in all). "
+                    "Ctrl-C saves the current policy as model_interrupted.zip.")
     common(train_cmd)
-    train_cmd.add_argument("--timesteps", type=int)
-    train_cmd.add_argument("--n-envs", type=int, default=1, help="> 1 uses SubprocVecEnv")
+    train_cmd.add_argument("--config", help="YAML keyed by env id, deep-merged into the shipped "
+                                            "entry (only the keys it names change; printed)")
+    train_cmd.add_argument("--timesteps", type=positive_int,
+                           help="PPO steps (default: the config's demo_timesteps)")
+    train_cmd.add_argument("--warmup-episodes", type=positive_int,
+                           help="episodes the imitation warm-up clones (default: scaled)")
+    train_cmd.add_argument("--no-warmup", action="store_true", help="skip the imitation warm-up")
+    train_cmd.add_argument("--n-envs", type=positive_int, default=1,
+                           help="> 1 uses SubprocVecEnv")
     train_cmd.add_argument("--out", default="runs")
     train_cmd.add_argument("--device", default="cpu", help="torch device of the policy")
+    train_cmd.add_argument("--validation-episodes", type=non_negative_int, default=10,
+                           help="held-out instances for the closing table (0: none)")
 
-    evaluate_cmd = commands.add_parser("evaluate", help="mean objective of a model over seeds")
+    evaluate_cmd = commands.add_parser(
+        "evaluate", help="mean objective of a model against the heuristics (10-60 s)")
     common(evaluate_cmd)
-    evaluate_cmd.add_argument("--model", required=True)
-    evaluate_cmd.add_argument("--episodes", type=int, default=20)
+    evaluate_cmd.add_argument("--model", required=True,
+                              help="a .zip from train, or a Spark policy .json")
+    evaluate_cmd.add_argument("--episodes", type=positive_int, default=20)
 
-    compare_cmd = commands.add_parser("compare", help="agent vs heuristics vs optimum (offloading)")
+    compare_cmd = commands.add_parser(
+        "compare", help="models vs every heuristic (offloading: and the CP-SAT optimum)")
     common(compare_cmd)
     compare_cmd.add_argument("--model", action="append", default=[],
-                             help="NAME=PATH or PATH of a trained model (repeatable)")
-    compare_cmd.add_argument("--instances", type=int, default=40)
+                             help="NAME=PATH or PATH of a trained model (repeatable; default: "
+                                  "the shipped model of --env)")
+    compare_cmd.add_argument("--instances", type=positive_int, default=40,
+                             help="instances (offloading: per bandwidth class)")
     compare_cmd.add_argument("--out", default="results")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        from agents.config import ConfigError
+        from agents.model_check import ModelError
+
+        if args.debug or not isinstance(error, UserError | ConfigError | ModelError):
+            raise
+        print(f"train_agents.py: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     console = Console()
     if args.command is None:
         return demo(console)
     if args.command == "train":
-        result = train(args.env, args.timesteps, args.seed, args.n_envs, args.config, args.out,
-                       console=console, device=args.device)
-        console.print(f"saved {result.model_path}")
-    elif args.command == "evaluate":
+        return train_command(args, console)
+    if args.command == "evaluate":
+        from agents.model_check import check_model_file
+
+        check_model_file(args.model, args.env)
         evaluate(args.env, args.model, args.episodes, args.seed, console)
-    elif args.command == "compare":
-        if args.env != OFFLOAD_ENV_ID:
-            raise SystemExit(f"compare supports {OFFLOAD_ENV_ID}; for {args.env} run its "
-                             f"benchmark: python -m benchmarks.<problem>")
-        models = dict(_named_model(spec) for spec in args.model)
-        compare_offload(models, args.instances, args.seed, Path(args.out), console,
-                        name="compare_offload")
+        return 0
+    models = dict(_named_model(spec) for spec in args.model)
+    if not args.model:
+        from agents.compare import SHIPPED_MODELS
+
+        shipped = SHIPPED_MODELS[args.env]
+        models = {"agent_shipped": str(shipped)} if shipped.exists() else {}
+    from agents.model_check import check_model_file
+
+    for path in models.values():
+        check_model_file(path, args.env)
+    name = f"compare_{PROBLEM_NAMES[args.env]}"
+    if args.env == OFFLOAD_ENV_ID:
+        compare_offload(models, args.instances, args.seed, Path(args.out), console, name=name)
+    else:
+        compare_env(args.env, models, args.instances, args.seed, Path(args.out), console, name)
+    return 0
+
+
+def train_command(args: argparse.Namespace, console: Any) -> int:
+    from agents.config import load_config_with_overrides
+
+    if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", args.device):
+        raise UserError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {args.device!r}")
+    if args.no_warmup and args.warmup_episodes:
+        raise UserError("--no-warmup and --warmup-episodes exclude each other")
+    load_config_with_overrides(args.env, args.config)  # a bad file fails before torch loads
+    from agents.train import train
+
+    result = train(args.env, args.timesteps, args.seed, args.n_envs, args.config, args.out,
+                   console=console, device=args.device, warmup=not args.no_warmup,
+                   warmup_episodes=args.warmup_episodes)
+    if result.interrupted:
+        print(f"interrupted after {result.timesteps} steps; saved {result.model_path}",
+              file=sys.stderr)
+        return 130
+    console.print(f"saved {result.model_path}")
+    if args.validation_episodes:
+        evaluate(args.env, str(result.model_path), args.validation_episodes, VALIDATION_SEED,
+                 console)
     return 0
 
 
@@ -89,28 +188,79 @@ def _named_model(spec: str) -> tuple[str, str]:
     return (name or Path(path).stem), path
 
 
-def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: Console) -> None:
-    from agents.config import load_config
+def _progress(seeds: range, label: str) -> Any:
+    from rich.progress import track
 
-    env = gym.make(env_id, **load_config(env_id).env_kwargs)
-    scheduler = load_scheduler(model_path)
-    key = OBJECTIVE_KEY[env_id]
-    values = [run_episode(env.unwrapped, scheduler, seed=seed + k)[key] for k in range(episodes)]
-    console.print(f"{env_id}: {key} mean {np.mean(values):.4f} "
+    return track(seeds, description=label, transient=True)
+
+
+def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: Any) -> None:
+    """The model and every heuristic on ``episodes`` seeded instances: a table of objective /
+    best heuristic, then one line with the model's mean objective."""
+    import numpy as np
+
+    from agents.compare import OBJECTIVE, contenders, run_outcomes, summarise
+    from agents.report import print_ratio_table
+
+    heuristics, agents = contenders(env_id, {"model": model_path})
+    outcomes = run_outcomes(heuristics, agents, _progress(range(seed, seed + episodes),
+                                                          f"evaluating on {episodes} instances"))
+    print_ratio_table(summarise(outcomes), f"{env_id}: {OBJECTIVE[env_id]} / best heuristic "
+                                           f"per instance, seeds {seed}..{seed + episodes - 1}",
+                      console)
+    values = np.array([o.objective["model"] for o in outcomes])
+    console.print(f"{env_id}: {OBJECTIVE[env_id]} mean {np.mean(values):.4f} "
                   f"(std {np.std(values):.4f}) over {episodes} episodes of {model_path}")
 
 
+def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, out: Path,
+                console: Any, name: str) -> dict:
+    """Every heuristic and each model on ``instances`` seeded instances of ``env_id``; writes
+    ``out/<name>.json``, ``.md`` and ``.png``."""
+    from agents.compare import OBJECTIVE, contenders, run_outcomes, summarise
+    from agents.report import plot_ratios, print_ratio_table, ratio_markdown
+
+    started = time.perf_counter()
+    heuristics, agents = contenders(env_id, models)
+    outcomes = run_outcomes(heuristics, agents, _progress(range(seed, seed + instances),
+                                                          f"comparing on {instances} instances"))
+    rows = summarise(outcomes)
+    objective = OBJECTIVE[env_id]
+    title = f"{env_id}: {objective} / best heuristic per instance, {instances} instances"
+    print_ratio_table(rows, title, console)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"env": env_id, "objective": objective, "rows": rows, "seed": seed,
+               "models": models, "instances": instances,
+               "wall_s": time.perf_counter() - started}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{name}.md").write_text(f"# {name}\n\n{title}\n\n{ratio_markdown(rows)}\n")
+    plot_ratios(rows, out / f"{name}.png", title, objective=objective)
+    console.print(f"wrote {out / (name + '.json')}, .md and .png")
+    return payload
+
+
 def compare_offload(models: dict[str, str], instances_per_class: int, seed: int, out: Path,
-                    console: Console, name: str) -> dict:
+                    console: Any, name: str) -> dict:
     """Every heuristic, each model and the CP-SAT optimum on seeded 3..6-job instances at each
     bandwidth class; writes ``out/<name>.json``, ``.md`` and ``.png`` plus a Gantt chart."""
-    agents = {label: load_scheduler(path) for label, path in models.items()}
+    import numpy as np
+
+    from agents.model_check import load_for_env
+    from agents.offload_compare import evaluate_instance, summarise
+    from agents.report import plot_ratios, print_ratio_table, ratio_markdown
+    from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator, simulate
+    from envs.offload.render import plot_gantt
+    from heuristics.offload import HEURISTICS
+
+    agents = {label: load_for_env(path, OFFLOAD_ENV_ID, _offload_space(), check_shapes=False)
+              for label, path in models.items()}
     rng = np.random.default_rng(seed)
     outcomes, rows = [], []
     started = time.perf_counter()
     for label in BANDWIDTH_CLASSES_MBPS:
         generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth=label)
-        group = [evaluate_instance(generator(rng), agents) for _ in range(instances_per_class)]
+        group = [evaluate_instance(generator(rng), agents)
+                 for _ in _progress(range(instances_per_class), f"{label}: CP-SAT and planners")]
         outcomes += group
         rows += summarise(group, label)
     rows += summarise(outcomes, "all")
@@ -134,11 +284,22 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
     return payload
 
 
-def demo(console: Console) -> int:
+def _offload_space() -> Any:
+    import gymnasium as gym
+
+    return gym.make(OFFLOAD_ENV_ID).observation_space
+
+
+def demo(console: Any) -> int:
     """``python train_agents.py``: brief training, then agent vs heuristics vs optimum."""
+    from agents.train import train
+
     console.rule("pipesched demo: DNN offloading")
     result = train(OFFLOAD_ENV_ID, timesteps=None, seed=0, n_envs=1, out_dir="runs",
                    console=console, pretrain_overrides=DEMO_PRETRAIN)
+    if result.interrupted:
+        print(f"interrupted; saved {result.model_path}", file=sys.stderr)
+        return 130
     models = {f"agent_demo_bc{DEMO_PRETRAIN['instances']}_ppo{result.timesteps}":
               str(result.model_path)}
     if SHIPPED_OFFLOAD_AGENT.exists():

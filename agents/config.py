@@ -1,7 +1,9 @@
 """Training configurations, zoo-style: YAML files keyed by Gymnasium id.
 
-Every ``agents/configs/*.yaml`` is read and merged; ``--config FILE`` overrides entries. An
-entry looks like::
+Every ``agents/configs/*.yaml`` is read and merged; ``--config FILE`` is deep-merged into the
+shipped entry of the same env id (mappings merge key by key, any other value replaces), so a
+file holding only ``ppo: {learning_rate: 1.0e-3}`` changes that one value. An entry looks
+like::
 
     pipesched/DnnOffload-v0:
       policy: agents.policies:ScorePolicy
@@ -60,24 +62,68 @@ def import_object(spec: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+FIELDS = {"policy", "env_kwargs", "ppo", "policy_kwargs", "demo_timesteps", "pretrain"}
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used (message names the file and the field)."""
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level must be a mapping keyed by env id")
+        raise ConfigError(f"{path}: top level must be a mapping keyed by env id")
     return data
 
 
-def load_config(env_id: str, config_path: str | Path | None = None) -> TrainConfig:
-    """The merged configuration for ``env_id`` (shipped files, then ``config_path``)."""
+def deep_merge(base: dict[str, Any], override: dict[str, Any], prefix: str = ""
+               ) -> tuple[dict[str, Any], list[str]]:
+    """``override`` merged into a copy of ``base``; also the dotted keys it set."""
+    merged, changed = dict(base), []
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key], inner = deep_merge(base[key], value, f"{prefix}{key}.")
+            changed += inner
+        else:
+            merged[key] = value
+            changed.append(f"{prefix}{key}")
+    return merged, changed
+
+
+def shipped_entries() -> dict[str, Any]:
     entries: dict[str, Any] = {}
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
         entries.update(_read_yaml(path))
+    return entries
+
+
+def load_config_with_overrides(env_id: str, config_path: str | Path | None = None
+                               ) -> tuple[TrainConfig, list[str]]:
+    """The configuration for ``env_id`` and the dotted keys ``config_path`` overrode."""
+    entry = shipped_entries().get(env_id, {})
+    changed: list[str] = []
     if config_path is not None:
-        entries.update(_read_yaml(Path(config_path)))
-    entry = entries.get(env_id, {})
-    unknown = set(entry) - {"policy", "env_kwargs", "ppo", "policy_kwargs", "demo_timesteps",
-                            "pretrain"}
+        user = _read_yaml(Path(config_path))
+        if env_id not in user:
+            raise ConfigError(f"{config_path}: no entry for {env_id} (entries: "
+                              f"{sorted(user) or 'none'})")
+        if not isinstance(user[env_id], dict):
+            raise ConfigError(f"{config_path}: the entry for {env_id} must be a mapping")
+        entry, changed = deep_merge(entry, user[env_id])
+    unknown = set(entry) - FIELDS
     if unknown:
-        raise ValueError(f"config for {env_id}: unknown field(s) {sorted(unknown)}")
-    return TrainConfig(env_id=env_id, **entry)
+        source = config_path or CONFIG_DIR
+        raise ConfigError(f"{source}: config for {env_id}: unknown field(s) {sorted(unknown)}; "
+                          f"known: {sorted(FIELDS)}")
+    return TrainConfig(env_id=env_id, **entry), changed
+
+
+def load_config(env_id: str, config_path: str | Path | None = None) -> TrainConfig:
+    """The configuration for ``env_id``: the shipped entry, ``config_path`` deep-merged in."""
+    return load_config_with_overrides(env_id, config_path)[0]

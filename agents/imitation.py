@@ -10,6 +10,7 @@ continues from that policy. Reports name the expert, the rounds and the PPO step
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -115,6 +116,36 @@ def clone(model, observations: dict[str, np.ndarray], masks: np.ndarray, actions
             console.print(f"  behaviour cloning epoch {epoch + 1}/{epochs}: nll {loss_value:.4f}")
     policy.set_training_mode(False)
     return loss_value
+
+
+def scale_pretrain(settings: dict, timesteps: int, episodes: int | None = None) -> dict:
+    """The ``pretrain`` block for a run of ``timesteps`` PPO steps.
+
+    Below the block's ``recipe_timesteps`` the cloned episodes, epochs, DAgger rounds and
+    DAgger episodes shrink in the same proportion (at least 20 episodes and 10 epochs; no
+    DAgger below one round's share), so a short run warms up briefly. ``episodes`` replaces
+    the number of cloned episodes (``--warmup-episodes``)."""
+    scaled = dict(settings)
+    fraction = min(1.0, timesteps / settings.get("recipe_timesteps", timesteps))
+    if fraction < 1.0:
+        scaled["instances"] = max(20, math.ceil(settings["instances"] * fraction))
+        scaled["epochs"] = max(10, math.ceil(settings["epochs"] * fraction))
+        scaled["dagger_rounds"] = math.floor(settings.get("dagger_rounds", 0) * fraction)
+        for key in ("dagger_instances", "dagger_epochs"):
+            if key in settings:
+                scaled[key] = max(20 if key == "dagger_instances" else 10,
+                                  math.ceil(settings[key] * fraction))
+    if episodes is not None:
+        scaled["instances"] = episodes
+    return scaled
+
+
+def describe_pretrain(settings: dict) -> str:
+    rounds = settings.get("dagger_rounds", 0)
+    dagger = (f", {rounds} DAgger round(s) of {settings.get('dagger_instances')} episodes"
+              if rounds else ", no DAgger")
+    return (f"warm-up: cloning {settings['expert']} on {settings['instances']} episodes, "
+            f"{settings['epochs']} epochs{dagger}")
 
 
 def pretrain(model, env_id: str, env_kwargs: dict, settings: dict, seed: int,

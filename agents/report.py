@@ -1,4 +1,4 @@
-"""Report artefacts for offloading comparisons: rich table, markdown, ratio plot, Gantt chart."""
+"""Report artefacts for comparisons: rich table, markdown, ratio plot."""
 
 from __future__ import annotations
 
@@ -15,13 +15,24 @@ RATIO_COLUMNS = ["group", "scheduler", "instances", "reference", "mean_ratio", "
                  "max_ratio", "median_plan_ms"]
 
 
+SHORT_HEADERS = {"instances": "n", "mean_ratio": "mean", "p95_ratio": "p95",
+                 "max_ratio": "max", "median_plan_ms": "plan ms"}
+
+
 def print_ratio_table(rows: Sequence[dict], title: str, console: Console | None = None) -> None:
+    """The ratios as a rich table that fits 80 columns: a column holding one value for every
+    row (the group, the reference) moves into the title, scheduler names never wrap."""
+    constant = [c for c in ("group", "reference") if len({row[c] for row in rows}) == 1]
+    columns = [c for c in RATIO_COLUMNS if c not in constant]
+    if "reference" in constant:
+        title += f" (ratios to {rows[0]['reference']})"
     table = Table(title=title)
-    for column in RATIO_COLUMNS:
-        table.add_column(column, justify="left" if column in ("group", "scheduler") else "right")
+    for column in columns:
+        table.add_column(SHORT_HEADERS.get(column, column), no_wrap=column == "scheduler",
+                         justify="left" if column in ("group", "scheduler") else "right")
     for row in rows:
         table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
-                        for c in RATIO_COLUMNS))
+                        for c in columns))
     (console or Console()).print(table)
 
 
@@ -29,8 +40,9 @@ def ratio_markdown(rows: Sequence[dict]) -> str:
     return markdown_table(rows, RATIO_COLUMNS)
 
 
-def plot_ratios(rows: Sequence[dict], path: str | Path, title: str) -> Path:
-    """Bar chart of mean makespan / reference per scheduler (p95 as the error bar)."""
+def plot_ratios(rows: Sequence[dict], path: str | Path, title: str,
+                objective: str = "makespan") -> Path:
+    """Bar chart of mean objective / reference per scheduler (p95 as the error bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +54,7 @@ def plot_ratios(rows: Sequence[dict], path: str | Path, title: str) -> Path:
     figure, axis = plt.subplots(figsize=(1.0 + 0.9 * len(rows), 3.6))
     axis.bar(names, means, yerr=[[0] * len(rows), upper], capsize=3, color="tab:blue")
     axis.axhline(1.0, color="black", linewidth=0.8)
-    axis.set_ylabel(f"makespan / {rows[0]['reference']} (mean, p95 bar)")
+    axis.set_ylabel(f"{objective} / {rows[0]['reference']} (mean, p95 bar)")
     axis.set_yscale("log")
     axis.set_title(title, fontsize=10)
     axis.tick_params(axis="x", rotation=30)

@@ -1,0 +1,185 @@
+"""Heuristics and trained schedulers on the same seeded instances of any pipesched env; the
+reference of each instance is its best heuristic (offloading against the CP-SAT optimum is
+:mod:`agents.offload_compare`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import envs  # noqa: F401  (registers the ids)
+from agents.config import load_config
+from agents.evaluate import run_episode
+from agents.model_check import SPARK_ENV_ID, load_for_env
+from agents.planning import OFFLOAD_ENV_ID
+
+PARAM_SERVER_ENV_ID = "pipesched/ParamServer-v0"
+HETERO_PIPELINE_ENV_ID = "pipesched/HeteroPipeline-v0"
+OBJECTIVE = {OFFLOAD_ENV_ID: "makespan_s", SPARK_ENV_ID: "mean_jct_s",
+             PARAM_SERVER_ENV_ID: "iteration_s", HETERO_PIPELINE_ENV_ID: "iteration_s"}
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+SHIPPED_MODELS = {
+    OFFLOAD_ENV_ID: MODELS_DIR / "offload_agent.zip",
+    SPARK_ENV_ID: MODELS_DIR / "spark_dag_policy.json",
+    PARAM_SERVER_ENV_ID: MODELS_DIR / "param_server_agent.zip",
+    HETERO_PIPELINE_ENV_ID: MODELS_DIR / "hetero_pipeline_agent.zip",
+}
+
+#: name -> a function of the instance seed returning (objective, seconds spent planning)
+Contender = Callable[[int], tuple[float, float]]
+
+
+@dataclass
+class Outcome:
+    """Objective of every scheduler on one instance; the reference is the best heuristic's."""
+
+    reference: float
+    objective: dict[str, float] = field(default_factory=dict)
+    plan_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _timed(run: Callable[[], float]) -> tuple[float, float]:
+    started = time.perf_counter()
+    value = run()
+    return value, time.perf_counter() - started
+
+
+def _spark_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, dict]:
+    from envs.spark_dag.env import SparkDagShopEnv
+    from heuristics.spark_dag import HEURISTICS, make_heuristic
+
+    graph_env = SparkDagShopEnv(observation_mode="graph", **env_kwargs)
+    padded_env = SparkDagShopEnv(**{**env_kwargs, "observation_mode": "padded"})
+
+    def episode(env: Any, scheduler: Any) -> Contender:
+        return lambda seed: _timed(lambda: run_episode(env, scheduler, seed=seed)["mean_jct_s"])
+
+    heuristics = {name: episode(graph_env, make_heuristic(name)) for name in HEURISTICS}
+    agents = {}
+    for name, path in models.items():
+        graph = path.endswith(".json")
+        env = graph_env if graph else padded_env
+        agents[name] = episode(env, load_for_env(path, SPARK_ENV_ID,
+                                                 None if graph else env.observation_space))
+    return heuristics, agents
+
+
+def _planner_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
+                        ) -> tuple[dict, dict]:
+    """Param server and pipeline: heuristics plan the instance, the simulator scores it;
+    agents play it through the env (whose final ``info`` holds the same simulated figure)."""
+    env = gym.make(env_id, **env_kwargs).unwrapped
+    if env_id == PARAM_SERVER_ENV_ID:
+        from envs.param_server.simulator import evaluate
+        from heuristics.param_server import HEURISTICS
+
+        def score(instance: Any, plan: Any) -> float:
+            return evaluate(instance, plan).iteration_s
+    else:
+        from envs.hetero_pipeline.simulator import simulate
+        from heuristics.hetero_pipeline import HEURISTICS
+
+        def score(instance: Any, plan: Any) -> float:
+            return simulate(instance, plan).iteration_s
+
+    cache: dict[int, Any] = {}
+
+    def instance(seed: int) -> Any:
+        if seed not in cache:
+            env.reset(seed=seed)
+            cache.clear()
+            cache[seed] = env.instance
+        return cache[seed]
+
+    def planner(plan: Callable) -> Contender:
+        return lambda seed: _timed(lambda: score(instance(seed), plan(instance(seed))))
+
+    def agent(scheduler: Any) -> Contender:
+        def objective(seed: int) -> float:
+            info = run_episode(env, scheduler, options={"instance": instance(seed)})
+            return info["iteration_s"] if info.get("complete", True) else math.inf
+        return lambda seed: _timed(lambda: objective(seed))
+
+    heuristics = {name: planner(plan) for name, plan in HEURISTICS.items()}
+    agents = {name: agent(load_for_env(path, env_id, env.observation_space))
+              for name, path in models.items()}
+    return heuristics, agents
+
+
+def contenders(env_id: str, models: dict[str, str]) -> tuple[dict, dict]:
+    """``(heuristics, agents)`` of ``env_id``: name -> :data:`Contender`."""
+    env_kwargs = load_config(env_id).env_kwargs
+    if env_id == SPARK_ENV_ID:
+        return _spark_contenders(env_kwargs, models)
+    if env_id == OFFLOAD_ENV_ID:
+        return _offload_contenders(env_kwargs, models)
+    return _planner_contenders(env_id, env_kwargs, models)
+
+
+def run_outcomes(heuristics: dict[str, Contender], agents: dict[str, Contender],
+                 seeds: Iterable[int]) -> list[Outcome]:
+    outcomes = []
+    for seed in seeds:
+        objective, seconds = {}, {}
+        for name, contender in {**heuristics, **agents}.items():
+            objective[name], seconds[name] = contender(seed)
+        reference = min(objective[name] for name in heuristics)
+        outcomes.append(Outcome(reference, objective, seconds))
+    return outcomes
+
+
+def summarise(outcomes: Sequence[Outcome], label: str = "all") -> list[dict]:
+    """One row per scheduler: mean, p95 and max of objective / best heuristic (an agent
+    that left an instance unfinished counts in ``unfinished``, not in the ratios)."""
+    rows = []
+    for name in outcomes[0].objective:
+        ratios = np.array([o.objective[name] / o.reference for o in outcomes])
+        finite = ratios[np.isfinite(ratios)]
+        finite = finite if finite.size else np.array([math.nan])
+        rows.append({"group": label, "scheduler": name, "instances": len(ratios),
+                     "reference": "best_heuristic", "mean_ratio": float(finite.mean()),
+                     "p95_ratio": float(np.percentile(finite, 95)),
+                     "max_ratio": float(finite.max()),
+                     "median_plan_ms": 1e3 * float(np.median([o.plan_seconds[name]
+                                                              for o in outcomes])),
+                     "unfinished": int((~np.isfinite(ratios)).sum())})
+    return rows
+
+
+def _offload_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, dict]:
+    from agents.offload_compare import _env_kwargs
+    from agents.planning import plan_with_scheduler
+    from envs.offload import simulate
+    from heuristics.offload import HEURISTICS
+
+    env = gym.make(OFFLOAD_ENV_ID, **env_kwargs).unwrapped
+
+    def instance(seed: int) -> Any:
+        env.reset(seed=seed)
+        return env.instance
+
+    def planner(name: str, plan: Callable) -> Contender:
+        def objective(seed: int) -> float:
+            inst = instance(seed)
+            return simulate(inst, plan(inst, 2.0) if name == "joint" else plan(inst)).makespan_s
+        return lambda seed: _timed(lambda: objective(seed))
+
+    def agent(scheduler: Any) -> Contender:
+        def objective(seed: int) -> float:
+            inst = instance(seed)
+            return simulate(inst, plan_with_scheduler(scheduler, inst,
+                                                      _env_kwargs(scheduler))).makespan_s
+        return lambda seed: _timed(lambda: objective(seed))
+
+    heuristics = {name: planner(name, plan) for name, plan in HEURISTICS.items()}
+    agents = {name: agent(load_for_env(path, OFFLOAD_ENV_ID, env.observation_space,
+                                       check_shapes=False))
+              for name, path in models.items()}
+    return heuristics, agents

@@ -1,0 +1,60 @@
+"""Load a trained scheduler for an env, refusing files that cannot drive it (one-line errors)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+SPARK_ENV_ID = "pipesched/SparkDagShop-v0"
+
+
+class ModelError(ValueError):
+    """A model file that is missing, unreadable or made for another env."""
+
+
+def check_model_file(path: str | Path, env_id: str) -> None:
+    """Cheap checks before anything heavy starts: the file exists and has the right kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model not found: {path}")
+    if path.suffix == ".json":
+        if env_id != SPARK_ENV_ID:
+            raise ModelError(f"{path} is a Spark graph policy; it runs on {SPARK_ENV_ID}, "
+                             f"not {env_id}")
+    elif not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a model .zip saved by train_agents.py train "
+                         f"(nor a Spark policy .json)")
+
+
+def observation_keys(space: Any) -> dict[str, tuple]:
+    return {key: tuple(sub.shape or ()) for key, sub in getattr(space, "spaces", {}).items()}
+
+
+def load_for_env(path: str | Path, env_id: str, env_space: Any | None = None,
+                 check_shapes: bool = True) -> Any:
+    """The scheduler in ``path``; a ``.zip`` must observe what ``env_space`` (the env's
+    observation space) holds: the same keys, and with ``check_shapes`` the same shapes."""
+    from agents.scheduler import load_scheduler
+
+    check_model_file(path, env_id)
+    try:
+        scheduler = load_scheduler(str(path))
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
+        raise ModelError(f"{path}: cannot be loaded ({error})") from None
+    model = getattr(scheduler, "model", None)
+    if model is None or env_space is None:
+        return scheduler
+    expected, found = observation_keys(env_space), observation_keys(model.observation_space)
+    if set(expected) != set(found):
+        raise ModelError(f"{path} was trained for another env (it observes "
+                         f"{', '.join(sorted(found))}); {env_id} gives "
+                         f"{', '.join(sorted(expected))}")
+    if check_shapes:
+        wrong = [k for k in expected if expected[k] != found[k]]
+        if wrong:
+            key = wrong[0]
+            raise ModelError(f"{path} expects observation '{key}' of shape {found[key]}, "
+                             f"{env_id} with this config gives {expected[key]} (set env_kwargs "
+                             f"with --config)")
+    return scheduler
