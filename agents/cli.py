@@ -29,7 +29,7 @@ SHIPPED_OFFLOAD_AGENT = Path(__file__).resolve().parents[1] / "models" / "offloa
 VALIDATION_SEED = 900_000
 DESCRIPTION = """pipesched: train, evaluate and compare schedulers (no command: the demo, ~4 min).
 
-CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048` about 1 min
+CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048` 1-2 min
 (warm-up scaled to the steps), `--timesteps 49152 --n-envs 8` (the shipped agent's recipe) about
 40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about 2 min for
 --instances 10, on the other envs under a minute for 40 instances."""
@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="show tracebacks of errors")
 
     train_cmd = commands.add_parser(
-        "train", help="train MaskablePPO (DnnOffload, 2048 steps: about 1 min)",
+        "train", help="train MaskablePPO (DnnOffload, 2048 steps: 1-2 min)",
         description="Train MaskablePPO with the env's entry of agents/configs/*.yaml. "
                     "DnnOffload first imitates the `joint` planner; the warm-up shrinks with "
-                    "--timesteps below the recipe's 49152 (2048 steps: about 1 min in all). "
+                    "--timesteps below the recipe's 49152 (2048 steps: 1-2 min in all). "
                     "Ctrl-C saves the current policy as model_interrupted.zip.")
     common(train_cmd)
     train_cmd.add_argument("--config", help="YAML keyed by env id, deep-merged into the shipped "

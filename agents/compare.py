@@ -66,8 +66,7 @@ def _spark_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, d
     for name, path in models.items():
         graph = path.endswith(".json")
         env = graph_env if graph else padded_env
-        agents[name] = episode(env, load_for_env(path, SPARK_ENV_ID,
-                                                 None if graph else env.observation_space))
+        agents[name] = episode(env, load_for_env(path, SPARK_ENV_ID, env.observation_space))
     return heuristics, agents
 
 

@@ -34,7 +34,8 @@ def observation_keys(space: Any) -> dict[str, tuple]:
 def load_for_env(path: str | Path, env_id: str, env_space: Any | None = None,
                  check_shapes: bool = True) -> Any:
     """The scheduler in ``path``; a ``.zip`` must observe what ``env_space`` (the env's
-    observation space) holds: the same keys, and with ``check_shapes`` the same shapes."""
+    observation space; default: that of ``env_id`` with its default arguments) holds: the same
+    keys, and with ``check_shapes`` the same shapes."""
     from agents.scheduler import load_scheduler
 
     check_model_file(path, env_id)
@@ -43,8 +44,14 @@ def load_for_env(path: str | Path, env_id: str, env_space: Any | None = None,
     except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
         raise ModelError(f"{path}: cannot be loaded ({error})") from None
     model = getattr(scheduler, "model", None)
-    if model is None or env_space is None:
+    if model is None:
         return scheduler
+    if env_space is None:
+        import gymnasium as gym
+
+        import envs  # noqa: F401  (registers the ids)
+
+        env_space = gym.make(env_id).observation_space
     expected, found = observation_keys(env_space), observation_keys(model.observation_space)
     if set(expected) != set(found):
         raise ModelError(f"{path} was trained for another env (it observes "

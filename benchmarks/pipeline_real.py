@@ -150,6 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(NAME, argv, extra)
     iterations = args.iterations or (3 if args.quick else 5)
     models = args.models or ("mobilenet_v2" if args.quick else "resnet18,mobilenet_v2")
+    from envs.hetero_pipeline.profile_training import SUPPORTED_MODELS
+
+    unknown = [m for m in models.split(",") if m not in SUPPORTED_MODELS]
+    if iterations < 2 or unknown:
+        extra.exit(2, f"{extra.prog}: error: " + (
+            f"--iterations must be >= 2 (the first is warm-up), got {iterations}"
+            if iterations < 2 else
+            f"--models: unknown {unknown}; supported: {', '.join(SUPPORTED_MODELS)}") + "\n")
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     for model_name in models.split(","):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="CPU quota of each machine process")
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="trained agent (.zip)")
     args = parse_args(NAME, argv, parser)
+    problem = (f"--machines must be >= 2 (one machine sends no bytes to measure), got "
+               f"{args.machines}" if args.machines < 2 else
+               "--bandwidth-mbps, --sitepackages-bandwidth-mbps and --cpus must be > 0"
+               if min(args.bandwidth_mbps, args.sitepackages_bandwidth_mbps, args.cpus) <= 0 else
+               f"--model: {args.model} does not exist" if not Path(args.model).exists() else None)
+    if problem:
+        parser.exit(2, f"{parser.prog}: error: {problem}\n")
     table = planners(load_agent(args.model))
     config = RunConfig(iterations=3 if args.quick else 5, rounds=2 if args.quick else 4,
                        warmup_iterations=2, cpus=args.cpus)

@@ -194,9 +194,13 @@ def make_planner(scheduler: str) -> Planner:
     if scheduler in HEURISTICS:
         return HEURISTICS[scheduler]
     if scheduler.endswith(".zip") or Path(scheduler).exists():
-        if not Path(scheduler).exists():
-            raise ValueError(f"--scheduler: model file {scheduler} does not exist")
-        from agents.planning import plan_with_model
+        from agents.model_check import ModelError, load_for_env
+        from agents.planning import OFFLOAD_ENV_ID, plan_with_model
+
+        try:  # a missing file or a model of another env fails here, before any connection
+            load_for_env(scheduler, OFFLOAD_ENV_ID, check_shapes=False)
+        except ModelError as error:
+            raise ValueError(f"--scheduler: {error}") from None
 
         return lambda instance: plan_with_model(scheduler, instance)
     raise ValueError(f"--scheduler: {scheduler!r} is neither a heuristic "
@@ -669,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                calibrate=not args.no_calibrate, threads=args.threads,
                                profile_repetitions=args.profile_repetitions, tls=tls)
     except (ValueError, HandshakeError) as error:
-        parser.exit(2, f"error: {error}\n")
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc="jobs", disable=args.quiet, file=sys.stderr)
@@ -679,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         result = client.run(jobs, planner, seed=args.seed, progress=progress)
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted; no result written\n")
     finally:
         bar.close()
         client.close()

@@ -1,7 +1,7 @@
 """Profile a torchvision model per segment between single-tensor cut points.
 
     python -m device_bridge.profiler --model resnet18 [--repetitions 20 --warmup 5
-        --threads 1 --server-speedup 10 --out data/profiles/]
+        --threads 1 --server-speedup 10 --out results/profiles/] [--force]
 
 Writes ``<out>/<model>.json``:
 
@@ -41,6 +41,7 @@ from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, _is_compute,
 
 DEFAULT_SERVER_SPEEDUP = 10.0
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
+OUTPUT_DIR = Path("results/profiles")
 
 
 class _TimingInterpreter(fx.Interpreter):
@@ -195,12 +196,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 = a phone-like single core, the shipped default)")
     parser.add_argument("--server-speedup", type=float, default=DEFAULT_SERVER_SPEEDUP)
-    parser.add_argument("--out", default=str(PROFILE_DIR))
+    parser.add_argument("--out", default=str(OUTPUT_DIR),
+                        help=f"folder of the profiles (the shipped ones are in {PROFILE_DIR}; "
+                             f"replacing one of those needs --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="allow replacing a shipped profile under data/")
     args = parser.parse_args(argv)
     names = SUPPORTED_MODELS if args.model == "all" else tuple(args.model.split(","))
     for name in names:
         if name not in SUPPORTED_MODELS:
             parser.error(f"unknown model {name!r}; supported: {', '.join(SUPPORTED_MODELS)}")
+    if args.repetitions < 1 or args.warmup < 0 or args.threads < 1 or args.server_speedup <= 0:
+        parser.error("--repetitions and --threads must be >= 1, --warmup >= 0, "
+                     "--server-speedup > 0")
+    targets = [Path(args.out) / f"{name}.json" for name in names]
+    shipped = [t for t in targets if t.exists() and t.resolve().is_relative_to(PROFILE_DIR.parent)]
+    if shipped and not args.force:
+        parser.error(f"{shipped[0]} is shipped data; pass --force to replace it, or choose --out")
     for name in names:
         start = time.perf_counter()
         profile = profile_model(name, args.repetitions, args.warmup, args.threads,

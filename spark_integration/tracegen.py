@@ -1,10 +1,14 @@
 """Spark event logs -> SparkDagShop workload JSON (traces for the simulator).
 
     python -m spark_integration.tracegen --scale 0.1 [--queries q1,q3,...] \
-        [--out data/spark_traces/tpch_sf0.1.json] [--master local[2]] [--repeats 1]
+        [--out results/spark_traces/tpch_sf0.1.json] [--master local[2]] [--repeats 1]
     python -m spark_integration.tracegen --scale 0.1 --master local --executor-counts 1,2 \
-        --repeats 3 --out data/spark_traces/tpch_sf0.1_local_e1-2.json
+        --repeats 3 --out data/spark_traces/tpch_sf0.1_local_e1-2.json --force
     python -m spark_integration.tracegen --event-log DIR_OR_FILE --out trace.json
+
+New traces go to ``results/spark_traces/`` unless ``--out`` says otherwise; replacing a shipped
+file under ``data/`` needs ``--force``. When the output file already holds a trace of the same
+scale, a run of some ``--queries`` replaces only those queries' jobs and keeps the others.
 
 The first form runs each TPC-H query DAG alone, node after node at full parallelism, with
 Spark event logging on, then converts the log; the second converts an existing event log of
@@ -62,7 +66,9 @@ from spark_integration.session import executors_of_master
 from spark_integration.tpch import ensure_tpch, scale_label, table_paths
 
 GROUP_PREFIX = "pipesched"
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_TRACE_DIR = Path("data/spark_traces")
+OUTPUT_TRACE_DIR = Path("results/spark_traces")
 
 
 @dataclass
@@ -598,6 +604,28 @@ def convert_event_log(event_log: str | Path, out: str | Path, executors: int = 1
     return out
 
 
+def merge_trace(previous: Mapping[str, Any], payload: dict[str, Any], path: Path
+                ) -> dict[str, Any]:
+    """``payload`` with the jobs of ``previous`` (a trace already at ``path``) that it does not
+    replace, so tracing a few queries keeps the rest of the file."""
+    if previous.get("source", {}).get("scale_factor") != payload["source"]["scale_factor"]:
+        raise ValueError(f"{path} holds a trace of another scale; choose another --out")
+    fresh = {job["name"] for job in payload["jobs"]}
+    kept = [job for job in previous.get("jobs", []) if job["name"] not in fresh]
+    merged = dict(payload, jobs=kept + payload["jobs"])
+    if "calibration" in previous and "calibration" in payload:
+        merged["calibration"] = {**previous["calibration"], **payload["calibration"]}
+    merged["source"] = dict(payload["source"], kept_jobs_from_previous=[j["name"] for j in kept])
+    return merged
+
+
+def check_output(out: Path, force: bool) -> None:
+    """Refuse to replace a shipped file under ``data/`` without ``--force``."""
+    shipped = (PROJECT_DIR / "data").resolve()
+    if out.exists() and out.resolve().is_relative_to(shipped) and not force:
+        raise ValueError(f"{out} is shipped data; pass --force to replace it, or choose --out")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_integration.tracegen",
                                      description=__doc__.split("\n\n")[0])
@@ -614,16 +642,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra Spark conf for the traced applications (repeatable)")
     parser.add_argument("--event-log", help="convert this existing event log instead")
     parser.add_argument("--event-log-dir", help="where to keep the event log of a new run")
-    parser.add_argument("--out", help="output workload JSON")
+    parser.add_argument("--out", help=f"output workload JSON (default: {OUTPUT_TRACE_DIR}/"
+                                      f"tpch_<scale>.json; an existing trace of the same "
+                                      f"scale keeps the queries not traced now)")
+    parser.add_argument("--force", action="store_true",
+                        help="allow replacing a shipped file under data/")
     args = parser.parse_args(argv)
     try:
         if args.event_log:
-            out = convert_event_log(args.event_log, args.out or "trace.json")
+            out = Path(args.out or "trace.json")
+            check_output(out, args.force)
+            out = convert_event_log(args.event_log, out)
         else:
             queries = [q for q in args.queries.split(",") if q]
             unknown = [q for q in queries if q not in QUERIES]
             if unknown:
                 raise ValueError(f"unknown queries {unknown}; known: {sorted(QUERIES)}")
+            if args.scale <= 0 or args.repeats < 1:
+                raise ValueError(f"--scale must be > 0 and --repeats >= 1, got {args.scale} "
+                                 f"and {args.repeats}")
             counts = None
             if args.executor_counts:
                 try:
@@ -634,13 +671,21 @@ def main(argv: list[str] | None = None) -> int:
             bad = [c for c in args.conf if "=" not in c]
             if bad:
                 raise ValueError(f"--conf must be KEY=VALUE, got {bad[0]!r}")
-            out = trace_queries(args.scale, queries, args.out or default_trace_path(args.scale),
-                                args.master, args.event_log_dir, args.repeats,
-                                executor_counts=counts,
+            out = Path(args.out or OUTPUT_TRACE_DIR / f"tpch_{scale_label(args.scale)}.json")
+            check_output(out, args.force)
+            previous = json.loads(out.read_text()) if out.exists() else None
+            out = trace_queries(args.scale, queries, out, args.master, args.event_log_dir,
+                                args.repeats, executor_counts=counts,
                                 extra_conf=dict(c.split("=", 1) for c in args.conf))
+            if previous is not None and set(queries) != set(QUERIES):
+                merged = merge_trace(previous, json.loads(out.read_text()), out)
+                out.write_text(json.dumps(merged, indent=1))
     except (OSError, ValueError) as error:
-        print(f"tracegen: {error}", file=sys.stderr)
-        return 1
+        print(f"tracegen: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tracegen: interrupted; nothing written", file=sys.stderr)
+        return 130
     print(f"wrote {out}")
     return 0
 
