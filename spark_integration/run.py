@@ -7,13 +7,17 @@
 ``--scheduler``: ``spark-fifo``, ``spark-fair``, a heuristic of ``heuristics.spark_dag``,
 ``agent`` or a model ``.zip``. Without ``--jobs`` every query runs once as a batch at time 0.
 ``--kill-worker I --kill-after S`` SIGKILLs standalone worker ``I`` S seconds into the run
-(fault injection). Exit status 0 when every job finished, 1 otherwise.
+(fault injection). Exit status 0 when every job finished, 1 otherwise, 2 for a mistake in the
+arguments (one line, checked before the JVM starts; ``--debug`` shows the traceback), 130 after
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -52,8 +56,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-state-dir", default=str(cluster.DEFAULT_STATE_DIR))
     parser.add_argument("--lean-jvm", action="store_true",
                         help="C1-only JIT and serial GC (less CPU for short runs)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
+    interrupted: list[bool] = []
 
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        problem = argument_problem(args)
+        if problem is None:
+            return run(args)
+    except Exception as error:
+        # Ctrl-C also reaches the JVM, so py4j may fail before KeyboardInterrupt surfaces
+        if interrupted and not args.debug:
+            print("interrupted; nothing written", file=sys.stderr)
+            return 130
+        if args.debug or not isinstance(error, OSError | ValueError):
+            raise
+        problem = str(error)
+    except KeyboardInterrupt:
+        print("interrupted; nothing written", file=sys.stderr)
+        return 130
+    parser.exit(2, f"{parser.prog}: error: {problem}\n")
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, found before any JVM starts; None when nothing."""
+    unknown = [q for q in args.queries.split(",") if q and q not in QUERIES]
+    if unknown:
+        return f"--queries: unknown {unknown}; known: {sorted(QUERIES)}"
+    if args.scale <= 0 or args.interarrival <= 0:
+        return "--scale and --interarrival must be > 0"
+    for flag, value in (("--jobs", args.jobs), ("--executors", args.executors)):
+        if value is not None and value < 1:
+            return f"{flag} must be >= 1, got {value}"
+    if args.traces and not Path(args.traces).is_file():
+        return f"--traces: {args.traces} does not exist"
+    if args.scheduler.endswith(".zip"):
+        from agents.model_check import SPARK_ENV_ID, load_for_env
+
+        load_for_env(args.scheduler, SPARK_ENV_ID)  # ModelError (a ValueError): one line
+    if not args.master.startswith("local"):
+        if args.executors is None:
+            return "--executors is required for a cluster master"
+        return master_problem(args.master)
+    return None
+
+
+def master_problem(master: str, timeout_s: float = 3.0) -> str | None:
+    """Whether a ``spark://HOST:PORT`` master accepts a TCP connection."""
+    if not master.startswith("spark://"):
+        return None
+    host, _, port = master.removeprefix("spark://").rpartition(":")
+    if not host or not port.isdigit():
+        return f"--master must be local[N] or spark://HOST:PORT, got {master!r}"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        return (f"cannot reach the Spark master {master} ({error.strerror or error}); start one "
+                f"with python -m spark_integration.cluster up")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
     queries = [q for q in args.queries.split(",") if q]
     driver = make_driver(args.scheduler)
     specs = (poisson_stream(queries, args.jobs, args.interarrival,
@@ -64,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: no trace at {trace}; nodes are estimated as equal", file=sys.stderr)
     conf = {}
     if not args.master.startswith("local"):
-        if args.executors is None:
-            parser.error("--executors is required for a cluster master")
         conf = {"spark.executor.memory": "512m", "spark.executor.cores": "1",
                 "spark.cores.max": str(args.executors)}
     spark = build_session(args.master, app_name=f"pipesched-{driver.name}",
@@ -84,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = executor.run(specs)
         finally:
-            spark.stop()
+            try:
+                spark.stop()
+            except Exception:  # noqa: BLE001  (after Ctrl-C the JVM may already be gone)
+                pass
     summary = result.to_json()
     print(f"{driver.name}: {len(result.finished)}/{len(result.jobs)} jobs, mean JCT "
           f"{result.mean_jct_s:.2f} s, makespan {result.makespan_s:.2f} s, executors seen "
