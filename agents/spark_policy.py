@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.json_source import load_json
 from envs.spark_dag.observation import Decision
 from envs.spark_dag.state import ClusterState
 from heuristics.spark_dag import GraphView
@@ -137,14 +138,10 @@ def load_policy(path: str | Path, executors: int | None = None,
     """Load a saved :class:`ScoringPolicy`; with ``executors`` given, refuse a cluster size
     outside the validated ones unless ``allow_any_shape``."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise FileNotFoundError(f"{path}: cannot read ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: invalid JSON ({error})") from None
-    if data.get("format") != POLICY_FORMAT:
-        raise ValueError(f"{path}: not a scoring policy (format {data.get('format')!r})")
+    data, _ = load_json(path, ValueError)
+    if not isinstance(data, dict) or data.get("format") != POLICY_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: not a scoring policy (format {found!r})")
     if data.get("features") != list(STAGE_FEATURES):
         raise ValueError(f"{path}: features {data.get('features')} differ from this version's "
                          f"{list(STAGE_FEATURES)}")

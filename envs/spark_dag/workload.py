@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from envs.json_source import load_json
+
 WORKLOAD_FORMAT = "pipesched.spark_workload/1"
 _TASK_FIELDS = ("network_s", "compute_s", "write_s")
 
@@ -453,12 +455,7 @@ def save_workload(jobs: Iterable[Job], path: str | Path) -> Path:
 def load_workload(path: str | Path) -> list[Job]:
     """Read workload JSON; errors name the file, job, stage and field."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise WorkloadError(f"{path}: cannot read ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise WorkloadError(f"{path}: invalid JSON ({error})") from None
+    data, _ = load_json(path, WorkloadError)
     return jobs_from_json(data, source=str(path))
 
 

@@ -36,7 +36,7 @@ def test_round_trip_and_shape_check(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         ScoringPolicy(np.zeros(3), np.zeros(len(STAGE_FEATURES)))
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(ValueError, match="invalid JSON"):
+    with pytest.raises(ValueError, match="malformed JSON"):
         load_policy(tmp_path / "bad.json")
 
 

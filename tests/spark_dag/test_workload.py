@@ -69,7 +69,7 @@ def test_zero_executors_rejected():
 def test_bad_files_name_the_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(WorkloadError, match="bad.json: invalid JSON"):
+    with pytest.raises(WorkloadError, match="bad.json: malformed JSON"):
         load_workload(bad)
     data = {"jobs": [{"name": "a", "arrival_s": 0,
                       "stages": [{"id": 0, "num_tasks": 2, "compute_s": -1}]}]}
