@@ -122,19 +122,17 @@ def scale_pretrain(settings: dict, timesteps: int, episodes: int | None = None) 
     """The ``pretrain`` block for a run of ``timesteps`` PPO steps.
 
     Below the block's ``recipe_timesteps`` the cloned episodes, epochs, DAgger rounds and
-    DAgger episodes shrink in the same proportion (at least 20 episodes and 10 epochs; no
-    DAgger below one round's share), so a short run warms up briefly. ``episodes`` replaces
-    the number of cloned episodes (``--warmup-episodes``)."""
+    DAgger episodes shrink in the same proportion (at least 20 episodes and 10 epochs, or the
+    block's own figure if smaller; no DAgger below one round's share), so a short run warms up
+    briefly. ``episodes`` replaces the number of cloned episodes (``--warmup-episodes``)."""
     scaled = dict(settings)
     fraction = min(1.0, timesteps / settings.get("recipe_timesteps", timesteps))
     if fraction < 1.0:
-        scaled["instances"] = max(20, math.ceil(settings["instances"] * fraction))
-        scaled["epochs"] = max(10, math.ceil(settings["epochs"] * fraction))
-        scaled["dagger_rounds"] = math.floor(settings.get("dagger_rounds", 0) * fraction)
-        for key in ("dagger_instances", "dagger_epochs"):
+        floors = {"instances": 20, "epochs": 10, "dagger_instances": 20, "dagger_epochs": 10}
+        for key, floor in floors.items():
             if key in settings:
-                scaled[key] = max(20 if key == "dagger_instances" else 10,
-                                  math.ceil(settings[key] * fraction))
+                scaled[key] = max(min(floor, settings[key]), math.ceil(settings[key] * fraction))
+        scaled["dagger_rounds"] = math.floor(settings.get("dagger_rounds", 0) * fraction)
     if episodes is not None:
         scaled["instances"] = episodes
     return scaled
