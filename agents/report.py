@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.report import markdown_table
 from envs.offload.render import save_figure
 
 RATIO_COLUMNS = ["group", "scheduler", "instances", "reference", "mean_ratio", "p95_ratio",
                  "max_ratio", "median_plan_ms"]
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                   floatfmt: str = ".3f") -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return format(value, floatfmt)
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 SHORT_HEADERS = {"instances": "n", "mean_ratio": "mean", "p95_ratio": "p95",

@@ -19,17 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from agents.report import markdown_table
+from envs.machine import cpu_model
+
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_info() -> dict[str, Any]:
@@ -73,18 +66,6 @@ def parse_args(name: str, argv: Sequence[str] | None = None,
     parser.add_argument("--quick", action="store_true", help="fewer instances, same schema")
     parser.add_argument("--out", default="results", help="output directory")
     return parser.parse_args(argv)
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
-                   floatfmt: str = ".3f") -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return format(value, floatfmt)
-        return str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def targets_table(targets: dict[str, dict[str, Any]]) -> str:

@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import fx
 
-from benchmarks.report import cpu_model
 from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, _is_compute, _tensor_shape
+from envs.machine import cpu_model
 
 DEFAULT_SERVER_SPEEDUP = 10.0
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"

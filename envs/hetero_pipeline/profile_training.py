@@ -31,7 +31,7 @@ import torch
 import torchvision
 from torch import nn
 
-from benchmarks.report import cpu_model
+from envs.machine import cpu_model
 
 SUPPORTED_MODELS = ("resnet18", "mobilenet_v2", "vgg11")
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "profiles" / "training"
