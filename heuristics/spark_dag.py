@@ -37,7 +37,6 @@ from functools import cached_property
 
 import numpy as np
 
-from agents.scheduler import Scheduler
 from envs.spark_dag.observation import (
     Decision,
     critical_path_time_s,
@@ -310,7 +309,7 @@ class ContentionFreeScheduler(GraphScheduler):
         return view.decide(by_job[jobs[0]][0], share_limit)
 
 
-HEURISTICS: dict[str, Callable[[], Scheduler]] = {
+HEURISTICS: dict[str, Callable[[], GraphScheduler]] = {
     "fifo": FifoScheduler,
     "fair": FairScheduler,
     "sjf": ShortestJobScheduler,

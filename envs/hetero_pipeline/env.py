@@ -11,8 +11,8 @@ from gymnasium import spaces
 from envs.hetero_pipeline.closed_form import estimate_iteration_s
 from envs.hetero_pipeline.generator import HeteroPipelineGenerator, single_device_memory_bytes
 from envs.hetero_pipeline.instance import InstanceError, PipelineInstance, PipelinePlan
+from envs.hetero_pipeline.partition import minmax_cuts, single_device_plan, stage_time_matrix
 from envs.hetero_pipeline.simulator import render_gantt, simulate
-from heuristics.hetero_pipeline import minmax_cuts, single_device_plan, stage_time_matrix
 
 FEATURE_LIMIT = 100.0
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from device_bridge.dag_exec import PartitionRunner
 from envs.offload.dag import dag_job_from_profile
-from envs.offload.dag_exec import PartitionRunner
 
 
 @pytest.mark.parametrize("model", ["resnet18", "googlenet"])
