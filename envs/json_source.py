@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +36,20 @@ def field(mapping: Any, key: str, where: str, error: type[Exception]) -> Any:
     if key not in mapping:
         raise error(f"{where}: missing field '{key}'")
     return mapping[key]
+
+
+def reject_unknown(mapping: Any, allowed: Collection[str], where: str,
+                   error: type[Exception]) -> None:
+    """Raise ``error`` naming each key of ``mapping`` not in ``allowed`` (a misspelt key is
+    never ignored), with the closest allowed key as a hint."""
+    if not isinstance(mapping, dict):
+        raise error(f"{where}: expected an object, got {type(mapping).__name__}")
+    unknown = [key for key in mapping if key not in allowed]
+    if not unknown:
+        return
+    names = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), list(allowed), n=1)
+        names.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise error(f"{where}: unknown field(s) {', '.join(names)}; "
+                f"allowed: {', '.join(sorted(allowed))}")

@@ -37,7 +37,16 @@ from typing import Any
 
 import numpy as np
 
+from envs.json_source import reject_unknown
+
 MBPS_TO_BYTES_PER_S = 1e6 / 8
+INSTANCE_FIELDS = ("num_microbatches", "latency_s", "memory_factor", "devices", "model")
+DEVICE_FIELDS = ("name", "speed", "memory_bytes", "bandwidth_mbps")
+# A training profile (profile_training) adds its measurement record to the instance's model.
+MODEL_FIELDS = ("name", "model", "input_bytes", "layers", "input_shape", "micro_batch_size",
+                "num_classes", "provenance")
+LAYER_FIELDS = ("name", "forward_s", "backward_s", "activation_bytes", "stash_bytes",
+                "param_bytes", "forward_s_iqr", "backward_s_iqr")
 
 
 class InstanceError(ValueError):
@@ -101,6 +110,9 @@ class ModelProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model") -> ModelProfile:
+        reject_unknown(data, MODEL_FIELDS, source, InstanceError)
+        for index, layer in enumerate(data.get("layers") or ()):
+            reject_unknown(layer, LAYER_FIELDS, f"{source}.layers[{index}]", InstanceError)
         try:
             layers = tuple(
                 LayerProfile(name=str(layer["name"]), forward_s=float(layer["forward_s"]),
@@ -174,6 +186,9 @@ class PipelineInstance:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineInstance:
+        reject_unknown(data, INSTANCE_FIELDS, "instance", InstanceError)
+        for index, device in enumerate(data.get("devices") or ()):
+            reject_unknown(device, DEVICE_FIELDS, f"devices[{index}]", InstanceError)
         try:
             devices = tuple(Device(name=str(d.get("name", f"dev{i}")), speed=float(d["speed"]),
                                    memory_bytes=float(d["memory_bytes"]),
@@ -236,6 +251,10 @@ class PipelinePlan:
     def from_json(cls, text: str) -> PipelinePlan:
         try:
             data = json.loads(text)
+            reject_unknown(data, ("stages",), "plan", InstanceError)
+            for index, stage in enumerate(data.get("stages") or ()):
+                reject_unknown(stage, ("devices", "start", "stop"), f"plan.stages[{index}]",
+                               InstanceError)
             return cls(tuple(Stage(tuple(int(d) for d in s["devices"]), int(s["start"]),
                                    int(s["stop"])) for s in data["stages"]))
         except json.JSONDecodeError as error:

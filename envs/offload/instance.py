@@ -27,11 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from envs.json_source import field, load_json
+from envs.json_source import field, load_json, reject_unknown
 
 
 class InstanceError(ValueError):
     """An offloading instance or plan is malformed; the message names the offending field."""
+
+
+INSTANCE_FIELDS = ("bandwidth_mbps", "latency_s", "jobs")
+CHAIN_JOB_FIELDS = ("name", "input_bytes", "layers")
+DAG_JOB_FIELDS = (*CHAIN_JOB_FIELDS, "input_name")
+CHAIN_LAYER_FIELDS = ("name", "device_s", "server_s", "output_bytes")
+DAG_LAYER_FIELDS = (*CHAIN_LAYER_FIELDS, "inputs")
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,7 @@ def _integer(value: Any, where: str) -> int:
 def _parse(data: Any, source: str) -> OffloadInstance:
     from envs.offload.dag import DagJob, DagLayer
 
+    reject_unknown(data, INSTANCE_FIELDS, source, InstanceError)
     bandwidth = _number(_field(data, "bandwidth_mbps", source), f"{source}: 'bandwidth_mbps'")
     latency = _number(_field(data, "latency_s", source), f"{source}: 'latency_s'")
     jobs_data = _field(data, "jobs", source)
@@ -177,11 +185,15 @@ def _parse(data: Any, source: str) -> OffloadInstance:
         if not isinstance(layers_data, list):
             raise InstanceError(f"{where}: field 'layers' must be a list")
         is_dag = any(isinstance(layer, dict) and "inputs" in layer for layer in layers_data)
+        reject_unknown(job_data, DAG_JOB_FIELDS if is_dag else CHAIN_JOB_FIELDS, where,
+                       InstanceError)
         layers = []
         for index, layer_data in enumerate(layers_data):
             at = f"{where}, layer {index + 1}"
             layer_name = str(_field(layer_data, "name", at))
             at = f"{where}, layer {index + 1} ({layer_name!r})"
+            reject_unknown(layer_data, DAG_LAYER_FIELDS if is_dag else CHAIN_LAYER_FIELDS, at,
+                           InstanceError)
             fields = dict(
                 name=layer_name,
                 device_s=_number(_field(layer_data, "device_s", at), f"{at}, field 'device_s'"),

@@ -13,9 +13,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from envs.offload.instance import InstanceError, Layer, OffloadJob
+from envs.json_source import field, reject_unknown
+from envs.offload.instance import CHAIN_LAYER_FIELDS, InstanceError, Layer, OffloadJob
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles"
+PROFILE_FIELDS = ("model", "input_shape", "input_bytes", "provenance", "layers", "graph")
+NODE_FIELDS = ("name", "op", "inputs", "device_s", "server_s", "output_bytes")
 
 
 def available_models(profile_dir: Path = PROFILE_DIR) -> list[str]:
@@ -32,10 +35,29 @@ def load_profile(model: str, profile_dir: Path = PROFILE_DIR) -> dict[str, Any]:
         profile = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise InstanceError(f"{path}: malformed JSON: {error}") from None
-    for key in ("input_bytes", "layers", "provenance"):
-        if key not in profile:
-            raise InstanceError(f"{path}: missing field '{key}'")
+    _check_profile(profile, str(path))
     return profile
+
+
+def _check_profile(profile: Any, where: str) -> None:
+    """Known keys only, and every field the offloading jobs read. ``provenance`` is the
+    profiler's free-form measurement record, so its keys are not checked."""
+    reject_unknown(profile, PROFILE_FIELDS, where, InstanceError)
+    for key in ("input_bytes", "layers", "provenance"):
+        field(profile, key, where, InstanceError)
+    for index, layer in enumerate(profile["layers"]):
+        at = f"{where}: layers[{index}]"
+        reject_unknown(layer, CHAIN_LAYER_FIELDS, at, InstanceError)
+        for key in CHAIN_LAYER_FIELDS:
+            field(layer, key, at, InstanceError)
+    if "graph" in profile:
+        reject_unknown(profile["graph"], ("nodes",), f"{where}: graph", InstanceError)
+        for index, node in enumerate(field(profile["graph"], "nodes", f"{where}: graph",
+                                           InstanceError)):
+            at = f"{where}: graph.nodes[{index}]"
+            reject_unknown(node, NODE_FIELDS, at, InstanceError)
+            for key in NODE_FIELDS:
+                field(node, key, at, InstanceError)
 
 
 @cache

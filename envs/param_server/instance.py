@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from envs.json_source import field, load_json
+from envs.json_source import field, load_json, reject_unknown
 
 BYTES_PER_NNZ = 8
 BYTES_PER_SAMPLE = 4
@@ -263,6 +263,11 @@ def _numbers(values: Any, where: str, integer: bool) -> np.ndarray:
 
 
 def _parse(data: Any, source: str) -> ParamServerInstance:
+    reject_unknown(data, ("name", "blocks", "shards", "edges", "machines"), source, InstanceError)
+    reject_unknown(_field(data, "blocks", source), ("samples",), f"{source}: blocks",
+                   InstanceError)
+    reject_unknown(_field(data, "shards", source), ("bytes",), f"{source}: shards",
+                   InstanceError)
     samples = _numbers(_field(_field(data, "blocks", source), "samples", f"{source}: blocks"),
                        f"{source}: blocks.samples", integer=True)
     shard_bytes = _numbers(_field(_field(data, "shards", source), "bytes", f"{source}: shards"),
@@ -281,6 +286,7 @@ def _parse(data: Any, source: str) -> ParamServerInstance:
         raise InstanceError(f"{source}: field 'machines' must be a list")
     columns = {key: [] for key in ("speed_nnz_per_s", "bandwidth_bytes_per_s", "memory_bytes")}
     for index, machine in enumerate(machines):
+        reject_unknown(machine, columns, f"{source}: machines[{index}]", InstanceError)
         for key, values in columns.items():
             values.append(_field(machine, key, f"{source}: machines[{index}]"))
     return ParamServerInstance(
