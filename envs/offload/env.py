@@ -32,7 +32,7 @@ class DnnOffloadEnv(gym.Env):
     one server. For each job the agent picks a cut ``c`` (layers ``1..c`` on the device, the
     rest on the server, the tensor at the cut uploaded in between) and, by the order of its
     decisions, the order in which the three resources serve the jobs. Timing follows
-    :mod:`envs.offload.simulator` exactly (DESIGN.md "Fixed semantics"): each resource serves
+    :mod:`envs.offload.simulator` exactly (docs/offload.md, "Exact semantics"): each resource serves
     one job at a time in plan order and a job skips the resources its cut leaves idle.
 
     ## Action Space

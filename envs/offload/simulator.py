@@ -1,4 +1,4 @@
-"""The one timing model of offloading (DESIGN.md, "Fixed semantics of the DNN offloading model").
+"""The one timing model of offloading (its exact semantics are written out in docs/offload.md).
 
 A plan is a sequence of ``(job_index, cut)`` pairs processed in order. The device, the uplink
 and the server each serve one job at a time in plan order; a job whose cut leaves a resource

@@ -1,4 +1,4 @@
-"""Hand-computed cases of the fixed offloading semantics (DESIGN.md).
+"""Hand-computed cases of the fixed offloading semantics (docs/offload.md).
 
 Instance (see conftest): A = [d=1.0 s=0.5 o=500 kB (0.5 s up), d=2.0 s=0.25], input 1 kB;
 B = [d=0.5 s=0.1], input 2 MB (2 s up). Upload time = bytes * 1 us.
