@@ -42,7 +42,7 @@ def test_event_log_becomes_workload_json(all_queries_run, event_log_dir, tmp_pat
 def test_list_schedule_and_errors(tmp_path) -> None:
     assert list_schedule_s([3, 1, 1, 1], 2) == pytest.approx(3.0)
     assert list_schedule_s([1, 1, 1], 1) == pytest.approx(3.0)
-    assert main(["--event-log", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
+    assert main(["--event-log", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     (tmp_path / "log").write_text('{"Event": "SparkListenerLogStart"}\nnot json\n')
     with pytest.raises(ValueError, match="log:2: invalid JSON"):
         parse_event_log(tmp_path / "log")

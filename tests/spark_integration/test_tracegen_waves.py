@@ -73,9 +73,9 @@ def test_executor_counts_map_to_masters_and_bad_options_fail(tmp_path, capsys) -
     assert "spark.driver.host" not in count_master("spark://127.0.0.1:7077", 1)[1]
     with pytest.raises(ValueError, match="--master must be"):
         count_master("yarn", 2)
-    assert main(["--executor-counts", "1,x", "--out", str(tmp_path / "t.json")]) == 1
+    assert main(["--executor-counts", "1,x", "--out", str(tmp_path / "t.json")]) == 2
     assert "--executor-counts must be comma-separated integers" in capsys.readouterr().err
-    assert main(["--conf", "novalue", "--out", str(tmp_path / "t.json")]) == 1
+    assert main(["--conf", "novalue", "--out", str(tmp_path / "t.json")]) == 2
     assert "--conf must be KEY=VALUE" in capsys.readouterr().err
 
 
