@@ -5,12 +5,21 @@ SparkContext starts, so every parallelism level a scheduler may choose is pre-de
 level ``k`` there are ``max_executors // k`` pools named ``pipesched_k<k>_<slot>``, each with
 ``minShare = k``. Giving every running node its own pool keeps two nodes of the same level from
 queueing behind each other inside one FIFO pool.
+
+Quiet by default: the driver JVM logs through a log4j2 file at the level of
+``PIPESCHED_SPARK_LOG_LEVEL`` (or ``build_session(log_level=...)``; default ``ERROR``), and the
+JVM's fixed start-up notice (the incubator-module warning Spark's launcher always triggers)
+is dropped from its stderr; everything else the JVM writes still reaches the terminal.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import sys
+import threading
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +31,12 @@ POOL_PREFIX = "pipesched_k"
 # slower steady-state code for long scans.
 LEAN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 DEFAULT_CONF_DIR = Path(".cache/spark")
+LOG_LEVEL_ENV = "PIPESCHED_SPARK_LOG_LEVEL"
+DEFAULT_LOG_LEVEL = "ERROR"
+LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+# Printed by the JVM itself (Spark's launcher always adds --add-modules=jdk.incubator.vector),
+# so no log level reaches it.
+_JVM_NOISE = re.compile(r"WARNING: Using incubator modules: ")
 
 
 def pool_name(level: int, slot: int) -> str:
@@ -77,6 +92,67 @@ def read_allocation_file(path: str | Path) -> dict[int, list[str]]:
     return ladder
 
 
+def resolve_log_level(log_level: str | None = None) -> str:
+    """``log_level``, else ``$PIPESCHED_SPARK_LOG_LEVEL``, else ``ERROR``; validated."""
+    source = "log_level" if log_level is not None else LOG_LEVEL_ENV
+    value = log_level if log_level is not None else (os.environ.get(LOG_LEVEL_ENV)
+                                                      or DEFAULT_LOG_LEVEL)
+    level = value.strip().upper()
+    if level == "WARNING":
+        level = "WARN"
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{source}: unknown Spark log level {value!r} "
+                         f"(one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+def log4j_file(level: str, conf_dir: str | Path = DEFAULT_CONF_DIR) -> Path:
+    """A log4j2 configuration: everything at ``level`` and above to stderr, one line each."""
+    # pyspark's gateway logger at the root's level: otherwise Spark caps console output at
+    # WARN and prints a "Setting default log level" notice
+    text = (f"rootLogger.level = {level.lower()}\n"
+            "logger.shell.name = org.apache.spark.api.python.PythonGatewayServer\n"
+            f"logger.shell.level = {level.lower()}\n"
+            "rootLogger.appenderRef.stderr.ref = stderr\n"
+            "appender.console.type = Console\n"
+            "appender.console.name = stderr\n"
+            "appender.console.target = SYSTEM_ERR\n"
+            "appender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n")
+    path = Path(conf_dir).resolve() / f"log4j2-{level.lower()}.properties"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _forward_jvm_stderr(stream) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        if not _JVM_NOISE.match(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def _launch_gateway(options: Mapping[str, str]) -> None:
+    """Start the driver JVM with its stderr passed through :func:`_forward_jvm_stderr`
+    (pyspark's own start-up otherwise hands the JVM this process's stderr)."""
+    from subprocess import PIPE
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return
+    conf = SparkConf(loadDefaults=False).setAll(list(options.items()))
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": PIPE})
+    process = getattr(gateway, "proc", None)
+    if process is not None and process.stderr is not None:
+        threading.Thread(target=_forward_jvm_stderr, args=(process.stderr,), daemon=True,
+                         name="spark-jvm-stderr").start()
+    SparkContext._ensure_initialized(gateway=gateway)
+
+
 def executors_of_master(master: str) -> int | None:
     """Task slots implied by a ``local[N]`` master; ``None`` for cluster masters."""
     match = re.fullmatch(r"local\[(\d+)(?:,\s*\d+)?\]", master)
@@ -91,41 +167,54 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
                   scheduler_mode: str = "FAIR", pool_levels: Sequence[int] = (1, 2),
                   max_executors: int | None = None, event_log_dir: str | Path | None = None,
                   shuffle_partitions: int = 4, lean_jvm: bool = False,
-                  conf: Mapping[str, str] | None = None) -> SparkSession:
+                  conf: Mapping[str, str] | None = None,
+                  log_level: str | None = None) -> SparkSession:
     """Start (or return the running) SparkSession configured for pipesched.
 
     ``scheduler_mode`` is ``"FAIR"`` (with the pool ladder for ``pool_levels``) or ``"FIFO"``.
     ``max_executors`` defaults to N of ``local[N]``; give it for cluster masters.
     ``lean_jvm`` starts the driver and executor JVMs with :data:`LEAN_JVM_OPTIONS`.
+    ``log_level`` (default: ``$PIPESCHED_SPARK_LOG_LEVEL`` or ``ERROR``) is the JVM's log level;
+    ``ERROR`` and quieter also hide pyspark's pandas-version warning.
     """
     mode = scheduler_mode.upper()
     if mode not in ("FAIR", "FIFO"):
         raise ValueError(f"scheduler_mode must be FAIR or FIFO, got {scheduler_mode!r}")
-    builder = (SparkSession.builder.master(master).appName(app_name)
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-               .config("spark.scheduler.mode", mode)
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.driver.bindAddress", "127.0.0.1"))
+    level = resolve_log_level(log_level)
+    options = {"spark.master": master, "spark.app.name": app_name,
+               "spark.ui.enabled": "false",
+               "spark.ui.showConsoleProgress": "false",
+               "spark.sql.shuffle.partitions": str(shuffle_partitions),
+               "spark.scheduler.mode": mode,
+               "spark.driver.host": "127.0.0.1",
+               "spark.driver.bindAddress": "127.0.0.1"}
     if mode == "FAIR":
         slots = max_executors or executors_of_master(master)
         if slots is None:
             raise ValueError(f"max_executors is needed for master {master!r}")
         path = write_allocation_file(pool_ladder(pool_levels, slots))
-        builder = builder.config("spark.scheduler.allocation.file", str(path))
+        options["spark.scheduler.allocation.file"] = str(path)
     if event_log_dir is not None:
         log_dir = Path(event_log_dir).resolve()
         log_dir.mkdir(parents=True, exist_ok=True)
-        builder = (builder.config("spark.eventLog.enabled", "true")
-                   .config("spark.eventLog.dir", log_dir.as_uri()))
+        options["spark.eventLog.enabled"] = "true"
+        options["spark.eventLog.dir"] = log_dir.as_uri()
+    driver_java = [f"-Dlog4j.configurationFile={log4j_file(level).as_uri()}"]
     if lean_jvm:
-        builder = (builder.config("spark.driver.extraJavaOptions", LEAN_JVM_OPTIONS)
-                   .config("spark.executor.extraJavaOptions", LEAN_JVM_OPTIONS))
-    for key, value in (conf or {}).items():
+        driver_java.append(LEAN_JVM_OPTIONS)
+        options["spark.executor.extraJavaOptions"] = LEAN_JVM_OPTIONS
+    options.update(conf or {})
+    options["spark.driver.extraJavaOptions"] = " ".join(
+        [*driver_java, (conf or {}).get("spark.driver.extraJavaOptions", "")]).strip()
+    if level in ("ERROR", "FATAL", "OFF"):
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                                category=FutureWarning)
+    _launch_gateway(options)
+    builder = SparkSession.builder
+    for key, value in options.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.setLogLevel(level)
     return session
 
 
