@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = Config(**{f: getattr(args, f) for f in asdict(Config())})
     decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
-    real = [job for jobs in load_wave_traces(TRACES).values() for job in jobs]
+    traces = load_wave_traces(TRACES)
+    real = [job for jobs in traces.values() for job in jobs]
     started = time.monotonic()
     rng = np.random.default_rng(config.seed)
     half = len(STAGE_FEATURES)
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {"command": "python -m agents.train_spark_dag " + " ".join(
                   str(a) for a in (argv if argv is not None else sys.argv[1:])),
               "config": asdict(config), "decima_tpch": bool(decima),
+              "real_traces": sorted(traces),
               "train_seed": TRAIN_SEED, "validation_seed": VALIDATION_SEED,
               "episodes": config.generations * (2 * config.population + 1)
               * config.train_workloads,
