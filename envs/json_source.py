@@ -20,7 +20,7 @@ def load_json(path_or_str: str | Path, error: type[Exception]) -> tuple[Any, str
         try:
             text, source = path.read_text(), str(path)
         except OSError as reason:
-            raise error(f"{path}: cannot read instance file: {reason.strerror}") from None
+            raise error(f"{path}: cannot read file: {reason.strerror}") from None
     else:
         text, source = str(path_or_str), "<json string>"
     try:

@@ -62,5 +62,5 @@ def test_wrong_type_and_bad_bandwidth():
 
 
 def test_missing_file():
-    with pytest.raises(InstanceError, match="cannot read instance file"):
+    with pytest.raises(InstanceError, match="cannot read file"):
         OffloadInstance.from_json("/nonexistent/instance.json")
