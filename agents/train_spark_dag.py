@@ -150,11 +150,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="Decima's TPC-H traces, to train on their sequences as well")
     for field, default in asdict(Config()).items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--real-traces", help="comma-separated files in data/spark_traces to "
+                        "train on (default: every trace there that carries waves)")
     parser.add_argument("--out", type=Path, default=Path("models/spark_dag_policy.json"))
     args = parser.parse_args(argv)
     config = Config(**{f: getattr(args, f) for f in asdict(Config())})
     decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
     traces = load_wave_traces(TRACES)
+    if args.real_traces:
+        wanted = args.real_traces.split(",")
+        missing = sorted(set(wanted) - set(traces))
+        if missing:
+            parser.error(f"--real-traces: {', '.join(missing)} not in {TRACES} (with waves)")
+        traces = {name: traces[name] for name in wanted}
     real = [job for jobs in traces.values() for job in jobs]
     started = time.monotonic()
     rng = np.random.default_rng(config.seed)
