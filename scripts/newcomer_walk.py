@@ -100,12 +100,17 @@ def _offloader_client(work: Path) -> list[str]:
         port = probe.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "device_bridge.server", "--models", "alexnet", "--host",
-         "127.0.0.1", "--port", str(port), "--token-file", str(token), "--threads", "1"],
+         "127.0.0.1", "--port", str(port), "--token-file", str(token), "--threads", "1",
+         "--log-level", "WARNING"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _SERVERS.append(server)
-    line = server.stdout.readline()
-    if not line.startswith("listening on"):
-        raise RuntimeError(f"server did not start: {line.strip()!r}")
+    seen = []
+    for line in server.stdout:  # start-up log lines, then "listening on", or EOF on failure
+        if line.startswith("listening on"):
+            break
+        seen.append(line.strip())
+    else:
+        raise RuntimeError(f"server did not start: {seen[-1] if seen else 'no output'!r}")
     return ["-m", "device_bridge.client", "--server", f"127.0.0.1:{port}", "--jobs",
             "alexnet:2", "--scheduler", "joint", "--bandwidth-mbps", "5.85", "--token-file",
             str(token), "--profile-repetitions", "2", "--json", str(work / "offload.json")]
