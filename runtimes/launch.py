@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from runtimes.cgroup import JOIN_ENV, CpuQuotas
 from runtimes.netns import Fabric
 
@@ -84,6 +82,8 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
     with tempfile.TemporaryDirectory(prefix="pipesched_run_") as scratch:
         if quotas is not None:
             env[JOIN_ENV] = scratch
+        import torch  # here, not at import: `--help` and argument errors answer at once
+
         spec_path = Path(scratch) / "spec.pt"
         torch.save(spec, spec_path)
         processes: list[subprocess.Popen] = []
@@ -120,5 +120,7 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
 
 def worker_entry(argv: list[str], worker_main: Callable[[dict[str, Any], int], Any]) -> None:
     """``worker SPEC RANK OUT``: run one node's ``worker_main`` and save what it returns."""
+    import torch
+
     spec_path, rank, out = argv[1], int(argv[2]), argv[3]
     torch.save(worker_main(torch.load(spec_path, weights_only=False), rank), out)

@@ -17,8 +17,6 @@ _SPEC.loader.exec_module(walk)
 # the marker has to go once they answer in time.
 SLOW_HELP = {"-m device_bridge.server --help", "-m device_bridge.client --help",
              "-m device_bridge.profiler --help"}
-# These import torch too and take 1.9-2.1 s: either outcome is expected until they are fixed.
-BORDERLINE_HELP = {"-m runtimes.pipeline --help", "-m runtimes.ps --help"}
 
 
 def _params():
@@ -26,7 +24,7 @@ def _params():
         if not step.quick:
             continue
         marks = []
-        if step.name in SLOW_HELP | BORDERLINE_HELP:
+        if step.name in SLOW_HELP:
             marks.append(pytest.mark.xfail(reason="imports torch before parsing --help",
                                            strict=step.name in SLOW_HELP))
         yield pytest.param(step, id=step.name, marks=marks)
@@ -34,6 +32,6 @@ def _params():
 
 @pytest.mark.parametrize("step", list(_params()))
 def test_newcomer_step_runs_clean(step, tmp_path):
-    known_slow = step.name in SLOW_HELP | BORDERLINE_HELP
+    known_slow = step.name in SLOW_HELP
     passed, seconds, reason = walk.run_step(step, tmp_path, tries=1 if known_slow else 3)
     assert passed, f"{step.name}: {reason} ({seconds:.1f} s)"
