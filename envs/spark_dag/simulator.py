@@ -42,6 +42,7 @@ uniforms, and schedules a task without a network phase with one heap push.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import weakref
@@ -70,6 +71,7 @@ class TaskRecord:
     end_s: np.ndarray
 
 
+@functools.lru_cache(maxsize=256)
 def _count_choices(counts: tuple[int, ...], max_held: int) -> list[tuple[int, int, float]]:
     """For each number of executors held (0..max_held): the indices of the recorded counts
     around it and the probability of the lower one (decima-sim's interpolation)."""
@@ -91,13 +93,13 @@ def _count_choices(counts: tuple[int, ...], max_held: int) -> list[tuple[int, in
 class _WaveTable:
     """A stage's measured durations: per recorded executor count, the three wave lists."""
 
-    __slots__ = ("counts", "first", "rest", "fresh", "fraction", "choices", "mean_warm_s")
+    __slots__ = ("first", "rest", "fresh", "fraction", "choices", "mean_warm_s")
 
-    def __init__(self, waves: dict, warmup_s: float, choices: list) -> None:
-        self.choices = choices
-        self.counts = sorted(waves)
+    def __init__(self, waves: dict, warmup_s: float, num_executors: int) -> None:
+        counts = tuple(sorted(waves))
+        self.choices = _count_choices(counts, num_executors)
         self.first, self.rest, self.fresh, self.fraction = [], [], [], []
-        for count in self.counts:
+        for count in counts:
             entry = waves[count]
             first, rest, fresh = list(entry.first_wave), list(entry.rest_wave), list(entry.fresh)
             if not fresh:
@@ -114,14 +116,11 @@ class _WaveTable:
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _wave_table(stage: Stage, cluster: ClusterSpec, choices: dict) -> _WaveTable:
+def _wave_table(stage: Stage, cluster: ClusterSpec) -> _WaveTable:
     key = (cluster.warmup_s, cluster.num_executors)
     cached = _TABLES.get(stage)
     if cached is None or cached[0] != key:
-        counts = tuple(sorted(stage.waves))
-        if counts not in choices:
-            choices[counts] = _count_choices(counts, cluster.num_executors)
-        cached = (key, _WaveTable(stage.waves, cluster.warmup_s, choices[counts]))
+        cached = (key, _WaveTable(stage.waves, *key))
         _TABLES[stage] = cached
     return cached[1]
 
@@ -151,7 +150,6 @@ class DagShopSimulator:
         edges: list[tuple[int, int]] = []
         offset = 0
         use_waves = cluster.duration_model == "waves"
-        choices_by_counts: dict[tuple[int, ...], list] = {}
         for j, job in enumerate(self.jobs):
             base = len(stage_job)
             job_first_stage.append(base)
@@ -163,7 +161,7 @@ class DagShopSimulator:
                 offset += stage.num_tasks
                 net_parts.append(stage.network_s)
                 local_parts.append(stage.local_s)
-                tables.append(_wave_table(stage, cluster, choices_by_counts)
+                tables.append(_wave_table(stage, cluster)
                               if use_waves and stage.waves else None)
             edges += [(base + p, base + k) for k, parents in enumerate(job.parent_positions())
                       for p in parents]
@@ -244,7 +242,7 @@ class DagShopSimulator:
         self._virtual = 0.0
         self._flows = 0
         self._events: list[tuple[float, int, int, int]] = []
-        self._net_events: list[tuple[float, int, int]] = []
+        self._net_events: list[tuple[float, int, int, float]] = []  # (V end, seq, exec, local)
         self._seq = 0
         for j, job in enumerate(self.jobs):
             self._push(job.arrival_s, _ARRIVAL, j)
