@@ -34,6 +34,7 @@ from envs.spark_dag.observation import (
     Decision,
     ObservationLimits,
     action_mask,
+    decision_is_valid,
     decode_action,
     encode_observation,
 )
@@ -171,7 +172,7 @@ def _next_graph_decision(scheduler: Policy, state: ClusterState) -> Choice:
     if state.free_executors <= 0 or not schedulable.any():
         return Choice(None)
     decision = scheduler.act(state, schedulable.copy())
-    if decision is not None and _valid_graph_decision(decision, state):
+    if decision is not None and decision_is_valid(decision, state):
         return Choice(decision, asked=True)
     if decision is None and state.events_pending:
         return Choice(None, asked=True)  # a valid wait
@@ -181,19 +182,6 @@ def _next_graph_decision(scheduler: Policy, state: ClusterState) -> Choice:
     job = int(state.stage_job[row])
     return Choice(Decision(job, int(state.stage_id[row]), state.total_executors,
                            state.job_names[job]), asked=True, invalid=True)
-
-
-def _valid_graph_decision(decision: Any, state: ClusterState) -> bool:
-    """A schedulable stage of a job in the system, a limit within 1..E above what the job
-    holds, and a free executor."""
-    if not isinstance(decision, Decision) or not 0 <= decision.job_index < state.num_jobs:
-        return False
-    rows = np.flatnonzero((state.stage_job == decision.job_index)
-                          & (state.stage_id == decision.stage_id))
-    return (rows.size == 1 and bool(state.stage_schedulable[rows[0]])
-            and 1 <= decision.parallelism <= state.total_executors
-            and decision.parallelism > state.job_executors[decision.job_index]
-            and state.free_executors > 0)
 
 
 def launch_parallelism(decision: Decision, state: ClusterState, job: AdmissionJob) -> int:

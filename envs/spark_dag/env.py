@@ -13,6 +13,7 @@ from envs.spark_dag.observation import (
     Decision,
     ObservationLimits,
     action_mask,
+    decision_is_valid,
     decode_action,
     encode_observation,
     observation_space,
@@ -266,15 +267,7 @@ class SparkDagShopEnv(gym.Env):
             return decode_action(action, self._state, self.limits), True
         if action is None:
             return None, True
-        if not isinstance(action, Decision) or not 0 <= action.job_index < self._state.num_jobs:
-            return None, False
-        try:
-            stage = sim.global_stage(action.job_index, action.stage_id)
-        except KeyError:
-            return None, False
-        valid = (1 <= action.parallelism <= self.cluster.num_executors
-                 and sim._schedulable[stage] and sim.grant(stage, action.parallelism) > 0)
-        return action, valid
+        return action, decision_is_valid(action, self._state)
 
     def action_masks(self) -> np.ndarray:
         return self._mask.copy()

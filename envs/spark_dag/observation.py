@@ -107,6 +107,19 @@ class Decision:
     job_name: str = ""
 
 
+def decision_is_valid(decision: Any, state: ClusterState) -> bool:
+    """A graph decision is valid when it names a schedulable stage of a job in the system, a
+    limit within 1..E above what the job holds, and an executor is free (so it commits one)."""
+    if not isinstance(decision, Decision) or not 0 <= decision.job_index < state.num_jobs:
+        return False
+    rows = np.flatnonzero((state.stage_job == decision.job_index)
+                          & (state.stage_id == decision.stage_id))
+    return (rows.size == 1 and bool(state.stage_schedulable[rows[0]])
+            and 1 <= decision.parallelism <= state.total_executors
+            and decision.parallelism > state.job_executors[decision.job_index]
+            and state.free_executors > 0)
+
+
 def observation_space(limits: ObservationLimits) -> spaces.Dict:
     J, S = limits.max_jobs, limits.max_stages
     big = np.float32(1e3)
