@@ -30,7 +30,6 @@ policy is warned about and its targets reported not met.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -107,15 +106,9 @@ def summarize(rows: list[dict], objective: str = "mean_jct_s") -> list[dict]:
     return sorted(table, key=lambda r: r[objective])
 
 
-def trace_templates() -> dict[str, tuple[list[Job], dict[str, Any]]]:
-    """Shipped real-Spark traces that carry waves -> (templates, the run's source info)."""
-    return {name: (jobs, json.loads((TRACES / name).read_text()).get("source", {}))
-            for name, jobs in load_wave_traces(TRACES).items()}
-
-
 def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, list[dict]]]:
     rows, tables = [], {}
-    for name, (templates, source) in trace_templates().items():
+    for name, templates in load_wave_traces(TRACES).items():
         counts = sorted({c for job in templates for s in job.stages for c in s.waves})
         executors = int(max(counts))
         mean_work = float(np.mean([job.work_s for job in templates]))
@@ -123,8 +116,9 @@ def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
         gap = mean_work / (0.7 * executors)
         generator = TraceSequenceGenerator(templates, num_jobs=num_jobs, mean_interarrival_s=gap)
         workloads = [generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
+        # one executor per worker link when recorded: the links carry E full-rate phases
         env = graph_env(num_executors=executors, moving_delay_s=0.0, warmup_s=0.0,
-                        network_capacity=float(source.get("network_capacity", executors)))
+                        network_capacity=float(executors))
         cell = compare(env, workloads, "real_traces", names=all_schedulers(), trace=name,
                        executors=executors)
         rows += cell
