@@ -149,6 +149,6 @@ def load_policy(path: str | Path, executors: int | None = None,
                            data.get("shapes", {}))
     validated = policy.shapes.get("executors", [])
     if executors is not None and not allow_any_shape and executors not in validated:
-        raise ShapeError(f"{path}: validated for executors {validated}, not {executors}; pass "
-                         f"allow_any_shape to use it anyway")
+        raise ShapeError(f"{path}: validated for executors {validated}, not {executors}; use "
+                         f"allow_any_shape (--allow-any-shape) to run it anyway")
     return policy

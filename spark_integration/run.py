@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-state-dir", default=str(cluster.DEFAULT_STATE_DIR))
     parser.add_argument("--lean-jvm", action="store_true",
                         help="C1-only JIT and serial GC (less CPU for short runs)")
+    parser.add_argument("--allow-any-shape", action="store_true",
+                        help="use a graph policy at an executor count it was not validated for")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
     interrupted: list[bool] = []
@@ -81,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; nothing written", file=sys.stderr)
         return 130
     parser.exit(2, f"{parser.prog}: error: {problem}\n")
+
+
+def task_slots(args: argparse.Namespace) -> int:
+    """Executors the run will have: ``local[N]``'s N (``local`` and ``local[*]``: the cores)
+    or ``--executors`` for a cluster."""
+    if args.master.startswith("local"):
+        inner = args.master.removeprefix("local").strip("[]")
+        return int(inner) if inner.isdigit() else os.cpu_count() or 1
+    return args.executors
 
 
 def argument_problem(args: argparse.Namespace) -> str | None:
@@ -123,7 +135,8 @@ def master_problem(master: str, timeout_s: float = 3.0) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     queries = [q for q in args.queries.split(",") if q]
-    driver = make_driver(args.scheduler)
+    driver = make_driver(args.scheduler,
+                         executors=None if args.allow_any_shape else task_slots(args))
     specs = (poisson_stream(queries, args.jobs, args.interarrival,
                             np.random.default_rng(args.seed)) if args.jobs else batch(queries))
     trace = Path(args.traces) if args.traces else default_trace_path(args.scale)
