@@ -45,22 +45,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from device_bridge import protocol
-from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, weights_hash
 from device_bridge.link import HandshakeError, ServerLink
-from device_bridge.live_instance import (
-    build_instance,
-    measure_whole_model_s,
-    profile_device,
-    profile_whole_model_s,
-)
+from device_bridge.model_names import SUPPORTED_MODELS
 from device_bridge.shaping import ShapedSender
 from device_bridge.tls import PinnedServerTls
 from envs.offload import OffloadInstance, Plan, simulate
+
+if TYPE_CHECKING:  # torch loads when a client starts: --help and argument errors answer at once
+    import torch
+
+    from device_bridge.graph_split import SplitModel
 
 LOG = logging.getLogger("device_bridge.client")
 Planner = Callable[[OffloadInstance], Plan]
@@ -148,6 +145,8 @@ def device_load(splits: Iterable[SplitModel]) -> Iterator[None]:
     if not models:
         yield
         return
+    import torch
+
     stop = threading.Event()
     inputs = [torch.zeros(split.input_shape) for split in models]
 
@@ -224,6 +223,15 @@ class OffloadClient:
                              f"{profile_repetitions}")
         # the device's compute runs with this many torch intra-op threads (1: one phone core);
         # every device measurement below is taken under the same setting
+        import torch
+
+        from device_bridge.graph_split import SplitModel, weights_hash
+        from device_bridge.live_instance import (
+            measure_whole_model_s,
+            profile_device,
+            profile_whole_model_s,
+        )
+
         self.threads = threads
         torch.set_num_threads(threads)
         self.server = server
@@ -301,6 +309,8 @@ class OffloadClient:
         """The whole-model device time the instance's layer times add up to."""
         if model in self.device_profiles:
             return self.device_profiles[model]["provenance"]["whole_model_median_s"]
+        from device_bridge.live_instance import profile_whole_model_s
+
         return profile_whole_model_s(model)
 
     def measure_link(self, probe_seconds: float = 0.25,
@@ -377,6 +387,8 @@ class OffloadClient:
         bandwidth = (self.measured_bandwidth_mbps or self.nominal_bandwidth_mbps or 100.0)
         latency = self.measured_latency_s if self.measured_latency_s is not None \
             else self.sender.latency_s
+        from device_bridge.live_instance import build_instance
+
         return build_instance(jobs, bandwidth, latency, self.device_scale, self.server_speedup,
                               2 if self.fp16 else 4, self.device_profiles)
 
@@ -389,6 +401,8 @@ class OffloadClient:
         With ``warmup`` every distinct (model, cut) prefix of the plan runs once before the
         clock starts, so the batch runs warm code and caches, as the profiles were measured.
         """
+        import torch
+
         for _, model in jobs:
             if model not in self.splits:
                 raise ValueError(f"model {model!r} was not loaded by this client")
@@ -452,7 +466,7 @@ class OffloadClient:
                 job.ready_at = time.perf_counter()
 
     def _wire_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(torch.float16) if self.fp16 else tensor
+        return tensor.half() if self.fp16 else tensor
 
     def _maybe_replan(self) -> bool:
         """Re-plan the jobs not yet started when the measured rate drifted; lock held."""
@@ -564,7 +578,7 @@ class OffloadClient:
         if from_cut and job.cut_tensor is None:
             from_cut = 0
         began, began_cpu = time.perf_counter(), time.thread_time()
-        output = split.run_range(from_cut, split.num_segments, tensor.to(torch.float32))
+        output = split.run_range(from_cut, split.num_segments, tensor.float())
         finished, cpu_s = time.perf_counter(), time.thread_time() - began_cpu
         with self._cv:
             if job.state == "done":

@@ -19,6 +19,8 @@ import torchvision
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
+from device_bridge.model_names import SUPPORTED_MODELS
+
 MODEL_SEED = 0
 
 # name -> (constructor, input shape at batch 1)
@@ -38,7 +40,7 @@ MODEL_BUILDERS: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...]]]
         (1, 3, 299, 299),
     ),
 }
-SUPPORTED_MODELS = tuple(MODEL_BUILDERS)
+assert tuple(MODEL_BUILDERS) == SUPPORTED_MODELS, "model_names.py lists the builders' names"
 
 
 def input_shape(model_name: str, batch: int = 1) -> tuple[int, ...]:

@@ -19,13 +19,15 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from device_bridge import protocol
 from device_bridge.protocol import FrameMac, MessageType
 from device_bridge.shaping import ShapedSender
 from device_bridge.tls import PinnedServerTls
+
+if TYPE_CHECKING:  # torch loads with the first probe or tensor, not with the client's --help
+    import torch
 
 LOG = logging.getLogger("device_bridge.link")
 # A small send buffer keeps sendall() close to the time the bytes really leave, so upload
@@ -33,7 +35,7 @@ LOG = logging.getLogger("device_bridge.link")
 SEND_BUFFER_BYTES = 64 * 1024
 HANDSHAKE_TIMEOUT_S = 10.0
 
-ResultCallback = Callable[[int, torch.Tensor, float, float], None]
+ResultCallback = Callable[[int, "torch.Tensor", float, float], None]
 
 
 class HandshakeError(ConnectionError):
@@ -153,6 +155,8 @@ class ServerLink:
 
     def probe(self, payload_bytes: int, timeout_s: float = 30.0) -> float:
         """Seconds from sending a PROBE of ``payload_bytes`` until its PROBE_ACK arrives."""
+        import torch
+
         payload = torch.zeros(payload_bytes, dtype=torch.uint8)
         buffers = protocol.encode_frame(MessageType.PROBE, tensor=payload, tagged=True)
         self._probe_done.clear()

@@ -31,34 +31,44 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import fx
-
-from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, _is_compute, _tensor_shape
+from device_bridge.model_names import SUPPORTED_MODELS
 from envs.machine import cpu_model
+
+if TYPE_CHECKING:  # torch loads when profiling starts: --help and argument errors answer at once
+    import torch
+    from torch import fx
+
+    from device_bridge.graph_split import SplitModel
 
 DEFAULT_SERVER_SPEEDUP = 10.0
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
 OUTPUT_DIR = Path("results/profiles")
 
 
-class _TimingInterpreter(fx.Interpreter):
-    """Runs the graph node by node and appends each compute node's wall time."""
+def _timing_interpreter(module: fx.GraphModule) -> fx.Interpreter:
+    """An fx Interpreter that runs the graph node by node and, while ``recording``, appends
+    each compute node's wall time to ``samples``."""
+    from torch import fx
 
-    def __init__(self, module: fx.GraphModule):
-        super().__init__(module)
-        self.samples: dict[str, list[float]] = {}
-        self.recording = False
+    from device_bridge.graph_split import _is_compute
 
-    def run_node(self, node: fx.Node) -> Any:
-        if not (self.recording and _is_compute(node)):
-            return super().run_node(node)
-        start = time.perf_counter()
-        result = super().run_node(node)
-        self.samples.setdefault(node.name, []).append(time.perf_counter() - start)
-        return result
+    class TimingInterpreter(fx.Interpreter):
+        def __init__(self, module: fx.GraphModule):
+            super().__init__(module)
+            self.samples: dict[str, list[float]] = {}
+            self.recording = False
+
+        def run_node(self, node: fx.Node) -> Any:
+            if not (self.recording and _is_compute(node)):
+                return super().run_node(node)
+            start = time.perf_counter()
+            result = super().run_node(node)
+            self.samples.setdefault(node.name, []).append(time.perf_counter() - start)
+            return result
+
+    return TimingInterpreter(module)
 
 
 def _numel_bytes(shape: Sequence[int] | None) -> int:
@@ -73,6 +83,8 @@ def _numel_bytes(shape: Sequence[int] | None) -> int:
 def boundary_inputs(split: SplitModel) -> list[torch.Tensor]:
     """The seeded model input and every segment's output: segment ``k`` is timed on entry
     ``k - 1``."""
+    import torch
+
     tensors = [torch.randn(split.input_shape, generator=torch.Generator().manual_seed(0))]
     for segment in range(1, split.num_segments + 1):
         tensors.append(split.run_range(segment - 1, segment, tensors[-1]))
@@ -97,6 +109,10 @@ def profile_model(model_name: str, repetitions: int = 20, warmup: int = 5, threa
     """Measure ``model_name`` and return the profile dict (the JSON format above)."""
     if repetitions < 1 or warmup < 0 or threads < 1 or server_speedup <= 0:
         raise ValueError("repetitions >= 1, warmup >= 0, threads >= 1, server_speedup > 0")
+    import torch
+
+    from device_bridge.graph_split import SplitModel, _is_compute, _tensor_shape
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -107,7 +123,7 @@ def profile_model(model_name: str, repetitions: int = 20, warmup: int = 5, threa
             segment_fns = [
                 (lambda s=segment: split.run_range(s - 1, s, boundary_tensors[s - 1]))
                 for segment in range(1, split.num_segments + 1)]
-            interpreter = _TimingInterpreter(split.graph_module)
+            interpreter = _timing_interpreter(split.graph_module)
             # Interleave whole model, every segment and the node pass in each repetition so a
             # burst of load from other processes hits all of them alike.
             whole_samples: list[float] = []

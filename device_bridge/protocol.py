@@ -59,10 +59,13 @@ import struct
 import time
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 MAGIC = b"PSDB"
 VERSION = 2
@@ -118,18 +121,34 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal_error"              # logged on the server, no detail sent
 
 
-TORCH_DTYPES: dict[DType, torch.dtype] = {
-    DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16, DType.BFLOAT16: torch.bfloat16,
-    DType.FLOAT64: torch.float64, DType.INT64: torch.int64, DType.INT32: torch.int32,
-    DType.INT16: torch.int16, DType.INT8: torch.int8, DType.UINT8: torch.uint8,
-    DType.BOOL: torch.bool,
-}
-DTYPE_CODES = {v: k for k, v in TORCH_DTYPES.items()}
-ITEMSIZE = {code: torch.empty((), dtype=dtype).element_size()
-            for code, dtype in TORCH_DTYPES.items()}
-# dtypes ``Tensor.numpy()`` exposes directly (bfloat16 goes through a uint8 view)
-NUMPY_CODES = {np.dtype(torch.empty((), dtype=dtype).numpy().dtype): code
-               for code, dtype in TORCH_DTYPES.items() if dtype != torch.bfloat16}
+_DTYPE_NAMES = {DType.FLOAT32: "float32", DType.FLOAT16: "float16", DType.BFLOAT16: "bfloat16",
+                DType.FLOAT64: "float64", DType.INT64: "int64", DType.INT32: "int32",
+                DType.INT16: "int16", DType.INT8: "int8", DType.UINT8: "uint8",
+                DType.BOOL: "bool"}
+_TABLES = ("TORCH_DTYPES", "DTYPE_CODES", "ITEMSIZE", "NUMPY_CODES")
+
+
+@cache
+def _dtype_tables() -> tuple[dict, dict, dict, dict]:
+    """``TORCH_DTYPES`` (code -> torch dtype), ``DTYPE_CODES`` (its inverse), ``ITEMSIZE`` and
+    ``NUMPY_CODES`` (numpy dtypes ``Tensor.numpy()`` exposes directly; bfloat16 goes through a
+    uint8 view), built on first use so that importing the protocol does not load torch."""
+    import torch
+
+    torch_dtypes = {code: getattr(torch, name) for code, name in _DTYPE_NAMES.items()}
+    itemsize = {code: torch.empty((), dtype=dtype).element_size()
+                for code, dtype in torch_dtypes.items()}
+    numpy_codes = {np.dtype(torch.empty((), dtype=dtype).numpy().dtype): code
+                   for code, dtype in torch_dtypes.items() if dtype != torch.bfloat16}
+    return torch_dtypes, {v: k for k, v in torch_dtypes.items()}, itemsize, numpy_codes
+
+
+def __getattr__(name: str) -> dict:
+    if name in _TABLES:
+        return _dtype_tables()[_TABLES.index(name)]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 MESSAGE_TYPES = {int(member): member for member in MessageType}
 DTYPES = {int(member): member for member in DType}
 _ZEROS = (0,) * MAX_NDIM
@@ -245,6 +264,8 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     """The tensor's raw bytes, without a copy when it is already contiguous on the CPU."""
     array = _wire_array(tensor)
     if array is None:
+        import torch
+
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         array = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
     return _array_bytes(array)
@@ -258,11 +279,12 @@ def encode_frame(msg_type: MessageType, *, request_id: int = 0, model_id: int = 
     view of the tensor's own memory (no copy for a contiguous CPU tensor). ``tagged`` sets
     the flag that announces a tag after the payload (see ``send_tagged``)."""
     if tensor is not None:
+        _, dtype_codes, _, numpy_codes = _dtype_tables()
         array = _wire_array(tensor)
         if array is not None:  # the common case, read off the numpy view
-            dtype, shape = NUMPY_CODES.get(array.dtype), array.shape
+            dtype, shape = numpy_codes.get(array.dtype), array.shape
         else:
-            dtype, shape = DTYPE_CODES.get(tensor.dtype), tuple(tensor.shape)
+            dtype, shape = dtype_codes.get(tensor.dtype), tuple(tensor.shape)
         if dtype is None:
             raise ValueError(f"unsupported tensor dtype {tensor.dtype}")
         ndim = len(shape)
@@ -334,7 +356,7 @@ def decode_header(header: bytes | bytearray | memoryview, max_frame_bytes: int) 
         numel = 1
         for s in shape[:ndim]:
             numel *= s
-        itemsize = ITEMSIZE[dtype]
+        itemsize = _dtype_tables()[2][dtype]
         if numel * itemsize != payload_len:
             raise ProtocolError(
                 f"payload length {payload_len} != {numel} x {itemsize} bytes for shape "
@@ -408,9 +430,12 @@ class FrameReader:
         if target is not None:
             recv_exact_into(self.sock, target[0], mac, deadline)
             return target[1]
+        import torch
+
+        torch_dtypes, _, itemsize, _ = _dtype_tables()
         buffer = self._receive_growing(payload_len, mac, deadline)
-        tensor = torch.frombuffer(buffer, dtype=TORCH_DTYPES[dtype],
-                                  count=payload_len // ITEMSIZE[dtype]).view(shape)
+        tensor = torch.frombuffer(buffer, dtype=torch_dtypes[dtype],
+                                  count=payload_len // itemsize[dtype]).view(shape)
         if self.reuse_payload:
             if len(self._targets) >= self.MAX_CACHED_SHAPES:
                 self._targets.clear()
@@ -435,7 +460,9 @@ class FrameReader:
             recv_exact_into(self.sock, memoryview(payload), mac, deadline)
             frame.payload = bytes(payload)
         elif payload_len == 0:
-            frame.tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
+            import torch
+
+            frame.tensor = torch.empty(shape, dtype=_dtype_tables()[0][dtype])
         else:
             frame.tensor = self._receive_tensor(dtype, shape, payload_len, mac, deadline)
         if tagged:

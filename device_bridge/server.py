@@ -33,13 +33,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from device_bridge import protocol
-from device_bridge.graph_split import SUPPORTED_MODELS, SplitModel, weights_hash
+from device_bridge.model_names import SUPPORTED_MODELS
 from device_bridge.protocol import ErrorCode, FrameMac, MessageType, ProtocolError
 from device_bridge.tls import ServerTls
+
+if TYPE_CHECKING:  # torch loads when a server starts: --help and argument errors answer at once
+    import torch
+
+    from device_bridge.graph_split import SplitModel
 
 LOG = logging.getLogger("device_bridge.server")
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -87,6 +91,8 @@ class Session:
 
 
 def pick_device(requested: str) -> torch.device:
+    import torch
+
     if requested == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
@@ -97,7 +103,17 @@ def pick_device(requested: str) -> torch.device:
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
+
+
+def check_models(models: Sequence[str]) -> None:
+    if not models:
+        raise ValueError("the server needs at least one model")
+    for name in models:
+        if name not in SUPPORTED_MODELS:
+            raise ValueError(f"unknown model {name!r}; supported: {', '.join(SUPPORTED_MODELS)}")
 
 
 class OffloadServer:
@@ -110,17 +126,17 @@ class OffloadServer:
                  idle_timeout_s: float = IDLE_TIMEOUT_S,
                  max_connections: int = MAX_CONNECTIONS, max_handshakes: int = MAX_HANDSHAKES,
                  tls: ServerTls | None = None):
-        if not models:
-            raise ValueError("the server needs at least one model")
-        for name in models:
-            if name not in SUPPORTED_MODELS:
-                raise ValueError(f"unknown model {name!r}; supported: {', '.join(SUPPORTED_MODELS)}")
+        check_models(models)
         if not (handshake_timeout_s > 0 and idle_timeout_s > 0):
             raise ValueError(f"timeouts must be > 0, got handshake {handshake_timeout_s}, "
                              f"idle {idle_timeout_s}")
         if not 1 <= max_handshakes <= max_connections:
             raise ValueError(f"need 1 <= max_handshakes <= max_connections, got "
                              f"{max_handshakes}, {max_connections}")
+        import torch
+
+        from device_bridge.graph_split import SplitModel, weights_hash
+
         self.token = token
         self.device = pick_device(device)
         if self.device.type == "cuda":
@@ -157,6 +173,8 @@ class OffloadServer:
     def _time_models(self) -> None:
         """Median whole-model time per model on the serving device, round-robin over the
         models (as mixed requests arrive), reported to clients in WELCOME for planning."""
+        import torch
+
         samples: dict[str, list[float]] = {name: [] for name in self.models}
         inputs = {name: torch.randn(hosted.split.input_shape, device=self.device)
                   for name, hosted in self.models.items()}
@@ -370,6 +388,8 @@ class OffloadServer:
                                 f"{tuple(frame.tensor.shape)}")
         if not frame.tensor.is_floating_point():
             raise ProtocolError(f"INFER tensor must be floating point, got {frame.tensor.dtype}")
+        import torch
+
         start = time.perf_counter()
         tensor = frame.tensor.to(self.device, dtype=torch.float32)
         output = split.run_range(frame.cut, split.num_segments, tensor)
@@ -409,14 +429,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
         tls = ServerTls(args.tls_cert, args.tls_key) if args.tls_cert else None
         token = protocol.read_token_file(args.token_file)
-        server = OffloadServer([m for m in args.models.split(",") if m], token, args.host,
+        models = [m for m in args.models.split(",") if m]
+        check_models(models)
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        server = OffloadServer(models, token, args.host,
                                args.port, args.device, int(args.max_frame_mb * 2**20),
                                args.handshake_timeout_s, args.idle_timeout_s,
                                args.max_connections, args.max_handshakes, tls)
