@@ -1,7 +1,8 @@
-"""A Spark standalone cluster on 127.0.0.1 from the pyspark package's ``spark-class``.
+"""A Spark standalone cluster from the pyspark package's ``spark-class``: on 127.0.0.1, or
+each daemon in its own network namespace.
 
     python -m spark_integration.cluster up --workers 2 [--cores 1] [--memory 1g] \
-        [--link-mbps 100]
+        [--netns | --link-mbps 100] [--prefix psc]
     python -m spark_integration.cluster status
     python -m spark_integration.cluster kill-worker 1     # simulate a lost worker
     python -m spark_integration.cluster down
@@ -10,12 +11,16 @@ Every daemon runs in its own process group and binds to loopback only
 (``SPARK_LOCAL_IP=127.0.0.1``); pids, ports and logs live in the state directory
 (default ``.cache/spark-cluster``) so ``down`` can stop exactly what ``up`` started.
 
-With ``--link-mbps R`` (root and iproute2 needed) the daemons leave loopback: the master runs in
-network namespace ``psc_hub`` on a bridge at 10.213.0.1/24, worker ``i`` (and so its executors)
-in namespace ``psc_w<i>`` at 10.213.0.<11+i>, joined to the bridge by a veth pair whose two ends
-each carry a ``tbf`` rate limit of R Mbit/s. Shuffle blocks fetched between executors and
-broadcasts from the driver then cross kernel-shaped links. The driver must run in ``psc_hub``
-(``ip netns exec psc_hub python ...``) and bind to 10.213.0.1; ``down`` deletes the namespaces.
+With ``--netns`` (root and iproute2 needed) the daemons leave loopback: the master runs in
+network namespace ``<prefix>_hub`` on a bridge at 10.213.0.1/24, worker ``i`` (and so its
+executors) in namespace ``<prefix>_w<i>`` at 10.213.0.<11+i>, and a namespace
+``<prefix>_drv`` at 10.213.0.2 is left for the driver; each is joined to the bridge by a veth
+pair. ``--link-mbps R`` (implies ``--netns``) puts a ``tbf`` rate limit of R Mbit/s on both
+ends of every worker's veth, so shuffle blocks fetched between executors and broadcasts from
+the driver cross kernel-shaped links. Run the driver as a client of a cluster it did not start:
+``ip netns exec <prefix>_drv python -m spark_integration.run --master spark://10.213.0.1:PORT
+--executors N``; it reaches the master and the executors reach it over the bridge only.
+``down`` deletes the namespaces.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,7 +44,8 @@ from spark_integration.session import LEAN_JVM_OPTIONS
 
 DEFAULT_STATE_DIR = Path(".cache/spark-cluster")
 LOOPBACK = "127.0.0.1"
-HUB_NS, HUB_IP, BRIDGE = "psc_hub", "10.213.0.1", "pscbr"
+HUB_IP, DRIVER_IP, BRIDGE = "10.213.0.1", "10.213.0.2", "pscbr"
+DEFAULT_PREFIX = "psc"
 
 
 @dataclass
@@ -51,6 +58,7 @@ class ClusterInfo:
     state_dir: str = str(DEFAULT_STATE_DIR)
     link_mbps: float | None = None
     namespaces: list[str] = field(default_factory=list)
+    prefix: str = DEFAULT_PREFIX
 
     @property
     def total_cores(self) -> int:
@@ -85,8 +93,17 @@ def _ip(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
 
 
-def worker_ns(index: int) -> str:
-    return f"psc_w{index}"
+def hub_ns(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}_hub"
+
+
+def driver_ns(prefix: str = DEFAULT_PREFIX) -> str:
+    """The namespace left for a driver that reaches the cluster over the bridge."""
+    return f"{prefix}_drv"
+
+
+def worker_ns(index: int, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}_w{index}"
 
 
 def worker_ip(index: int) -> str:
@@ -101,36 +118,49 @@ def _tbf(namespace: str, device: str, mbps: float) -> None:
         "rate", f"{mbps}mbit", "burst", str(burst), "limit", str(4 * 2**20))
 
 
-def links_up(workers: int, mbps: float) -> list[str]:
-    """The hub namespace with its bridge and one rate-limited veth per worker namespace;
-    returns the namespaces created (all of them removed again on failure)."""
-    if not mbps > 0:
+def _attach(namespace: str, device: str, address: str, hub: str) -> None:
+    """A new namespace joined to the hub's bridge by a veth pair, at ``address``."""
+    _ip("netns", "add", namespace)
+    _ip("-n", namespace, "link", "set", "lo", "up")
+    _ip("link", "add", device, "netns", namespace, "type", "veth",
+        "peer", "name", f"{device}h", "netns", hub)
+    _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", device)
+    _ip("-n", namespace, "link", "set", device, "up")
+    _ip("-n", hub, "link", "set", f"{device}h", "master", BRIDGE)
+    _ip("-n", hub, "link", "set", f"{device}h", "up")
+
+
+def links_up(workers: int, mbps: float | None = None, prefix: str = DEFAULT_PREFIX
+             ) -> list[str]:
+    """The hub namespace with its bridge, a driver namespace and one veth per worker namespace
+    (rate-limited to ``mbps`` when given); returns the namespaces created (all of them removed
+    again on failure)."""
+    if mbps is not None and not mbps > 0:
         raise ValueError(f"link rate must be > 0 Mbit/s, got {mbps}")
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", prefix):
+        raise ValueError(f"namespace prefix must be 1-8 lowercase letters/digits, got {prefix!r}")
+    hub = hub_ns(prefix)
     existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    if any(line.split()[0] == HUB_NS for line in existing.splitlines() if line.strip()):
-        raise RuntimeError(f"namespace {HUB_NS} exists: another linked cluster is up "
-                           f"(`cluster down` it, or `ip netns del {HUB_NS}`)")
+    if any(line.split()[0] == hub for line in existing.splitlines() if line.strip()):
+        raise RuntimeError(f"namespace {hub} exists: another namespaced cluster is up "
+                           f"(`cluster down` it, or `ip netns del {hub}`)")
     created: list[str] = []
     try:
-        _ip("netns", "add", HUB_NS)
-        created.append(HUB_NS)
-        _ip("-n", HUB_NS, "link", "set", "lo", "up")
-        _ip("-n", HUB_NS, "link", "add", BRIDGE, "type", "bridge")
-        _ip("-n", HUB_NS, "addr", "add", f"{HUB_IP}/24", "dev", BRIDGE)
-        _ip("-n", HUB_NS, "link", "set", BRIDGE, "up")
+        _ip("netns", "add", hub)
+        created.append(hub)
+        _ip("-n", hub, "link", "set", "lo", "up")
+        _ip("-n", hub, "link", "add", BRIDGE, "type", "bridge")
+        _ip("-n", hub, "addr", "add", f"{HUB_IP}/24", "dev", BRIDGE)
+        _ip("-n", hub, "link", "set", BRIDGE, "up")
+        created.append(driver_ns(prefix))
+        _attach(driver_ns(prefix), "pscd", DRIVER_IP, hub)
         for index in range(workers):
-            namespace, device = worker_ns(index), f"pscw{index}"
-            _ip("netns", "add", namespace)
+            namespace, device = worker_ns(index, prefix), f"pscw{index}"
             created.append(namespace)
-            _ip("-n", namespace, "link", "set", "lo", "up")
-            _ip("link", "add", device, "netns", namespace, "type", "veth",
-                "peer", "name", f"{device}h", "netns", HUB_NS)
-            _ip("-n", namespace, "addr", "add", f"{worker_ip(index)}/24", "dev", device)
-            _ip("-n", namespace, "link", "set", device, "up")
-            _ip("-n", HUB_NS, "link", "set", f"{device}h", "master", BRIDGE)
-            _ip("-n", HUB_NS, "link", "set", f"{device}h", "up")
-            _tbf(namespace, device, mbps)  # worker -> bridge
-            _tbf(HUB_NS, f"{device}h", mbps)  # bridge -> worker
+            _attach(namespace, device, worker_ip(index), hub)
+            if mbps is not None:
+                _tbf(namespace, device, mbps)  # worker -> bridge
+                _tbf(hub, f"{device}h", mbps)  # bridge -> worker
     except BaseException:
         links_down(created)
         raise
@@ -171,20 +201,20 @@ def master_state(web_port: int, timeout_s: float = 2.0) -> dict:
         return json.loads(r.read())
 
 
-def _hub_master_state(web_port: int, timeout_s: float = 5.0) -> dict:
+def _hub_master_state(web_port: int, prefix: str, timeout_s: float = 5.0) -> dict:
     """The master's JSON status read from inside the hub namespace (not reachable from here)."""
     fetch = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], "
              "timeout=2).read().decode())")
-    result = subprocess.run(["ip", "netns", "exec", HUB_NS, sys.executable, "-c", fetch,
+    result = subprocess.run(["ip", "netns", "exec", hub_ns(prefix), sys.executable, "-c", fetch,
                              f"http://{HUB_IP}:{web_port}/json/"], capture_output=True,
                             text=True, timeout=timeout_s)
     if result.returncode != 0:
-        raise OSError(f"master status in {HUB_NS}: {result.stderr.strip()[-200:]}")
+        raise OSError(f"master status in {hub_ns(prefix)}: {result.stderr.strip()[-200:]}")
     return json.loads(result.stdout)
 
 
 def alive_workers(info: ClusterInfo) -> int:
-    state = (_hub_master_state(info.web_port) if info.namespaces
+    state = (_hub_master_state(info.web_port, info.prefix) if info.namespaces
              else master_state(info.web_port))
     return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
@@ -202,10 +232,11 @@ def load_info(state_dir: str | Path = DEFAULT_STATE_DIR) -> ClusterInfo:
 
 def up(workers: int = 2, cores: int = 1, memory: str = "1g",
        state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 90.0,
-       link_mbps: float | None = None) -> ClusterInfo:
+       link_mbps: float | None = None, netns: bool = False, prefix: str = DEFAULT_PREFIX
+       ) -> ClusterInfo:
     """Start a master and ``workers`` workers; return once every worker is ALIVE. With
-    ``link_mbps`` every daemon runs in its own network namespace behind rate-limited links
-    (module docstring)."""
+    ``netns`` (or ``link_mbps``) every daemon runs in its own network namespace, behind links
+    rate-limited to ``link_mbps`` when given (module docstring)."""
     if workers < 1 or cores < 1:
         raise ValueError(f"need workers >= 1 and cores >= 1, got {workers}, {cores}")
     state_dir = Path(state_dir).resolve()
@@ -216,7 +247,8 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
                                f"(state {state_file(state_dir)}); run `cluster down` first")
         state_file(state_dir).unlink()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    namespaces = [] if link_mbps is None else links_up(workers, link_mbps)
+    namespaces = (links_up(workers, link_mbps, prefix) if netns or link_mbps is not None
+                  else [])
     host = HUB_IP if namespaces else LOOPBACK
     port, web_port = _free_port(), _free_port()
     master_url = f"spark://{host}:{port}"
@@ -224,12 +256,12 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
         master_pid = _start(["org.apache.spark.deploy.master.Master", "--host", host,
                              "--port", str(port), "--webui-port", str(web_port)],
                             state_dir / "logs" / "master.log", _daemon_env(state_dir, host),
-                            HUB_NS if namespaces else None)
+                            hub_ns(prefix) if namespaces else None)
     except BaseException:
         links_down(namespaces)  # nothing else to stop yet
         raise
     info = ClusterInfo(master_url, master_pid, web_port, [], cores, str(state_dir), link_mbps,
-                       namespaces)
+                       namespaces, prefix)
     state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
     try:
         for index in range(workers):
@@ -239,7 +271,7 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
                           "--webui-port", str(_free_port()), master_url],
                          state_dir / "logs" / f"worker-{index}.log",
                          _daemon_env(state_dir, address),
-                         worker_ns(index) if namespaces else None)
+                         worker_ns(index, prefix) if namespaces else None)
             info.worker_pids.append(pid)
             state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
         deadline = time.monotonic() + timeout_s
@@ -313,13 +345,17 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("up", help="start a master and workers on 127.0.0.1")
+    start = sub.add_parser("up", help="start a master and workers")
     start.add_argument("--workers", type=int, default=2)
     start.add_argument("--cores", type=int, default=1, help="cores per worker")
     start.add_argument("--memory", default="1g", help="memory per worker")
     start.add_argument("--link-mbps", type=float,
                        help="run each daemon in its own network namespace behind veth links "
-                            "rate-limited to this many Mbit/s each way")
+                            "rate-limited to this many Mbit/s each way (implies --netns)")
+    start.add_argument("--netns", action="store_true",
+                       help="run each daemon in its own network namespace (10.213.0.0/24)")
+    start.add_argument("--prefix", default=DEFAULT_PREFIX,
+                       help="namespace name prefix (two namespaced clusters need two)")
     sub.add_parser("down", help="stop the cluster")
     sub.add_parser("status", help="print the master URL and alive workers")
     kill = sub.add_parser("kill-worker", help="SIGKILL one worker (fault injection)")
@@ -328,12 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             info = up(args.workers, args.cores, args.memory, args.state_dir,
-                      link_mbps=args.link_mbps)
+                      link_mbps=args.link_mbps, netns=args.netns, prefix=args.prefix)
             print(f"master {info.master_url} with {len(info.worker_pids)} workers x "
                   f"{info.cores_per_worker} cores (state {state_file(args.state_dir)})")
             if info.namespaces:
-                print(f"links: {args.link_mbps} Mbit/s each way; run the driver with "
-                      f"`ip netns exec {HUB_NS} ...`")
+                rate = f"{args.link_mbps} Mbit/s each way" if args.link_mbps else "unshaped"
+                print(f"links: {rate}; run the driver with `ip netns exec "
+                      f"{driver_ns(args.prefix)} python -m spark_integration.run --master "
+                      f"{info.master_url} --executors {info.total_cores}`")
         elif args.command == "down":
             pids = down(args.state_dir)
             print(f"stopped {len(pids)} processes" if pids else "no cluster running")

@@ -1,24 +1,27 @@
 """Run a TPC-H job stream on live Spark under one scheduler and write what happened.
 
     python -m spark_integration.run --scheduler sjf --queries q1,q3,q6 --scale 0.1 \
-        [--jobs 8 --interarrival 2 --seed 0] [--master spark://127.0.0.1:7077 --executors 2] \
-        [--json run.json] [--workload-out replay.json] [--kill-worker 1 --kill-after 5]
+        [--jobs 8 --interarrival 2 --seed 0] [--master spark://HOST:7077 --executors 2] \
+        [--conf KEY=VALUE ...] [--properties-file FILE] [--driver-host ADDR] \
+        [--data DIR_OR_URI] [--json run.json] [--workload-out replay.json] \
+        [--kill-worker 1 --kill-after 5] [--log-level WARN]
 
 ``--scheduler``: ``spark-fifo``, ``spark-fair``, a heuristic of ``heuristics.spark_dag``,
 ``agent`` or a model ``.zip``. Without ``--jobs`` every query runs once as a batch at time 0.
-``--kill-worker I --kill-after S`` SIGKILLs standalone worker ``I`` S seconds into the run
-(fault injection). Exit status 0 when every job finished, 1 otherwise, 2 for a mistake in the
-arguments (one line, checked before the JVM starts; ``--debug`` shows the traceback), 130 after
-Ctrl-C.
+``--master`` and the other cluster flags: :mod:`spark_integration.settings`. ``--data``: where
+the TPC-H tables live or are generated once (a local directory or a Hadoop URI,
+:mod:`spark_integration.tpch`). ``--kill-worker I --kill-after S`` SIGKILLs worker ``I`` of a
+cluster started by :mod:`spark_integration.cluster` S seconds into the run (fault injection).
+Exit status 0 when every job finished, 1 otherwise, 2 for a mistake in the arguments or an
+unusable cluster (one line, arguments checked before the JVM starts; ``--debug`` shows the
+traceback), 130 after Ctrl-C (the driver JVM is stopped before the process exits).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -32,8 +35,20 @@ from spark_integration.executor import DagExecutor
 from spark_integration.jobs import batch, poisson_stream
 from spark_integration.queries import QUERIES
 from spark_integration.schedulers import make_driver
-from spark_integration.session import build_session, wait_for_executors
-from spark_integration.tpch import ensure_tpch, table_paths
+from spark_integration.session import (
+    LOG_LEVEL_ENV,
+    build_session,
+    resolve_log_level,
+    stop_session,
+    wait_for_executors,
+)
+from spark_integration.settings import (
+    LOCAL,
+    ClusterSettings,
+    add_cluster_arguments,
+    cluster_settings,
+)
+from spark_integration.tpch import data_location, is_local, root_problem, table_paths
 from spark_integration.tracegen import default_trace_path, load_templates
 
 
@@ -46,19 +61,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, help="Poisson stream of this many jobs")
     parser.add_argument("--interarrival", type=float, default=2.0, help="mean gap, seconds")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--executors", type=int, help="task slots (needed for spark:// masters)")
+    add_cluster_arguments(parser)
+    parser.add_argument("--data", help="TPC-H root: a local directory or a Hadoop URI such as "
+                                       "hdfs://NN/tpch (default .cache/tpch)")
+    parser.add_argument("--work-dir", help="node outputs (default: a temporary directory; on a "
+                                           "multi-machine cluster, a mount all executors share)")
     parser.add_argument("--traces", help="calibrated trace JSON (default data/spark_traces)")
     parser.add_argument("--max-retries", type=int, default=1)
+    parser.add_argument("--wait-executors", type=float, default=60.0, metavar="SECONDS",
+                        help="how long a cluster may take to register its executors")
     parser.add_argument("--json", help="write the run record here")
     parser.add_argument("--workload-out", help="write the run as replayable workload JSON")
-    parser.add_argument("--kill-worker", type=int, help="standalone worker index to kill")
+    parser.add_argument("--kill-worker", type=int, help="cluster worker index to kill")
     parser.add_argument("--kill-after", type=float, default=5.0)
     parser.add_argument("--cluster-state-dir", default=str(cluster.DEFAULT_STATE_DIR))
     parser.add_argument("--lean-jvm", action="store_true",
                         help="C1-only JIT and serial GC (less CPU for short runs)")
     parser.add_argument("--allow-any-shape", action="store_true",
                         help="use a graph policy at an executor count it was not validated for")
+    parser.add_argument("--log-level", help=f"Spark's log level (default ${LOG_LEVEL_ENV} or "
+                                            f"WARN)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
     interrupted: list[bool] = []
@@ -71,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         problem = argument_problem(args)
         if problem is None:
-            return run(args)
+            return run(args, cluster_settings(args))
     except Exception as error:
         # Ctrl-C also reaches the JVM, so py4j may fail before KeyboardInterrupt surfaces
         if interrupted and not args.debug:
@@ -86,88 +108,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.exit(2, f"{parser.prog}: error: {problem}\n")
 
 
-def task_slots(args: argparse.Namespace) -> int:
-    """Executors the run will have: ``local[N]``'s N (``local`` and ``local[*]``: the cores)
-    or ``--executors`` for a cluster."""
-    if args.master.startswith("local"):
-        inner = args.master.removeprefix("local").strip("[]")
-        return int(inner) if inner.isdigit() else os.cpu_count() or 1
-    return args.executors
-
-
 def argument_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with the arguments, found before any JVM starts; None when nothing."""
+    """What is wrong with the arguments that needs no cluster, or None (the cluster flags are
+    checked by :func:`spark_integration.settings.cluster_settings`); no JVM is started."""
     unknown = [q for q in args.queries.split(",") if q and q not in QUERIES]
     if unknown:
         return f"--queries: unknown {unknown}; known: {sorted(QUERIES)}"
     if args.scale <= 0 or args.interarrival <= 0:
         return "--scale and --interarrival must be > 0"
-    for flag, value in (("--jobs", args.jobs), ("--executors", args.executors)):
-        if value is not None and value < 1:
-            return f"{flag} must be >= 1, got {value}"
+    if args.jobs is not None and args.jobs < 1:
+        return f"--jobs must be >= 1, got {args.jobs}"
     if args.traces and not Path(args.traces).is_file():
         return f"--traces: {args.traces} does not exist"
+    if args.work_dir and not Path(args.work_dir).is_dir():
+        return f"--work-dir: {args.work_dir} does not exist"
+    resolve_log_level(args.log_level)
+    problem = root_problem(args.data)
+    if problem is not None:
+        return problem
     if args.scheduler.endswith(".zip"):
         from agents.model_check import SPARK_ENV_ID, load_for_env
 
         load_for_env(args.scheduler, SPARK_ENV_ID)  # ModelError (a ValueError): one line
-    if not args.master.startswith("local"):
-        if args.executors is None:
-            return "--executors is required for a cluster master"
-        return master_problem(args.master)
     return None
 
 
-def master_problem(master: str, timeout_s: float = 3.0) -> str | None:
-    """Whether a ``spark://HOST:PORT`` master accepts a TCP connection."""
-    if not master.startswith("spark://"):
-        return None
-    host, _, port = master.removeprefix("spark://").rpartition(":")
-    if not host or not port.isdigit():
-        return f"--master must be local[N] or spark://HOST:PORT, got {master!r}"
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as error:
-        return (f"cannot reach the Spark master {master} ({error.strerror or error}); start one "
-                f"with python -m spark_integration.cluster up")
-    return None
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
     queries = [q for q in args.queries.split(",") if q]
     driver = make_driver(args.scheduler,
-                         executors=None if args.allow_any_shape else task_slots(args))
+                         executors=None if args.allow_any_shape else settings.executors)
     specs = (poisson_stream(queries, args.jobs, args.interarrival,
                             np.random.default_rng(args.seed)) if args.jobs else batch(queries))
     trace = Path(args.traces) if args.traces else default_trace_path(args.scale)
     templates = load_templates(trace) if trace.exists() else {}
     if not templates:
         print(f"note: no trace at {trace}; nodes are estimated as equal", file=sys.stderr)
-    conf = {}
-    if not args.master.startswith("local"):
-        conf = {"spark.executor.memory": "512m", "spark.executor.cores": "1",
-                "spark.cores.max": str(args.executors)}
-    spark = build_session(args.master, app_name=f"pipesched-{driver.name}",
-                          max_executors=args.executors, lean_jvm=args.lean_jvm, conf=conf)
-    if conf:
-        wait_for_executors(spark, args.executors)
-    if args.kill_worker is not None:
-        timer = threading.Timer(args.kill_after, cluster.kill_worker,
-                                (args.kill_worker, args.cluster_state_dir))
-        timer.daemon = True
-        timer.start()
-    with tempfile.TemporaryDirectory(prefix="pipesched-run-") as work:
-        executor = DagExecutor(spark, driver.scheduler, tables=table_paths(
-            ensure_tpch(args.scale)), work_dir=work, limits=driver.limits, templates=templates,
-            max_retries=args.max_retries, native_pools=driver.native_pools, name=driver.name)
-        try:
+    # local data is generated before any JVM starts; a remote root through the session
+    data = data_location(args.scale, args.data) if is_local(args.data or "") else None
+    spark = None
+    try:
+        spark = build_session(settings.master, app_name=f"pipesched-{driver.name}",
+                              max_executors=settings.executors, lean_jvm=args.lean_jvm,
+                              conf=settings.conf, log_level=args.log_level)
+        if settings.kind != LOCAL:
+            wait_for_executors(spark, args.executors, args.wait_executors)
+        if data is None:
+            data = data_location(args.scale, args.data, spark)
+        if args.kill_worker is not None:
+            timer = threading.Timer(args.kill_after, cluster.kill_worker,
+                                    (args.kill_worker, args.cluster_state_dir))
+            timer.daemon = True
+            timer.start()
+        with tempfile.TemporaryDirectory(prefix="pipesched-run-", dir=args.work_dir) as work:
+            executor = DagExecutor(spark, driver.scheduler, tables=table_paths(data),
+                                   work_dir=work, limits=driver.limits, templates=templates,
+                                   max_retries=args.max_retries,
+                                   native_pools=driver.native_pools, name=driver.name)
             result = executor.run(specs)
-        finally:
-            try:
-                spark.stop()
-            except Exception:  # noqa: BLE001  (after Ctrl-C the JVM may already be gone)
-                pass
-    summary = result.to_json()
+        context = spark.sparkContext
+        where = {"master": settings.master, "app_id": context.applicationId, "data": data,
+                 "driver_host": context.getConf().get("spark.driver.host")}
+    finally:
+        stop_session(spark)
+    summary = {**result.to_json(), "spark": where}
     print(f"{driver.name}: {len(result.finished)}/{len(result.jobs)} jobs, mean JCT "
           f"{result.mean_jct_s:.2f} s, makespan {result.makespan_s:.2f} s, executors seen "
           f"{summary['executor_counts']}")

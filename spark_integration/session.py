@@ -7,9 +7,13 @@ level ``k`` there are ``max_executors // k`` pools named ``pipesched_k<k>_<slot>
 queueing behind each other inside one FIFO pool.
 
 Quiet by default: the driver JVM logs through a log4j2 file at the level of
-``PIPESCHED_SPARK_LOG_LEVEL`` (or ``build_session(log_level=...)``; default ``ERROR``), and the
-JVM's fixed start-up notice (the incubator-module warning Spark's launcher always triggers)
-is dropped from its stderr; everything else the JVM writes still reaches the terminal.
+``build_session(log_level=...)`` (the CLIs' ``--log-level``), else ``PIPESCHED_SPARK_LOG_LEVEL``,
+else ``WARN``. Fixed start-up notices that say nothing about this run are dropped: the JVM's
+incubator-module warning (Spark's launcher always triggers it), Hadoop's missing native
+library, the loopback-hostname warning (the driver's JVM gets ``SPARK_LOCAL_IP`` at its bind
+address), pyspark's pandas-version warning, and the per-job "pool not configured" notice of the
+Spark FAIR baseline (it creates one pool per job on purpose). Everything else still reaches
+the terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
 import sys
 import threading
 import warnings
@@ -26,13 +31,21 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from spark_integration.settings import (
+    LOCAL,
+    default_driver_conf,
+    jvm_environment,
+    local_slots,
+    master_kind,
+)
+
 POOL_PREFIX = "pipesched_k"
 # C1-only JIT and the serial GC: far less CPU for short runs (tests, daemons) on few cores,
 # slower steady-state code for long scans.
 LEAN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 DEFAULT_CONF_DIR = Path(".cache/spark")
 LOG_LEVEL_ENV = "PIPESCHED_SPARK_LOG_LEVEL"
-DEFAULT_LOG_LEVEL = "ERROR"
+DEFAULT_LOG_LEVEL = "WARN"
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 # Printed by the JVM itself (Spark's launcher always adds --add-modules=jdk.incubator.vector),
 # so no log level reaches it.
@@ -93,8 +106,8 @@ def read_allocation_file(path: str | Path) -> dict[int, list[str]]:
 
 
 def resolve_log_level(log_level: str | None = None) -> str:
-    """``log_level``, else ``$PIPESCHED_SPARK_LOG_LEVEL``, else ``ERROR``; validated."""
-    source = "log_level" if log_level is not None else LOG_LEVEL_ENV
+    """``log_level``, else ``$PIPESCHED_SPARK_LOG_LEVEL``, else ``WARN``; validated."""
+    source = "--log-level" if log_level is not None else LOG_LEVEL_ENV
     value = log_level if log_level is not None else (os.environ.get(LOG_LEVEL_ENV)
                                                       or DEFAULT_LOG_LEVEL)
     level = value.strip().upper()
@@ -119,6 +132,11 @@ def log4j_file(level: str, conf_dir: str | Path = DEFAULT_CONF_DIR) -> Path:
             "appender.console.target = SYSTEM_ERR\n"
             "appender.console.layout.type = PatternLayout\n"
             "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n")
+    if level == "WARN":  # start-up notices that say nothing about the run (module docstring)
+        text += ("logger.native.name = org.apache.hadoop.util.NativeCodeLoader\n"
+                 "logger.native.level = error\n"
+                 "logger.pools.name = org.apache.spark.scheduler.FairSchedulableBuilder\n"
+                 "logger.pools.level = error\n")
     path = Path(conf_dir).resolve() / f"log4j2-{level.lower()}.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
@@ -154,13 +172,8 @@ def _launch_gateway(options: Mapping[str, str]) -> None:
 
 
 def executors_of_master(master: str) -> int | None:
-    """Task slots implied by a ``local[N]`` master; ``None`` for cluster masters."""
-    match = re.fullmatch(r"local\[(\d+)(?:,\s*\d+)?\]", master)
-    if match:
-        return int(match.group(1))
-    if master == "local":
-        return 1
-    return None
+    """Task slots implied by a ``local`` master; ``None`` for cluster masters."""
+    return local_slots(master) if master_kind(master) == LOCAL else None
 
 
 def build_session(master: str = "local[2]", app_name: str = "pipesched",
@@ -174,8 +187,9 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
     ``scheduler_mode`` is ``"FAIR"`` (with the pool ladder for ``pool_levels``) or ``"FIFO"``.
     ``max_executors`` defaults to N of ``local[N]``; give it for cluster masters.
     ``lean_jvm`` starts the driver and executor JVMs with :data:`LEAN_JVM_OPTIONS`.
-    ``log_level`` (default: ``$PIPESCHED_SPARK_LOG_LEVEL`` or ``ERROR``) is the JVM's log level;
-    ``ERROR`` and quieter also hide pyspark's pandas-version warning.
+    ``log_level`` (default: ``$PIPESCHED_SPARK_LOG_LEVEL`` or ``WARN``) is the JVM's log level.
+    ``conf`` overrides every setting made here; without ``spark.driver.host`` the driver listens
+    where :func:`spark_integration.settings.default_driver_conf` says.
     """
     mode = scheduler_mode.upper()
     if mode not in ("FAIR", "FIFO"):
@@ -185,9 +199,9 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
                "spark.ui.enabled": "false",
                "spark.ui.showConsoleProgress": "false",
                "spark.sql.shuffle.partitions": str(shuffle_partitions),
-               "spark.scheduler.mode": mode,
-               "spark.driver.host": "127.0.0.1",
-               "spark.driver.bindAddress": "127.0.0.1"}
+               "spark.scheduler.mode": mode}
+    if "spark.driver.host" not in (conf or {}):
+        options.update(default_driver_conf(master))
     if mode == "FAIR":
         slots = max_executors or executors_of_master(master)
         if slots is None:
@@ -206,9 +220,10 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
     options.update(conf or {})
     options["spark.driver.extraJavaOptions"] = " ".join(
         [*driver_java, (conf or {}).get("spark.driver.extraJavaOptions", "")]).strip()
-    if level in ("ERROR", "FATAL", "OFF"):
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
-                                category=FutureWarning)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
+    for key, value in jvm_environment(options).items():
+        os.environ.setdefault(key, value)
     _launch_gateway(options)
     builder = SparkSession.builder
     for key, value in options.items():
@@ -231,3 +246,33 @@ def wait_for_executors(spark: SparkSession, count: int, timeout_s: float = 120.0
             raise TimeoutError(f"only {registered} of {count} executors registered with "
                                f"{spark.sparkContext.master} within {timeout_s:.0f} s")
         time.sleep(0.5)
+
+
+def stop_session(spark: SparkSession | None, timeout_s: float = 15.0) -> None:
+    """Stop the SparkContext, close the Py4J gateway and end the driver JVM (killed if it has
+    not exited within ``timeout_s``): after Ctrl-C nothing of Spark outlives the process."""
+    from pyspark import SparkContext
+
+    if spark is not None:
+        try:
+            spark.stop()
+        except Exception:  # noqa: BLE001  (after Ctrl-C the JVM may already be gone)
+            pass
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if process is not None:
+        if process.stdin is not None:
+            process.stdin.close()  # the gateway server exits when its stdin closes
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
