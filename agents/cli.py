@@ -231,12 +231,29 @@ def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, 
     out.mkdir(parents=True, exist_ok=True)
     payload = {"env": env_id, "objective": objective, "rows": rows, "seed": seed,
                "models": models, "instances": instances,
-               "wall_s": time.perf_counter() - started}
+               "wall_s": time.perf_counter() - started,
+               "gantt": write_gantt(env_id, models, seed, out, name)}
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
-    (out / f"{name}.md").write_text(f"# {name}\n\n{title}\n\n{ratio_markdown(rows)}\n")
+    (out / f"{name}.md").write_text(f"# {name}\n\n{title}\n\n{ratio_markdown(rows)}\n\n"
+                                    f"{gantt_markdown(payload['gantt'])}\n")
     plot_ratios(rows, out / f"{name}.png", title, objective=objective)
-    console.print(f"wrote {out / (name + '.json')}, .md and .png")
+    console.print(f"wrote {out / (name + '.json')}, .md, .png and {name}_gantt.png")
     return payload
+
+
+def write_gantt(env_id: str, models: dict[str, str], seed: int, out: Path, name: str) -> dict:
+    """``out/<name>_gantt.png``: the instance of ``seed`` under a baseline heuristic, a strong
+    one and each model; returns its JSON record."""
+    from agents.gantt import gantt_charts, plot_charts
+
+    charts = gantt_charts(env_id, models, seed)
+    path = plot_charts(charts, out / f"{name}_gantt.png", f"{env_id}: instance of seed {seed}")
+    return {"png": path.name, "seed": seed, "charts": [chart.to_dict() for chart in charts]}
+
+
+def gantt_markdown(gantt: dict) -> str:
+    titles = "; ".join(chart["title"] for chart in gantt["charts"])
+    return f"Gantt chart of the instance of seed {gantt['seed']} ({titles}): ![]({gantt['png']})"
 
 
 def compare_offload(models: dict[str, str], instances_per_class: int, seed: int, out: Path,
@@ -245,12 +262,11 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
     bandwidth class; writes ``out/<name>.json``, ``.md`` and ``.png`` plus a Gantt chart."""
     import numpy as np
 
+    from agents.compare import summarise
     from agents.model_check import load_for_env
-    from agents.offload_compare import evaluate_instance, summarise
+    from agents.offload_compare import evaluate_instance
     from agents.report import plot_ratios, print_ratio_table, ratio_markdown
-    from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator, simulate
-    from envs.offload.render import plot_gantt
-    from heuristics.offload import HEURISTICS
+    from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
 
     agents = {label: load_for_env(path, OFFLOAD_ENV_ID, _offload_space(), check_shapes=False)
               for label, path in models.items()}
@@ -271,15 +287,12 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
     payload = {"rows": rows, "seed": seed, "models": models,
                "wall_s": time.perf_counter() - started,
                "proven_optimal": sum(o.proven_optimal for o in outcomes),
-               "instances": len(outcomes)}
+               "instances": len(outcomes),
+               "gantt": write_gantt(OFFLOAD_ENV_ID, models, seed, out, name)}
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
-    (out / f"{name}.md").write_text(f"# {name}\n\n{ratio_markdown(rows)}\n")
+    (out / f"{name}.md").write_text(f"# {name}\n\n{ratio_markdown(rows)}\n\n"
+                                    f"{gantt_markdown(payload['gantt'])}\n")
     plot_ratios(overall, out / f"{name}.png", "makespan / CP-SAT optimum")
-    instance = ProfileGenerator(min_jobs=5, max_jobs=5, bandwidth="4G")(
-        np.random.default_rng(seed))
-    gantt = {label: simulate(instance, HEURISTICS[label](instance))
-             for label in ("neurosurgeon", "partition_only", "joint")}
-    plot_gantt(instance, gantt, out / f"{name}_gantt.png")
     console.print(f"wrote {out / (name + '.json')}, .md, .png and {name}_gantt.png")
     return payload
 

@@ -38,11 +38,14 @@ Contender = Callable[[int], tuple[float, float]]
 
 @dataclass
 class Outcome:
-    """Objective of every scheduler on one instance; the reference is the best heuristic's."""
+    """Objective of every scheduler on one instance and the reference it is divided by:
+    ``reference_name`` says what that is (the best heuristic's objective here; the CP-SAT
+    optimum or a lower bound in :mod:`agents.offload_compare`)."""
 
     reference: float
     objective: dict[str, float] = field(default_factory=dict)
     plan_seconds: dict[str, float] = field(default_factory=dict)
+    reference_name: str = "best_heuristic"
 
 
 def _timed(run: Callable[[], float]) -> tuple[float, float]:
@@ -135,15 +138,15 @@ def run_outcomes(heuristics: dict[str, Contender], agents: dict[str, Contender],
 
 
 def summarise(outcomes: Sequence[Outcome], label: str = "all") -> list[dict]:
-    """One row per scheduler: mean, p95 and max of objective / best heuristic (an agent
-    that left an instance unfinished counts in ``unfinished``, not in the ratios)."""
+    """One row per scheduler: mean, p95 and max of objective / reference (an agent that left
+    an instance unfinished counts in ``unfinished``, not in the ratios)."""
     rows = []
     for name in outcomes[0].objective:
         ratios = np.array([o.objective[name] / o.reference for o in outcomes])
         finite = ratios[np.isfinite(ratios)]
         finite = finite if finite.size else np.array([math.nan])
         rows.append({"group": label, "scheduler": name, "instances": len(ratios),
-                     "reference": "best_heuristic", "mean_ratio": float(finite.mean()),
+                     "reference": outcomes[0].reference_name, "mean_ratio": float(finite.mean()),
                      "p95_ratio": float(np.percentile(finite, 95)),
                      "max_ratio": float(finite.max()),
                      "median_plan_ms": 1e3 * float(np.median([o.plan_seconds[name]

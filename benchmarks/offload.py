@@ -20,7 +20,8 @@ import numpy as np
 
 import envs  # noqa: F401
 from agents.cli import SHIPPED_OFFLOAD_AGENT
-from agents.offload_compare import evaluate_instance, summarise
+from agents.compare import summarise
+from agents.offload_compare import evaluate_instance
 from agents.report import plot_ratios, ratio_markdown
 from agents.scheduler import load_scheduler
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report

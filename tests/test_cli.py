@@ -80,6 +80,8 @@ def test_compare_runs_for_other_envs(env_id: str, tmp_path: Path) -> None:
     assert "agent_shipped" in names and len(names) >= 4
     assert min(row["mean_ratio"] for row in payload["rows"]) == pytest.approx(1.0)
     assert list(tmp_path.glob("compare_*.png"))
+    assert (tmp_path / payload["gantt"]["png"]).stat().st_size > 0
+    assert all(chart["keys"] and chart["rows"] for chart in payload["gantt"]["charts"])
 
 
 def test_ctrl_c_during_training_saves_the_model(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Gantt charts of an offloading schedule: text (``ansi``) and matplotlib PNG."""
+"""Text Gantt chart of an offloading schedule (``ansi``; the PNG charts are :mod:`agents.gantt`),
+and the figure writer the reports share."""
 
 from __future__ import annotations
 
@@ -27,31 +28,6 @@ def ansi_gantt(instance: OffloadInstance, result: SimulationResult, width: int =
                        for j, job in enumerate(instance.jobs))
     lines.append("jobs: " + legend)
     return "\n".join(lines) + "\n"
-
-
-def plot_gantt(instance: OffloadInstance, results: dict[str, SimulationResult],
-               path: str | Path) -> Path:
-    """PNG with one panel per scheduler: device, uplink and server busy intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = plt.get_cmap("tab20")
-    horizon_s = max(result.makespan_s for result in results.values())
-    figure, axes = plt.subplots(len(results), 1, figsize=(10, 1.6 * len(results) + 0.6),
-                                sharex=True, squeeze=False)
-    for axis, (name, result) in zip(axes[:, 0], results.items(), strict=True):
-        for row, resource in enumerate(RESOURCES):
-            for interval in result.intervals[resource]:
-                axis.barh(row, interval.end_s - interval.start_s, left=interval.start_s,
-                          color=colors(interval.job % 20), edgecolor="black", linewidth=0.4)
-        axis.set_yticks(range(len(RESOURCES)), RESOURCES)
-        axis.invert_yaxis()
-        axis.set_xlim(0, horizon_s * 1.02)
-        axis.set_title(f"{name}: makespan {result.makespan_s:.3f} s", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("time (s)")
-    return save_figure(figure, path)
 
 
 def save_figure(figure, path: str | Path) -> Path:  # noqa: ANN001  (a matplotlib Figure)
