@@ -1,10 +1,16 @@
-"""Live Spark: pipesched schedulers against Spark's own FIFO and FAIR on a TPC-H job stream.
+"""Live Spark: pipesched schedulers against Spark's own FIFO and FAIR on a TPC-H job stream,
+under one fair protocol.
 
     python -m benchmarks.spark_real [--quick] [--out DIR] [--scale 1] [--jobs 20]
         [--repeats 3] [--trace-repeats 2] [--masters local,standalone] [--load 1.5] [--seed 0]
+        [--partition-rule fixed|parallelism] [--data DIR_OR_URI] [--log-level WARN]
+    python -m benchmarks.spark_real --master spark://HOST:PORT --executors 2 [--conf K=V ...]
+        [--properties-file F] [--driver-host ADDR] ...     # a cluster this run did not start
 
-Per master (``local[2]``, and a 2-worker x 1-core standalone cluster on 127.0.0.1), in ONE
-SparkSession with event logging on:
+Masters: ``local`` (``local[2]``), ``standalone`` (a 2-worker x 1-core standalone cluster this
+run starts on 127.0.0.1), or with ``--master URL`` any running cluster (the flags of
+:mod:`spark_integration.settings`; every argument, the master's reachability and the agent's
+shape are checked before a JVM starts). Per master, in ONE SparkSession with event logging on:
 
 1. a warm-up batch (class loading, JIT);
 2. in-session calibration: every query of the stream runs alone, node after node, at each
@@ -13,25 +19,32 @@ SparkSession with event logging on:
    to calibrated templates (:func:`spark_integration.tracegen.calibrated_jobs`) are what the
    schedulers observe and what the predictions use;
 3. the job stream (queries drawn uniformly, Poisson arrivals with mean gap = mean isolated
-   job time at full parallelism / ``--load``) runs ``--repeats`` times under each driver:
-   ``spark-fifo`` (every node submitted as soon as it is ready into Spark's FIFO queue, the
-   FAIR session's ``default`` pool), ``spark-fair`` (likewise, one FAIR pool per job), and
-   pipesched ``fair``, ``sjf``, ``contention_free`` and the shipped agent through
-   :class:`spark_integration.DagExecutor`; driver order rotates between repeats.
+   job time at full parallelism / ``--load``) runs once per driver in each of ``--repeats``
+   paired repeats: ``spark-fifo`` (every node submitted as soon as it is ready into Spark's
+   FIFO queue), ``spark-fair`` (likewise, one FAIR pool per job), and pipesched ``fair``,
+   ``sjf``, ``contention_free`` and the agent (``models/spark_dag_policy.json``, whatever is
+   there when the run starts) through :class:`spark_integration.DagExecutor`. The driver order
+   rotates between repeats (interleaved, so slow drift of the machine spreads over all
+   drivers), and a pace probe (three queries timed alone) runs right before every run.
 
-Prediction: the executor model (:func:`spark_integration.calibration.predict_live`) is fitted
-(``speed``, ``contention``) on the master's first ``fair`` run; every other pipesched run is
-held out and each job's predicted JCT is compared with the measured one. The task-level
-SparkDagShop simulator's prediction on the same templates is reported next to it.
+Fairness: with ``--partition-rule fixed`` (default) every node of every driver, both Spark
+baselines included, has ``2 * E`` partitions; drivers differ only in what they launch, when,
+and into which pool. ``parallelism`` is the older rule (a pipesched node launched at
+parallelism ``q`` gets ``2 q`` partitions, the baselines ``2 E``).
 
-Targets: best pipesched mean JCT at least 20% below Spark FIFO's (ratio <= 0.8) per master;
-every held-out job's predicted JCT within 25% of the measured one (share of jobs = 1.0).
+Targets (issue 13's, computed per paired repeat, then mean and 95% t-interval over repeats):
+agent mean JCT <= 0.80 x Spark FIFO's and <= 0.90 x Spark FAIR's, and <= the best other
+pipesched driver's (ratio <= 1); best pipesched <= 0.80 x Spark FIFO; every held-out job's
+JCT predicted within 25% by the executor model fitted on the master's first ``fair`` run.
 ``--quick``: scale 0.1, 4 jobs at load 3, 1 repeat, 1 timing, local[2] only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -42,14 +55,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import markdown_table, parse_args, target, write_report
+from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
 
 NAME = "spark_real"
 PIPESCHED = ["fair", "sjf", "contention_free", "agent"]
 DRIVERS = ["spark-fifo", "spark-fair", *PIPESCHED]
 EXECUTORS = 2
+TASKS_PER_EXECUTOR = 2
 # timed alone right before every run: the machine's pace then vs at calibration time
 PROBE = ("q6", "q12", "q14")
+PARTITION_RULES = ("fixed", "parallelism")
 
 
 @dataclass
@@ -65,96 +80,134 @@ class MasterRun:
     times: Any  # spark_integration.calibration.NodeTimes
     templates: dict[str, Any]
     trace_s: float
+    executors: int = EXECUTORS
+    session: dict[str, Any] | None = None
 
 
-def _session(master: str, state_dir: Path, event_log_dir: Path):
+def _session(master: str, state_dir: Path, event_log_dir: Path, settings=None,
+             log_level: str | None = None, extra_conf: dict[str, str] | None = None):
+    """The session for ``master`` (``local``, ``standalone`` started here with ``extra_conf``
+    on top, or the cluster of ``settings``), the cluster this run started (or None) and the
+    executor count."""
     from spark_integration import cluster
     from spark_integration.session import build_session, wait_for_executors
+    from spark_integration.settings import STANDALONE, manager_conf
 
-    conf = {"spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
+    conf = {"spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
+            **(extra_conf or {})}
+    if settings is not None:
+        spark = build_session(settings.master, app_name="pipesched-bench",
+                              max_executors=settings.executors, event_log_dir=event_log_dir,
+                              conf={**conf, **settings.conf}, log_level=log_level)
+        wait_for_executors(spark, settings.processes)
+        return spark, None, settings.executors
     if master == "local":
-        return build_session("local[2]", app_name="pipesched-bench", max_executors=EXECUTORS,
-                             event_log_dir=event_log_dir, conf=conf), None
-    info = cluster.up(workers=2, cores=1, memory="1g", state_dir=state_dir)
-    spark = build_session(info.master_url, app_name="pipesched-bench", max_executors=EXECUTORS,
-                          event_log_dir=event_log_dir,
-                          conf={**conf, "spark.executor.memory": "512m",
-                                "spark.executor.cores": "1", "spark.cores.max": str(EXECUTORS)})
-    wait_for_executors(spark, 2)
-    return spark, info
+        return build_session(f"local[{EXECUTORS}]", app_name="pipesched-bench",
+                             max_executors=EXECUTORS, event_log_dir=event_log_dir, conf=conf,
+                             log_level=log_level), None, EXECUTORS
+    info = cluster.up(workers=EXECUTORS, cores=1, memory="1g", state_dir=state_dir)
+    try:
+        spark = build_session(info.master_url, app_name="pipesched-bench",
+                              max_executors=EXECUTORS, event_log_dir=event_log_dir,
+                              conf={**manager_conf(STANDALONE, EXECUTORS, 1, "512m"), **conf},
+                              log_level=log_level)
+        wait_for_executors(spark, EXECUTORS)
+    except BaseException:
+        cluster.down(state_dir)
+        raise
+    return spark, info, EXECUTORS
 
 
 def calibrate_in_session(spark, tables, queries: Sequence[str], repeats: int, work: Path,
-                         event_log_dir: Path, label: str):
+                         event_log_dir: Path, label: str, executors: int = EXECUTORS,
+                         partition_level: int | None = None):
     """Time every query alone, node after node, at each parallelism 1..E in this session, and
-    turn the session's event log into calibrated templates (full parallelism, median repeat)."""
+    turn the session's event log into calibrated templates (full parallelism, median repeat).
+    ``partition_level`` fixes every node's partitioning (the fixed partition rule)."""
     from spark_integration.calibration import NodeTimes
     from spark_integration.nodes import NodeRunner
     from spark_integration.queries import QUERIES
     from spark_integration.tracegen import calibrated_jobs, time_nodes
 
     dags = [QUERIES[q] for q in queries]
-    timed = time_nodes(NodeRunner(spark, tables), dags, range(1, EXECUTORS + 1), repeats, work)
+    timed = time_nodes(NodeRunner(spark, tables), dags, range(1, executors + 1), repeats, work,
+                       partition_level=partition_level)
     app_id = spark.sparkContext.applicationId
     logs = [p for p in event_log_dir.iterdir() if app_id in p.name]
     if not logs:
         raise FileNotFoundError(f"no event log of {app_id} in {event_log_dir}")
-    walls = {key: by_level[EXECUTORS] for key, by_level in timed.items()}
-    jobs, _ = calibrated_jobs(logs[0], dags, walls, repeats, EXECUTORS, label)
+    walls = {key: by_level[executors] for key, by_level in timed.items()}
+    jobs, _ = calibrated_jobs(logs[0], dags, walls, repeats, executors, label)
     templates = {job.name.rsplit("/", 1)[-1]: job for job in jobs}
     return NodeTimes.from_timings(timed), templates
 
 
 def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tables,
-               repeats: int, trace_repeats: int, scale: float, work: Path) -> MasterRun:
-    from spark_integration import cluster
+               repeats: int, trace_repeats: int, scale: float, work: Path,
+               partition_rule: str = "parallelism", settings=None,
+               log_level: str | None = None, extra_conf: dict[str, str] | None = None
+               ) -> MasterRun:
+    """Warm-up, calibration and ``repeats`` paired repeats of every driver on ``master``
+    (module docstring); ``settings`` (a :class:`spark_integration.settings.ClusterSettings`)
+    for a cluster this run did not start."""
     from spark_integration.calibration import pace_of
     from spark_integration.executor import DagExecutor, latency_summary_ms
     from spark_integration.jobs import JobSpec, batch
     from spark_integration.nodes import NodeRunner
     from spark_integration.queries import QUERIES
     from spark_integration.schedulers import make_driver
+    from spark_integration.session import stop_session
     from spark_integration.tracegen import time_nodes
 
     rows: list[dict[str, Any]] = []
     live_runs: list[tuple] = []
     records: list[dict[str, Any]] = []
     event_log_dir = work / "eventlog"
-    spark, info = _session(master, work / "cluster", event_log_dir)
+    spark, info, executors = _session(master, work / "cluster", event_log_dir, settings,
+                                      log_level, extra_conf)
+    fixed = TASKS_PER_EXECUTOR * executors if partition_rule == "fixed" else None
     try:
+        context = spark.sparkContext
+        session = {"master": context.master, "app_id": context.applicationId,
+                   "driver_host": context.getConf().get("spark.driver.host"),
+                   "executors": executors, "partition_rule": partition_rule,
+                   "partitions_per_node": fixed}
         # warm the JVMs (class loading, JIT) so neither the timing nor the first driver pays it
         DagExecutor(spark, None, tables=tables, work_dir=work / "warmup", progress=False).run(
             batch(["q3", "q12", "q14", "q18"]))
         started = time.monotonic()
         queries = sorted({s.dag.name for s in unit_specs} | set(PROBE))
-        times, templates = calibrate_in_session(spark, tables, queries, trace_repeats,
-                                                work / "trace", event_log_dir,
-                                                f"{master}-sf{scale:g}")
+        times, templates = calibrate_in_session(
+            spark, tables, queries, trace_repeats, work / "trace", event_log_dir,
+            f"{master}-sf{scale:g}", executors, executors if fixed else None)
         trace_s = time.monotonic() - started
-        gap = float(np.mean([times.job_s(s.dag.name, EXECUTORS) for s in unit_specs])) / load
+        gap = float(np.mean([times.job_s(s.dag.name, executors) for s in unit_specs])) / load
         specs = [JobSpec(s.name, s.dag, round(s.arrival_s * gap, 3)) for s in unit_specs]
         print(f"{master}: timed {len(queries)} queries in {trace_s:.0f} s; mean gap "
-              f"{gap:.2f} s", flush=True)
+              f"{gap:.2f} s; partitions per node: "
+              f"{fixed or 'by parallelism'}", flush=True)
         runner = NodeRunner(spark, tables)
         for rep in range(repeats):
             order = list(drivers[rep % len(drivers):]) + list(drivers[:rep % len(drivers)])
             for name in order:
-                probe = time_nodes(runner, [QUERIES[q] for q in PROBE], [EXECUTORS], 1,
-                                   work / "probe", quiet=True)
-                pace = pace_of(times, {q: walls[EXECUTORS] for (q, _), walls in probe.items()},
-                               EXECUTORS)
-                driver = make_driver(name, executors=EXECUTORS)
+                probe = time_nodes(runner, [QUERIES[q] for q in PROBE], [executors], 1,
+                                   work / "probe", quiet=True,
+                                   partition_level=executors if fixed else None)
+                pace = pace_of(times, {q: walls[executors] for (q, _), walls in probe.items()},
+                               executors)
+                driver = make_driver(name, executors=executors)
                 executor = DagExecutor(spark, driver.scheduler, tables=tables,
                                        work_dir=work / "runs", limits=driver.limits,
                                        templates=templates, native_pools=driver.native_pools,
-                                       name=name, progress=False)
+                                       name=name, progress=False, fixed_partitions=fixed,
+                                       tasks_per_executor=TASKS_PER_EXECUTOR)
                 result = executor.run(specs)
                 row = {"master": master, "scheduler": name, "repeat": rep,
                        "mean_jct_s": result.mean_jct_s, "makespan_s": result.makespan_s,
                        "jobs": len(result.jobs), "failed_jobs": len(result.failed),
                        "decisions": result.decisions, "invalid_actions": result.invalid_actions,
                        "executors_seen": sorted(set(result.executor_counts)), "pace": pace,
-                       "wall_s": result.wall_s,
+                       "wall_s": result.wall_s, "partition_rule": partition_rule,
                        "decision_ms": latency_summary_ms(result.decision_latency_s)}
                 rows.append(row)
                 records.append({"master": master, "repeat": rep, **result.to_json()})
@@ -165,10 +218,13 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
                 if driver.scheduler is not None:
                     live_runs.append((name, rep, result, driver.limits, pace))
     finally:
-        spark.stop()
+        stop_session(spark)
         if info is not None:
+            from spark_integration import cluster
+
             cluster.down(work / "cluster")
-    return MasterRun(rows, live_runs, records, specs, gap, times, templates, trace_s)
+    return MasterRun(rows, live_runs, records, specs, gap, times, templates, trace_s,
+                     executors, session)
 
 
 def calibrate(master: str, run: MasterRun, fit_on: str = "fair"
@@ -195,8 +251,8 @@ def calibrate(master: str, run: MasterRun, fit_on: str = "fair"
     for name, rep, result, limits, pace in run.live_runs:
         paced = LiveModel(model.speed * pace, model.contention)
         executor_model = predict_live(run.specs, run.times, run.templates,
-                                      make_driver(name).scheduler, limits, EXECUTORS, paced)
-        task_level = simulate(workload, make_driver(name).scheduler, EXECUTORS, limits)
+                                      make_driver(name).scheduler, limits, run.executors, paced)
+        task_level = simulate(workload, make_driver(name).scheduler, run.executors, limits)
         held_out = result is not result0
         by_job = {c["job"]: c for c in compare(result, task_level)}
         for c in compare(result, executor_model):
@@ -227,16 +283,20 @@ def error_summary(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[d
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per master and driver: mean JCT and makespan over the repeats with 95% t-intervals,
+    the probes' pace and the decision latency."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[(row["master"], row["scheduler"])].append(row)
     out = []
     for (master, name), group in groups.items():
-        jct = np.array([r["mean_jct_s"] for r in group])
-        span = np.array([r["makespan_s"] for r in group])
+        jct, jct_ci = mean_ci([r["mean_jct_s"] for r in group])
+        span, span_ci = mean_ci([r["makespan_s"] for r in group])
         out.append({"master": master, "scheduler": name, "runs": len(group),
-                    "mean_jct_s": float(jct.mean()), "jct_std_s": float(jct.std()),
-                    "makespan_s": float(span.mean()), "makespan_std_s": float(span.std()),
+                    "mean_jct_s": jct, "jct_ci95_s": jct_ci,
+                    "makespan_s": span, "makespan_ci95_s": span_ci,
+                    "pace_min": float(min(r["pace"] for r in group)),
+                    "pace_max": float(max(r["pace"] for r in group)),
                     "failed_jobs": int(sum(r["failed_jobs"] for r in group)),
                     "decision_ms_median": float(np.median(
                         [r["decision_ms"].get("median", np.nan) for r in group])),
@@ -245,22 +305,132 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# ratio name -> (numerator, denominator, threshold); "best_other" is the best pipesched driver
+# other than the agent in that repeat, "best" the best pipesched driver including it
+PAIRED_TARGETS = {
+    "agent_over_spark_fifo": ("agent", "spark-fifo", 0.80),
+    "agent_over_spark_fair": ("agent", "spark-fair", 0.90),
+    "agent_over_best_other_pipesched": ("agent", "best_other", 1.0),
+    "best_pipesched_over_spark_fifo": ("best", "spark-fifo", 0.80),
+}
+
+
+def paired_ratios(rows: Sequence[dict[str, Any]], master: str) -> list[dict[str, Any]]:
+    """Every target ratio of :data:`PAIRED_TARGETS` per paired repeat (all drivers of a repeat
+    ran back to back), then its mean and 95% t-interval over the repeats."""
+    by_repeat: dict[int, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if row["master"] == master:
+            by_repeat[row["repeat"]][row["scheduler"]] = row["mean_jct_s"]
+    out = []
+    for ratio, (top, bottom, threshold) in PAIRED_TARGETS.items():
+        values = []
+        for jct in by_repeat.values():
+            others = [jct[n] for n in PIPESCHED if n in jct and n != "agent"]
+            named = {**jct, "best_other": min(others, default=np.nan),
+                     "best": min([*others, jct.get("agent", np.inf)], default=np.nan)}
+            if top in named and bottom in named:
+                values.append(named[top] / named[bottom])
+        if values:
+            mean, half = mean_ci(values)
+            out.append({"master": master, "ratio": ratio, "repeats": len(values),
+                        "mean": mean, "ci95": half, "threshold": threshold,
+                        "repeats_met": int(sum(v <= threshold for v in values)),
+                        "per_repeat": [round(v, 4) for v in values]})
+    return out
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """Mistakes found before any JVM starts (None when there is none)."""
+    for flag, value in (("--scale", args.scale), ("--load", args.load)):
+        if value is not None and not value > 0:
+            return f"{flag} must be > 0, got {value}"
+    for flag, value in (("--jobs", args.jobs), ("--repeats", args.repeats),
+                        ("--trace-repeats", args.trace_repeats)):
+        if value is not None and value < 1:
+            return f"{flag} must be >= 1, got {value}"
+    if args.master is not None and args.masters is not None:
+        return "--master (a running cluster) and --masters (local,standalone) exclude each other"
+    from spark_integration.settings import user_conf
+
+    user_conf(args)  # --conf, --properties-file and the driver flags: ValueError, one line
+    unknown = [m for m in (args.masters or "local").split(",") if m not in ("local", "standalone")]
+    if unknown:
+        return f"--masters: unknown {unknown}; use local and/or standalone"
+    unknown = [d for d in (args.drivers or "").split(",") if d and d not in DRIVERS]
+    if unknown:
+        return f"--drivers: unknown {unknown}; known: {','.join(DRIVERS)}"
+    from spark_integration.session import resolve_log_level
+    from spark_integration.tpch import root_problem
+
+    resolve_log_level(args.log_level)
+    return root_problem(args.data)
+
+
+def master_label(settings) -> str:
+    """``standalone@10.213.0.1``, ``yarn``, ``kubernetes@HOST`` for a running cluster."""
+    from spark_integration.settings import master_endpoints
+
+    endpoints = master_endpoints(settings.master)
+    return f"{settings.kind}@{endpoints[0][0]}" if endpoints else settings.kind
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}")
+    from spark_integration.settings import add_cluster_arguments
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, help="TPC-H scale factor (default 1; quick 0.1)")
     parser.add_argument("--jobs", type=int, help="jobs in the stream (default 20; quick 4)")
-    parser.add_argument("--repeats", type=int, help="runs per driver (default 3; quick 1)")
+    parser.add_argument("--repeats", type=int,
+                        help="paired repeats, each running every driver (default 3; quick 1)")
     parser.add_argument("--trace-repeats", type=int,
                         help="isolated timings per query and parallelism (default 2; quick 1)")
-    parser.add_argument("--masters", help="local,standalone (quick: local)")
+    parser.add_argument("--masters", help="local,standalone (default both; quick: local)")
     parser.add_argument("--load", type=float,
                         help="mean isolated job time / mean gap (default 1.5; quick 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--drivers", help=f"comma-separated subset of {','.join(DRIVERS)} "
+                                          f"(default: all; the agent when its model exists)")
+    parser.add_argument("--partition-rule", choices=PARTITION_RULES, default="fixed",
+                        help="fixed: every node of every driver has 2 x executors partitions")
+    parser.add_argument("--data", help="TPC-H root: local directory or Hadoop URI "
+                                       "(default .cache/tpch)")
+    parser.add_argument("--log-level", help="Spark's log level (default "
+                                            "$PIPESCHED_SPARK_LOG_LEVEL or WARN)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_cluster_arguments(parser, master_default=None)
     args = parse_args(NAME, argv, parser)
+    interrupted: list[bool] = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        problem = argument_problem(args)
+        if problem is None:
+            benchmark(args)
+            return
+    except KeyboardInterrupt:
+        problem = None
+    except Exception as error:
+        if args.debug or not (interrupted or isinstance(error, OSError | ValueError)):
+            raise
+        problem = None if interrupted else str(error)
+    if problem is None:
+        print(f"{parser.prog}: interrupted; nothing written", file=sys.stderr)
+        raise SystemExit(130)
+    parser.exit(2, f"{parser.prog}: error: {problem}\n")
+
+
+def benchmark(args: argparse.Namespace) -> None:
     from spark_integration.jobs import poisson_stream
     from spark_integration.queries import QUERIES
-    from spark_integration.schedulers import DEFAULT_AGENT
-    from spark_integration.tpch import ensure_tpch, table_paths
+    from spark_integration.schedulers import DEFAULT_AGENT, make_driver
+    from spark_integration.settings import cluster_settings, user_conf
+    from spark_integration.tpch import data_location, is_local, table_paths
 
     quick = args.quick
     scale = args.scale or (0.1 if quick else 1.0)
@@ -268,38 +438,54 @@ def main(argv: Sequence[str] | None = None) -> None:
     load = args.load or (3.0 if quick else 1.5)
     repeats = args.repeats or (1 if quick else 3)
     trace_repeats = args.trace_repeats or (1 if quick else 2)
-    masters = (args.masters or ("local" if quick else "local,standalone")).split(",")
-    unknown = [m for m in masters if m not in ("local", "standalone")]
-    if unknown:
-        parser.error(f"unknown masters {unknown}: use local and/or standalone")
-    drivers = [d for d in DRIVERS if d != "agent" or DEFAULT_AGENT.exists()]
+    settings = None if args.master is None else cluster_settings(args)
+    if settings is not None:
+        masters = [master_label(settings)]
+    else:
+        masters = (args.masters or ("local" if quick else "local,standalone")).split(",")
+    executors = EXECUTORS if settings is None else settings.executors
+    if args.drivers:
+        drivers = [d for d in DRIVERS if d in args.drivers.split(",")]
+    else:
+        drivers = [d for d in DRIVERS if d != "agent" or DEFAULT_AGENT.exists()]
+    for name in drivers:  # a policy refused at this executor count: now, not mid-run
+        make_driver(name, executors=executors)
+    if not is_local(args.data or ""):
+        raise ValueError("--data: the benchmark reads a local (or mounted) TPC-H root; copy "
+                         "remote data with `python -m spark_integration.run --data URI` first")
     started = time.monotonic()
-    tables = table_paths(ensure_tpch(scale))
+    tables = table_paths(data_location(scale, args.data))
     # unit mean gap; each master scales it by its own isolated job times
     unit_specs = poisson_stream(sorted(QUERIES), num_jobs, 1.0, np.random.default_rng(args.seed))
-    print(f"{num_jobs} jobs at scale {scale:g}, load {load:g}, drivers {drivers}", flush=True)
+    print(f"{num_jobs} jobs at scale {scale:g}, load {load:g}, drivers {drivers}, "
+          f"{repeats} paired repeat(s), partition rule {args.partition_rule}, load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     calibration: list[dict[str, Any]] = []
     per_master: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="pipesched-bench-") as work:
         for master in masters:
             run = run_master(master, drivers, unit_specs, load, tables, repeats, trace_repeats,
-                             scale, Path(work) / master)
+                             scale, Path(work) / master.replace("@", "_"),
+                             args.partition_rule, settings, args.log_level,
+                             None if settings else user_conf(args))
             rows += run.rows
             model, cal_rows = calibrate(master, run)
             calibration += cal_rows
             per_master[master] = {
-                "mean_gap_s": run.gap_s, "trace_s": run.trace_s,
+                "session": run.session, "mean_gap_s": run.gap_s, "trace_s": run.trace_s,
                 "model": None if model is None else asdict(model),
                 "node_times_s": run.times.to_json(), "runs": run.records,
                 "workload": [{"name": s.name, "arrival_s": s.arrival_s} for s in run.specs]}
+    load_after = os.getloadavg()
     summary = summarize(rows)
+    ratios = [r for master in masters for r in paired_ratios(rows, master)]
     targets: dict[str, dict[str, Any]] = {}
-    for master in masters:
-        by_name = {s["scheduler"]: s for s in summary if s["master"] == master}
-        best = min((by_name[n] for n in PIPESCHED if n in by_name), key=lambda s: s["mean_jct_s"])
-        ratio = best["mean_jct_s"] / by_name["spark-fifo"]["mean_jct_s"]
-        targets[f"best_pipesched_jct_over_spark_fifo_{master}"] = target(ratio, 0.8, "<=")
+    for ratio in ratios:
+        entry = target(ratio["mean"], ratio["threshold"], "<=")
+        entry.update(ci95=ratio["ci95"], per_repeat=ratio["per_repeat"])
+        targets[f"{ratio['ratio']}_{ratio['master']}"] = entry
     held_out = np.array([c["rel_error"] for c in calibration if c["held_out"]] or [np.inf])
     targets["sim_jobs_within_25pct_of_measured"] = target(float(np.mean(held_out <= 0.25)),
                                                           1.0, ">=")
@@ -311,17 +497,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                        for m, v in per_master.items() if v["model"])
     error_columns = ["jobs", "median_rel_error", "p90_rel_error", "max_rel_error",
                      "share_within_25pct", "sim_median_rel_error", "sim_share_within_25pct"]
+    ratio_rows = [{**r, "per_repeat": " ".join(f"{v:.3f}" for v in r["per_repeat"])}
+                  for r in ratios]
     body = "\n".join([
         f"{num_jobs} TPC-H jobs (scale {scale:g}, queries drawn from all {len(QUERIES)}), "
         f"Poisson arrivals with mean gap = mean isolated job time (timed in the same session) / "
-        f"{load:g}, {repeats} run(s) per driver, {EXECUTORS} executors per master; "
-        f"total runtime {runtime_s:.0f} s.", "",
-        "## Mean JCT and makespan (mean and std over runs)", "",
-        markdown_table(summary, ["master", "scheduler", "runs", "mean_jct_s", "jct_std_s",
-                                 "makespan_s", "makespan_std_s", "failed_jobs",
-                                 "decision_ms_median", "decision_ms_p99"], ".2f"), "",
-        "`decision_ms`: wall time of the scheduler's act() per decision on the driver (median "
-        "of runs' medians; the largest p99).", "",
+        f"{load:g}, {repeats} paired repeat(s) of every driver in rotating order, {executors} "
+        f"executors per master, partition rule `{args.partition_rule}`; total runtime "
+        f"{runtime_s:.0f} s; load average (1 min) {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after.", "",
+        "## Mean JCT and makespan (mean and 95% t-interval over paired repeats)", "",
+        markdown_table(summary, ["master", "scheduler", "runs", "mean_jct_s", "jct_ci95_s",
+                                 "makespan_s", "makespan_ci95_s", "pace_min", "pace_max",
+                                 "failed_jobs", "decision_ms_median", "decision_ms_p99"],
+                       ".2f"), "",
+        "`pace`: the probe queries' time right before a run over their calibration time (1 = "
+        "as fast as at calibration). `decision_ms`: wall time of the scheduler's act() per "
+        "decision on the driver (median of runs' medians; the largest p99).", "",
+        "## Target ratios per paired repeat", "",
+        markdown_table(ratio_rows, ["master", "ratio", "repeats", "mean", "ci95", "threshold",
+                                    "repeats_met", "per_repeat"], ".3f"), "",
         "## Predicted vs measured JCT per job (held-out runs)", "",
         f"Executor model fitted on each master's first `fair` run ({models}); rel_error "
         f"columns: executor model; sim_ columns: the task-level SparkDagShop simulator on the "
@@ -330,10 +525,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         markdown_table(by_query, ["master", "query", *error_columns]),
     ])
     write_report(NAME, args.out, rows, targets, body,
-                 extra={"summary": summary, "calibration": calibration,
-                        "calibration_by_scheduler": by_scheduler,
+                 extra={"summary": summary, "paired_ratios": ratios,
+                        "calibration": calibration, "calibration_by_scheduler": by_scheduler,
                         "calibration_by_query": by_query, "masters": per_master,
-                        "runtime_s": runtime_s, "scale_factor": scale, "load": load})
+                        "runtime_s": runtime_s, "scale_factor": scale, "load": load,
+                        "partition_rule": args.partition_rule,
+                        "load_average": {"before": load_before, "after": load_after}})
     print(f"wrote {args.out}/{NAME}.json and .md in {runtime_s:.0f} s", flush=True)
 
 

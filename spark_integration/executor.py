@@ -24,6 +24,12 @@ replays. Live mapping:
 parents are done (every job at its arrival), with the full partition count, in one pool per job
 (FAIR) or Spark's FIFO queue, so Spark's own scheduler makes every choice.
 
+Partition sizing: by default a node gets ``parallelism * tasks_per_executor`` partitions (the
+baselines: all executors'). With ``fixed_partitions=P`` every node of every driver gets ``P``
+partitions, so drivers differ only in what they launch when and in which pool (the fair
+benchmark's one rule); a pipesched node then may spread beyond its pool's ``minShare`` onto
+idle executors, as Spark's FAIR scheduler lets any pool do.
+
 Faults: a node whose Spark job fails is re-run up to ``max_retries`` times, then its query is
 reported failed with the Spark error while the other queries go on. Ctrl-C
 (``KeyboardInterrupt``) cancels every running node's job tag, joins the node threads and
@@ -218,8 +224,9 @@ class DagExecutor:
     ``max_retries`` (re-runs of a failed node), ``native_pools`` (baseline only: one FAIR pool
     per job, else Spark's default pool), ``progress`` (print a line per finished job),
     ``keep_outputs`` (keep node results under ``work_dir``; ``JobRecord.output`` names the
-    answer), ``node_hook(spec, node_name, attempt)`` (called in the node thread before each
-    attempt; fault injection in tests).
+    answer), ``fixed_partitions`` (every node's partition count; module docstring),
+    ``node_hook(spec, node_name, attempt)`` (called in the node thread before each attempt;
+    fault injection in tests).
     """
 
     def __init__(self, spark: SparkSession, scheduler: Scheduler | None, *,
@@ -229,9 +236,13 @@ class DagExecutor:
                  tasks_per_executor: int = 2, max_retries: int = 1, native_pools: bool = True,
                  poll_interval_s: float = 0.5, progress: bool = True,
                  name: str | None = None, keep_outputs: bool = False,
+                 fixed_partitions: int | None = None,
                  node_hook: Callable[[JobSpec, str, int], None] | None = None) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if fixed_partitions is not None and fixed_partitions < 1:
+            raise ValueError(f"fixed_partitions must be >= 1, got {fixed_partitions}")
+        self.fixed_partitions = fixed_partitions
         self.spark = spark
         self.sc = spark.sparkContext
         self.scheduler = scheduler
@@ -326,7 +337,7 @@ class DagExecutor:
             try:
                 if self.node_hook is not None:
                     self.node_hook(job.spec, node.name, attempt)
-                self.runner.run(node, parent_paths, out, parallelism)
+                self.runner.run(node, parent_paths, out, parallelism, record.partitions)
                 error = None
                 break
             except Exception as caught:  # any Spark/Py4J/analysis error: retry, then report
@@ -374,7 +385,8 @@ class DagExecutor:
                 pool = f"job_{job.record.name}"
             record.pool = pool or "default"
             record.parallelism = parallelism
-            record.partitions = self.runner.partitions_for(parallelism)
+            record.partitions = (self.fixed_partitions
+                                 or self.runner.partitions_for(parallelism))
             record.tag = f"pipesched-{run_id}-{job.record.name.replace('#', '-')}-{index}"
             record.launch_s = now()
             job.groups[index] = f"pipesched|{run_id}|{job.record.name}|{record.name}"

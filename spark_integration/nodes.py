@@ -35,8 +35,9 @@ class NodeRunner:
     def partitions_for(self, parallelism: int) -> int:
         return max(1, parallelism) * self.tasks_per_executor
 
-    def session_for(self, parallelism: int) -> SparkSession:
-        partitions = self.partitions_for(parallelism)
+    def session_for(self, parallelism: int, partitions: int | None = None) -> SparkSession:
+        """The session whose nodes get ``partitions`` partitions (default: by parallelism)."""
+        partitions = partitions or self.partitions_for(parallelism)
         with self._lock:
             session = self._sessions.get(partitions)
             if session is None:
@@ -48,9 +49,10 @@ class NodeRunner:
             return session
 
     def run(self, node: QueryNode, parent_paths: dict[str, str], out_path: str | Path,
-            parallelism: int) -> None:
-        """Compute ``node`` and write it to ``out_path`` (overwriting a failed attempt)."""
-        session = self.session_for(parallelism)
+            parallelism: int, partitions: int | None = None) -> None:
+        """Compute ``node`` and write it to ``out_path`` (overwriting a failed attempt), with
+        ``partitions`` partitions when given, else as many as ``parallelism`` implies."""
+        session = self.session_for(parallelism, partitions)
         frame = node_dataframe(session, node, self.tables, parent_paths)
         frame.write.mode("overwrite").parquet(str(out_path))
 

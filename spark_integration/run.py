@@ -151,7 +151,7 @@ def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
                               max_executors=settings.executors, lean_jvm=args.lean_jvm,
                               conf=settings.conf, log_level=args.log_level)
         if settings.kind != LOCAL:
-            wait_for_executors(spark, args.executors, args.wait_executors)
+            wait_for_executors(spark, settings.processes, args.wait_executors)
         if data is None:
             data = data_location(args.scale, args.data, spark)
         if args.kill_worker is not None:

@@ -217,12 +217,13 @@ class ClusterSettings:
 
     master: str
     kind: str
-    executors: int | None  # task slots the run plans with (None: read from Spark)
+    executors: int  # task slots the run plans with (executor processes x their cores)
     conf: dict[str, str]
+    processes: int = 0  # executor processes to wait for (0 for local)
 
 
-def add_cluster_arguments(parser: argparse.ArgumentParser, master_default: str = "local[2]"
-                          ) -> None:
+def add_cluster_arguments(parser: argparse.ArgumentParser,
+                          master_default: str | None = "local[2]") -> None:
     """The flags a Spark user expects (module docstring)."""
     group = parser.add_argument_group("Spark cluster")
     group.add_argument("--master", default=master_default,
@@ -245,6 +246,22 @@ def add_cluster_arguments(parser: argparse.ArgumentParser, master_default: str =
                        help="driver block manager port (default: any free)")
 
 
+def user_conf(args: argparse.Namespace) -> dict[str, str]:
+    """What the user set: the properties file, then ``--conf``, then the driver flags."""
+    for flag, value in (("--driver-port", args.driver_port),
+                        ("--block-manager-port", args.block_manager_port)):
+        if value is not None and not 0 < value < 65536:
+            raise ValueError(f"{flag} must be a port number 1..65535, got {value}")
+    conf = read_properties_file(args.properties_file) if args.properties_file else {}
+    conf.update(parse_conf(args.conf))
+    explicit = {"spark.driver.host": args.driver_host,
+                "spark.driver.bindAddress": args.bind_address,
+                "spark.driver.port": args.driver_port,
+                "spark.blockManager.port": args.block_manager_port}
+    conf.update({k: str(v) for k, v in explicit.items() if v is not None})
+    return conf
+
+
 def cluster_settings(args: argparse.Namespace, check_master: bool = True) -> ClusterSettings:
     """Validate the cluster flags and build the conf; ValueError with one line otherwise."""
     kind = master_kind(args.master)
@@ -252,10 +269,6 @@ def cluster_settings(args: argparse.Namespace, check_master: bool = True) -> Clu
                         ("--executor-cores", args.executor_cores)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    for flag, value in (("--driver-port", args.driver_port),
-                        ("--block-manager-port", args.block_manager_port)):
-        if value is not None and not 0 < value < 65536:
-            raise ValueError(f"{flag} must be a port number 1..65535, got {value}")
     if not re.fullmatch(r"\d+[kmgt]?", args.executor_memory.lower()):
         raise ValueError(f"--executor-memory: expected e.g. 512m or 2g, got "
                          f"{args.executor_memory!r}")
@@ -267,15 +280,7 @@ def cluster_settings(args: argparse.Namespace, check_master: bool = True) -> Clu
         executors = args.executors
     conf = {**default_driver_conf(args.master),
             **manager_conf(kind, None if kind == LOCAL else executors, args.executor_cores,
-                           args.executor_memory)}
-    if args.properties_file:
-        conf.update(read_properties_file(args.properties_file))
-    conf.update(parse_conf(args.conf))
-    explicit = {"spark.driver.host": args.driver_host,
-                "spark.driver.bindAddress": args.bind_address,
-                "spark.driver.port": args.driver_port,
-                "spark.blockManager.port": args.block_manager_port}
-    conf.update({k: str(v) for k, v in explicit.items() if v is not None})
+                           args.executor_memory), **user_conf(args)}
     if kind == KUBERNETES and not conf.get("spark.kubernetes.container.image"):
         raise ValueError(f"--master {args.master}: set --conf "
                          f"spark.kubernetes.container.image=IMAGE (the executors' image)")
@@ -283,8 +288,9 @@ def cluster_settings(args: argparse.Namespace, check_master: bool = True) -> Clu
         problem = master_problem(args.master)
         if problem is not None:
             raise ValueError(problem)
-    slots = executors * (args.executor_cores if kind != LOCAL else 1)
-    return ClusterSettings(args.master, kind, slots, conf)
+    if kind == LOCAL:
+        return ClusterSettings(args.master, kind, executors, conf)
+    return ClusterSettings(args.master, kind, executors * args.executor_cores, conf, executors)
 
 
 def jvm_environment(conf: Mapping[str, str]) -> dict[str, str]:

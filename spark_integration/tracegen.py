@@ -62,7 +62,8 @@ import numpy as np
 from envs.spark_dag import Job, Stage, jobs_to_json
 from spark_integration.nodes import NodeRunner
 from spark_integration.queries import QUERIES, QueryDag
-from spark_integration.session import executors_of_master
+from spark_integration.session import LOG_LEVEL_ENV, executors_of_master, resolve_log_level
+from spark_integration.settings import parse_conf
 from spark_integration.tpch import ensure_tpch, scale_label, table_paths
 
 GROUP_PREFIX = "pipesched"
@@ -647,8 +648,12 @@ def main(argv: list[str] | None = None) -> int:
                                       f"scale keeps the queries not traced now)")
     parser.add_argument("--force", action="store_true",
                         help="allow replacing a shipped file under data/")
+    parser.add_argument("--log-level", help=f"Spark's log level (default ${LOG_LEVEL_ENV} or "
+                                            f"WARN)")
     args = parser.parse_args(argv)
     try:
+        # every session this run starts reads the level from the environment
+        os.environ[LOG_LEVEL_ENV] = resolve_log_level(args.log_level)
         if args.event_log:
             out = Path(args.out or "trace.json")
             check_output(out, args.force)
@@ -668,15 +673,13 @@ def main(argv: list[str] | None = None) -> int:
                 except ValueError:
                     raise ValueError(f"--executor-counts must be comma-separated integers, "
                                      f"got {args.executor_counts!r}") from None
-            bad = [c for c in args.conf if "=" not in c]
-            if bad:
-                raise ValueError(f"--conf must be KEY=VALUE, got {bad[0]!r}")
+            extra_conf = parse_conf(args.conf)
             out = Path(args.out or OUTPUT_TRACE_DIR / f"tpch_{scale_label(args.scale)}.json")
             check_output(out, args.force)
             previous = json.loads(out.read_text()) if out.exists() else None
             out = trace_queries(args.scale, queries, out, args.master, args.event_log_dir,
                                 args.repeats, executor_counts=counts,
-                                extra_conf=dict(c.split("=", 1) for c in args.conf))
+                                extra_conf=extra_conf)
             if previous is not None and set(queries) != set(QUERIES):
                 merged = merge_trace(previous, json.loads(out.read_text()), out)
                 out.write_text(json.dumps(merged, indent=1))

@@ -42,7 +42,7 @@ def test_log_level_is_validated(monkeypatch):
         resolve_log_level()
     assert resolve_log_level("warning") == "WARN"
     monkeypatch.delenv(LOG_LEVEL_ENV)
-    assert resolve_log_level() == "ERROR"
+    assert resolve_log_level() == "WARN"
 
 
 def test_log4j_file_sets_root_and_gateway_levels(tmp_path):

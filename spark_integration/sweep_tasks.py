@@ -1,0 +1,97 @@
+"""The task functions of :mod:`spark_integration.runner`: each takes a payload (plain data, model
+files as bytes) and returns plain row dicts, so a Spark executor and the local engine compute
+the same rows from the same payload.
+
+- ``compare_episodes``: every heuristic and model of an env on a batch of seeded instances
+  (``train_agents.py evaluate|compare``).
+- ``offload_instances``: heuristics, models and the CP-SAT optimum on a batch of offloading
+  instances (``compare`` on DnnOffload, ``benchmarks.offload``, ``benchmarks.runner``).
+- ``offload_dagger_labels``: the imitation warm-up's DAgger labels (:mod:`agents.imitation`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def model_payload(models: dict[str, str]) -> dict[str, dict]:
+    """name -> ``{"suffix", "data"}``: the model files as bytes, for a payload."""
+    return {name: {"suffix": Path(path).suffix, "data": Path(path).read_bytes()}
+            for name, path in models.items()}
+
+
+def materialise_models(models: dict[str, dict]) -> dict[str, str]:
+    """Write each model's bytes once per content (named by its SHA-256) under the temporary
+    directory; name -> path."""
+    folder = Path(tempfile.gettempdir()) / "pipesched-models"
+    folder.mkdir(exist_ok=True)
+    paths = {}
+    for name, model in models.items():
+        path = folder / (hashlib.sha256(model["data"]).hexdigest() + model["suffix"])
+        if not path.exists():
+            partial = path.with_suffix(f".{name}.partial")
+            partial.write_bytes(model["data"])
+            partial.replace(path)
+        paths[name] = str(path)
+    return paths
+
+
+@functools.lru_cache(maxsize=2)
+def _contenders(env_id: str, models: tuple[tuple[str, str], ...]) -> tuple[dict, dict]:
+    """Built once per Python worker and model set (Spark reuses its Python workers)."""
+    from agents.compare import contenders
+
+    return contenders(env_id, dict(models))
+
+
+def compare_episodes(payload: dict[str, Any]) -> list[dict]:
+    """``{"env_id", "seeds", "models"}`` -> one row per seed: ``seed``, ``reference`` (best
+    heuristic), ``objective`` and ``plan_seconds`` per scheduler."""
+    from agents.compare import run_outcomes
+
+    paths = materialise_models(payload["models"])
+    heuristics, agents = _contenders(payload["env_id"], tuple(sorted(paths.items())))
+    agents = {name: agents[name] for name in payload["models"]}  # the payload's order
+    outcomes = run_outcomes(heuristics, agents, payload["seeds"])
+    return [{"seed": seed, "reference": o.reference, "objective": o.objective,
+             "plan_seconds": o.plan_seconds} for seed, o in zip(payload["seeds"], outcomes,
+                                                                strict=True)]
+
+
+@functools.lru_cache(maxsize=2)
+def _offload_agents(models: tuple[tuple[str, str], ...]) -> dict:
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from agents.model_check import load_for_env
+    from agents.planning import OFFLOAD_ENV_ID
+
+    space = gym.make(OFFLOAD_ENV_ID).observation_space
+    return {name: load_for_env(path, OFFLOAD_ENV_ID, space, check_shapes=False)
+            for name, path in models}
+
+
+def offload_instances(payload: dict[str, Any]) -> list[dict]:
+    """``{"instances": [OffloadInstance dicts], "models", "exact", "exact_time_limit_s",
+    "joint_time_limit_s"}`` -> one row per instance with the fields of
+    :class:`agents.offload_compare.InstanceOutcome`."""
+    from agents.offload_compare import evaluate_instance
+    from envs.offload import OffloadInstance
+
+    paths = materialise_models(payload.get("models", {}))
+    loaded = _offload_agents(tuple(paths.items()))
+    rows = []
+    for data in payload["instances"]:
+        outcome = evaluate_instance(OffloadInstance.from_dict(data), loaded,
+                                    exact=payload.get("exact", True),
+                                    exact_time_limit_s=payload.get("exact_time_limit_s", 30.0),
+                                    joint_time_limit_s=payload.get("joint_time_limit_s", 2.0))
+        rows.append({"reference": outcome.reference, "reference_name": outcome.reference_name,
+                     "objective": outcome.objective, "plan_seconds": outcome.plan_seconds,
+                     "bandwidth_mbps": outcome.bandwidth_mbps, "num_jobs": outcome.num_jobs,
+                     "proven_optimal": outcome.proven_optimal})
+    return rows

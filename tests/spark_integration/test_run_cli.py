@@ -1,0 +1,88 @@
+"""``python -m spark_integration.run``: the mistakes a user makes end in one line before any
+JVM starts; Ctrl-C in the middle of a run leaves no JVM behind."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from spark_integration.run import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--master", "spark://127.0.0.1:{port}", "--executors", "2"],
+     "cannot reach the Spark master spark://127.0.0.1:{port}"),
+    (["--data", "/no/such/tpch"], "--data: /no/such/tpch does not exist"),
+    (["--conf", "spark.executor.memory"], "--conf: expected KEY=VALUE"),
+    (["--queries", "q6,q99"], "--queries: unknown ['q99']"),
+    (["--master", "yarn", "--executors", "2"], "needs HADOOP_CONF_DIR or YARN_CONF_DIR"),
+    (["--log-level", "loud"], "--log-level: unknown Spark log level 'loud'"),
+])
+def test_mistakes_are_one_line(argv: list[str], text: str, capsys: pytest.CaptureFixture,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _closed_port()
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    handler = signal.getsignal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([a.format(port=port) for a in argv])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and text.format(port=port) in err, err
+    assert time.monotonic() - started < 30
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_text():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_ctrl_c_mid_run_leaves_no_jvm(tmp_path: Path) -> None:
+    marker = f"spark.pipesched.test={uuid.uuid4().hex}"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "spark_integration.run", "--master", "local[1]", "--scheduler",
+         "sjf", "--queries", "q6,q14,q3,q12", "--lean-jvm", "--conf", marker,
+         "--json", str(tmp_path / "run.json")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = run.stdout.readline()
+        assert " done, JCT " in first, first + run.stderr.read()[-2000:]
+        assert _processes_with(marker), "the driver JVM should be running"
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130
+    assert stderr == "interrupted; nothing written\n"
+    assert not (tmp_path / "run.json").exists()
+    deadline = time.monotonic() + 5
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(marker) == []

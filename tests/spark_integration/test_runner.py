@@ -1,0 +1,69 @@
+"""The sweep runner: the same rows locally and on Spark for the same seeds; a failed task is
+retried and reported, a task failing every attempt stops the run with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agents.compare import SHIPPED_MODELS
+from spark_integration.runner import RunnerError, decode, encode, run_tasks
+from spark_integration.sweep_tasks import model_payload
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMING = {"plan_seconds"}
+
+
+def _without_timing(rows: list[list[dict]]) -> list[list[dict]]:
+    return [[{k: v for k, v in row.items() if k not in TIMING} for row in task] for task in rows]
+
+
+@pytest.mark.parametrize("env_id", ["pipesched/ParamServer-v0", "pipesched/HeteroPipeline-v0"])
+def test_spark_rows_equal_local_rows(spark, env_id: str) -> None:
+    models = model_payload({"agent": str(SHIPPED_MODELS[env_id])})
+    payloads = [{"env_id": env_id, "seeds": seeds, "models": models} for seeds in ([0, 1], [2])]
+    task = "spark_integration.sweep_tasks:compare_episodes"
+    local = run_tasks(task, payloads)
+    on_spark = run_tasks(task, payloads, engine="spark", spark=spark)
+    assert [row["seed"] for row in local.flat_rows()] == [0, 1, 2]
+    assert _without_timing(on_spark.rows) == _without_timing(local.rows)
+    assert {"agent", *("hash", "two_step")} <= set(local.rows[0][0]["objective"]) or \
+        "cluster_dp" in local.rows[0][0]["objective"]
+    assert len(on_spark.reports) == 2 and not on_spark.retried
+
+
+def test_payloads_are_plain_data() -> None:
+    assert decode(encode({"a": [1, 2.5, None], "b": b"\x00\xff"})) == {"a": [1, 2.5, None],
+                                                                       "b": b"\x00\xff"}
+    with pytest.raises(TypeError, match="plain data"):
+        encode({"instance": object()})
+    with pytest.raises(RunnerError, match="module:function"):
+        run_tasks("os:system", [{}])
+
+
+def test_failed_task_is_retried_and_reported_and_a_hopeless_one_stops_the_run() -> None:
+    # own process: local mode retries only with local[N,F], which the runner asks for
+    script = textwrap.dedent("""
+        from spark_integration.runner import RunnerError, run_tasks
+        payloads = [{"value": v, "flaky": v == 1} for v in range(3)]
+        result = run_tasks("tests.spark_integration.flaky_tasks:fail_first_attempt", payloads,
+                           engine="spark", master="local[2]", quiet=True)
+        print("ROWS", result.flat_rows())
+        print("RETRIED", [(r.index, r.attempt) for r in result.retried])
+        try:
+            run_tasks("tests.spark_integration.flaky_tasks:always_fail", [{"value": 7}],
+                      engine="spark", master="local[2]", max_failures=2)
+        except RunnerError as error:
+            print("ERROR", str(error).count(chr(10)), error)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in done.stdout.splitlines()
+             if line.split(" ", 1)[0] in ("ROWS", "RETRIED", "ERROR")}
+    assert lines["ROWS"] == "[{'value': 0}, {'value': 1}, {'value': 2}]", done.stderr[-2000:]
+    assert lines["RETRIED"] == "[(1, 1)]"
+    assert lines["ERROR"].startswith("0 ") and "injected failure of task 7" in lines["ERROR"]
