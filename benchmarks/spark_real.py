@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -376,6 +374,7 @@ def master_label(settings) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from spark_integration.cli import guarded
     from spark_integration.settings import add_cluster_arguments
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}",
@@ -401,28 +400,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     add_cluster_arguments(parser, master_default=None)
     args = parse_args(NAME, argv, parser)
-    interrupted: list[bool] = []
 
-    def on_interrupt(signum: int, frame: object) -> None:
-        interrupted.append(True)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    def work() -> None:
         problem = argument_problem(args)
-        if problem is None:
-            benchmark(args)
-            return
-    except KeyboardInterrupt:
-        problem = None
-    except Exception as error:
-        if args.debug or not (interrupted or isinstance(error, OSError | ValueError)):
-            raise
-        problem = None if interrupted else str(error)
-    if problem is None:
-        print(f"{parser.prog}: interrupted; nothing written", file=sys.stderr)
-        raise SystemExit(130)
-    parser.exit(2, f"{parser.prog}: error: {problem}\n")
+        if problem is not None:
+            raise ValueError(problem)
+        benchmark(args)
+
+    status = guarded(parser, args.debug, work)
+    if status:
+        raise SystemExit(status)
 
 
 def benchmark(args: argparse.Namespace) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ import numpy as np
 
 from envs.spark_dag import save_workload
 from spark_integration import cluster
+from spark_integration.cli import guarded
 from spark_integration.executor import DagExecutor
 from spark_integration.jobs import batch, poisson_stream
 from spark_integration.queries import QUERIES
@@ -83,29 +83,14 @@ def main(argv: list[str] | None = None) -> int:
                                             f"WARN)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
-    interrupted: list[bool] = []
 
-    def on_interrupt(signum: int, frame: object) -> None:
-        interrupted.append(True)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    def work() -> int:
         problem = argument_problem(args)
-        if problem is None:
-            return run(args, cluster_settings(args))
-    except Exception as error:
-        # Ctrl-C also reaches the JVM, so py4j may fail before KeyboardInterrupt surfaces
-        if interrupted and not args.debug:
-            print("interrupted; nothing written", file=sys.stderr)
-            return 130
-        if args.debug or not isinstance(error, OSError | ValueError):
-            raise
-        problem = str(error)
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
-    parser.exit(2, f"{parser.prog}: error: {problem}\n")
+        if problem is not None:
+            raise ValueError(problem)
+        return run(args, cluster_settings(args))
+
+    return guarded(parser, args.debug, work)
 
 
 def argument_problem(args: argparse.Namespace) -> str | None:

@@ -80,7 +80,7 @@ def test_ctrl_c_mid_run_leaves_no_jvm(tmp_path: Path) -> None:
         if run.poll() is None:
             run.kill()
     assert run.returncode == 130
-    assert stderr == "interrupted; nothing written\n"
+    assert stderr == "python -m spark_integration.run: interrupted; nothing written\n"
     assert not (tmp_path / "run.json").exists()
     deadline = time.monotonic() + 5
     while _processes_with(marker) and time.monotonic() < deadline:

@@ -1,0 +1,35 @@
+"""One behaviour for the bridge's command lines: a user mistake ends in one line and exit
+status 2, Ctrl-C in one line and 130 (after the work's own ``finally`` blocks stopped what it
+started), ``--debug`` shows the traceback instead."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+
+
+def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int | None]) -> int:
+    """``work()``'s exit status (None counts as 0), or the one-line endings above."""
+    interrupted: list[bool] = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        return work() or 0
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        # Ctrl-C also reaches the JVM, so py4j may fail before KeyboardInterrupt surfaces
+        if debug or not (interrupted or isinstance(error, OSError | ValueError)):
+            raise
+        if not interrupted:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"{parser.prog}: interrupted; nothing written", file=sys.stderr)
+    return 130
