@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,6 +35,25 @@ CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048`
 (warm-up scaled to the steps), `--timesteps 49152 --n-envs 8` (the shipped agent's recipe) about
 40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about 2 min for
 --instances 10, on the other envs under a minute for 40 instances."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where evaluation episodes run: ``local`` (this process) or ``spark`` on ``master``,
+    ``batch`` seeds (offloading: instances) per task (default: 1 locally, else about 4 tasks
+    per core of ``local[N]``, 16 tasks on a cluster)."""
+
+    name: str = "local"
+    master: str | None = None
+    batch: int | None = None
+
+    def batch_for(self, count: int) -> int:
+        if self.batch:
+            return self.batch
+        if self.name == "local":
+            return 1
+        match = re.fullmatch(r"local\[(\d+)(,\d+)?\]", self.master or "")
+        return max(1, math.ceil(count / (4 * int(match.group(1)) if match else 16)))
 
 
 class UserError(Exception):
@@ -70,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks of errors")
 
+    def engine(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--engine", choices=("local", "spark"), default="local",
+                         help="run the episodes here or on Spark (docs/runner.md)")
+        sub.add_argument("--master", help="Spark master URL for --engine spark: local[N], "
+                                          "spark://HOST:PORT, yarn, k8s://...")
+        sub.add_argument("--batch", type=positive_int,
+                         help="seeds (offloading: instances) per task (default: 1 locally, "
+                              "about 4 tasks per Spark core)")
+
     train_cmd = commands.add_parser(
         "train", help="train MaskablePPO (DnnOffload, 2048 steps: 1-2 min)",
         description="Train MaskablePPO with the env's entry of agents/configs/*.yaml. "
@@ -97,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--model", required=True,
                               help="a .zip from train, or a Spark policy .json")
     evaluate_cmd.add_argument("--episodes", type=positive_int, default=20)
+    engine(evaluate_cmd)
 
     compare_cmd = commands.add_parser(
         "compare", help="models vs every heuristic (offloading: and the CP-SAT optimum)")
@@ -107,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_cmd.add_argument("--instances", type=positive_int, default=40,
                              help="instances (offloading: per bandwidth class)")
     compare_cmd.add_argument("--out", default="results")
+    engine(compare_cmd)
     return parser
 
 
@@ -138,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from agents.model_check import check_model_file
 
+        engine = _engine(args)
         check_model_file(args.model, args.env)
-        evaluate(args.env, args.model, args.episodes, args.seed, console)
+        evaluate(args.env, args.model, args.episodes, args.seed, console, engine)
         return 0
+    engine = _engine(args)
     models = dict(_named_model(spec) for spec in args.model)
     if not args.model:
         from agents.compare import SHIPPED_MODELS
@@ -153,10 +187,60 @@ def run(args: argparse.Namespace) -> int:
         check_model_file(path, args.env)
     name = f"compare_{PROBLEM_NAMES[args.env]}"
     if args.env == OFFLOAD_ENV_ID:
-        compare_offload(models, args.instances, args.seed, Path(args.out), console, name=name)
+        compare_offload(models, args.instances, args.seed, Path(args.out), console, name=name,
+                        engine=engine)
     else:
-        compare_env(args.env, models, args.instances, args.seed, Path(args.out), console, name)
+        compare_env(args.env, models, args.instances, args.seed, Path(args.out), console, name,
+                    engine)
     return 0
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    """The --engine choice, checked before anything starts (an unreachable master included)."""
+    if args.engine == "local":
+        if args.master:
+            raise UserError("--master is for --engine spark")
+        return Engine(batch=args.batch)
+    if not args.master:
+        raise UserError("--engine spark needs --master URL (e.g. local[2], spark://HOST:7077)")
+    from spark_integration.settings import master_problem
+
+    problem = master_problem(args.master)
+    if problem:
+        raise UserError(f"--master {args.master}: {problem}")
+    return Engine("spark", args.master, args.batch)
+
+
+def run_sweep(task: str, payloads: list[dict], engine: Engine, label: str) -> list[dict]:
+    """The rows of ``payloads`` run by :mod:`spark_integration.runner` (a progress bar when
+    local; a task that fails every Spark attempt is a :class:`UserError`)."""
+    from rich.progress import Progress
+
+    from spark_integration.runner import RunnerError, run_tasks
+
+    try:
+        if engine.name != "local":
+            print(f"{label}: {len(payloads)} tasks on {engine.master}", file=sys.stderr)
+            return run_tasks(task, payloads, "spark", engine.master).flat_rows()
+        with Progress(transient=True) as bar:
+            progress = bar.add_task(label, total=len(payloads))
+            return run_tasks(task, payloads, progress=lambda done: bar.update(
+                progress, completed=done)).flat_rows()
+    except RunnerError as error:
+        raise UserError(str(error)) from None
+
+
+def _episode_outcomes(env_id: str, models: dict[str, str], seeds: range, engine: Engine,
+                      label: str) -> list:
+    from agents.compare import Outcome
+    from spark_integration.sweep_tasks import model_payload
+
+    size = engine.batch_for(len(seeds))
+    files = model_payload(models)
+    payloads = [{"env_id": env_id, "seeds": list(seeds[i:i + size]), "models": files}
+                for i in range(0, len(seeds), size)]
+    rows = run_sweep("spark_integration.sweep_tasks:compare_episodes", payloads, engine, label)
+    return [Outcome(row["reference"], row["objective"], row["plan_seconds"]) for row in rows]
 
 
 def train_command(args: argparse.Namespace, console: Any) -> int:
@@ -188,23 +272,17 @@ def _named_model(spec: str) -> tuple[str, str]:
     return (name or Path(path).stem), path
 
 
-def _progress(seeds: range, label: str) -> Any:
-    from rich.progress import track
-
-    return track(seeds, description=label, transient=True)
-
-
-def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: Any) -> None:
+def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: Any,
+             engine: Engine = Engine()) -> None:
     """The model and every heuristic on ``episodes`` seeded instances: a table of objective /
     best heuristic, then one line with the model's mean objective."""
     import numpy as np
 
-    from agents.compare import OBJECTIVE, contenders, run_outcomes, summarise
+    from agents.compare import OBJECTIVE, summarise
     from agents.report import print_ratio_table
 
-    heuristics, agents = contenders(env_id, {"model": model_path})
-    outcomes = run_outcomes(heuristics, agents, _progress(range(seed, seed + episodes),
-                                                          f"evaluating on {episodes} instances"))
+    outcomes = _episode_outcomes(env_id, {"model": model_path}, range(seed, seed + episodes),
+                                 engine, f"evaluating on {episodes} instances")
     print_ratio_table(summarise(outcomes), f"{env_id}: {OBJECTIVE[env_id]} / best heuristic "
                                            f"per instance, seeds {seed}..{seed + episodes - 1}",
                       console)
@@ -214,16 +292,15 @@ def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: An
 
 
 def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, out: Path,
-                console: Any, name: str) -> dict:
+                console: Any, name: str, engine: Engine = Engine()) -> dict:
     """Every heuristic and each model on ``instances`` seeded instances of ``env_id``; writes
     ``out/<name>.json``, ``.md`` and ``.png``."""
-    from agents.compare import OBJECTIVE, contenders, run_outcomes, summarise
+    from agents.compare import OBJECTIVE, summarise
     from agents.report import plot_ratios, print_ratio_table, ratio_markdown
 
     started = time.perf_counter()
-    heuristics, agents = contenders(env_id, models)
-    outcomes = run_outcomes(heuristics, agents, _progress(range(seed, seed + instances),
-                                                          f"comparing on {instances} instances"))
+    outcomes = _episode_outcomes(env_id, models, range(seed, seed + instances), engine,
+                                 f"comparing on {instances} instances")
     rows = summarise(outcomes)
     objective = OBJECTIVE[env_id]
     title = f"{env_id}: {objective} / best heuristic per instance, {instances} instances"
@@ -256,29 +333,42 @@ def gantt_markdown(gantt: dict) -> str:
     return f"Gantt chart of the instance of seed {gantt['seed']} ({titles}): ![]({gantt['png']})"
 
 
+def offload_outcomes(instances: list, models: dict[str, str], engine: Engine, label: str,
+                     **limits: Any) -> list:
+    """:class:`agents.offload_compare.InstanceOutcome` of each instance (CP-SAT optimum,
+    heuristics, models; ``limits``: ``exact``, ``exact_time_limit_s``, ``joint_time_limit_s``)
+    through :mod:`spark_integration.runner`."""
+    from agents.offload_compare import InstanceOutcome
+    from spark_integration.sweep_tasks import model_payload
+
+    size = engine.batch_for(len(instances))
+    files = model_payload(models)
+    payloads = [{"instances": [inst.to_dict() for inst in instances[i:i + size]],
+                 "models": files, **limits} for i in range(0, len(instances), size)]
+    rows = run_sweep("spark_integration.sweep_tasks:offload_instances", payloads, engine, label)
+    return [InstanceOutcome(**row) for row in rows]
+
+
 def compare_offload(models: dict[str, str], instances_per_class: int, seed: int, out: Path,
-                    console: Any, name: str) -> dict:
+                    console: Any, name: str, engine: Engine = Engine()) -> dict:
     """Every heuristic, each model and the CP-SAT optimum on seeded 3..6-job instances at each
     bandwidth class; writes ``out/<name>.json``, ``.md`` and ``.png`` plus a Gantt chart."""
     import numpy as np
 
     from agents.compare import summarise
-    from agents.model_check import load_for_env
-    from agents.offload_compare import evaluate_instance
     from agents.report import plot_ratios, print_ratio_table, ratio_markdown
     from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
 
-    agents = {label: load_for_env(path, OFFLOAD_ENV_ID, _offload_space(), check_shapes=False)
-              for label, path in models.items()}
     rng = np.random.default_rng(seed)
-    outcomes, rows = [], []
+    classes = list(BANDWIDTH_CLASSES_MBPS)
+    instances = [ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth=label)(rng)
+                 for label in classes for _ in range(instances_per_class)]
     started = time.perf_counter()
-    for label in BANDWIDTH_CLASSES_MBPS:
-        generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth=label)
-        group = [evaluate_instance(generator(rng), agents)
-                 for _ in _progress(range(instances_per_class), f"{label}: CP-SAT and planners")]
-        outcomes += group
-        rows += summarise(group, label)
+    outcomes = offload_outcomes(instances, models, engine,
+                                f"CP-SAT and planners on {len(instances)} instances")
+    rows = []
+    for k, label in enumerate(classes):
+        rows += summarise(outcomes[k * instances_per_class:(k + 1) * instances_per_class], label)
     rows += summarise(outcomes, "all")
     overall = [row for row in rows if row["group"] == "all"]
     print_ratio_table(overall, f"makespan / optimum over {len(outcomes)} instances "
@@ -295,12 +385,6 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
     plot_ratios(overall, out / f"{name}.png", "makespan / CP-SAT optimum")
     console.print(f"wrote {out / (name + '.json')}, .md, .png and {name}_gantt.png")
     return payload
-
-
-def _offload_space() -> Any:
-    import gymnasium as gym
-
-    return gym.make(OFFLOAD_ENV_ID).observation_space
 
 
 def demo(console: Any) -> int:

@@ -142,8 +142,9 @@ def _collect_spark(fn_name: str, encoded: list[str], master: str, max_failures: 
     from spark_integration.session import build_session, stop_session
 
     own = spark is None
-    # executors run this interpreter (its packages), unless the user chose another
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    chosen = "PYSPARK_PYTHON" in os.environ
+    if own and not chosen:  # executors run this interpreter (its packages) unless told
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     if own:
         spark = build_session(spark_master_with_retries(master, max_failures),
                               app_name="pipesched-sweep", scheduler_mode="FIFO", lean_jvm=True,
@@ -151,6 +152,8 @@ def _collect_spark(fn_name: str, encoded: list[str], master: str, max_failures: 
                                     "spark.python.worker.reuse": "true"})
     try:
         context = spark.sparkContext
+        if not chosen:  # a session started without PYSPARK_PYTHON would run a bare python3
+            context.pythonExec = sys.executable
         context.setJobDescription(f"pipesched sweep: {len(encoded)} tasks of {fn_name}")
         rdd = context.parallelize(list(enumerate(encoded)), numSlices=max(1, len(encoded)))
         return rdd.map(lambda item: run_encoded(fn_name, item[0], item[1])).collect()
