@@ -96,7 +96,8 @@ def _session(master: str, state_dir: Path, event_log_dir: Path, settings=None,
     if settings is not None:
         spark = build_session(settings.master, app_name="pipesched-bench",
                               max_executors=settings.executors, event_log_dir=event_log_dir,
-                              conf={**conf, **settings.conf}, log_level=log_level)
+                              conf={**conf, **settings.conf}, log_level=log_level,
+                              start_timeout_s=settings.start_timeout_s)
         wait_for_executors(spark, settings.processes)
         return spark, None, settings.executors
     if master == "local":

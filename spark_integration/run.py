@@ -134,7 +134,8 @@ def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
     try:
         spark = build_session(settings.master, app_name=f"pipesched-{driver.name}",
                               max_executors=settings.executors, lean_jvm=args.lean_jvm,
-                              conf=settings.conf, log_level=args.log_level)
+                              conf=settings.conf, log_level=args.log_level,
+                              start_timeout_s=settings.start_timeout_s)
         if settings.kind != LOCAL:
             wait_for_executors(spark, settings.processes, args.wait_executors)
         if data is None:

@@ -181,7 +181,8 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
                   max_executors: int | None = None, event_log_dir: str | Path | None = None,
                   shuffle_partitions: int = 4, lean_jvm: bool = False,
                   conf: Mapping[str, str] | None = None,
-                  log_level: str | None = None) -> SparkSession:
+                  log_level: str | None = None,
+                  start_timeout_s: float | None = None) -> SparkSession:
     """Start (or return the running) SparkSession configured for pipesched.
 
     ``scheduler_mode`` is ``"FAIR"`` (with the pool ladder for ``pool_levels``) or ``"FIFO"``.
@@ -189,7 +190,10 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
     ``lean_jvm`` starts the driver and executor JVMs with :data:`LEAN_JVM_OPTIONS`.
     ``log_level`` (default: ``$PIPESCHED_SPARK_LOG_LEVEL`` or ``WARN``) is the JVM's log level.
     ``conf`` overrides every setting made here; without ``spark.driver.host`` the driver listens
-    where :func:`spark_integration.settings.default_driver_conf` says.
+    where :func:`spark_integration.settings.default_driver_conf` says. ``start_timeout_s``
+    bounds the start (a cluster master that accepts TCP but never registers the application
+    would otherwise hold it for a minute of Spark's own retries): past it the driver JVM is
+    stopped and TimeoutError names the master.
     """
     mode = scheduler_mode.upper()
     if mode not in ("FAIR", "FIFO"):
@@ -224,11 +228,31 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
                             category=FutureWarning)
     for key, value in jvm_environment(options).items():
         os.environ.setdefault(key, value)
-    _launch_gateway(options)
-    builder = SparkSession.builder
-    for key, value in options.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    expired = threading.Event()
+
+    def give_up() -> None:
+        expired.set()
+        stop_session(None, timeout_s=5.0)
+
+    watchdog = threading.Timer(start_timeout_s or 0.0, give_up)
+    watchdog.daemon = True
+    if start_timeout_s is not None:
+        watchdog.start()
+    try:
+        _launch_gateway(options)
+        builder = SparkSession.builder
+        for key, value in options.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
+    except Exception:
+        if not expired.is_set():
+            raise
+    finally:
+        watchdog.cancel()
+    if expired.is_set():
+        watchdog.join(timeout=10.0)  # the JVM is reaped before the process may exit
+        raise TimeoutError(f"the Spark master {master} did not accept this application within "
+                           f"{start_timeout_s:.0f} s (is it a Spark master?)") from None
     session.sparkContext.setLogLevel(level)
     return session
 

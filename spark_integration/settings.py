@@ -220,6 +220,7 @@ class ClusterSettings:
     executors: int  # task slots the run plans with (executor processes x their cores)
     conf: dict[str, str]
     processes: int = 0  # executor processes to wait for (0 for local)
+    start_timeout_s: float | None = None  # None for local
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser,
@@ -244,6 +245,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser,
     group.add_argument("--driver-port", type=int, help="driver RPC port (default: any free)")
     group.add_argument("--block-manager-port", type=int,
                        help="driver block manager port (default: any free)")
+    group.add_argument("--start-timeout", type=float, default=25.0, metavar="SECONDS",
+                       help="how long a cluster master may take to accept the application "
+                            "(raise it for a busy YARN queue)")
 
 
 def user_conf(args: argparse.Namespace) -> dict[str, str]:
@@ -290,7 +294,10 @@ def cluster_settings(args: argparse.Namespace, check_master: bool = True) -> Clu
             raise ValueError(problem)
     if kind == LOCAL:
         return ClusterSettings(args.master, kind, executors, conf)
-    return ClusterSettings(args.master, kind, executors * args.executor_cores, conf, executors)
+    if not args.start_timeout > 0:
+        raise ValueError(f"--start-timeout must be > 0, got {args.start_timeout}")
+    return ClusterSettings(args.master, kind, executors * args.executor_cores, conf, executors,
+                           args.start_timeout)
 
 
 def jvm_environment(conf: Mapping[str, str]) -> dict[str, str]:

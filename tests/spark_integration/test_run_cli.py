@@ -86,3 +86,22 @@ def test_ctrl_c_mid_run_leaves_no_jvm(tmp_path: Path) -> None:
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_with(marker) == []
+
+
+def test_a_master_that_never_answers_ends_in_one_line(tmp_path: Path) -> None:
+    """TCP accepts, nothing speaks Spark: the start is given up after --start-timeout."""
+    marker = f"spark.pipesched.test={uuid.uuid4().hex}"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"spark://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "spark_integration.run", "--master", url, "--executors",
+             "2", "--queries", "q6", "--start-timeout", "4", "--lean-jvm", "--conf", marker],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr == (f"python -m spark_integration.run: error: the Spark master {url} did "
+                          f"not accept this application within 4 s (is it a Spark master?)\n")
+    assert time.monotonic() - started < 30
+    assert _processes_with(marker) == []
