@@ -1,5 +1,6 @@
 """Live Apache Spark bridge: TPC-H query DAGs, a policy-driven DAG executor, a loopback
-standalone cluster and event-log trace extraction (see docs/spark_integration.md)."""
+standalone cluster (loopback or network namespaces), cluster settings for any master and event-log
+trace extraction (see docs/spark_integration.md)."""
 
 from spark_integration.executor import DagExecutor, JobRecord, NodeRecord, RunResult
 from spark_integration.jobs import JobSpec, batch, poisson_stream

@@ -103,6 +103,9 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--scale and --interarrival must be > 0"
     if args.jobs is not None and args.jobs < 1:
         return f"--jobs must be >= 1, got {args.jobs}"
+    if args.max_retries < 0 or not args.wait_executors > 0:
+        return (f"--max-retries must be >= 0 and --wait-executors > 0, got {args.max_retries} "
+                f"and {args.wait_executors}")
     if args.traces and not Path(args.traces).is_file():
         return f"--traces: {args.traces} does not exist"
     if args.work_dir and not Path(args.work_dir).is_dir():
