@@ -1,6 +1,6 @@
-"""Live Apache Spark bridge: TPC-H query DAGs, a policy-driven DAG executor, a loopback
-standalone cluster (loopback or network namespaces), cluster settings for any master and event-log
-trace extraction (see docs/spark_integration.md)."""
+"""Live Apache Spark bridge: TPC-H query DAGs, a policy-driven DAG executor, a standalone
+cluster (on loopback or in network namespaces), settings for any master and event-log trace
+extraction (see docs/spark_integration.md)."""
 
 from spark_integration.executor import DagExecutor, JobRecord, NodeRecord, RunResult
 from spark_integration.jobs import JobSpec, batch, poisson_stream
