@@ -4,11 +4,16 @@ At each decision the policy computes, for every schedulable stage (any job, any 
 stages; nothing is padded), a feature vector ``x`` (:data:`STAGE_FEATURES`, each normalised so
 one set of weights serves any E and any number of jobs), scores it ``w . x``, and tries the
 stages from the best score down. The parallelism limit of the chosen stage's job is
-``ceil(fair_share * exp(u . x))`` clipped to 1..E, so the policy chooses how many executors a
-job may hold as Decima does (any integer), relative to decima-sim's fair share. A stage whose
+``fair_share * exp(u . x)`` rounded to the nearest integer and clipped to 1..E, so the policy
+chooses how many executors a job may hold as Decima does (any integer), relative to
+decima-sim's fair share (rounding, not ceiling: with a share of 1 a tiny positive ``u . x``
+would otherwise double the limit). A stage whose
 limit is not above what its job holds is skipped; if none is left the policy waits. With
-:func:`fair_weights` the policy is exactly the ``fair`` heuristic's order and limits, the
-starting point of training (``agents.train_spark_dag``).
+``source_rule`` a job that has free executors of its own may take them all back (decima-sim's
+rule for fair and FIFO) whatever its limit. With :func:`fair_weights` (and the source rule) the
+policy is exactly the ``fair`` heuristic's order and limits; :func:`shortest_work_weights`
+(no source rule) orders jobs by remaining work at the fair share, the starting point of
+training (``agents.train_spark_dag``).
 
 Shapes: a policy file records the cluster shapes (executors, jobs per sequence) it was
 validated on; :func:`load_policy` refuses others unless ``allow_any_shape``.
@@ -28,7 +33,7 @@ from envs.spark_dag.observation import Decision
 from envs.spark_dag.state import ClusterState
 from heuristics.spark_dag import GraphView
 
-POLICY_FORMAT = "pipesched.spark_scoring_policy/1"
+POLICY_FORMAT = "pipesched.spark_scoring_policy/2"
 STAGE_FEATURES = (
     "bias",                    # 1
     "source_job",              # the job has free executors of its own
@@ -41,7 +46,8 @@ STAGE_FEATURES = (
     "log_unlaunched",          # log1p(tasks not launched)
     "log_task_s",              # log1p(expected task duration)
     "log_age",                 # log1p((now - arrival) / 100)
-    "jobs_over_executors",     # jobs in the system / E
+    "jobs_share",              # J / (J + E): jobs in the system against executors, 0..1
+    "work_rank",               # 0 for the job with the least remaining work .. 1 the most
 )
 
 
@@ -65,7 +71,10 @@ def stage_features(view: GraphView) -> np.ndarray:
         view.stage_work[rows] / np.maximum(state.stage_num_tasks[rows], 1))
     features[:, 9] = np.log1p(task_s)
     features[:, 10] = np.log1p(np.maximum(state.time_s - state.job_arrival_s[jobs], 0) / 100)
-    features[:, 11] = num_jobs / state.total_executors
+    features[:, 11] = num_jobs / (num_jobs + state.total_executors)
+    job_rank = np.empty(state.num_jobs)
+    job_rank[np.argsort(view.job_work, kind="stable")] = np.arange(state.num_jobs)
+    features[:, 12] = job_rank[jobs] / max(num_jobs - 1, 1)
     return features
 
 
@@ -78,6 +87,15 @@ def fair_weights() -> tuple[np.ndarray, np.ndarray]:
     return score, np.zeros(len(STAGE_FEATURES))
 
 
+def shortest_work_weights() -> tuple[np.ndarray, np.ndarray]:
+    """Weights (used without the source rule) that order jobs by least remaining work, runnable
+    stages first, each at the fair share."""
+    score = np.zeros(len(STAGE_FEATURES))
+    score[STAGE_FEATURES.index("log_job_work")] = -1.0
+    score[STAGE_FEATURES.index("parents_finished")] = 1e-4
+    return score, np.zeros(len(STAGE_FEATURES))
+
+
 class ScoringPolicy:
     """A graph Scheduler: ``act(state, schedulable) -> Decision | None`` (see the module)."""
 
@@ -85,7 +103,7 @@ class ScoringPolicy:
     observation_mode = "graph"
 
     def __init__(self, score_weights: np.ndarray, limit_weights: np.ndarray,
-                 shapes: dict[str, Any] | None = None) -> None:
+                 shapes: dict[str, Any] | None = None, source_rule: bool = True) -> None:
         self.score_weights = np.asarray(score_weights, dtype=np.float64)
         self.limit_weights = np.asarray(limit_weights, dtype=np.float64)
         expected = (len(STAGE_FEATURES),)
@@ -93,6 +111,7 @@ class ScoringPolicy:
             raise ValueError(f"ScoringPolicy: weights must have shape {expected}, got "
                              f"{self.score_weights.shape} and {self.limit_weights.shape}")
         self.shapes = shapes or {}
+        self.source_rule = source_rule
 
     def reset(self) -> None:
         pass
@@ -108,10 +127,10 @@ class ScoringPolicy:
         jobs = state.stage_job[view.rows]
         for index in np.argsort(-scores, kind="stable").tolist():
             job = int(jobs[index])
-            if features[index, 1]:  # source job: at least take its own executors back
+            if self.source_rule and features[index, 1]:  # take its own executors back
                 limit = int(view.held[job] + state.job_free_executors[job])
             else:
-                limit = math.ceil(share * math.exp(exponents[index]))
+                limit = math.floor(share * math.exp(exponents[index]) + 0.5)
             decision = view.decide(int(view.rows[index]), limit)
             if decision is not None:
                 return decision
@@ -120,7 +139,8 @@ class ScoringPolicy:
     def to_json(self) -> dict[str, Any]:
         return {"format": POLICY_FORMAT, "features": list(STAGE_FEATURES),
                 "score_weights": self.score_weights.tolist(),
-                "limit_weights": self.limit_weights.tolist(), "shapes": self.shapes}
+                "limit_weights": self.limit_weights.tolist(), "source_rule": self.source_rule,
+                "shapes": self.shapes}
 
     def save(self, path: str | Path, record: dict[str, Any] | None = None) -> Path:
         path = Path(path)
@@ -145,8 +165,11 @@ def load_policy(path: str | Path, executors: int | None = None,
     if data.get("features") != list(STAGE_FEATURES):
         raise ValueError(f"{path}: features {data.get('features')} differ from this version's "
                          f"{list(STAGE_FEATURES)}")
+    missing = [key for key in ("score_weights", "limit_weights", "source_rule") if key not in data]
+    if missing:
+        raise ValueError(f"{path}: missing field {missing[0]!r}")
     policy = ScoringPolicy(np.array(data["score_weights"]), np.array(data["limit_weights"]),
-                           data.get("shapes", {}))
+                           data.get("shapes", {}), bool(data["source_rule"]))
     validated = policy.shapes.get("executors", [])
     if executors is not None and not allow_any_shape and executors not in validated:
         raise ShapeError(f"{path}: validated for executors {validated}, not {executors}; use "

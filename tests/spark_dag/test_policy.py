@@ -8,7 +8,14 @@ import pytest
 
 from agents.evaluate import run_episode
 from agents.scheduler import load_scheduler
-from agents.spark_policy import STAGE_FEATURES, ScoringPolicy, ShapeError, fair_weights, load_policy
+from agents.spark_policy import (
+    STAGE_FEATURES,
+    ScoringPolicy,
+    ShapeError,
+    fair_weights,
+    load_policy,
+    shortest_work_weights,
+)
 from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_workload
 from heuristics.spark_dag import make_heuristic
 
@@ -24,11 +31,43 @@ def test_fair_weights_reproduce_fair():
         assert policy["decisions"] == fair["decisions"]
 
 
+def test_shortest_work_start_picks_least_remaining_work_below_the_fair_share():
+    """Every decision of the training start, checked against the rule restated on the raw
+    state: the job with the least remaining work among those below ceil(E / J) with a
+    schedulable stage; a free executor always goes somewhere when such a job exists."""
+    policy = ScoringPolicy(*shortest_work_weights(), source_rule=False)
+    env = SparkDagShopEnv(observation_mode="graph", num_jobs=10, num_executors=12, load=0.9)
+    state, info = env.reset(seed=3)
+    decisions = 0
+    done = False
+    while not done:
+        mask = info["action_mask"]
+        work = np.bincount(state.stage_job, weights=state.stage_remaining_network_s
+                           + state.stage_remaining_compute_s, minlength=state.num_jobs)
+        unlaunched = np.bincount(state.stage_job, weights=state.stage_unlaunched,
+                                 minlength=state.num_jobs)
+        share = -(-state.total_executors // max(int(np.count_nonzero(unlaunched)), 1))
+        ready = set(state.stage_job[mask].tolist())
+        below = [j for j in ready if state.job_executors[j] < share]
+        decision = policy.act(state, mask)
+        if state.free_executors > 0 and below:
+            expected = min(below, key=lambda j: (work[j], j))
+            assert decision is not None and decision.job_index == expected
+            assert decision.parallelism == share
+            decisions += 1
+        else:
+            assert decision is None
+        state, _, terminated, truncated, info = env.step(decision)
+        done = terminated or truncated
+    assert decisions > 20
+
+
 def test_round_trip_and_shape_check(tmp_path):
-    policy = ScoringPolicy(*fair_weights(), shapes={"executors": [50]})
+    policy = ScoringPolicy(*fair_weights(), shapes={"executors": [50]}, source_rule=False)
     path = policy.save(tmp_path / "p.json", {"note": "test"})
-    assert load_policy(path, executors=50).score_weights.tolist() == \
-        policy.score_weights.tolist()
+    loaded = load_policy(path, executors=50)
+    assert loaded.score_weights.tolist() == policy.score_weights.tolist()
+    assert loaded.source_rule is False
     with pytest.raises(ShapeError, match="validated for executors"):
         load_scheduler(str(path), executors=2)
     assert isinstance(load_scheduler(str(path), executors=2, allow_any_shape=True),
