@@ -15,3 +15,15 @@ def test_every_shipped_agent_has_a_training_record():
         for key in ("recipe", "command", "trained_on", "config"):
             assert record[key], f"{model.name}: empty {key}"
         assert (MODELS.parent / record["config"]).exists(), model.name
+
+
+def test_every_ranker_agent_has_its_record_and_learning_curve():
+    rankers = sorted(MODELS.glob("*.ranker.json"))
+    for path in rankers:
+        record = json.loads(path.read_text())
+        for key in ("env_id", "recipe", "command", "seeds", "steps", "wall_s",
+                    "validation_curve", "trained_on", "config"):
+            assert record[key], f"{path.name}: empty {key}"
+        assert (MODELS / record["learning_curve_png"]).is_file(), path.name
+        assert (MODELS.parent / record["config"]).exists(), path.name
+        assert record["validation_curve"][-1]["validation_worst_ratio"] <= 1.0, path.name

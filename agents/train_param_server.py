@@ -1,0 +1,168 @@
+"""Train the parameter-server agent's ranker (:mod:`agents.param_server_agent`).
+
+    nice -n 10 python -m agents.train_param_server [--train 36] [--validation 12] [--seed 0]
+
+1. Labels by search: on generated instances (Zipf topics, M = 4, 8, 16, three size regimes,
+   30 % or 50 % machine heterogeneity; the site-packages data is never used) every candidate
+   of :mod:`agents.param_server_portfolio` is refined, and its label is its iteration time
+   over ``two_step``'s (candidate 0 refined). Labels are cached in ``--labels``.
+2. Fit: a linear scorer over the candidate features, trained by full-batch gradient descent
+   on a listwise loss (cross-entropy between the softmax of the scores and the softmax of
+   ``-(label - 1) / temperature`` per instance), seeded weights, ``--steps`` steps.
+3. Validation curve: every ``--eval-every`` steps, the agent's mean and worst ratio to
+   ``two_step`` on held-out validation instances (``two_step`` plus the ``top_k`` best-scored
+   candidates refined). ``top_k`` is the smallest whose final validation mean is within
+   0.002 of refining every candidate.
+
+Writes the model (weights, ``top_k`` and the training record) and a learning-curve PNG next
+to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agents.listwise import draw_learning_curve, fit_listwise
+from agents.param_server_portfolio import FEATURES, VARIANTS, candidates, feature_matrix
+from envs.param_server.generator import MachineProfile, ZipfTopicGenerator
+from envs.param_server.instance import ParamServerInstance
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = ({"num_blocks": 48, "num_shards": 128},
+         {"num_blocks": 64, "num_shards": 256},
+         {"num_blocks": 96, "num_shards": 1024, "shard_bytes_range": (32, 64),
+          "density": 0.04, "samples_range": (40, 300), "nnz_per_sample": 2.5})
+MACHINE_COUNTS = (4, 8, 16)
+HETEROGENEITY = (0.3, 0.5)
+TRAIN_SEED_BASE = 100_000
+VALIDATION_SEED_BASE = 200_000
+TEMPERATURE = 0.01
+MAX_TOP_K = 8
+
+
+def instance_for(index: int, seed_base: int) -> ParamServerInstance:
+    """The ``index``-th instance of a set: sizes and machine counts cycle, seeds differ."""
+    rng = np.random.default_rng(seed_base + index)
+    size = SIZES[index % len(SIZES)]
+    machines = MACHINE_COUNTS[(index // len(SIZES)) % len(MACHINE_COUNTS)]
+    profile = MachineProfile(heterogeneity=HETEROGENEITY[int(rng.integers(len(HETEROGENEITY)))])
+    return ZipfTopicGenerator(num_machines=machines, machines=profile, **size)(rng)
+
+
+def label_instance(instance: ParamServerInstance) -> tuple[np.ndarray, np.ndarray]:
+    """``(features, ratio to two_step)`` of every candidate (each one refined)."""
+    found = candidates(instance)
+    finals = np.array([candidate.refined().estimated_iteration_s for candidate in found])
+    return feature_matrix(found), finals / finals[0]
+
+
+def labelled_set(count: int, seed_base: int, cache: Path, tag: str) -> list[tuple]:
+    """Labels of ``count`` instances, read from / added to ``cache`` (an npz per set)."""
+    path = cache / f"{tag}-{seed_base}.npz"
+    stored: dict[str, np.ndarray] = dict(np.load(path)) if path.exists() else {}
+    data = []
+    for index in range(count):
+        key = str(index)
+        if f"x{key}" not in stored:
+            started = time.perf_counter()
+            instance = instance_for(index, seed_base)
+            features, ratios = label_instance(instance)
+            stored[f"x{key}"], stored[f"y{key}"] = features, ratios
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **stored)
+            print(f"{tag} {index + 1}/{count} {instance.name}: {len(ratios)} candidates, best "
+                  f"{ratios.min():.4f}, {time.perf_counter() - started:.1f} s", flush=True)
+        data.append((stored[f"x{key}"], stored[f"y{key}"]))
+    return data
+
+
+def agent_ratios(weights: np.ndarray, data: list[tuple], top_k: int) -> np.ndarray:
+    """Per instance: the agent's time over ``two_step``'s (candidate 0 plus the top ``k``)."""
+    out = []
+    for features, ratios in data:
+        others = [i for i in np.argsort(-(features @ weights), kind="stable") if i != 0]
+        out.append(min(1.0, *ratios[others[:top_k]]) if top_k else 1.0)
+    return np.array(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m agents.train_param_server")
+    parser.add_argument("--train", type=int, default=36, help="training instances")
+    parser.add_argument("--validation", type=int, default=12, help="validation instances")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--labels", default="runs/param_server_agent", help="label cache")
+    parser.add_argument("--out", default=str(ROOT / "models" / "param_server_agent.ranker.json"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    cache = Path(args.labels)
+    train = labelled_set(args.train, TRAIN_SEED_BASE, cache, "train")
+    validation = labelled_set(args.validation, VALIDATION_SEED_BASE, cache, "validation")
+    labelled_s = time.perf_counter() - started
+    oracle = np.array([ratios.min() for _, ratios in validation])
+
+    def fit(top_k: int) -> tuple[np.ndarray, list[dict]]:
+        def validate(weights: np.ndarray) -> dict[str, float]:
+            ratios = agent_ratios(weights, validation, top_k)
+            return {"validation_mean_ratio": float(ratios.mean()),
+                    "validation_worst_ratio": float(ratios.max())}
+
+        return fit_listwise(train, len(FEATURES), args.steps, args.learning_rate, TEMPERATURE,
+                            args.seed, args.eval_every, validate)
+
+    weights, _ = fit(MAX_TOP_K)
+    by_k = {k: float(agent_ratios(weights, validation, k).mean()) for k in range(MAX_TOP_K + 1)}
+    top_k = min((k for k in by_k if by_k[k] <= oracle.mean() + 0.002), default=MAX_TOP_K)
+    weights, curve = fit(top_k)
+    by_pre_rank = agent_ratios(-np.eye(len(FEATURES))[FEATURES.index("pre_over_best_pre")],
+                               validation, top_k)
+    out = Path(args.out)
+    png = out.with_suffix(".png")
+    draw_learning_curve(curve, png, f"validation, top_k = {top_k}",
+                        "agent / two_step (validation)")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    record = {
+        "env_id": "pipesched/ParamServer-v0",
+        "features": list(FEATURES), "weights": weights.tolist(), "top_k": top_k,
+        "recipe": "two_step plus a learned choice of partition variants: candidates are "
+                  f"{len(VARIANTS)} METIS variants (seed with edge-weight noise, ufactor, "
+                  "speed/bandwidth target shares) with shards placed as two_step does; a "
+                  "linear ranker (listwise loss on search labels: every candidate refined) "
+                  f"picks the top {top_k} to refine besides two_step's own; the lowest "
+                  "simulated time wins",
+        "command": "nice -n 10 python -m agents.train_param_server "
+                   f"--train {args.train} --validation {args.validation} --steps {args.steps} "
+                   f"--seed {args.seed}",
+        "seeds": {"fit": args.seed, "train_instances": f"{TRAIN_SEED_BASE}+i",
+                  "validation_instances": f"{VALIDATION_SEED_BASE}+i"},
+        "train_instances": args.train, "validation_instances": args.validation,
+        "steps": args.steps, "learning_rate": args.learning_rate,
+        "wall_s": {"labels": round(labelled_s, 1),
+                   "total": round(time.perf_counter() - started, 1)},
+        "validation_curve": curve,
+        "validation_mean_ratio_by_top_k": by_k,
+        "validation_oracle_mean_ratio": float(oracle.mean()),
+        "validation_mean_ratio_ranked_by_pre_refine_time": float(by_pre_rank.mean()),
+        "trained_on": f"{platform.node()} ({platform.processor() or platform.machine()}), "
+                      f"shared 2 cores, niced, numpy only; commit {commit}",
+        "config": "agents/train_param_server.py",
+        "learning_curve_png": png.name,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"top_k {top_k}: validation mean {curve[-1]['validation_mean_ratio']:.4f}, worst "
+          f"{curve[-1]['validation_worst_ratio']:.4f} (oracle {oracle.mean():.4f}, ranked by "
+          f"pre-refine time {by_pre_rank.mean():.4f}); wrote {out} and {png.name}")
+
+
+if __name__ == "__main__":
+    main()

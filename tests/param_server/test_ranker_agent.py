@@ -1,0 +1,53 @@
+"""The shipped parameter-server agent: never slower than two_step, and its documented quality."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.param_server_agent import AgentModelError, load_agent
+from agents.param_server_portfolio import VARIANTS, candidates
+from envs.param_server import MachineProfile, ZipfTopicGenerator, evaluate
+from heuristics.param_server import two_step
+
+# docs/param_server.md, "Agent": mean ratio to two_step on these 4 instances
+DOCUMENTED_MEAN_BOUND = 0.99
+
+
+@pytest.fixture(scope="module")
+def fixed_instances():
+    profile = MachineProfile(heterogeneity=0.3)
+    return [ZipfTopicGenerator(num_blocks=32, num_shards=96, num_machines=m, machines=profile)(
+        np.random.default_rng(seed)) for seed, m in ((41, 4), (42, 4), (43, 8), (44, 8))]
+
+
+def test_shipped_agent_is_never_slower_than_two_step_and_within_its_bound(fixed_instances):
+    agent = load_agent()
+    ratios = []
+    for instance in fixed_instances:
+        details = agent.plan_details(instance)
+        two_step_s = evaluate(instance, two_step(instance)).iteration_s
+        assert details.two_step_s == pytest.approx(two_step_s, rel=1e-9)
+        assert evaluate(instance, details.allocation).iteration_s == pytest.approx(
+            details.iteration_s, rel=1e-9)
+        ratios.append(details.iteration_s / two_step_s)
+    assert max(ratios) <= 1.0 + 1e-12
+    assert np.mean(ratios) <= DOCUMENTED_MEAN_BOUND, ratios
+
+
+def test_candidate_zero_is_two_steps_partition(fixed_instances):
+    instance = fixed_instances[0]
+    found = candidates(instance, VARIANTS[:1])
+    assert found[0].variant.is_two_step
+    refined = found[0].refined()
+    assert refined.estimated_iteration_s == pytest.approx(
+        evaluate(instance, two_step(instance)).iteration_s, rel=1e-12)
+
+
+def test_missing_or_wrong_model_is_a_one_line_error(tmp_path: Path):
+    with pytest.raises(AgentModelError, match="parameter-server agent not found"):
+        load_agent(tmp_path / "absent.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(AgentModelError, match="not JSON"):
+        load_agent(bad)
