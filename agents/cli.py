@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--device", default="cpu", help="torch device of the policy")
     train_cmd.add_argument("--validation-episodes", type=non_negative_int, default=10,
                            help="held-out instances for the closing table (0: none)")
+    engine(train_cmd)
 
     evaluate_cmd = commands.add_parser(
         "evaluate", help="mean objective of a model against the heuristics (10-60 s)")
@@ -251,11 +252,17 @@ def train_command(args: argparse.Namespace, console: Any) -> int:
     if args.no_warmup and args.warmup_episodes:
         raise UserError("--no-warmup and --warmup-episodes exclude each other")
     load_config_with_overrides(args.env, args.config)  # a bad file fails before torch loads
+    engine = _engine(args)
     from agents.train import train
+
+    collect = None
+    if engine.name == "spark":
+        def collect(task: str, payloads: list[dict]) -> list[dict]:
+            return run_sweep(task, payloads, engine, f"warm-up labels: {len(payloads)} tasks")
 
     result = train(args.env, args.timesteps, args.seed, args.n_envs, args.config, args.out,
                    console=console, device=args.device, warmup=not args.no_warmup,
-                   warmup_episodes=args.warmup_episodes)
+                   warmup_episodes=args.warmup_episodes, collect=collect)
     if result.interrupted:
         print(f"interrupted after {result.timesteps} steps; saved {result.model_path}",
               file=sys.stderr)
@@ -263,7 +270,7 @@ def train_command(args: argparse.Namespace, console: Any) -> int:
     console.print(f"saved {result.model_path}")
     if args.validation_episodes:
         evaluate(args.env, str(result.model_path), args.validation_episodes, VALIDATION_SEED,
-                 console)
+                 console, engine)
     return 0
 
 

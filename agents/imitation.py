@@ -10,6 +10,7 @@ continues from that policy. Reports name the expert, the rounds and the PPO step
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 
@@ -21,6 +22,13 @@ from rich.console import Console
 import envs  # noqa: F401  (registers the ids)
 from agents.config import import_object
 from envs.offload import OffloadInstance
+
+Arrays = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
+#: ``(task function name, payloads) -> rows`` of a sweep runner (the training command passes
+#: :func:`spark_integration.runner.run_tasks` bound to an engine); None collects in-process
+Collect = Callable[[str, list[dict]], list[dict]]
+#: episodes per collection task
+TASK_EPISODES = 10
 
 
 class Transitions:
@@ -86,6 +94,39 @@ def dagger_states(model, env_id: str, env_kwargs: dict, expert: Callable, num_in
     return transitions.arrays()
 
 
+def arrays_to_bytes(arrays: Arrays) -> bytes:
+    """Transitions as ``.npz`` bytes (a runner row carries these, not live arrays)."""
+    observations, masks, actions = arrays
+    buffer = io.BytesIO()
+    np.savez(buffer, masks=masks, actions=actions,
+             **{f"observation/{key}": value for key, value in observations.items()})
+    return buffer.getvalue()
+
+
+def arrays_from_bytes(data: bytes) -> Arrays:
+    with np.load(io.BytesIO(data)) as stored:
+        observations = {key.split("/", 1)[1]: stored[key] for key in stored.files
+                        if key.startswith("observation/")}
+        return observations, stored["masks"], stored["actions"]
+
+
+def concatenate(parts: list[Arrays]) -> Arrays:
+    return ({key: np.concatenate([part[0][key] for part in parts]) for key in parts[0][0]},
+            np.concatenate([part[1] for part in parts]), np.concatenate([part[2] for part in parts]))
+
+
+def collect_labels(collect: Collect, task: str, common: dict, num_instances: int,
+                   seed: int) -> Arrays:
+    """The transitions of ``num_instances`` episodes (seeds ``seed..``) collected by the
+    runner's ``task`` in batches of :data:`TASK_EPISODES`, concatenated in seed order, so
+    they are those the in-process functions return for the same seeds."""
+    payloads = [{**common, "seed": seed + start,
+                 "instances": min(TASK_EPISODES, num_instances - start)}
+                for start in range(0, num_instances, TASK_EPISODES)]
+    return concatenate([arrays_from_bytes(row["transitions"])
+                        for row in collect(task, payloads)])
+
+
 def clone(model, observations: dict[str, np.ndarray], masks: np.ndarray, actions: np.ndarray,
           epochs: int, batch_size: int = 256, learning_rate: float = 1e-3,
           console: Console | None = None) -> float:
@@ -147,23 +188,37 @@ def describe_pretrain(settings: dict) -> str:
 
 
 def pretrain(model, env_id: str, env_kwargs: dict, settings: dict, seed: int,
-             console: Console | None = None) -> float:
+             console: Console | None = None, collect: Collect | None = None) -> float:
     """Run the ``pretrain`` block of a training config: ``{expert, instances, epochs}`` and
-    optionally ``dagger_rounds``, ``dagger_instances``, ``dagger_epochs``, ``learning_rate``."""
+    optionally ``dagger_rounds``, ``dagger_instances``, ``dagger_epochs``, ``learning_rate``.
+    With ``collect`` the demonstrations and DAgger labels are collected by that runner (the
+    policy travels as its saved .zip bytes); the labels are those of the in-process path."""
     expert = import_object(settings["expert"])
     learning_rate = settings.get("learning_rate", 1e-3)
+    common = {"env_id": env_id, "env_kwargs": env_kwargs, "expert": settings["expert"]}
     console and console.print(f"behaviour cloning {settings['expert']} on "
                               f"{settings['instances']} instances")
-    data = offload_demonstrations(env_id, env_kwargs, expert, settings["instances"],
-                                  seed=10_000 + seed)
+    if collect is None:
+        data = offload_demonstrations(env_id, env_kwargs, expert, settings["instances"],
+                                      seed=10_000 + seed)
+    else:
+        data = collect_labels(collect, "spark_integration.sweep_tasks:offload_demonstrations",
+                              common, settings["instances"], 10_000 + seed)
     loss = clone(model, *data, settings["epochs"], learning_rate=learning_rate, console=console)
     for round_index in range(settings.get("dagger_rounds", 0)):
         console and console.print(f"DAgger round {round_index + 1}: labelling the states the "
                                   f"policy visits on {settings['dagger_instances']} instances")
-        visited = dagger_states(model, env_id, env_kwargs, expert, settings["dagger_instances"],
-                                seed=20_000 + seed + 1000 * round_index)
-        data = ({key: np.concatenate([data[0][key], visited[0][key]]) for key in data[0]},
-                np.concatenate([data[1], visited[1]]), np.concatenate([data[2], visited[2]]))
+        round_seed = 20_000 + seed + 1000 * round_index
+        if collect is None:
+            visited = dagger_states(model, env_id, env_kwargs, expert,
+                                    settings["dagger_instances"], seed=round_seed)
+        else:
+            policy = io.BytesIO()
+            model.save(policy)
+            visited = collect_labels(collect, "spark_integration.sweep_tasks:dagger_states",
+                                     {**common, "model": policy.getvalue()},
+                                     settings["dagger_instances"], round_seed)
+        data = concatenate([data, visited])
         loss = clone(model, *data, settings.get("dagger_epochs", settings["epochs"]),
                      learning_rate=learning_rate, console=console)
     return loss

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import envs  # noqa: F401  (registers the ids)
 from agents.config import TrainConfig, load_config_with_overrides
+from agents.imitation import Collect
 
 
 @dataclass
@@ -49,12 +50,14 @@ def train(
     device: str = "cpu",
     warmup: bool = True,
     warmup_episodes: int | None = None,
+    collect: Collect | None = None,
 ) -> TrainResult:
     """Train MaskablePPO on ``env_id``; writes checkpoints, TensorBoard logs and ``model.zip``.
 
     A config with a ``pretrain`` block first imitates its expert, scaled to ``timesteps``
     (:func:`agents.imitation.scale_pretrain`); ``warmup=False`` skips that. Ctrl-C saves the
-    current policy as ``model_interrupted.zip`` and returns with ``interrupted`` set."""
+    current policy as ``model_interrupted.zip`` and returns with ``interrupted`` set.
+    ``collect`` (a sweep runner) collects the warm-up's labels; None: in this process."""
     console = console or Console()
     config, overridden = load_config_with_overrides(env_id, config_path)
     if overridden:
@@ -83,7 +86,7 @@ def train(
                         **(pretrain_overrides or {})}
             console.print(f"{describe_pretrain(settings)} (--warmup-episodes N or --no-warmup "
                           f"to change)")
-            pretrain(model, env_id, config.env_kwargs, settings, seed, console)
+            pretrain(model, env_id, config.env_kwargs, settings, seed, console, collect)
             model.save(run_dir / "model_pretrained.zip")
         callbacks = [CheckpointCallback(max(timesteps // (4 * n_envs), 1),
                                         str(run_dir / "checkpoints"), name_prefix="model")]

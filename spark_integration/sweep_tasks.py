@@ -6,7 +6,8 @@ the same rows from the same payload.
   (``train_agents.py evaluate|compare``).
 - ``offload_instances``: heuristics, models and the CP-SAT optimum on a batch of offloading
   instances (``compare`` on DnnOffload, ``benchmarks.offload``, ``benchmarks.runner``).
-- ``offload_dagger_labels``: the imitation warm-up's DAgger labels (:mod:`agents.imitation`).
+- ``offload_demonstrations``, ``dagger_states``: the offloading warm-up's expert
+  demonstrations and DAgger labels (:func:`agents.imitation.pretrain` with ``collect``).
 """
 
 from __future__ import annotations
@@ -95,3 +96,33 @@ def offload_instances(payload: dict[str, Any]) -> list[dict]:
                      "bandwidth_mbps": outcome.bandwidth_mbps, "num_jobs": outcome.num_jobs,
                      "proven_optimal": outcome.proven_optimal})
     return rows
+
+
+def offload_demonstrations(payload: dict[str, Any]) -> list[dict]:
+    """``{"env_id", "env_kwargs", "expert", "seed", "instances"}`` -> one row whose
+    ``transitions`` are the ``.npz`` bytes of :func:`agents.imitation.offload_demonstrations`."""
+    from agents.config import import_object
+    from agents.imitation import arrays_to_bytes
+    from agents.imitation import offload_demonstrations as demonstrations
+
+    arrays = demonstrations(payload["env_id"], payload["env_kwargs"],
+                            import_object(payload["expert"]), payload["instances"],
+                            payload["seed"])
+    return [{"transitions": arrays_to_bytes(arrays)}]
+
+
+def dagger_states(payload: dict[str, Any]) -> list[dict]:
+    """The same with ``"model"`` (the policy's saved .zip bytes): the states that policy visits
+    labelled by the expert (:func:`agents.imitation.dagger_states`)."""
+    import io
+
+    from sb3_contrib import MaskablePPO
+
+    from agents.config import import_object
+    from agents.imitation import arrays_to_bytes
+    from agents.imitation import dagger_states as states
+
+    model = MaskablePPO.load(io.BytesIO(payload["model"]), device="cpu")
+    arrays = states(model, payload["env_id"], payload["env_kwargs"],
+                    import_object(payload["expert"]), payload["instances"], payload["seed"])
+    return [{"transitions": arrays_to_bytes(arrays)}]

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agents.compare import SHIPPED_MODELS
@@ -67,3 +68,24 @@ def test_failed_task_is_retried_and_reported_and_a_hopeless_one_stops_the_run() 
     assert lines["ROWS"] == "[{'value': 0}, {'value': 1}, {'value': 2}]", done.stderr[-2000:]
     assert lines["RETRIED"] == "[(1, 1)]"
     assert lines["ERROR"].startswith("0 ") and "injected failure of task 7" in lines["ERROR"]
+
+
+def test_warmup_labels_through_the_runner_equal_the_in_process_ones(spark) -> None:
+    from agents.config import load_config
+    from agents.imitation import collect_labels, offload_demonstrations
+    from heuristics.offload import HEURISTICS
+
+    env_id = "pipesched/DnnOffload-v0"
+    env_kwargs = load_config(env_id).env_kwargs
+    common = {"env_id": env_id, "env_kwargs": env_kwargs,
+              "expert": "heuristics.offload:neurosurgeon"}
+    expected = offload_demonstrations(env_id, env_kwargs, HEURISTICS["neurosurgeon"], 12, 500)
+    task = "spark_integration.sweep_tasks:offload_demonstrations"
+    def on_spark(task: str, payloads: list[dict]) -> list[dict]:
+        return run_tasks(task, payloads, "spark", spark=spark).flat_rows()
+
+    collected = collect_labels(on_spark, task, common, 12, 500)  # two tasks: 10 + 2 episodes
+    assert collected[0].keys() == expected[0].keys()
+    for key in expected[0]:
+        assert np.array_equal(collected[0][key], expected[0][key])
+    assert np.array_equal(collected[1], expected[1]) and np.array_equal(collected[2], expected[2])
