@@ -10,8 +10,9 @@ from agents.param_server_portfolio import VARIANTS, candidates
 from envs.param_server import MachineProfile, ZipfTopicGenerator, evaluate
 from heuristics.param_server import two_step
 
-# docs/param_server.md, "Agent": mean ratio to two_step on these 4 instances
-DOCUMENTED_MEAN_BOUND = 0.99
+# docs/param_server.md, "Agent": mean ratio to two_step on these 4 instances (0.9806
+# measured with the shipped ranker: 0.985, 0.984, 0.954, 1.0)
+DOCUMENTED_MEAN_BOUND = 0.985
 
 
 @pytest.fixture(scope="module")
