@@ -1,7 +1,8 @@
 """Offloading benchmark: heuristics, the trained agent and the CP-SAT optimum.
 
-``python -m benchmarks.offload [--quick] [--out DIR] [--model PATH]`` writes
-``DIR/offload.json`` and ``DIR/offload.md``:
+``python -m benchmarks.offload [--quick] [--out DIR] [--model PATH] [--engine local|spark
+--master URL]`` writes ``DIR/offload.json`` and ``DIR/offload.md`` (the instances run through
+:mod:`spark_integration.runner`: here, or one Spark task per batch on ``--master``):
 
 1. small batches (3..6 jobs) at each bandwidth class: makespan / proven optimum, mean and p95,
    for every heuristic and the agent;
@@ -19,21 +20,21 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401
-from agents.cli import SHIPPED_OFFLOAD_AGENT
+from agents.cli import SHIPPED_OFFLOAD_AGENT, Engine, offload_outcomes
 from agents.compare import summarise
-from agents.offload_compare import evaluate_instance
 from agents.report import plot_ratios, ratio_markdown
-from agents.scheduler import load_scheduler
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
 
 
-def small_batches(instances_per_class: int, agents: dict, seed: int) -> list[dict]:
+def small_batches(instances_per_class: int, models: dict[str, str], seed: int,
+                  engine: Engine) -> list[dict]:
     rows, everything = [], []
     for offset, label in enumerate(BANDWIDTH_CLASSES_MBPS):
         rng = np.random.default_rng(seed + offset)
         generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth=label)
-        group = [evaluate_instance(generator(rng), agents) for _ in range(instances_per_class)]
+        group = offload_outcomes([generator(rng) for _ in range(instances_per_class)], models,
+                                 engine, f"{label}: CP-SAT optimum and planners")
         everything += group
         rows += summarise(group, label)
         print(f"  small batches at {label}: {len(group)} instances, "
@@ -43,15 +44,15 @@ def small_batches(instances_per_class: int, agents: dict, seed: int) -> list[dic
 
 
 def large_batches(instances: int, sizes: tuple[int, ...], classes: list[str], seed: int,
-                  joint_time_limit_s: float) -> list[dict]:
+                  joint_time_limit_s: float, engine: Engine) -> list[dict]:
     rows = []
     for size in sizes:
         for label in classes:
             rng = np.random.default_rng(seed + size)
             generator = ProfileGenerator(min_jobs=size, max_jobs=size, bandwidth=label)
-            group = [evaluate_instance(generator(rng), exact=False,
-                                       joint_time_limit_s=joint_time_limit_s)
-                     for _ in range(instances)]
+            group = offload_outcomes([generator(rng) for _ in range(instances)], {}, engine,
+                                     f"{size} jobs at {label}: planners", exact=False,
+                                     joint_time_limit_s=joint_time_limit_s)
             summary = summarise(group, f"{size} jobs, {label}")
             speedups = [o.makespan_s["joint"] / o.makespan_s["neurosurgeon"] for o in group]
             for row in summary:
@@ -87,20 +88,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=str(SHIPPED_OFFLOAD_AGENT),
                         help="trained agent to include (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="run the instances here or on Spark (docs/runner.md)")
+    parser.add_argument("--master", help="Spark master URL for --engine spark")
     args = parse_args("offload", argv, parser)
+    if args.engine == "spark" and not args.master:
+        parser.error("--engine spark needs --master URL")
+    engine = Engine(args.engine, args.master)
     quick = args.quick
     agents = {}
     if Path(args.model).exists():
-        agents["agent"] = load_scheduler(args.model)
+        agents["agent"] = args.model
     else:
         print(f"no agent at {args.model}: agent rows are left out")
 
     print("offload benchmark: small batches vs the CP-SAT optimum", flush=True)
-    small = small_batches(15 if quick else 200, agents, args.seed)
+    small = small_batches(15 if quick else 200, agents, args.seed, engine)
     print("offload benchmark: large batches vs the lower bound", flush=True)
     large = large_batches(3 if quick else 50, (20, 50),
                           ["4G"] if quick else list(BANDWIDTH_CLASSES_MBPS),
-                          args.seed + 1000, joint_time_limit_s=1.0 if quick else 2.0)
+                          args.seed + 1000, joint_time_limit_s=1.0 if quick else 2.0,
+                          engine=engine)
     throughput = env_throughput(5.0 if quick else 20.0)
 
     overall = {row["scheduler"]: row for row in small if row["group"] == "all"}
@@ -132,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = ([{"part": "small", **row} for row in small] + [{"part": "large", **row} for row in large]
             + [{"part": "throughput", **throughput}])
     path = write_report("offload", args.out, rows, targets, body,
-                        extra={"quick": quick, "model": args.model if agents else None})
+                        extra={"quick": quick, "model": args.model if agents else None,
+                               "engine": args.engine, "master": args.master})
     plot_ratios([overall[name] for name in overall], Path(args.out) / "offload.png",
                 "makespan / CP-SAT optimum, 3..6 jobs, all bandwidth classes")
     print(f"wrote {path}")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
+from spark_integration import runner
 from spark_integration.runner import RunResult, run_tasks
 
 SWEEPS = ("spark_dag", "offload")
@@ -68,6 +69,7 @@ def measure(engine: str, task: str, payloads: list[dict]) -> tuple[dict[str, Any
         result = (run_tasks(task, payloads) if engine == "local"
                   else run_tasks(task, payloads, "spark", master))
     finally:
+        runner.close()  # each engine's wall time includes its own session start
         if info is not None:
             cluster.down(info.state_dir)
     task_s = [report.seconds for report in result.reports]

@@ -13,14 +13,16 @@ project; the function takes the payload and returns a list of JSON-serialisable 
 
 ``engine="local"`` runs the payloads one after another in this process. ``engine="spark"``
 makes one Spark task per payload on ``master`` (``local[N]`` becomes ``local[N,F]`` so that
-local mode retries too): a failed task is retried by Spark up to ``max_failures`` attempts;
-each row list records the attempt that produced it, retried tasks are listed in
-``RunResult.retried`` (and printed), and a task that fails every attempt stops the run with a
-:class:`RunnerError` naming it: nothing is dropped silently.
+local mode retries too; the session is kept for the process's later sweeps): a failed task is
+retried by Spark up to ``max_failures`` attempts; each task's report records the attempt that
+produced its rows, retried tasks are listed in ``RunResult.retried`` (and printed), and a
+task that fails every attempt stops the run with a :class:`RunnerError` naming it: nothing
+is dropped silently.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import importlib
 import json
@@ -137,19 +139,45 @@ def _collect_local(fn_name: str, encoded: list[str],
     return results
 
 
+_SESSION: dict[str, Any] = {}  # the runner's own session: {"master": ..., "spark": ...}
+
+
+def close() -> None:
+    """Stop the session the runner started (also done at exit)."""
+    from spark_integration.session import stop_session
+
+    if _SESSION:
+        stop_session(_SESSION.pop("spark"))
+        _SESSION.clear()
+
+
+def session_for(master: str, max_failures: int = DEFAULT_MAX_FAILURES) -> Any:
+    """The runner's SparkSession on ``master``: started on first use and kept for the next
+    sweeps of this process (one JVM start, not one per sweep); another master replaces it.
+    Each task's libraries get one thread (a task per core: BLAS threads would oversubscribe)."""
+    from spark_integration.session import build_session
+
+    if _SESSION.get("master") == (master, max_failures):
+        return _SESSION["spark"]
+    close()
+    if "PYSPARK_PYTHON" not in os.environ:  # executors run this interpreter unless told
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    threads = {f"spark.executorEnv.{name}": "1" for name in
+               ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    spark = build_session(spark_master_with_retries(master, max_failures),
+                          app_name="pipesched-sweep", scheduler_mode="FIFO", lean_jvm=True,
+                          conf={"spark.task.maxFailures": str(max_failures),
+                                "spark.python.worker.reuse": "true", **threads})
+    if not _SESSION:
+        atexit.register(close)
+    _SESSION.update(master=(master, max_failures), spark=spark)
+    return spark
+
+
 def _collect_spark(fn_name: str, encoded: list[str], master: str, max_failures: int,
                    spark: Any) -> list[tuple[int, str]]:
-    from spark_integration.session import build_session, stop_session
-
-    own = spark is None
     chosen = "PYSPARK_PYTHON" in os.environ
-    if own and not chosen:  # executors run this interpreter (its packages) unless told
-        os.environ["PYSPARK_PYTHON"] = sys.executable
-    if own:
-        spark = build_session(spark_master_with_retries(master, max_failures),
-                              app_name="pipesched-sweep", scheduler_mode="FIFO", lean_jvm=True,
-                              conf={"spark.task.maxFailures": str(max_failures),
-                                    "spark.python.worker.reuse": "true"})
+    spark = spark if spark is not None else session_for(master, max_failures)
     try:
         context = spark.sparkContext
         if not chosen:  # a session started without PYSPARK_PYTHON would run a bare python3
@@ -164,9 +192,6 @@ def _collect_spark(fn_name: str, encoded: list[str], master: str, max_failures: 
         cause = next((line for line in reversed(lines) if "Error" in line or "Exception" in line),
                      "")
         raise RunnerError(f"{fn_name}: {failed.strip()} {cause.strip()}".strip()) from None
-    finally:
-        if own:
-            stop_session(spark)
 
 
 def run_tasks(fn_name: str, payloads: Sequence[dict], engine: str = "local",
@@ -174,8 +199,8 @@ def run_tasks(fn_name: str, payloads: Sequence[dict], engine: str = "local",
               progress: Callable[[int], None] | None = None, spark: Any = None,
               quiet: bool = False) -> RunResult:
     """Run ``fn_name`` on every payload; rows in payload order. ``engine="spark"`` needs
-    ``master`` (or a running session as ``spark``, which is then left running); ``progress``
-    (local engine) is called with the number of finished tasks."""
+    ``master`` (the runner's session on it, see :func:`session_for`) or a running session
+    as ``spark``; ``progress`` (local engine) is called with the number of finished tasks."""
     if engine not in ENGINES:
         raise RunnerError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "spark" and master is None and spark is None:
