@@ -2,12 +2,14 @@
 2-worker standalone cluster (1 core each), with the speed-up and the per-task overhead.
 
     python -m benchmarks.runner [--quick] [--out DIR] [--sweep spark_dag|offload]
-        [--seeds N] [--engines local,local[2],cluster]
+        [--seeds N] [--engines local,pool[2],local[2],cluster]
 
 ``spark_dag``: every Spark DAG-shop heuristic on ``--seeds`` seeded online workloads, one seed
 per task. ``offload``: the CP-SAT optimum, every heuristic and the shipped agent on
 ``--seeds`` 3..6-job instances (CP-SAT runs 2 search workers: less to gain from 2 cores).
 Every engine runs the same payloads; the rows (timing fields aside) must be identical.
+``pool[2]`` is the control: the local engine in 2 plain processes, no Spark, which shows what
+the (shared) machine gives two processes during the run.
 Overhead per task = (wall x slots - sum of the task functions' own seconds) / tasks: the slot
 time not spent in a task (JVM and Python worker start, scheduling, (de)serialisation). The
 1-minute load average before and after each run is recorded: the machine is shared.
@@ -54,8 +56,24 @@ def _timeless(result: RunResult) -> list[list[dict]]:
             for rows in result.rows]
 
 
+def _pool(task: str, payloads: list[dict], processes: int) -> RunResult:
+    """The control: the local engine in ``processes`` plain processes (payloads dealt round
+    robin), no Spark: what the machine gives several processes at this moment."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = time.perf_counter()
+    with ProcessPoolExecutor(processes) as pool:
+        parts = list(pool.map(run_tasks, [task] * processes,
+                              [payloads[k::processes] for k in range(processes)]))
+    rows, reports = [None] * len(payloads), [None] * len(payloads)
+    for k, part in enumerate(parts):
+        rows[k::processes], reports[k::processes] = part.rows, part.reports
+    return RunResult(rows, reports, "local", None, time.perf_counter() - started)
+
+
 def measure(engine: str, task: str, payloads: list[dict]) -> tuple[dict[str, Any], RunResult]:
-    """One run of the sweep on ``engine`` (``local``, ``local[N]`` or ``cluster``)."""
+    """One run of the sweep on ``engine`` (``local``, ``local[N]``, ``cluster`` or the
+    control ``pool[N]``)."""
     from spark_integration import cluster
 
     load_before = os.getloadavg()[0]
@@ -65,9 +83,13 @@ def measure(engine: str, task: str, payloads: list[dict]) -> tuple[dict[str, Any
     try:
         master = info.master_url if info else engine
         slots = info.total_cores if info else (1 if engine == "local" else
-                                               int(engine[len("local["):-1]))
-        result = (run_tasks(task, payloads) if engine == "local"
-                  else run_tasks(task, payloads, "spark", master))
+                                               int(engine[engine.index("[") + 1:-1]))
+        if engine == "local":
+            result = run_tasks(task, payloads)
+        elif engine.startswith("pool["):
+            result = _pool(task, payloads, slots)
+        else:
+            result = run_tasks(task, payloads, "spark", master)
     finally:
         runner.close()  # each engine's wall time includes its own session start
         if info is not None:
@@ -87,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.runner")
     parser.add_argument("--sweep", choices=SWEEPS, default="spark_dag")
     parser.add_argument("--seeds", type=int, help="tasks (default 16; --quick 4)")
-    parser.add_argument("--engines", default="local,local[2],cluster",
-                        help="comma list of local, local[N], cluster")
+    parser.add_argument("--engines", default="local,pool[2],local[2],cluster",
+                        help="comma list of local, local[N], cluster, pool[N] (the control: N "
+                             "plain processes, no Spark)")
     args = parse_args("runner", argv, parser)
     seeds = args.seeds or (4 if args.quick else 16)
     task, payloads = sweep_payloads(args.sweep, seeds)
@@ -111,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     if base is not None:
         targets["sweep_at_least_60s_in_one_process"] = target(base["wall_s"], 60.0, ">=")
         for row in rows:
-            if row["engine"] != "local":
+            if row["engine"] not in ("local",) and not row["engine"].startswith("pool"):
                 targets[f"speedup_{row['engine']}"] = target(row["speedup"], 1.7, ">=")
     targets["identical_rows"] = target(float(all(r["identical_to_first"] for r in rows)), 1.0,
                                        ">=")
