@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def materialise_models(models: dict[str, dict]) -> dict[str, str]:
     for name, model in models.items():
         path = folder / (hashlib.sha256(model["data"]).hexdigest() + model["suffix"])
         if not path.exists():
-            partial = path.with_suffix(f".{name}.partial")
+            partial = folder / f"{path.name}.{os.getpid()}.partial"
             partial.write_bytes(model["data"])
             partial.replace(path)
         paths[name] = str(path)
