@@ -8,6 +8,7 @@ import pytest
 from agents.param_server_agent import AgentModelError, load_agent
 from agents.param_server_portfolio import VARIANTS, candidates
 from envs.param_server import MachineProfile, ZipfTopicGenerator, evaluate
+from envs.param_server.simulator import capacity_violations
 from heuristics.param_server import two_step
 
 # docs/param_server.md, "Agent": mean ratio to two_step on these 4 instances (0.9806
@@ -31,6 +32,7 @@ def test_shipped_agent_is_never_slower_than_two_step_and_within_its_bound(fixed_
         assert details.two_step_s == pytest.approx(two_step_s, rel=1e-9)
         assert evaluate(instance, details.allocation).iteration_s == pytest.approx(
             details.iteration_s, rel=1e-9)
+        assert not capacity_violations(instance, details.allocation)
         ratios.append(details.iteration_s / two_step_s)
     assert max(ratios) <= 1.0 + 1e-12
     assert np.mean(ratios) <= DOCUMENTED_MEAN_BOUND, ratios
