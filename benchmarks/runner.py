@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 targets[f"speedup_{row['engine']}"] = target(row["speedup"], 1.7, ">=")
     targets["identical_rows"] = target(float(all(r["identical_to_first"] for r in rows)), 1.0,
                                        ">=")
-    columns = ["engine", "slots", "tasks", "wall_s", "speedup", "task_s_median",
+    columns = ["engine", "slots", "tasks", "wall_s", "speedup", "task_s_sum", "task_s_median",
                "overhead_per_task_s", "retried_tasks", "identical_to_first", "load_before",
                "load_after"]
     body = "\n\n".join([f"## {args.sweep}: {seeds} tasks, one per seed/instance",
