@@ -172,11 +172,16 @@ def _yarn_resource_manager() -> tuple[str, int] | None:
         site = Path(os.environ.get(variable, "")) / "yarn-site.xml"
         if not os.environ.get(variable) or not site.is_file():
             continue
-        values = {p.findtext("name"): (p.findtext("value") or "").strip()
-                  for p in ET.parse(site).getroot().iter("property")}
+        try:
+            values = {p.findtext("name"): (p.findtext("value") or "").strip()
+                      for p in ET.parse(site).getroot().iter("property")}
+        except ET.ParseError as error:
+            raise ValueError(f"{site}: not valid XML ({error})") from None
         address = values.get("yarn.resourcemanager.address")
         if address and ":" in address:
             host, _, port = address.rpartition(":")
+            if not port.isdigit():
+                raise ValueError(f"{site}: yarn.resourcemanager.address {address!r} has no port")
             return host, int(port)
         if values.get("yarn.resourcemanager.hostname"):
             return values["yarn.resourcemanager.hostname"], 8032

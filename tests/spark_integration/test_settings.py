@@ -120,3 +120,20 @@ def test_unreachable_master_names_the_url() -> None:
     problem = master_problem(f"spark://127.0.0.1:{port}")
     assert problem.startswith(f"cannot reach the Spark master spark://127.0.0.1:{port} (")
     assert master_problem("local[2]") is None
+
+
+def test_yarn_resource_manager_from_the_site_file(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    (tmp_path / "yarn-site.xml").write_text(
+        "<configuration><property><name>yarn.resourcemanager.address</name>"
+        f"<value>127.0.0.1:{port}</value></property></configuration>")
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(tmp_path))
+    assert master_problem("yarn") == (f"cannot reach the Spark master yarn (127.0.0.1:{port}: "
+                                      f"Connection refused)")
+    (tmp_path / "yarn-site.xml").write_text("<configuration>")
+    with pytest.raises(ValueError, match="yarn-site.xml: not valid XML"):
+        master_problem("yarn")
