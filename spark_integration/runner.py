@@ -155,11 +155,16 @@ def session_for(master: str, max_failures: int = DEFAULT_MAX_FAILURES) -> Any:
     """The runner's SparkSession on ``master``: started on first use and kept for the next
     sweeps of this process (one JVM start, not one per sweep); another master replaces it.
     Each task's libraries get one thread (a task per core: BLAS threads would oversubscribe)."""
+    from pyspark import SparkContext
+
     from spark_integration.session import build_session
 
     if _SESSION.get("master") == (master, max_failures):
         return _SESSION["spark"]
     close()
+    if SparkContext._active_spark_context is not None:  # one SparkContext per process
+        raise RunnerError("a SparkSession not started by the runner is running in this "
+                          "process; pass it as run_tasks(..., spark=session)")
     if "PYSPARK_PYTHON" not in os.environ:  # executors run this interpreter unless told
         os.environ["PYSPARK_PYTHON"] = sys.executable
     threads = {f"spark.executorEnv.{name}": "1" for name in

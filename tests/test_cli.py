@@ -78,7 +78,9 @@ def test_compare_runs_for_other_envs(env_id: str, tmp_path: Path) -> None:
     payload = json.loads(next(tmp_path.glob("compare_*.json")).read_text())
     names = {row["scheduler"] for row in payload["rows"]}
     assert "agent_shipped" in names and len(names) >= 4
-    assert min(row["mean_ratio"] for row in payload["rows"]) == pytest.approx(1.0)
+    heuristic_ratios = [row["mean_ratio"] for row in payload["rows"]
+                        if row["scheduler"] != "agent_shipped"]
+    assert min(heuristic_ratios) == pytest.approx(1.0)  # the agent may beat the best one
     assert list(tmp_path.glob("compare_*.png"))
     assert (tmp_path / payload["gantt"]["png"]).stat().st_size > 0
     assert all(chart["keys"] and chart["rows"] for chart in payload["gantt"]["charts"])

@@ -89,3 +89,9 @@ def test_warmup_labels_through_the_runner_equal_the_in_process_ones(spark) -> No
     for key in expected[0]:
         assert np.array_equal(collected[0][key], expected[0][key])
     assert np.array_equal(collected[1], expected[1]) and np.array_equal(collected[2], expected[2])
+
+
+def test_a_foreign_session_is_not_taken_over(spark) -> None:
+    with pytest.raises(RunnerError, match="pass it as run_tasks"):
+        run_tasks("spark_integration.sweep_tasks:compare_episodes", [], "spark", "local[2]")
+    assert spark.sparkContext._jsc is not None  # still running
