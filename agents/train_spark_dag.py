@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cma
 import numpy as np
 
 from agents.evaluate import run_episode
@@ -85,12 +84,16 @@ BATCH_CLUSTER = {"mode": "batch", "num_jobs": 10, "num_executors": 20, "network_
                  "network_mix": 0.5, "duration_model": "fixed"}
 
 
+KINDS = ("synthetic", "decima", "real", "batch")
+
+
 def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
-                   real: list[Job]) -> list[Workload]:
+                   real: list[Job], kinds: tuple[str, ...] = KINDS) -> list[Workload]:
     """Cycles through the shapes: synthetic online (E = 50), Decima sequences (E = 50, if
     given), real-Spark trace sequences (E = 2, no move cost: executors are slots of one JVM),
-    and batch instances judged by makespan (E = 20)."""
-    kinds = ["synthetic", *(["decima"] if decima else []), *(["real"] if real else []), "batch"]
+    and batch instances judged by makespan (E = 20); ``kinds`` selects among them."""
+    kinds = tuple(kind for kind in kinds if (kind != "decima" or decima)
+                  and (kind != "real" or real))
     workloads = []
     for k in range(count):
         rng = np.random.default_rng(base_seed + k)
@@ -174,12 +177,17 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--real-traces", help="comma-separated files in data/spark_traces to "
                         "train on (default: every trace there that carries waves)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"workload kinds to train and validate on (of {', '.join(KINDS)})")
     parser.add_argument("--init", choices=sorted(INITS), default="shortest_work",
                         help="starting point: fair (with the source rule) or shortest remaining "
                              "work at the fair share (without it)")
     parser.add_argument("--out", type=Path, default=Path("models/spark_dag_policy.json"))
     args = parser.parse_args(argv)
     config = Config(**{f: getattr(args, f) for f in asdict(Config())})
+    kinds = tuple(args.kinds.split(","))
+    if unknown := sorted(set(kinds) - set(KINDS)):
+        parser.error(f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})")
     decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
     traces = load_wave_traces(TRACES)
     if args.real_traces:
@@ -189,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--real-traces: {', '.join(missing)} not in {TRACES} (with waves)")
         traces = {name: traces[name] for name in wanted}
     real = [job for jobs in traces.values() for job in jobs]
+    import cma  # here, so that --help answers at once
+
     started = time.monotonic()
     half = len(STAGE_FEATURES)
     start = np.concatenate(INITS[args.init]())
@@ -197,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         "seed": config.seed + 1, "popsize": config.population, "verbose": -9,
         "CMA_stds": np.concatenate([np.ones(half), np.full(half, config.limit_scale)])})
 
-    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, real)
+    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, real,
+                                kinds)
     validation_fair = fair_objectives(validation)
     best_params, best_score = start, play((start, source_rule, validation, validation_fair))
     history = [{"generation": 0, "validation_vs_fair": best_score, "minutes": 0.0}]
@@ -206,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     with ProcessPoolExecutor(config.workers) as pool:
         for generation in range(1, config.generations + 1):
             workloads = make_workloads(config.train_workloads,
-                                       TRAIN_SEED + generation * 100, decima, real)
+                                       TRAIN_SEED + generation * 100, decima, real, kinds)
             fair = fair_objectives(workloads)
             candidates = search.ask()
             fitness = np.array(list(pool.map(play, [(c, source_rule, workloads, fair)
@@ -229,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
                            source_rule=source_rule)
     record = {"command": "python -m agents.train_spark_dag " + " ".join(
                   str(a) for a in (argv if argv is not None else sys.argv[1:])),
-              "config": asdict(config), "init": args.init, "decima_tpch": bool(decima),
+              "config": asdict(config), "init": args.init, "kinds": list(kinds),
+              "decima_tpch": bool(decima),
               "real_traces": sorted(traces),
               "train_seed": TRAIN_SEED, "validation_seed": VALIDATION_SEED,
               "episodes": config.generations * (config.population + 1)

@@ -11,7 +11,8 @@ from agents.scheduler import Scheduler
 from envs.spark_dag import ObservationLimits
 
 SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
-DEFAULT_AGENT = Path("models/spark_dag_policy.json")
+# the policy trained on the real-Spark traces at their 2 executors (agents.train_spark_dag)
+DEFAULT_AGENT = Path(__file__).resolve().parent.parent / "models" / "spark_dag_policy_real.json"
 
 
 @dataclass
@@ -45,7 +46,7 @@ def agent_limits(model_path: str | Path) -> ObservationLimits:
 def make_driver(name: str, limits: ObservationLimits | None = None,
                 executors: int | None = None) -> Driver:
     """``spark-fifo`` / ``spark-fair``, a name in ``heuristics.spark_dag.HEURISTICS``,
-    ``agent`` (the shipped graph policy), a graph policy ``.json`` (:mod:`agents.spark_policy`)
+    ``agent`` (the shipped real-Spark graph policy), a graph policy ``.json`` (:mod:`agents.spark_policy`)
     or a padded MaskablePPO ``.zip``. With ``executors`` given, a graph policy not validated
     for that cluster size is refused (``agents.spark_policy.ShapeError``)."""
     from heuristics.spark_dag import HEURISTICS, make_heuristic

@@ -1,5 +1,6 @@
-"""The graph scoring policy: equals fair at its start, loads with the shape check, and the
-shipped one is no worse than fair on fixed held-out workloads."""
+"""The graph scoring policy: equals fair with fair's weights, the shortest-work start follows
+its rule, loads with the shape check, and the shipped policies keep their documented bounds on
+fixed held-out workloads."""
 
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_workloa
 from heuristics.spark_dag import make_heuristic
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "spark_dag_policy.json"
+REAL = SHIPPED.with_name("spark_dag_policy_real.json")
 
 
 def test_fair_weights_reproduce_fair():
@@ -79,12 +81,11 @@ def test_round_trip_and_shape_check(tmp_path):
         load_policy(tmp_path / "bad.json")
 
 
-@pytest.mark.skipif(not SHIPPED.exists(), reason="models/spark_dag_policy.json not trained yet")
-def test_shipped_policy_not_worse_than_fair_on_held_out_workloads():
-    """The documented bound (docs/spark_dag.md): on these 10 held-out workloads (6 synthetic,
-    50 executors; 4 sequences of the local[2] trace, 2 executors, load 0.7) the mean ratio to
-    fair is at most 1.0 (0.97 when the policy shipped)."""
-    policy = load_policy(SHIPPED)
+def test_shipped_policy_beats_fair_on_held_out_synthetic_workloads():
+    """The documented bound (docs/spark_dag.md): on these 6 held-out synthetic workloads (30
+    jobs, 50 executors, load 0.85) the shipped policy's mean JCT is at most 0.92 x fair's on
+    average (0.862 when it shipped), never worse than fair, with no invalid decision."""
+    policy = load_policy(SHIPPED, executors=50)
     ratios = []
     env = SparkDagShopEnv(observation_mode="graph", num_jobs=30, num_executors=50, load=0.85)
     for seed in range(20_000, 20_006):
@@ -93,15 +94,29 @@ def test_shipped_policy_not_worse_than_fair_on_held_out_workloads():
         mine = run_episode(env, policy, seed=seed, options={"instance": jobs})
         assert mine["invalid_actions"] == 0 and mine["jobs_done"] == 30
         ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
+    assert max(ratios) < 1.0
+    assert float(np.mean(ratios)) <= 0.92
+
+
+def test_real_spark_policy_beats_fair_on_the_local_trace_and_refuses_50_executors():
+    """The live bridge's policy (``models/spark_dag_policy_real.json``): on 4 held-out
+    sequences of the local[2] trace (30 jobs, 2 executors, load 0.7) its mean JCT is at most
+    0.90 x fair's on average (0.823 when it shipped); it was validated on 2 executors only
+    and is refused on 50 (where it is 4-9x slower than fair)."""
+    policy = load_policy(REAL, executors=2)
+    with pytest.raises(ShapeError):
+        load_policy(REAL, executors=50)
     templates = load_workload(SHIPPED.parents[1] / "data" / "spark_traces"
                               / "tpch_sf0.1_local_e1-2.json")
     gap = float(np.mean([job.work_s for job in templates])) / (0.7 * 2)
     small = SparkDagShopEnv(observation_mode="graph", num_executors=2, moving_delay_s=0.0,
                             warmup_s=0.0)
+    ratios = []
     for seed in range(20_000, 20_004):
         jobs = TraceSequenceGenerator(templates, num_jobs=30, mean_interarrival_s=gap)(
             np.random.default_rng(seed))
         fair = run_episode(small, make_heuristic("fair"), seed=seed, options={"instance": jobs})
         mine = run_episode(small, policy, seed=seed, options={"instance": jobs})
+        assert mine["invalid_actions"] == 0
         ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
-    assert float(np.mean(ratios)) <= 1.0
+    assert float(np.mean(ratios)) <= 0.90
