@@ -84,16 +84,23 @@ BATCH_CLUSTER = {"mode": "batch", "num_jobs": 10, "num_executors": 20, "network_
                  "network_mix": 0.5, "duration_model": "fixed"}
 
 
-KINDS = ("synthetic", "decima", "real", "batch")
+KINDS = ("synthetic", "decima", "real", "trace", "batch")
+DEFAULT_KINDS = ("synthetic", "decima", "real", "batch")
+REAL_CLUSTER = {"num_executors": 2, "moving_delay_s": 0.0, "warmup_s": 0.0}
 
 
 def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
-                   real: list[Job], kinds: tuple[str, ...] = KINDS) -> list[Workload]:
+                   traces: dict[str, list[Job]], kinds: tuple[str, ...] = DEFAULT_KINDS
+                   ) -> list[Workload]:
     """Cycles through the shapes: synthetic online (E = 50), Decima sequences (E = 50, if
-    given), real-Spark trace sequences (E = 2, no move cost: executors are slots of one JVM),
-    and batch instances judged by makespan (E = 20); ``kinds`` selects among them."""
+    given), real-Spark trace sequences (E = 2, no move cost: executors are slots of one JVM;
+    ``real`` draws each sequence from all traces' jobs pooled, ``trace`` from one trace at a
+    time, in turn, as the benchmark does) and batch instances judged by makespan (E = 20);
+    ``kinds`` selects among them."""
     kinds = tuple(kind for kind in kinds if (kind != "decima" or decima)
-                  and (kind != "real" or real))
+                  and (kind not in ("real", "trace") or traces))
+    pooled = [job for jobs in traces.values() for job in jobs]
+    names = sorted(traces)
     workloads = []
     for k in range(count):
         rng = np.random.default_rng(base_seed + k)
@@ -101,13 +108,13 @@ def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
         if kind == "decima":
             generator = TraceSequenceGenerator(decima, num_jobs=int(rng.integers(50, 101)))
             workloads.append(Workload(generator(rng), DECIMA_CLUSTER, seed))
-        elif kind == "real":
-            mean_work = float(np.mean([job.work_s for job in real]))
-            generator = TraceSequenceGenerator(real, num_jobs=int(rng.integers(20, 61)),
+        elif kind in ("real", "trace"):
+            jobs = pooled if kind == "real" else traces[names[k // len(kinds) % len(names)]]
+            mean_work = float(np.mean([job.work_s for job in jobs]))
+            generator = TraceSequenceGenerator(jobs, num_jobs=int(rng.integers(20, 61)),
                                                mean_interarrival_s=mean_work / (
                                                    float(rng.uniform(0.5, 0.95)) * 2))
-            workloads.append(Workload(generator(rng), {"num_executors": 2, "moving_delay_s": 0.0,
-                                                       "warmup_s": 0.0}, seed))
+            workloads.append(Workload(generator(rng), REAL_CLUSTER, seed))
         elif kind == "batch":
             env = SparkDagShopEnv(observation_mode="graph", **BATCH_CLUSTER)
             workloads.append(Workload(env.generator(rng), BATCH_CLUSTER, seed, "makespan_s"))
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--real-traces", help="comma-separated files in data/spark_traces to "
                         "train on (default: every trace there that carries waves)")
-    parser.add_argument("--kinds", default=",".join(KINDS),
+    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
                         help=f"workload kinds to train and validate on (of {', '.join(KINDS)})")
     parser.add_argument("--init", choices=sorted(INITS), default="shortest_work",
                         help="starting point: fair (with the source rule) or shortest remaining "
@@ -196,7 +203,6 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             parser.error(f"--real-traces: {', '.join(missing)} not in {TRACES} (with waves)")
         traces = {name: traces[name] for name in wanted}
-    real = [job for jobs in traces.values() for job in jobs]
     import cma  # here, so that --help answers at once
 
     started = time.monotonic()
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         "seed": config.seed + 1, "popsize": config.population, "verbose": -9,
         "CMA_stds": np.concatenate([np.ones(half), np.full(half, config.limit_scale)])})
 
-    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, real,
+    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, traces,
                                 kinds)
     validation_fair = fair_objectives(validation)
     best_params, best_score = start, play((start, source_rule, validation, validation_fair))
@@ -217,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     with ProcessPoolExecutor(config.workers) as pool:
         for generation in range(1, config.generations + 1):
             workloads = make_workloads(config.train_workloads,
-                                       TRAIN_SEED + generation * 100, decima, real, kinds)
+                                       TRAIN_SEED + generation * 100, decima, traces, kinds)
             fair = fair_objectives(workloads)
             candidates = search.ask()
             fitness = np.array(list(pool.map(play, [(c, source_rule, workloads, fair)

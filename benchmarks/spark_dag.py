@@ -26,8 +26,9 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
 The ``agent`` row is the shipped learned policy (``models/spark_dag_policy.json``),
 ``agent_real`` (real-trace sections) the one trained on the real-Spark traces at 2 executors
 (``models/spark_dag_policy_real.json``, the live bridge's ``agent``; the real-trace targets are
-its), ``agent_start`` the hand-set point training starts from; a missing policy is warned
-about and its targets reported not met.
+its), ``agent_batch`` (batch section) the one trained for makespan on batch instances
+(``models/spark_dag_policy_batch.json``; the batch target is its), ``agent_start`` the hand-set
+point training starts from; a missing policy is warned about and its targets reported not met.
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ from heuristics.spark_dag import HEURISTICS, make_heuristic
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "data" / "spark_traces"
-POLICY = ROOT / "models" / "spark_dag_policy.json"
-REAL_POLICY = ROOT / "models" / "spark_dag_policy_real.json"  # the live bridge's agent
+# the shipped policies: online (50 and 20 executors), real-Spark shape (2 executors; the live
+# bridge's agent), batch makespan (20 executors)
+POLICIES = {"agent": ROOT / "models" / "spark_dag_policy.json",
+            "agent_real": ROOT / "models" / "spark_dag_policy_real.json",
+            "agent_batch": ROOT / "models" / "spark_dag_policy_batch.json"}
 TEST_SEED = 20_000  # held-out workloads (training used 0..9_999, validation 10_000..)
 DECIMA_CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
 
@@ -68,29 +72,25 @@ def graph_env(**config: Any) -> SparkDagShopEnv:
 
 
 def scheduler(name: str) -> Any:
-    """A heuristic by name, ``agent`` (the shipped learned policy), ``agent_real`` (the one
-    trained on the real-Spark traces at their 2 executors, which the live bridge runs) or
-    ``agent_start`` (the hand-set point training starts from: shortest remaining work at the
-    fair share)."""
-    if name == "agent":
-        return load_policy(POLICY, allow_any_shape=True)
-    if name == "agent_real":
-        return load_policy(REAL_POLICY, allow_any_shape=True)
+    """A heuristic by name, a shipped policy (:data:`POLICIES`) or ``agent_start`` (the
+    hand-set point training starts from: shortest remaining work at the fair share)."""
+    if name in POLICIES:
+        return load_policy(POLICIES[name], allow_any_shape=True)
     if name == "agent_start":
         return ScoringPolicy(*shortest_work_weights(), source_rule=False)
     return make_heuristic(name)
 
 
-def all_schedulers(real: bool = False) -> tuple[str, ...]:
-    """Every heuristic, the training start and the shipped policies (``agent_real`` too on
-    the real-Spark traces); a missing policy is warned about and left out."""
+def all_schedulers(*agents: str) -> tuple[str, ...]:
+    """Every heuristic, the training start, ``agent`` and the other shipped policies named;
+    a missing policy is warned about and left out."""
     names = [*HEURISTICS, "agent_start"]
-    for name, path in (("agent", POLICY), *((("agent_real", REAL_POLICY),) if real else ())):
-        if path.exists():
+    for name in ("agent", *agents):
+        if POLICIES[name].exists():
             names.append(name)
         else:
-            print(f"warning: {path} missing: the {name} rows and targets are reported missing",
-                  file=sys.stderr)
+            print(f"warning: {POLICIES[name]} missing: the {name} rows and targets are "
+                  f"reported missing", file=sys.stderr)
     return tuple(names)
 
 
@@ -137,7 +137,7 @@ def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
         # one executor per worker link when recorded: the links carry E full-rate phases
         env = graph_env(num_executors=executors, moving_delay_s=0.0, warmup_s=0.0,
                         network_capacity=float(executors))
-        cell = compare(env, workloads, "real_traces", names=all_schedulers(real=True), trace=name,
+        cell = compare(env, workloads, "real_traces", names=all_schedulers("agent_real"), trace=name,
                        executors=executors)
         rows += cell
         tables[name] = summarize(cell)
@@ -172,7 +172,8 @@ def agent_targets(tables: dict[str, tuple[str, list[dict]]], batch: list[dict]
         result[f"agent_vs_start_{section}"] = target(vs_start, 1.0, "<=")
     by_name = {r["scheduler"]: r for r in batch}
     best_batch = min(r["mean_over_bound"] for r in batch if r["scheduler"] in HEURISTICS)
-    agent_batch = by_name["agent"]["mean_over_bound"] if "agent" in by_name else float("inf")
+    agent_batch = by_name["agent_batch"]["mean_over_bound"] if "agent_batch" in by_name else \
+        float("inf")
     result["agent_batch_makespan_vs_best_heuristic"] = target(agent_batch / best_batch, 1.0, "<=")
     return result
 
@@ -245,7 +246,7 @@ def bench_batch(instances: int) -> list[dict]:
     for seed in range(instances):
         jobs = env.generator(np.random.default_rng(TEST_SEED + seed))
         bound = spark_makespan_lower_bound(jobs, env.cluster)
-        for name in all_schedulers():
+        for name in all_schedulers("agent_batch"):
             info = run_episode(env, scheduler(name), options={"instance": jobs})
             rows.append({"section": "batch", "seed": seed, "scheduler": name,
                          "makespan_s": info["makespan_s"], "lower_bound_s": bound,

@@ -98,11 +98,11 @@ def test_shipped_policy_beats_fair_on_held_out_synthetic_workloads():
     assert float(np.mean(ratios)) <= 0.92
 
 
-def test_real_spark_policy_beats_fair_on_the_local_trace_and_refuses_50_executors():
-    """The live bridge's policy (``models/spark_dag_policy_real.json``): on 4 held-out
-    sequences of the local[2] trace (30 jobs, 2 executors, load 0.7) its mean JCT is at most
-    0.90 x fair's on average (0.823 when it shipped); it was validated on 2 executors only
-    and is refused on 50 (where it is 4-9x slower than fair)."""
+def test_real_spark_policy_beats_fair_on_its_trace_and_refuses_50_executors():
+    """The live bridge's policy (``models/spark_dag_policy_real.json``, trained on the
+    local[2] trace): on 4 held-out sequences of that trace (30 jobs, 2 executors, load 0.7)
+    its mean JCT is at most 0.90 x fair's on average (0.881 when it shipped); it was
+    validated on 2 executors only and is refused on 50."""
     policy = load_policy(REAL, executors=2)
     with pytest.raises(ShapeError):
         load_policy(REAL, executors=50)
