@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -193,7 +194,10 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
     where :func:`spark_integration.settings.default_driver_conf` says. ``start_timeout_s``
     bounds the start (a cluster master that accepts TCP but never registers the application
     would otherwise hold it for a minute of Spark's own retries): past it the driver JVM is
-    stopped and TimeoutError names the master.
+    stopped and TimeoutError names the master. The caller's SIGINT handler is kept: pyspark
+    would replace it with one that calls ``cancelAllJobs`` from inside the signal handler (on
+    the main thread, possibly in the middle of that thread's own Py4J call); the DagExecutor
+    cancels its own jobs on ``KeyboardInterrupt`` instead.
     """
     mode = scheduler_mode.upper()
     if mode not in ("FAIR", "FIFO"):
@@ -234,6 +238,8 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
         expired.set()
         stop_session(None, timeout_s=5.0)
 
+    main_thread = threading.current_thread() is threading.main_thread()
+    caller_handler = signal.getsignal(signal.SIGINT) if main_thread else None
     watchdog = threading.Timer(start_timeout_s or 0.0, give_up)
     watchdog.daemon = True
     if start_timeout_s is not None:
@@ -249,6 +255,8 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
             raise
     finally:
         watchdog.cancel()
+        if caller_handler is not None:
+            signal.signal(signal.SIGINT, caller_handler)
     if expired.is_set():
         watchdog.join(timeout=10.0)  # the JVM is reaped before the process may exit
         raise TimeoutError(f"the Spark master {master} did not accept this application within "

@@ -76,7 +76,7 @@ def test_executor_counts_map_to_masters_and_bad_options_fail(tmp_path, capsys) -
     assert main(["--executor-counts", "1,x", "--out", str(tmp_path / "t.json")]) == 2
     assert "--executor-counts must be comma-separated integers" in capsys.readouterr().err
     assert main(["--conf", "novalue", "--out", str(tmp_path / "t.json")]) == 2
-    assert "--conf must be KEY=VALUE" in capsys.readouterr().err
+    assert "--conf: expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_real_event_log_waves(all_queries_run, event_log_dir) -> None:
