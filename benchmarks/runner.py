@@ -33,13 +33,14 @@ from spark_integration.runner import RunResult, run_tasks
 SWEEPS = ("spark_dag", "offload")
 
 
-def sweep_payloads(sweep: str, seeds: int) -> tuple[str, list[dict]]:
+def sweep_payloads(sweep: str, seeds: int, batch: int = 1) -> tuple[str, list[dict]]:
     from spark_integration.sweep_tasks import model_payload
 
     if sweep == "spark_dag":
         return ("spark_integration.sweep_tasks:compare_episodes",
-                [{"env_id": "pipesched/SparkDagShop-v0", "seeds": [seed], "models": {}}
-                 for seed in range(seeds)])
+                [{"env_id": "pipesched/SparkDagShop-v0",
+                  "seeds": list(range(first, min(first + batch, seeds))), "models": {}}
+                 for first in range(0, seeds, batch)])
     from agents.cli import SHIPPED_OFFLOAD_AGENT
     from envs.offload import ProfileGenerator
 
@@ -108,16 +109,20 @@ def measure(engine: str, task: str, payloads: list[dict]) -> tuple[dict[str, Any
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.runner")
     parser.add_argument("--sweep", choices=SWEEPS, default="spark_dag")
-    parser.add_argument("--seeds", type=int, help="tasks (default 16; --quick 4)")
+    parser.add_argument("--seeds", type=int, help="seeds or instances (default 16; --quick 4)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="seeds per task (spark_dag; default 1)")
     parser.add_argument("--engines", default="local,pool[2],local[2],cluster",
                         help="comma list of local, local[N], cluster, pool[N] (the control: N "
                              "plain processes, no Spark)")
     args = parse_args("runner", argv, parser)
     seeds = args.seeds or (4 if args.quick else 16)
-    task, payloads = sweep_payloads(args.sweep, seeds)
+    if args.batch < 1:
+        parser.error(f"--batch: must be at least 1, got {args.batch}")
+    task, payloads = sweep_payloads(args.sweep, seeds, args.batch)
     rows, results = [], {}
     for engine in args.engines.split(","):
-        print(f"runner benchmark: {args.sweep}, {seeds} tasks on {engine}", flush=True)
+        print(f"runner benchmark: {args.sweep}, {len(payloads)} tasks on {engine}", flush=True)
         started = time.perf_counter()
         row, results[engine] = measure(engine, task, payloads)
         rows.append(row)
