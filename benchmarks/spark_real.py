@@ -22,8 +22,8 @@ shape are checked before a JVM starts). Per master, in ONE SparkSession with eve
    job time at full parallelism / ``--load``) runs once per driver in each of ``--repeats``
    paired repeats: ``spark-fifo`` (every node submitted as soon as it is ready into Spark's
    FIFO queue), ``spark-fair`` (likewise, one FAIR pool per job), and pipesched ``fair``,
-   ``sjf``, ``contention_free`` and the agent (``models/spark_dag_policy.json``, whatever is
-   there when the run starts) through :class:`spark_integration.DagExecutor`. The driver order
+   ``sjf``, ``contention_free`` and the agent (``spark_integration.schedulers.DEFAULT_AGENT``,
+   whatever is there when the run starts) through :class:`spark_integration.DagExecutor`. The driver order
    rotates between repeats (interleaved, so slow drift of the machine spreads over all
    drivers), and a pace probe (three queries timed alone) runs right before every run.
 
