@@ -5,9 +5,16 @@ started), ``--debug`` shows the traceback instead."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Callable
+
+
+def _not_py4j_interrupt(record: logging.LogRecord) -> bool:
+    # py4j logs a traceback on the root logger when Ctrl-C lands inside a JVM call; the
+    # one-line ending below says it already
+    return not record.getMessage().startswith("KeyboardInterrupt while sending command")
 
 
 def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int | None]) -> int:
@@ -19,6 +26,8 @@ def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    root = logging.getLogger()
+    root.addFilter(_not_py4j_interrupt)
     try:
         return work() or 0
     except KeyboardInterrupt:
@@ -31,5 +40,6 @@ def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int
             parser.exit(2, f"{parser.prog}: error: {error}\n")
     finally:
         signal.signal(signal.SIGINT, previous)
+        root.removeFilter(_not_py4j_interrupt)
     print(f"{parser.prog}: interrupted; nothing written", file=sys.stderr)
     return 130

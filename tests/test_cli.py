@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,11 +92,17 @@ def test_ctrl_c_during_training_saves_the_model(tmp_path: Path) -> None:
         [sys.executable, "train_agents.py", "train", "--no-warmup", "--timesteps", "1000000",
          "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    for line in process.stdout:
-        if "training" in line:
-            break
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    try:
+        for line in process.stdout:
+            if "training" in line:
+                break
+        time.sleep(2.0)  # let learn() start its loop: the Ctrl-C under test lands mid-training
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # never leave a trainer running behind a failed test
+            process.kill()
+            process.communicate()
     assert process.returncode == 130
     assert err.strip().startswith("interrupted after") and len(err.strip().splitlines()) == 1
     assert list(tmp_path.rglob("model_interrupted.zip"))
