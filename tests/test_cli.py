@@ -88,10 +88,12 @@ def test_compare_runs_for_other_envs(env_id: str, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_training_saves_the_model(tmp_path: Path) -> None:
+    # a suite started as a background job inherits SIGINT ignored; the trainer under test
+    # gets the default disposition, as when run from a terminal
     process = subprocess.Popen(
         [sys.executable, "train_agents.py", "train", "--no-warmup", "--timesteps", "1000000",
          "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in process.stdout:
             if "training" in line:

@@ -4,6 +4,7 @@ results equal to single-SQL execution, the shipped agent, retries, a failing que
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
 from pathlib import Path
@@ -128,12 +129,17 @@ def test_ctrl_c_cancels_every_job_tag_and_leaves_no_node_thread(spark, tables,
     executor = DagExecutor(spark, make_driver("spark-fair").scheduler, tables=tables,
                            work_dir=tmp_path, progress=False)
     specs = [JobSpec(f"q9#{i}", QUERIES["q9"], 0.0) for i in range(3)]
+    # interrupt_main does nothing while SIGINT is ignored (a suite run as a background job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(2.0, _thread.interrupt_main)
     timer.start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        executor.run(specs)
-    timer.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.run(specs)
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 60
     leftover = [t.name for t in threading.enumerate() if t.name.startswith("pipesched-node")]
     assert leftover == []
