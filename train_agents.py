@@ -4,9 +4,420 @@
     python train_agents.py train --env pipesched/DnnOffload-v0 --timesteps 200000 --n-envs 2
     python train_agents.py evaluate --env pipesched/DnnOffload-v0 --model runs/.../model.zip
     python train_agents.py compare --model agent=models/offload_agent.zip --instances 50
+
+Arguments are checked before anything heavy starts; a user mistake ends with one line and
+exit code 2 (``--debug`` shows the traceback), Ctrl-C with one line (training saves the current
+policy first). torch and Stable-Baselines3 are imported only by the command that needs them,
+so ``--help`` answers at once. This is the top of the layers: it wires agents to the sweep
+runner of the Spark bridge (``--engine spark``), so it is not part of ``agents``.
 """
 
-from agents.cli import main
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from envs import ENV_IDS
+
+OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
+PROBLEM_NAMES = {OFFLOAD_ENV_ID: "offload", "pipesched/SparkDagShop-v0": "spark_dag",
+                 "pipesched/ParamServer-v0": "param_server",
+                 "pipesched/HeteroPipeline-v0": "hetero_pipeline"}
+#: the demo's brief training: clone ``joint`` on a few instances (no DAgger), then PPO
+DEMO_PRETRAIN = {"instances": 40, "epochs": 15, "dagger_rounds": 0}
+SHIPPED_OFFLOAD_AGENT = Path(__file__).resolve().parent / "models" / "offload_agent.zip"
+#: seeds of the instances ``train`` and ``evaluate`` report on (training uses 0.. and 10_000..)
+VALIDATION_SEED = 900_000
+DESCRIPTION = """pipesched: train, evaluate and compare schedulers (no command: the demo, ~4 min).
+
+CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048` 1-2 min
+(warm-up scaled to the steps), `--timesteps 49152 --n-envs 8` (the shipped agent's recipe) about
+40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about 2 min for
+--instances 10, on the other envs under a minute for 40 instances."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where evaluation episodes run: ``local`` (this process) or ``spark`` on ``master``,
+    ``batch`` seeds (offloading: instances) per task (default: 1 locally, else about 4 tasks
+    per core of ``local[N]``, 16 tasks on a cluster)."""
+
+    name: str = "local"
+    master: str | None = None
+    batch: int | None = None
+
+    def batch_for(self, count: int) -> int:
+        if self.batch:
+            return self.batch
+        if self.name == "local":
+            return 1
+        match = re.fullmatch(r"local\[(\d+)(,\d+)?\]", self.master or "")
+        return max(1, math.ceil(count / (4 * int(match.group(1)) if match else 16)))
+
+
+class UserError(Exception):
+    """A mistake in the command line or its files: reported in one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="train_agents.py", description=DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--env", default=OFFLOAD_ENV_ID, choices=sorted(ENV_IDS))
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks of errors")
+
+    def engine(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--engine", choices=("local", "spark"), default="local",
+                         help="run the episodes here or on Spark (docs/runner.md)")
+        sub.add_argument("--master", help="Spark master URL for --engine spark: local[N], "
+                                          "spark://HOST:PORT, yarn, k8s://...")
+        sub.add_argument("--batch", type=positive_int,
+                         help="seeds (offloading: instances) per task (default: 1 locally, "
+                              "about 4 tasks per Spark core)")
+
+    train_cmd = commands.add_parser(
+        "train", help="train MaskablePPO (DnnOffload, 2048 steps: 1-2 min)",
+        description="Train MaskablePPO with the env's entry of agents/configs/*.yaml. "
+                    "DnnOffload first imitates the `joint` planner; the warm-up shrinks with "
+                    "--timesteps below the recipe's 49152 (2048 steps: 1-2 min in all). "
+                    "Ctrl-C saves the current policy as model_interrupted.zip.")
+    common(train_cmd)
+    train_cmd.add_argument("--config", help="YAML keyed by env id, deep-merged into the shipped "
+                                            "entry (only the keys it names change; printed)")
+    train_cmd.add_argument("--timesteps", type=positive_int,
+                           help="PPO steps (default: the config's demo_timesteps)")
+    train_cmd.add_argument("--warmup-episodes", type=positive_int,
+                           help="episodes the imitation warm-up clones (default: scaled)")
+    train_cmd.add_argument("--no-warmup", action="store_true", help="skip the imitation warm-up")
+    train_cmd.add_argument("--n-envs", type=positive_int, default=1,
+                           help="> 1 uses SubprocVecEnv")
+    train_cmd.add_argument("--out", default="runs")
+    train_cmd.add_argument("--device", default="cpu", help="torch device of the policy")
+    train_cmd.add_argument("--validation-episodes", type=non_negative_int, default=10,
+                           help="held-out instances for the closing table (0: none)")
+    engine(train_cmd)
+
+    evaluate_cmd = commands.add_parser(
+        "evaluate", help="mean objective of a model against the heuristics (10-60 s)")
+    common(evaluate_cmd)
+    evaluate_cmd.add_argument("--model", required=True,
+                              help="a .zip from train, or a Spark policy .json")
+    evaluate_cmd.add_argument("--episodes", type=positive_int, default=20)
+    engine(evaluate_cmd)
+
+    compare_cmd = commands.add_parser(
+        "compare", help="models vs every heuristic (offloading: and the CP-SAT optimum)")
+    common(compare_cmd)
+    compare_cmd.add_argument("--model", action="append", default=[],
+                             help="NAME=PATH or PATH of a trained model (repeatable; default: "
+                                  "the shipped model of --env)")
+    compare_cmd.add_argument("--instances", type=positive_int, default=40,
+                             help="instances (offloading: per bandwidth class)")
+    compare_cmd.add_argument("--out", default="results")
+    engine(compare_cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        from agents.config import ConfigError
+        from agents.model_check import ModelError
+
+        if args.debug or not isinstance(error, UserError | ConfigError | ModelError):
+            raise
+        print(f"train_agents.py: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console()
+    if args.command is None:
+        return demo(console)
+    if args.command == "train":
+        return train_command(args, console)
+    if args.command == "evaluate":
+        from agents.model_check import check_model_file
+
+        engine = _engine(args)
+        check_model_file(args.model, args.env)
+        evaluate(args.env, args.model, args.episodes, args.seed, console, engine)
+        return 0
+    engine = _engine(args)
+    models = dict(_named_model(spec) for spec in args.model)
+    if not args.model:
+        from agents.compare import SHIPPED_MODELS
+
+        shipped = SHIPPED_MODELS[args.env]
+        models = {"agent_shipped": str(shipped)} if shipped.exists() else {}
+    from agents.model_check import check_model_file
+
+    for path in models.values():
+        check_model_file(path, args.env)
+    name = f"compare_{PROBLEM_NAMES[args.env]}"
+    if args.env == OFFLOAD_ENV_ID:
+        compare_offload(models, args.instances, args.seed, Path(args.out), console, name=name,
+                        engine=engine)
+    else:
+        compare_env(args.env, models, args.instances, args.seed, Path(args.out), console, name,
+                    engine)
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    """The --engine choice, checked before anything starts (an unreachable master included)."""
+    if args.engine == "local":
+        if args.master:
+            raise UserError("--master is for --engine spark")
+        return Engine(batch=args.batch)
+    if not args.master:
+        raise UserError("--engine spark needs --master URL (e.g. local[2], spark://HOST:7077)")
+    from spark_integration.settings import master_problem
+
+    problem = master_problem(args.master)
+    if problem:
+        raise UserError(f"--master {args.master}: {problem}")
+    return Engine("spark", args.master, args.batch)
+
+
+def run_sweep(task: str, payloads: list[dict], engine: Engine, label: str) -> list[dict]:
+    """The rows of ``payloads`` run by :mod:`spark_integration.runner` (a progress bar when
+    local; a task that fails every Spark attempt is a :class:`UserError`)."""
+    from rich.progress import Progress
+
+    from spark_integration.runner import RunnerError, run_tasks
+
+    try:
+        if engine.name != "local":
+            print(f"{label}: {len(payloads)} tasks on {engine.master}", file=sys.stderr)
+            return run_tasks(task, payloads, "spark", engine.master).flat_rows()
+        with Progress(transient=True) as bar:
+            progress = bar.add_task(label, total=len(payloads))
+            return run_tasks(task, payloads, progress=lambda done: bar.update(
+                progress, completed=done)).flat_rows()
+    except RunnerError as error:
+        raise UserError(str(error)) from None
+
+
+def _episode_outcomes(env_id: str, models: dict[str, str], seeds: range, engine: Engine,
+                      label: str) -> list:
+    from agents.compare import Outcome
+    from agents.sweep_tasks import model_payload
+
+    size = engine.batch_for(len(seeds))
+    files = model_payload(models)
+    payloads = [{"env_id": env_id, "seeds": list(seeds[i:i + size]), "models": files}
+                for i in range(0, len(seeds), size)]
+    rows = run_sweep("agents.sweep_tasks:compare_episodes", payloads, engine, label)
+    return [Outcome(row["reference"], row["objective"], row["plan_seconds"]) for row in rows]
+
+
+def train_command(args: argparse.Namespace, console: Any) -> int:
+    from agents.config import load_config_with_overrides
+
+    if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", args.device):
+        raise UserError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {args.device!r}")
+    if args.no_warmup and args.warmup_episodes:
+        raise UserError("--no-warmup and --warmup-episodes exclude each other")
+    load_config_with_overrides(args.env, args.config)  # a bad file fails before torch loads
+    engine = _engine(args)
+    from agents.train import train
+
+    collect = None
+    if engine.name == "spark":
+        def collect(task: str, payloads: list[dict]) -> list[dict]:
+            return run_sweep(task, payloads, engine, f"warm-up labels: {len(payloads)} tasks")
+
+    result = train(args.env, args.timesteps, args.seed, args.n_envs, args.config, args.out,
+                   console=console, device=args.device, warmup=not args.no_warmup,
+                   warmup_episodes=args.warmup_episodes, collect=collect)
+    if result.interrupted:
+        print(f"interrupted after {result.timesteps} steps; saved {result.model_path}",
+              file=sys.stderr)
+        return 130
+    console.print(f"saved {result.model_path}")
+    if args.validation_episodes:
+        evaluate(args.env, str(result.model_path), args.validation_episodes, VALIDATION_SEED,
+                 console, engine)
+    return 0
+
+
+def _named_model(spec: str) -> tuple[str, str]:
+    name, _, path = spec.rpartition("=")
+    return (name or Path(path).stem), path
+
+
+def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: Any,
+             engine: Engine = Engine()) -> None:
+    """The model and every heuristic on ``episodes`` seeded instances: a table of objective /
+    best heuristic, then one line with the model's mean objective."""
+    import numpy as np
+
+    from agents.compare import OBJECTIVE, summarise
+    from agents.report import print_ratio_table
+
+    outcomes = _episode_outcomes(env_id, {"model": model_path}, range(seed, seed + episodes),
+                                 engine, f"evaluating on {episodes} instances")
+    print_ratio_table(summarise(outcomes), f"{env_id}: {OBJECTIVE[env_id]} / best heuristic "
+                                           f"per instance, seeds {seed}..{seed + episodes - 1}",
+                      console)
+    values = np.array([o.objective["model"] for o in outcomes])
+    console.print(f"{env_id}: {OBJECTIVE[env_id]} mean {np.mean(values):.4f} "
+                  f"(std {np.std(values):.4f}) over {episodes} episodes of {model_path}")
+
+
+def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, out: Path,
+                console: Any, name: str, engine: Engine = Engine()) -> dict:
+    """Every heuristic and each model on ``instances`` seeded instances of ``env_id``; writes
+    ``out/<name>.json``, ``.md`` and ``.png``."""
+    from agents.compare import OBJECTIVE, summarise
+    from agents.report import plot_ratios, print_ratio_table, ratio_markdown
+
+    started = time.perf_counter()
+    outcomes = _episode_outcomes(env_id, models, range(seed, seed + instances), engine,
+                                 f"comparing on {instances} instances")
+    rows = summarise(outcomes)
+    objective = OBJECTIVE[env_id]
+    title = f"{env_id}: {objective} / best heuristic per instance, {instances} instances"
+    print_ratio_table(rows, title, console)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"env": env_id, "objective": objective, "rows": rows, "seed": seed,
+               "models": models, "instances": instances,
+               "wall_s": time.perf_counter() - started,
+               "gantt": write_gantt(env_id, models, seed, out, name)}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{name}.md").write_text(f"# {name}\n\n{title}\n\n{ratio_markdown(rows)}\n\n"
+                                    f"{gantt_markdown(payload['gantt'])}\n")
+    plot_ratios(rows, out / f"{name}.png", title, objective=objective)
+    console.print(f"wrote {out / (name + '.json')}, .md, .png and {name}_gantt.png")
+    return payload
+
+
+def write_gantt(env_id: str, models: dict[str, str], seed: int, out: Path, name: str) -> dict:
+    """``out/<name>_gantt.png``: the instance of ``seed`` under a baseline heuristic, a strong
+    one and each model; returns its JSON record."""
+    from agents.gantt import gantt_charts, plot_charts
+
+    charts = gantt_charts(env_id, models, seed)
+    path = plot_charts(charts, out / f"{name}_gantt.png", f"{env_id}: instance of seed {seed}")
+    return {"png": path.name, "seed": seed, "charts": [chart.to_dict() for chart in charts]}
+
+
+def gantt_markdown(gantt: dict) -> str:
+    titles = "; ".join(chart["title"] for chart in gantt["charts"])
+    return f"Gantt chart of the instance of seed {gantt['seed']} ({titles}): ![]({gantt['png']})"
+
+
+def offload_outcomes(instances: list, models: dict[str, str], engine: Engine, label: str,
+                     **limits: Any) -> list:
+    """:class:`agents.offload_compare.InstanceOutcome` of each instance (CP-SAT optimum,
+    heuristics, models; ``limits``: ``exact``, ``exact_time_limit_s``, ``joint_time_limit_s``)
+    through :mod:`spark_integration.runner`."""
+    from agents.offload_compare import InstanceOutcome
+    from agents.sweep_tasks import model_payload
+
+    size = engine.batch_for(len(instances))
+    files = model_payload(models)
+    payloads = [{"instances": [inst.to_dict() for inst in instances[i:i + size]],
+                 "models": files, **limits} for i in range(0, len(instances), size)]
+    rows = run_sweep("agents.sweep_tasks:offload_instances", payloads, engine, label)
+    return [InstanceOutcome(**row) for row in rows]
+
+
+def compare_offload(models: dict[str, str], instances_per_class: int, seed: int, out: Path,
+                    console: Any, name: str, engine: Engine = Engine()) -> dict:
+    """Every heuristic, each model and the CP-SAT optimum on seeded 3..6-job instances at each
+    bandwidth class; writes ``out/<name>.json``, ``.md`` and ``.png`` plus a Gantt chart."""
+    import numpy as np
+
+    from agents.compare import summarise
+    from agents.report import plot_ratios, print_ratio_table, ratio_markdown
+    from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
+
+    rng = np.random.default_rng(seed)
+    classes = list(BANDWIDTH_CLASSES_MBPS)
+    instances = [ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth=label)(rng)
+                 for label in classes for _ in range(instances_per_class)]
+    started = time.perf_counter()
+    outcomes = offload_outcomes(instances, models, engine,
+                                f"CP-SAT and planners on {len(instances)} instances")
+    rows = []
+    for k, label in enumerate(classes):
+        rows += summarise(outcomes[k * instances_per_class:(k + 1) * instances_per_class], label)
+    rows += summarise(outcomes, "all")
+    overall = [row for row in rows if row["group"] == "all"]
+    print_ratio_table(overall, f"makespan / optimum over {len(outcomes)} instances "
+                               f"(3..6 jobs, CAT1/3G/4G/WiFi)", console)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"rows": rows, "seed": seed, "models": models,
+               "wall_s": time.perf_counter() - started,
+               "proven_optimal": sum(o.proven_optimal for o in outcomes),
+               "instances": len(outcomes),
+               "gantt": write_gantt(OFFLOAD_ENV_ID, models, seed, out, name)}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{name}.md").write_text(f"# {name}\n\n{ratio_markdown(rows)}\n\n"
+                                    f"{gantt_markdown(payload['gantt'])}\n")
+    plot_ratios(overall, out / f"{name}.png", "makespan / CP-SAT optimum")
+    console.print(f"wrote {out / (name + '.json')}, .md, .png and {name}_gantt.png")
+    return payload
+
+
+def demo(console: Any) -> int:
+    """``python train_agents.py``: brief training, then agent vs heuristics vs optimum."""
+    from agents.train import train
+
+    console.rule("pipesched demo: DNN offloading")
+    result = train(OFFLOAD_ENV_ID, timesteps=None, seed=0, n_envs=1, out_dir="runs",
+                   console=console, pretrain_overrides=DEMO_PRETRAIN)
+    if result.interrupted:
+        print(f"interrupted; saved {result.model_path}", file=sys.stderr)
+        return 130
+    models = {f"agent_demo_bc{DEMO_PRETRAIN['instances']}_ppo{result.timesteps}":
+              str(result.model_path)}
+    if SHIPPED_OFFLOAD_AGENT.exists():
+        models["agent_shipped"] = str(SHIPPED_OFFLOAD_AGENT)
+    compare_offload(models, instances_per_class=6, seed=2026, out=Path("results"),
+                    console=console, name="demo_offload")
+    return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -202,7 +202,7 @@ def pretrain(model, env_id: str, env_kwargs: dict, settings: dict, seed: int,
         data = offload_demonstrations(env_id, env_kwargs, expert, settings["instances"],
                                       seed=10_000 + seed)
     else:
-        data = collect_labels(collect, "spark_integration.sweep_tasks:offload_demonstrations",
+        data = collect_labels(collect, "agents.sweep_tasks:offload_demonstrations",
                               common, settings["instances"], 10_000 + seed)
     loss = clone(model, *data, settings["epochs"], learning_rate=learning_rate, console=console)
     for round_index in range(settings.get("dagger_rounds", 0)):
@@ -215,7 +215,7 @@ def pretrain(model, env_id: str, env_kwargs: dict, settings: dict, seed: int,
         else:
             policy = io.BytesIO()
             model.save(policy)
-            visited = collect_labels(collect, "spark_integration.sweep_tasks:dagger_states",
+            visited = collect_labels(collect, "agents.sweep_tasks:dagger_states",
                                      {**common, "model": policy.getvalue()},
                                      settings["dagger_instances"], round_seed)
         data = concatenate([data, visited])

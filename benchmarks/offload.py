@@ -20,11 +20,11 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401
-from agents.cli import SHIPPED_OFFLOAD_AGENT, Engine, offload_outcomes
 from agents.compare import summarise
 from agents.report import plot_ratios, ratio_markdown
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
+from train_agents import SHIPPED_OFFLOAD_AGENT, Engine, offload_outcomes
 
 
 def small_batches(instances_per_class: int, models: dict[str, str], seed: int,

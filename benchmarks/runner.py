@@ -34,20 +34,20 @@ SWEEPS = ("spark_dag", "offload")
 
 
 def sweep_payloads(sweep: str, seeds: int, batch: int = 1) -> tuple[str, list[dict]]:
-    from spark_integration.sweep_tasks import model_payload
+    from agents.sweep_tasks import model_payload
 
     if sweep == "spark_dag":
-        return ("spark_integration.sweep_tasks:compare_episodes",
+        return ("agents.sweep_tasks:compare_episodes",
                 [{"env_id": "pipesched/SparkDagShop-v0",
                   "seeds": list(range(first, min(first + batch, seeds))), "models": {}}
                  for first in range(0, seeds, batch)])
-    from agents.cli import SHIPPED_OFFLOAD_AGENT
     from envs.offload import ProfileGenerator
+    from train_agents import SHIPPED_OFFLOAD_AGENT
 
     rng = np.random.default_rng(0)
     models = model_payload({"agent": str(SHIPPED_OFFLOAD_AGENT)})
     generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth="4G")
-    return ("spark_integration.sweep_tasks:offload_instances",
+    return ("agents.sweep_tasks:offload_instances",
             [{"instances": [generator(rng).to_dict()], "models": models}
              for _ in range(seeds)])
 

@@ -1,7 +1,7 @@
 """One runner for evaluation sweeps, benchmark cells and rollout collection, in this process or
 on Spark.
 
-    result = run_tasks("spark_integration.sweep_tasks:compare_episodes", payloads,
+    result = run_tasks("agents.sweep_tasks:compare_episodes", payloads,
                        engine="spark", master="spark://10.213.0.1:7077")
     result.rows        # one list of row dicts per payload, in payload order
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
 from agents.config import load_config_with_overrides
 from agents.imitation import scale_pretrain
+from train_agents import main
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLOAD = "pipesched/DnnOffload-v0"
@@ -26,7 +26,7 @@ def _one_line_error(capsys: pytest.CaptureFixture, code: int | None, text: str) 
 
 
 def test_help_does_not_import_torch() -> None:
-    probe = ("import sys; from agents.cli import build_parser; build_parser(); "
+    probe = ("import sys; from train_agents import build_parser; build_parser(); "
              "print(any(m in sys.modules for m in ('torch', 'stable_baselines3')))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from agents.compare import SHIPPED_MODELS
+from agents.sweep_tasks import model_payload
 from spark_integration.runner import RunnerError, decode, encode, run_tasks
-from spark_integration.sweep_tasks import model_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"plan_seconds"}
@@ -28,7 +28,7 @@ def _without_timing(rows: list[list[dict]]) -> list[list[dict]]:
 def test_spark_rows_equal_local_rows(spark, env_id: str, with_agent: bool) -> None:
     models = model_payload({"agent": str(SHIPPED_MODELS[env_id])} if with_agent else {})
     payloads = [{"env_id": env_id, "seeds": seeds, "models": models} for seeds in ([0, 1], [2])]
-    task = "spark_integration.sweep_tasks:compare_episodes"
+    task = "agents.sweep_tasks:compare_episodes"
     local = run_tasks(task, payloads)
     on_spark = run_tasks(task, payloads, engine="spark", spark=spark)
     assert [row["seed"] for row in local.flat_rows()] == [0, 1, 2]
@@ -80,7 +80,7 @@ def test_warmup_labels_through_the_runner_equal_the_in_process_ones(spark) -> No
     common = {"env_id": env_id, "env_kwargs": env_kwargs,
               "expert": "heuristics.offload:neurosurgeon"}
     expected = offload_demonstrations(env_id, env_kwargs, HEURISTICS["neurosurgeon"], 12, 500)
-    task = "spark_integration.sweep_tasks:offload_demonstrations"
+    task = "agents.sweep_tasks:offload_demonstrations"
     def on_spark(task: str, payloads: list[dict]) -> list[dict]:
         return run_tasks(task, payloads, "spark", spark=spark).flat_rows()
 
@@ -93,5 +93,5 @@ def test_warmup_labels_through_the_runner_equal_the_in_process_ones(spark) -> No
 
 def test_a_foreign_session_is_not_taken_over(spark) -> None:
     with pytest.raises(RunnerError, match="pass it as run_tasks"):
-        run_tasks("spark_integration.sweep_tasks:compare_episodes", [], "spark", "local[2]")
+        run_tasks("agents.sweep_tasks:compare_episodes", [], "spark", "local[2]")
     assert spark.sparkContext._jsc is not None  # still running
