@@ -19,6 +19,7 @@ from agents.config import load_config
 from agents.evaluate import run_episode
 from agents.model_check import SPARK_ENV_ID, load_for_env
 from agents.planning import OFFLOAD_ENV_ID
+from agents.spark_policy import SHIPPED
 
 PARAM_SERVER_ENV_ID = "pipesched/ParamServer-v0"
 HETERO_PIPELINE_ENV_ID = "pipesched/HeteroPipeline-v0"
@@ -27,7 +28,7 @@ OBJECTIVE = {OFFLOAD_ENV_ID: "makespan_s", SPARK_ENV_ID: "mean_jct_s",
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_MODELS = {
     OFFLOAD_ENV_ID: MODELS_DIR / "offload_agent.zip",
-    SPARK_ENV_ID: MODELS_DIR / "spark_dag_policy.json",
+    SPARK_ENV_ID: SHIPPED["online"],
     PARAM_SERVER_ENV_ID: MODELS_DIR / "param_server_agent.zip",
     HETERO_PIPELINE_ENV_ID: MODELS_DIR / "hetero_pipeline_agent.zip",
 }

@@ -34,6 +34,12 @@ from envs.spark_dag.state import ClusterState
 from heuristics.spark_dag import GraphView
 
 POLICY_FORMAT = "pipesched.spark_scoring_policy/2"
+_MODELS = Path(__file__).resolve().parent.parent / "models"
+#: the shipped policies by the shape each was trained and validated for (agents.train_spark_dag):
+#: the simulator's online shapes, real Spark on 2 executors (the live bridge's agent), batch
+SHIPPED = {"online": _MODELS / "spark_dag_policy.json",
+           "real": _MODELS / "spark_dag_policy_real.json",
+           "batch": _MODELS / "spark_dag_policy_batch.json"}
 STAGE_FEATURES = (
     "bias",                    # 1
     "source_job",              # the job has free executors of its own

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import run_episode
-from agents.spark_policy import ScoringPolicy, load_policy, shortest_work_weights
+from agents.spark_policy import SHIPPED, ScoringPolicy, load_policy, shortest_work_weights
 from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
 from envs.spark_dag import (
     Job,
@@ -58,11 +58,8 @@ from heuristics.spark_dag import HEURISTICS, make_heuristic
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "data" / "spark_traces"
-# the shipped policies: online (50 and 20 executors), real-Spark shape (2 executors; the live
-# bridge's agent), batch makespan (20 executors)
-POLICIES = {"agent": ROOT / "models" / "spark_dag_policy.json",
-            "agent_real": ROOT / "models" / "spark_dag_policy_real.json",
-            "agent_batch": ROOT / "models" / "spark_dag_policy_batch.json"}
+POLICIES = {"agent": SHIPPED["online"], "agent_real": SHIPPED["real"],
+            "agent_batch": SHIPPED["batch"]}
 TEST_SEED = 20_000  # held-out workloads (training used 0..9_999, validation 10_000..)
 DECIMA_CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from agents.scheduler import Scheduler
+from agents.spark_policy import SHIPPED
 from envs.spark_dag import ObservationLimits
 
 SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
-# the policy trained on the real-Spark traces at their 2 executors (agents.train_spark_dag)
-DEFAULT_AGENT = Path(__file__).resolve().parent.parent / "models" / "spark_dag_policy_real.json"
+DEFAULT_AGENT = SHIPPED["real"]  # trained on the real-Spark traces at their 2 executors
 
 
 @dataclass
@@ -46,9 +46,10 @@ def agent_limits(model_path: str | Path) -> ObservationLimits:
 def make_driver(name: str, limits: ObservationLimits | None = None,
                 executors: int | None = None) -> Driver:
     """``spark-fifo`` / ``spark-fair``, a name in ``heuristics.spark_dag.HEURISTICS``,
-    ``agent`` (the shipped real-Spark graph policy), a graph policy ``.json`` (:mod:`agents.spark_policy`)
-    or a padded MaskablePPO ``.zip``. With ``executors`` given, a graph policy not validated
-    for that cluster size is refused (``agents.spark_policy.ShapeError``)."""
+    ``agent`` (the shipped real-Spark graph policy), a graph policy ``.json``
+    (:mod:`agents.spark_policy`) or a padded MaskablePPO ``.zip``. With ``executors`` given,
+    a graph policy not validated for that cluster size is refused
+    (``agents.spark_policy.ShapeError``)."""
     from heuristics.spark_dag import HEURISTICS, make_heuristic
 
     if name in SPARK_NATIVE:

@@ -2,13 +2,13 @@
 its rule, loads with the shape check, and the shipped policies keep their documented bounds on
 fixed held-out workloads."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agents.evaluate import run_episode
 from agents.scheduler import load_scheduler
+from agents.spark_policy import SHIPPED as SHIPPED_POLICIES
 from agents.spark_policy import (
     STAGE_FEATURES,
     ScoringPolicy,
@@ -20,8 +20,8 @@ from agents.spark_policy import (
 from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_workload
 from heuristics.spark_dag import make_heuristic
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "spark_dag_policy.json"
-REAL = SHIPPED.with_name("spark_dag_policy_real.json")
+SHIPPED = SHIPPED_POLICIES["online"]
+REAL = SHIPPED_POLICIES["real"]
 
 
 def test_fair_weights_reproduce_fair():
