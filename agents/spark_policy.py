@@ -93,13 +93,16 @@ def fair_weights() -> tuple[np.ndarray, np.ndarray]:
     return score, np.zeros(len(STAGE_FEATURES))
 
 
-def shortest_work_weights() -> tuple[np.ndarray, np.ndarray]:
+def shortest_work_weights(share_factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Weights (used without the source rule) that order jobs by least remaining work, runnable
-    stages first, each at the fair share."""
+    stages first, each limited to ``share_factor`` x the fair share (2 on two executors: ``sjf``
+    exactly, as long as two or more jobs wait)."""
     score = np.zeros(len(STAGE_FEATURES))
     score[STAGE_FEATURES.index("log_job_work")] = -1.0
     score[STAGE_FEATURES.index("parents_finished")] = 1e-4
-    return score, np.zeros(len(STAGE_FEATURES))
+    limit = np.zeros(len(STAGE_FEATURES))
+    limit[STAGE_FEATURES.index("bias")] = np.log(share_factor)
+    return score, limit
 
 
 class ScoringPolicy:

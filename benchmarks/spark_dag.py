@@ -15,6 +15,10 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
 - ``real_traces``: the same on sequences of the shipped real-Spark traces that carry waves
   (``data/spark_traces/*.json``, recorded at several executor counts with measured network
   phases), on the cluster size they were recorded at.
+- ``live_traces``: the real-Spark bridge's own system (:class:`envs.spark_dag.LiveSimulator`:
+  whole DAG nodes admitted on ``q`` executors, processor sharing) on 20-job streams of every
+  2-executor trace at ``benchmarks.spark_real``'s offered load 1.5, each node taking its
+  measured time alone at ``q`` (the trace's per-count calibration).
 - ``contention``: online and batch workloads whose network phases contend
   (``TPCHLikeGenerator`` network mix 0.5, capacity 25 of 50 executors' full rate, and a
   stricter one): ``contention_free`` against ``fair``, paired.
@@ -24,9 +28,10 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
   (2 jobs, no delays).
 - ``online``: the benchmark workloads (synthetic TPC-H-like, 50 executors, load 0.85).
 The ``agent`` row is the shipped learned policy (``models/spark_dag_policy.json``),
-``agent_real`` (real-trace sections) the one trained on the real-Spark traces at 2 executors
-(``models/spark_dag_policy_real.json``, the live bridge's ``agent``; the real-trace targets are
-its), ``agent_batch`` (batch section) the one trained for makespan on batch instances
+``agent_real`` (real-trace and live sections) the one trained in the live mode on a real-Spark
+trace at 2 executors (``models/spark_dag_policy_real.json``, the live bridge's ``agent``; its
+targets are the live sections of the traces it was trained on, :func:`shipped_for`),
+``agent_batch`` (batch section) the one trained for makespan on batch instances
 (``models/spark_dag_policy_batch.json``; the batch target is its), ``agent_start`` the hand-set
 point training starts from; a missing policy is warned about and its targets reported not met.
 """
@@ -34,6 +39,7 @@ point training starts from; a missing policy is warned about and its targets rep
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -48,10 +54,15 @@ from agents.spark_policy import SHIPPED, ScoringPolicy, load_policy, shortest_wo
 from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
 from envs.spark_dag import (
     Job,
+    LiveSequenceGenerator,
+    LiveSimulator,
+    ObservationLimits,
     SparkDagShopEnv,
     TPCHLikeGenerator,
     TraceSequenceGenerator,
+    WorkloadError,
     load_decima_tpch,
+    load_live_templates,
     load_wave_traces,
 )
 from heuristics.spark_dag import HEURISTICS, make_heuristic
@@ -62,6 +73,7 @@ POLICIES = {"agent": SHIPPED["online"], "agent_real": SHIPPED["real"],
             "agent_batch": SHIPPED["batch"]}
 TEST_SEED = 20_000  # held-out workloads (training used 0..9_999, validation 10_000..)
 DECIMA_CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
+LIVE_LOAD, LIVE_CONTENTION = 1.5, 0.4  # benchmarks.spark_real's load; the local[2] fit
 
 
 def graph_env(**config: Any) -> SparkDagShopEnv:
@@ -76,6 +88,15 @@ def scheduler(name: str) -> Any:
     if name == "agent_start":
         return ScoringPolicy(*shortest_work_weights(), source_rule=False)
     return make_heuristic(name)
+
+
+def shipped_for(policy: str) -> list[str]:
+    """The real-Spark traces ``policy`` was trained and validated on (its record): its live-mode
+    targets are computed on those only; the other traces' tables show how it carries over."""
+    path = POLICIES[policy]
+    if not path.exists():
+        return []
+    return json.loads(path.read_text()).get("training", {}).get("real_traces", [])
 
 
 def all_schedulers(*agents: str) -> tuple[str, ...]:
@@ -141,6 +162,35 @@ def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
     return rows, tables
 
 
+def bench_live_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Live-mode streams (:class:`LiveSimulator`: nodes admitted whole, processor sharing) of
+    every 2-executor trace with per-count node times, at ``benchmarks.spark_real``'s offered
+    load 1.5 and the contention fitted on local[2] (0.4): the real-Spark bridge's system."""
+    rows, tables = [], {}
+    names = [*HEURISTICS, "agent_real"] if POLICIES["agent_real"].exists() else list(HEURISTICS)
+    for name in sorted(load_wave_traces(TRACES)):
+        try:
+            templates = load_live_templates(TRACES / name)
+        except WorkloadError as error:
+            print(f"warning: live-mode section skips {name}: {error}", file=sys.stderr)
+            continue
+        generator = LiveSequenceGenerator(templates, num_jobs=num_jobs, load=LIVE_LOAD,
+                                          num_executors=2)
+        for seed in range(seeds):
+            jobs = generator(np.random.default_rng(TEST_SEED + seed))
+            for scheduler_name in names:
+                run = LiveSimulator(2, ObservationLimits(), contention=LIVE_CONTENTION).run(
+                    jobs, scheduler(scheduler_name))
+                rows.append({"section": "live_traces", "trace": name, "seed": seed,
+                             "scheduler": scheduler_name,
+                             "mean_jct_s": float(np.mean(list(run.jct_s.values()))),
+                             "makespan_s": max(n.end_s for n in run.nodes) - jobs[0].arrival_s,
+                             "executor_moves": float("nan"),  # not a live-mode notion
+                             "invalid_actions": run.invalid_actions})
+        tables[name] = summarize([r for r in rows if r["trace"] == name])
+    return rows, tables
+
+
 def bench_online(num_jobs: int, seeds: int) -> list[dict]:
     """The benchmark workloads: synthetic online TPC-H-like jobs, 50 executors, load 0.85."""
     env = graph_env(mode="online", num_jobs=num_jobs, num_executors=50, load=0.85)
@@ -163,10 +213,11 @@ def agent_targets(tables: dict[str, tuple[str, list[dict]]], batch: list[dict]
                    key=lambda r: r["mean_jct_s"], default=None)
         vs_fair = 1 + agent["vs_fair_pct"] / 100 if agent else float("inf")
         vs_best = agent["mean_jct_s"] / best["mean_jct_s"] if agent and best else float("inf")
-        vs_start = agent["mean_jct_s"] / start["mean_jct_s"] if agent and start else float("inf")
+        vs_start = agent["mean_jct_s"] / start["mean_jct_s"] if agent and start else None
         result[f"agent_vs_fair_{section}"] = target(vs_fair, 0.90, "<=")
         result[f"agent_vs_best_heuristic_{section}"] = target(vs_best, 0.95, "<=")
-        result[f"agent_vs_start_{section}"] = target(vs_start, 1.0, "<=")
+        if start:  # the live sections start from sjf itself (a heuristic row)
+            result[f"agent_vs_start_{section}"] = target(vs_start, 1.0, "<=")
     by_name = {r["scheduler"]: r for r in batch}
     best_batch = min(r["mean_over_bound"] for r in batch if r["scheduler"] in HEURISTICS)
     agent_batch = by_name["agent_batch"]["mean_over_bound"] if "agent_batch" in by_name else \
@@ -336,6 +387,16 @@ def main(argv: list[str] | None = None) -> None:
                      f"0.7, no moving delay or warm-up beyond the measured waves)", "",
                      markdown_table(table, JCT_COLUMNS, ".2f"), ""]
 
+    live_rows, live_tables = bench_live_traces(20, 4 if quick else 10)
+    rows += live_rows
+    extra["live_trace_summary"] = live_tables
+    for name, table in live_tables.items():
+        sections += [f"## Live mode: `{name}` (2 executors, 20 jobs at offered load "
+                     f"{LIVE_LOAD:g} as benchmarks.spark_real, contention {LIVE_CONTENTION:g}; "
+                     f"nodes admitted whole as the live Spark bridge runs them)", "",
+                     markdown_table(table, [c for c in JCT_COLUMNS if c != "executor_moves"],
+                                    ".2f"), ""]
+
     online_rows = bench_online(20 if quick else 30, 3 if quick else 8)
     rows += online_rows
     online_table = summarize(online_rows)
@@ -374,8 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     targets = {f"cpu_per_job_{largest}_over_{base}_jobs": target(linear, 1.5, "<=")}
     agent_tables = {"online": ("agent", online_table),
                     **({"decima_tpch": ("agent", decima_table)} if decima_table else {}),
-                    **{f"real_{name}": ("agent_real", table)
-                       for name, table in real_tables.items()}}
+                    **{f"live_{name}": ("agent_real", table)
+                       for name, table in live_tables.items() if name in shipped_for("agent_real")}}
     targets.update(agent_targets(agent_tables, batch_table))
     if decima_table:
         best = min((r for r in decima_table if r["scheduler"] in HEURISTICS),

@@ -46,5 +46,10 @@ __all__ = [
 
 # the live mode: nodes admitted whole, as a live Spark runs them (envs/spark_dag/live.py)
 from envs.spark_dag.live import LiveRun, LiveSimulator, NodeJob, NodeRun, NodeTiming  # noqa: E402
+from envs.spark_dag.live_generator import (  # noqa: E402
+    LiveSequenceGenerator,
+    load_live_templates,
+)
 
-__all__ += ["LiveRun", "LiveSimulator", "NodeJob", "NodeRun", "NodeTiming"]
+__all__ += ["LiveRun", "LiveSequenceGenerator", "LiveSimulator", "NodeJob", "NodeRun",
+            "NodeTiming", "load_live_templates"]

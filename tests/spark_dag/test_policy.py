@@ -17,7 +17,13 @@ from agents.spark_policy import (
     load_policy,
     shortest_work_weights,
 )
-from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_workload
+from envs.spark_dag import (
+    LiveSequenceGenerator,
+    LiveSimulator,
+    ObservationLimits,
+    SparkDagShopEnv,
+    load_live_templates,
+)
 from heuristics.spark_dag import make_heuristic
 
 SHIPPED = SHIPPED_POLICIES["online"]
@@ -98,25 +104,43 @@ def test_shipped_policy_beats_fair_on_held_out_synthetic_workloads():
     assert float(np.mean(ratios)) <= 0.92
 
 
-def test_real_spark_policy_beats_fair_on_its_trace_and_refuses_50_executors():
-    """The live bridge's policy (``models/spark_dag_policy_real.json``, trained on the
-    local[2] trace): on 4 held-out sequences of that trace (30 jobs, 2 executors, load 0.7)
-    its mean JCT is at most 0.90 x fair's on average (0.881 when it shipped); it was
-    validated on 2 executors only and is refused on 50."""
+def live_streams(seeds: range) -> list:
+    """Held-out live-mode streams of the scale-1 local[2] trace: 20 jobs at offered load 1.5,
+    as ``benchmarks.spark_real`` draws them."""
+    templates = load_live_templates(SHIPPED.parents[1] / "data" / "spark_traces"
+                                    / "tpch_sf1_local_e1-2.json")
+    generator = LiveSequenceGenerator(templates, num_jobs=20, load=1.5, num_executors=2)
+    return [generator(np.random.default_rng(seed)) for seed in seeds]
+
+
+def live_mean_jct_s(policy, jobs, contention: float = 0.4) -> float:
+    run = LiveSimulator(2, ObservationLimits(), contention=contention).run(jobs, policy)
+    assert run.invalid_actions == 0 and len(run.jct_s) == len(jobs)
+    return float(np.mean(list(run.jct_s.values())))
+
+
+def test_twice_the_fair_share_start_is_sjf_on_two_executors():
+    """On 2 executors the ``shortest_work_x2`` training start takes the same decisions as
+    ``sjf`` (least remaining work, all executors) in the live mode."""
+    start = ScoringPolicy(*shortest_work_weights(2.0), source_rule=False)
+    for jobs in live_streams(range(20_000, 20_003)):
+        assert live_mean_jct_s(start, jobs) == live_mean_jct_s(make_heuristic("sjf"), jobs)
+
+
+def test_real_spark_policy_beats_fair_in_the_live_mode_and_refuses_50_executors():
+    """The live bridge's policy (``models/spark_dag_policy_real.json``, trained in the live mode
+    on the scale-1 local[2] trace): on 6 held-out streams (20 jobs, load 1.5) its mean JCT is
+    at most 0.80 x fair's on average (0.723 when it shipped) and never above sjf's by more than
+    2%; it was validated on 2 executors only and is refused on 50."""
     policy = load_policy(REAL, executors=2)
     with pytest.raises(ShapeError):
         load_policy(REAL, executors=50)
-    templates = load_workload(SHIPPED.parents[1] / "data" / "spark_traces"
-                              / "tpch_sf0.1_local_e1-2.json")
-    gap = float(np.mean([job.work_s for job in templates])) / (0.7 * 2)
-    small = SparkDagShopEnv(observation_mode="graph", num_executors=2, moving_delay_s=0.0,
-                            warmup_s=0.0)
-    ratios = []
-    for seed in range(20_000, 20_004):
-        jobs = TraceSequenceGenerator(templates, num_jobs=30, mean_interarrival_s=gap)(
-            np.random.default_rng(seed))
-        fair = run_episode(small, make_heuristic("fair"), seed=seed, options={"instance": jobs})
-        mine = run_episode(small, policy, seed=seed, options={"instance": jobs})
-        assert mine["invalid_actions"] == 0
-        ratios.append(mine["mean_jct_s"] / fair["mean_jct_s"])
-    assert float(np.mean(ratios)) <= 0.90
+    to_fair, to_sjf = [], []
+    for jobs in live_streams(range(20_000, 20_006)):
+        mine = live_mean_jct_s(policy, jobs)
+        to_fair.append(mine / live_mean_jct_s(make_heuristic("fair"), jobs))
+        to_sjf.append(mine / live_mean_jct_s(make_heuristic("sjf"), jobs))
+    print(f"mean / fair {np.mean(to_fair):.3f}, / sjf {np.mean(to_sjf):.3f}, "
+          f"worst / sjf {max(to_sjf):.3f}")
+    assert float(np.mean(to_fair)) <= 0.80
+    assert max(to_sjf) <= 1.02
