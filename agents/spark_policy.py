@@ -36,9 +36,11 @@ from heuristics.spark_dag import GraphView
 POLICY_FORMAT = "pipesched.spark_scoring_policy/2"
 _MODELS = Path(__file__).resolve().parent.parent / "models"
 #: the shipped policies by the shape each was trained and validated for (agents.train_spark_dag):
-#: the simulator's online shapes, real Spark on 2 executors (the live bridge's agent), batch
+#: the simulator's online shapes, real Spark on 2 executors in one JVM (``local[2]``, the live
+#: bridge's agent there) and on a 2-worker standalone cluster, batch
 SHIPPED = {"online": _MODELS / "spark_dag_policy.json",
            "real": _MODELS / "spark_dag_policy_real.json",
+           "real_cluster": _MODELS / "spark_dag_policy_real_cluster.json",
            "batch": _MODELS / "spark_dag_policy_batch.json"}
 STAGE_FEATURES = (
     "bias",                    # 1

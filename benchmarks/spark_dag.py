@@ -28,9 +28,10 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
   (2 jobs, no delays).
 - ``online``: the benchmark workloads (synthetic TPC-H-like, 50 executors, load 0.85).
 The ``agent`` row is the shipped learned policy (``models/spark_dag_policy.json``),
-``agent_real`` (real-trace and live sections) the one trained in the live mode on a real-Spark
-trace at 2 executors (``models/spark_dag_policy_real.json``, the live bridge's ``agent``; its
-targets are the live sections of the traces it was trained on, :func:`shipped_for`),
+``agent_real`` and ``agent_real_cluster`` (real-trace and live sections) the ones trained in
+the live mode on a scale-1 trace of ``local[2]`` and of the 2-worker standalone cluster
+(``models/spark_dag_policy_real{,_cluster}.json``, the live bridge's ``agent`` there; each
+one's targets are the live sections of the traces it was trained on, :func:`shipped_for`),
 ``agent_batch`` (batch section) the one trained for makespan on batch instances
 (``models/spark_dag_policy_batch.json``; the batch target is its), ``agent_start`` the hand-set
 point training starts from; a missing policy is warned about and its targets reported not met.
@@ -70,7 +71,8 @@ from heuristics.spark_dag import HEURISTICS, make_heuristic
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "data" / "spark_traces"
 POLICIES = {"agent": SHIPPED["online"], "agent_real": SHIPPED["real"],
-            "agent_batch": SHIPPED["batch"]}
+            "agent_real_cluster": SHIPPED["real_cluster"], "agent_batch": SHIPPED["batch"]}
+LIVE_POLICIES = ("agent_real", "agent_real_cluster")
 TEST_SEED = 20_000  # held-out workloads (training used 0..9_999, validation 10_000..)
 DECIMA_CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
 LIVE_LOAD, LIVE_CONTENTION = 1.5, 0.4  # benchmarks.spark_real's load; the local[2] fit
@@ -155,8 +157,8 @@ def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
         # one executor per worker link when recorded: the links carry E full-rate phases
         env = graph_env(num_executors=executors, moving_delay_s=0.0, warmup_s=0.0,
                         network_capacity=float(executors))
-        cell = compare(env, workloads, "real_traces", names=all_schedulers("agent_real"), trace=name,
-                       executors=executors)
+        cell = compare(env, workloads, "real_traces", names=all_schedulers(*LIVE_POLICIES),
+                       trace=name, executors=executors)
         rows += cell
         tables[name] = summarize(cell)
     return rows, tables
@@ -167,7 +169,7 @@ def bench_live_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
     every 2-executor trace with per-count node times, at ``benchmarks.spark_real``'s offered
     load 1.5 and the contention fitted on local[2] (0.4): the real-Spark bridge's system."""
     rows, tables = [], {}
-    names = [*HEURISTICS, "agent_real"] if POLICIES["agent_real"].exists() else list(HEURISTICS)
+    names = [*HEURISTICS, *(p for p in LIVE_POLICIES if POLICIES[p].exists())]
     for name in sorted(load_wave_traces(TRACES)):
         try:
             templates = load_live_templates(TRACES / name)
@@ -435,8 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     targets = {f"cpu_per_job_{largest}_over_{base}_jobs": target(linear, 1.5, "<=")}
     agent_tables = {"online": ("agent", online_table),
                     **({"decima_tpch": ("agent", decima_table)} if decima_table else {}),
-                    **{f"live_{name}": ("agent_real", table)
-                       for name, table in live_tables.items() if name in shipped_for("agent_real")}}
+                    **{f"live_{name}": (policy, table) for policy in LIVE_POLICIES
+                       for name, table in live_tables.items() if name in shipped_for(policy)}}
     targets.update(agent_targets(agent_tables, batch_table))
     if decima_table:
         best = min((r for r in decima_table if r["scheduler"] in HEURISTICS),

@@ -22,8 +22,10 @@ shape are checked before a JVM starts). Per master, in ONE SparkSession with eve
    job time at full parallelism / ``--load``) runs once per driver in each of ``--repeats``
    paired repeats: ``spark-fifo`` (every node submitted as soon as it is ready into Spark's
    FIFO queue), ``spark-fair`` (likewise, one FAIR pool per job), and pipesched ``fair``,
-   ``sjf``, ``contention_free`` and the agent (``spark_integration.schedulers.DEFAULT_AGENT``,
-   whatever is there when the run starts) through :class:`spark_integration.DagExecutor`. The driver order
+   ``sjf``, ``contention_free`` and the agent
+   (``spark_integration.schedulers.agent_path(master)``: the local[2] policy on ``local``,
+   the cluster policy elsewhere; whatever is there when the run starts) through
+   :class:`spark_integration.DagExecutor`. The driver order
    rotates between repeats (interleaved, so slow drift of the machine spreads over all
    drivers), and a pace probe (three queries timed alone) runs right before every run.
 
@@ -194,7 +196,7 @@ def run_master(master: str, drivers: Sequence[str], unit_specs, load: float, tab
                                    partition_level=executors if fixed else None)
                 pace = pace_of(times, {q: walls[executors] for (q, _), walls in probe.items()},
                                executors)
-                driver = make_driver(name, executors=executors)
+                driver = make_driver(name, executors=executors, master=master)
                 executor = DagExecutor(spark, driver.scheduler, tables=tables,
                                        work_dir=work / "runs", limits=driver.limits,
                                        templates=templates, native_pools=driver.native_pools,
@@ -250,8 +252,10 @@ def calibrate(master: str, run: MasterRun, fit_on: str = "fair"
     for name, rep, result, limits, pace in run.live_runs:
         paced = LiveModel(model.speed * pace, model.contention)
         executor_model = predict_live(run.specs, run.times, run.templates,
-                                      make_driver(name).scheduler, limits, run.executors, paced)
-        task_level = simulate(workload, make_driver(name).scheduler, run.executors, limits)
+                                      make_driver(name, master=master).scheduler, limits,
+                                      run.executors, paced)
+        task_level = simulate(workload, make_driver(name, master=master).scheduler,
+                              run.executors, limits)
         held_out = result is not result0
         by_job = {c["job"]: c for c in compare(result, task_level)}
         for c in compare(result, executor_model):
@@ -416,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def benchmark(args: argparse.Namespace) -> None:
     from spark_integration.jobs import poisson_stream
     from spark_integration.queries import QUERIES
-    from spark_integration.schedulers import DEFAULT_AGENT, make_driver
+    from spark_integration.schedulers import agent_path, make_driver
     from spark_integration.settings import cluster_settings, user_conf
     from spark_integration.tpch import data_location, is_local, table_paths
 
@@ -435,9 +439,11 @@ def benchmark(args: argparse.Namespace) -> None:
     if args.drivers:
         drivers = [d for d in DRIVERS if d in args.drivers.split(",")]
     else:
-        drivers = [d for d in DRIVERS if d != "agent" or DEFAULT_AGENT.exists()]
+        drivers = [d for d in DRIVERS
+                   if d != "agent" or all(agent_path(m).exists() for m in masters)]
     for name in drivers:  # a policy refused at this executor count: now, not mid-run
-        make_driver(name, executors=executors)
+        for master in masters:
+            make_driver(name, executors=executors, master=master)
     if not is_local(args.data or ""):
         raise ValueError("--data: the benchmark reads a local (or mounted) TPC-H root; copy "
                          "remote data with `python -m spark_integration.run --data URI` first")
@@ -463,6 +469,7 @@ def benchmark(args: argparse.Namespace) -> None:
             calibration += cal_rows
             per_master[master] = {
                 "session": run.session, "mean_gap_s": run.gap_s, "trace_s": run.trace_s,
+                "agent_policy": agent_path(master).name if "agent" in drivers else None,
                 "model": None if model is None else asdict(model),
                 "node_times_s": run.times.to_json(), "runs": run.records,
                 "workload": [{"name": s.name, "arrival_s": s.arrival_s} for s in run.specs]}

@@ -124,7 +124,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
     queries = [q for q in args.queries.split(",") if q]
     driver = make_driver(args.scheduler,
-                         executors=None if args.allow_any_shape else settings.executors)
+                         executors=None if args.allow_any_shape else settings.executors,
+                         master=settings.master)
     specs = (poisson_stream(queries, args.jobs, args.interarrival,
                             np.random.default_rng(args.seed)) if args.jobs else batch(queries))
     trace = Path(args.traces) if args.traces else default_trace_path(args.scale)

@@ -12,7 +12,18 @@ from agents.spark_policy import SHIPPED
 from envs.spark_dag import ObservationLimits
 
 SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
-DEFAULT_AGENT = SHIPPED["real"]  # trained on the real-Spark traces at their 2 executors
+#: the live bridge's ``agent`` per deployment, each trained in the live mode on a scale-1 trace
+#: of that deployment: in ``local[N]`` the executors are threads of the driver's JVM and a node
+#: on 2 executors runs ~1.4x faster than on 1; on a cluster of 1-core workers it does not
+#: (0.94x), so the two want different parallelism limits
+AGENTS = {"local": SHIPPED["real"], "cluster": SHIPPED["real_cluster"]}
+DEFAULT_AGENT = AGENTS["local"]
+
+
+def agent_path(master: str | None = None) -> Path:
+    """The shipped policy ``agent`` means on ``master`` (a URL or a benchmark label; None:
+    local)."""
+    return AGENTS["local" if master is None or master.startswith("local") else "cluster"]
 
 
 @dataclass
@@ -44,9 +55,10 @@ def agent_limits(model_path: str | Path) -> ObservationLimits:
 
 
 def make_driver(name: str, limits: ObservationLimits | None = None,
-                executors: int | None = None) -> Driver:
+                executors: int | None = None, master: str | None = None) -> Driver:
     """``spark-fifo`` / ``spark-fair``, a name in ``heuristics.spark_dag.HEURISTICS``,
-    ``agent`` (the shipped real-Spark graph policy), a graph policy ``.json``
+    ``agent`` (the shipped real-Spark graph policy for ``master``: :func:`agent_path`), a graph
+    policy ``.json``
     (:mod:`agents.spark_policy`) or a padded MaskablePPO ``.zip``. With ``executors`` given,
     a graph policy not validated for that cluster size is refused
     (``agents.spark_policy.ShapeError``)."""
@@ -57,7 +69,7 @@ def make_driver(name: str, limits: ObservationLimits | None = None,
     if name in HEURISTICS:
         limits = limits or ObservationLimits()
         return Driver(name, make_heuristic(name), limits)
-    path = DEFAULT_AGENT if name == "agent" else Path(name)
+    path = agent_path(master) if name == "agent" else Path(name)
     if path.suffix == ".json":
         from agents.spark_policy import load_policy
 

@@ -389,17 +389,15 @@ class CountRun:
 def count_master(master: str, executors: int) -> tuple[str, dict[str, str]]:
     """The master URL and extra conf that give an application ``executors`` task slots:
     ``local[executors]`` for a local master, ``spark.cores.max`` one-core executors on a
-    standalone cluster (whose driver then binds to the master's address, for clusters whose
-    workers are not on loopback)."""
+    standalone cluster (the driver listens where
+    :func:`spark_integration.settings.default_driver_conf` says: this machine's address on the
+    route to the master, so a driver in its own network namespace works too)."""
     if master == "local" or master.startswith("local["):
         return f"local[{executors}]", {}
     host = urlparse(master).hostname
     if not master.startswith("spark://") or host is None:
         raise ValueError(f"--master must be local[N] or spark://HOST:PORT, got {master!r}")
-    conf = {"spark.cores.max": str(executors), "spark.executor.cores": "1"}
-    if host not in ("127.0.0.1", "localhost"):
-        conf.update({"spark.driver.host": host, "spark.driver.bindAddress": host})
-    return master, conf
+    return master, {"spark.cores.max": str(executors), "spark.executor.cores": "1"}
 
 
 def record_app(master: str, executors: int, repeat: int, dags: Sequence[QueryDag],
@@ -651,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", help=f"Spark's log level (default ${LOG_LEVEL_ENV} or "
                                             f"WARN)")
     args = parser.parse_args(argv)
+    from py4j.protocol import Py4JJavaError
+
     try:
         # every session this run starts reads the level from the environment
         os.environ[LOG_LEVEL_ENV] = resolve_log_level(args.log_level)
@@ -685,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
                 out.write_text(json.dumps(merged, indent=1))
     except (OSError, ValueError) as error:
         print(f"tracegen: error: {error}", file=sys.stderr)
+        return 2
+    except Py4JJavaError as error:  # e.g. a driver address the JVM cannot bind
+        print(f"tracegen: error: Spark: {error.java_exception.toString()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tracegen: interrupted; nothing written", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.spark_policy import SHIPPED, ShapeError, load_policy
 from envs.spark_dag import ObservationLimits, load_workload, save_workload
 from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import NodeTimes, predict_live, simulate, workload_for
@@ -18,7 +19,7 @@ from spark_integration.executor import DagExecutor
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import rows_match
 from spark_integration.queries import QUERIES, QueryDag, QueryNode
-from spark_integration.schedulers import DEFAULT_AGENT, make_driver
+from spark_integration.schedulers import agent_path, make_driver
 from spark_integration.tracegen import default_trace_path, load_templates
 
 LIMITS = ObservationLimits()
@@ -81,7 +82,18 @@ def test_results_match_detects_a_wrong_answer(spark, all_queries_run) -> None:
     assert rows_match(expected["q6"], expected["q14"]) is not None
 
 
-@pytest.mark.skipif(not DEFAULT_AGENT.exists(), reason=f"{DEFAULT_AGENT} not shipped yet")
+def test_agent_is_the_policy_of_the_deployment() -> None:
+    """``agent`` is the local[2] policy in local mode and the cluster policy on any cluster
+    master (URL or benchmark label); each refuses other executor counts."""
+    assert agent_path() == agent_path("local") == agent_path("local[2]") == SHIPPED["real"]
+    assert agent_path("spark://10.0.0.1:7077") == agent_path("standalone@10.213.0.1") == \
+        agent_path("yarn") == SHIPPED["real_cluster"]
+    cluster = make_driver("agent", executors=2, master="spark://10.0.0.1:7077").scheduler
+    assert cluster.limit_weights.tolist() == load_policy(SHIPPED["real_cluster"]).limit_weights.tolist()
+    with pytest.raises(ShapeError):
+        make_driver("agent", executors=4, master="spark://10.0.0.1:7077")
+
+
 def test_shipped_agent_drives_live_spark(spark, tables, tmp_path) -> None:
     driver = make_driver("agent")
     executor = DagExecutor(spark, driver.scheduler, tables=tables, work_dir=tmp_path,
