@@ -1,14 +1,17 @@
 """Train the shipped Spark DAG-shop scheduler: evolution strategies over a scoring policy.
 
-    python -m agents.train_spark_dag [--decima-tpch DIR] [--init shortest_work|fair]
-        [--generations 40] [--workers 2] [--seed 0] [--out models/spark_dag_policy.json]
+    python -m agents.train_spark_dag [--decima-tpch DIR] [--kinds synthetic,decima,real,batch]
+        [--init shortest_work|shortest_work_x2|fair] [--real-traces FILES]
+        [--trace-load-min 0.5] [--trace-load-max 0.95] [--generations 30] [--workers 2]
+        [--seed 0] [--out models/spark_dag_policy.json]
 
 The policy (:class:`agents.spark_policy.ScoringPolicy`) scores every schedulable stage of the
 whole graph and picks a parallelism limit relative to the fair share. It starts either at
 ``fair`` exactly (:func:`fair_weights`, with the source rule) or, by default, at shortest
 remaining work first at the fair share without the source rule
 (:func:`shortest_work_weights`), a hand-set point that is already 10-20% below fair on mean
-JCT; the record says which. The search is CMA-ES (the ``cma`` library): each generation
+JCT, or (``shortest_work_x2``) the same at twice the fair share, which on 2 executors is
+``sjf``; the record says which. The search is CMA-ES (the ``cma`` library): each generation
 samples ``population`` weight vectors, plays every candidate on the same training workloads
 (drawn anew each generation) with the same duration seeds (common random numbers), and ranks
 it by the mean over workloads of its objective relative to ``fair``'s on that workload (mean
@@ -22,8 +25,12 @@ never worse on validation than where it started. Rollouts run in ``--workers`` p
 Workloads, in turn: synthetic online workloads shaped like Decima's TPC-H jobs
 (``TPCHLikeGenerator``, 50 executors, loads 0.5..0.95, 20..40 jobs); with ``--decima-tpch``,
 50..100-job sequences of Decima's traces (50 executors); 20..60-job sequences of the
-shipped real-Spark traces on 2 executors (the ``local[2]`` shape, no move cost); and batch
-instances of the benchmark's batch shape (10 jobs, 20 executors), judged by makespan. The
+shipped real-Spark traces on 2 executors (the ``local[2]`` shape, no move cost); with
+``--kinds live``, 15..40-job streams of a trace played in the live mode
+(:class:`envs.spark_dag.LiveSimulator`: whole DAG nodes on ``q`` executors with their measured
+times at ``q``, as the real-Spark bridge runs them; loads ``--trace-load-min``..``max``,
+contention 0.2..0.6), which is how the real-Spark policies are trained; and batch instances of
+the benchmark's batch shape (10 jobs, 20 executors), judged by makespan. The
 policy file records the executor counts it was validated on. The record next to the model
 holds every argument, seed, the wall time and the validation curve; a PNG learning curve is
 written beside it.
