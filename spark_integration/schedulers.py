@@ -17,7 +17,6 @@ SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR poo
 #: on 2 executors runs ~1.4x faster than on 1; on a cluster of 1-core workers it does not
 #: (0.94x), so the two want different parallelism limits
 AGENTS = {"local": SHIPPED["real"], "cluster": SHIPPED["real_cluster"]}
-DEFAULT_AGENT = AGENTS["local"]
 
 
 def agent_path(master: str | None = None) -> Path:
