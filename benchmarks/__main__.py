@@ -6,8 +6,9 @@ import importlib
 import importlib.util
 import sys
 
-ORDER = ["offload", "offload_dag", "offload_live", "spark_dag", "spark_reference", "spark_real",
-         "param_server", "ps_real", "hetero_pipeline", "pipeline_real", "runner"]
+ORDER = ["offload", "offload_dag", "offload_live", "spark_dag", "spark_live_room",
+         "spark_reference", "spark_real", "param_server", "ps_real", "hetero_pipeline",
+         "pipeline_real", "runner"]
 
 
 def main() -> int:
