@@ -160,7 +160,7 @@ def objective(scheduler: Any, workload: Workload) -> float:
     if workload.live_contention is not None:
         simulator = LiveSimulator(workload.executors, ObservationLimits(),
                                   contention=workload.live_contention)
-        return float(np.mean(list(simulator.run(workload.jobs, scheduler).jct_s.values())))
+        return simulator.run(workload.jobs, scheduler).mean_jct_s
     env = SparkDagShopEnv(observation_mode="graph", **workload.cluster)
     return run_episode(env, scheduler, seed=workload.seed,
                        options={"instance": workload.jobs})[workload.objective]

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.spark_policy import SHIPPED, load_policy
 from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
+from benchmarks.spark_dag import LIVE_CONTENTION, LIVE_LOAD, TEST_SEED, TRACES
 from envs.spark_dag import (
     ClusterState,
     Decision,
@@ -36,15 +36,12 @@ from envs.spark_dag.observation import decision_is_valid
 from heuristics.spark_dag import make_heuristic
 
 NAME = "spark_live_room"
-TRACES = Path(__file__).resolve().parent.parent / "data" / "spark_traces"
-TEST_SEED = 20_000
-LOAD, CONTENTION, EXECUTORS = 1.5, 0.4, 2
+EXECUTORS = 2
 
 
 def mean_jct_s(jobs: list[NodeJob], scheduler: Any) -> float:
-    run = LiveSimulator(EXECUTORS, ObservationLimits(), contention=CONTENTION).run(jobs,
-                                                                                   scheduler)
-    return float(np.mean(list(run.jct_s.values())))
+    return LiveSimulator(EXECUTORS, ObservationLimits(), contention=LIVE_CONTENTION).run(
+        jobs, scheduler).mean_jct_s
 
 
 class ReplayThenSjf:
@@ -100,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(NAME, argv, extra)
     seeds = 2 if args.quick else 6
     generator = LiveSequenceGenerator(load_live_templates(TRACES / args.trace), num_jobs=20,
-                                      load=LOAD, num_executors=EXECUTORS)
+                                      load=LIVE_LOAD, num_executors=EXECUTORS)
     policy = load_policy(SHIPPED["real"], executors=EXECUTORS)
     rows = []
     for seed in range(seeds):
@@ -128,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
                # the expert itself gets there
                "expert_over_sjf_reaches_issue_target": target(expert_mean, 0.95, "<=")}
     body = "\n".join([
-        f"Live mode of `{args.trace}`: {seeds} streams of 20 jobs at load {LOAD:g}, contention "
-        f"{CONTENTION:g}, 2 executors; mean JCT over `sjf`'s, paired per stream.", "",
+        f"Live mode of `{args.trace}`: {seeds} streams of 20 jobs at load {LIVE_LOAD:g}, contention "
+        f"{LIVE_CONTENTION:g}, 2 executors; mean JCT over `sjf`'s, paired per stream.", "",
         markdown_table(summary, ["scheduler", "over_sjf", "ci95", "best", "worst"], ".3f"), "",
         markdown_table(rows, list(rows[0]), ".2f")])
     write_report(NAME, args.out, rows, targets, body, extra={"summary": summary})

@@ -35,6 +35,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from envs.spark_dag.admission import AdmissionJob, Policy, admit, live_state
 from envs.spark_dag.observation import ObservationLimits
 from envs.spark_dag.workload import Job
@@ -120,6 +122,11 @@ class LiveRun:
     nodes: list[NodeRun]
     decisions: int
     invalid_actions: int
+
+    @property
+    def mean_jct_s(self) -> float:
+        """Mean JCT over the finished jobs (NaN when none finished)."""
+        return float(np.mean(list(self.jct_s.values()))) if self.jct_s else math.nan
 
 
 @dataclass(slots=True)

@@ -115,7 +115,7 @@ def live_streams(seeds: range, trace: str = "tpch_sf1_local_e1-2.json") -> list:
 def live_mean_jct_s(policy, jobs, contention: float = 0.4) -> float:
     run = LiveSimulator(2, ObservationLimits(), contention=contention).run(jobs, policy)
     assert run.invalid_actions == 0 and len(run.jct_s) == len(jobs)
-    return float(np.mean(list(run.jct_s.values())))
+    return run.mean_jct_s
 
 
 def test_twice_the_fair_share_start_is_sjf_on_two_executors():
