@@ -62,8 +62,9 @@ class Engine:
         return max(1, math.ceil(count / (4 * int(match.group(1)) if match else 16)))
 
 
-class UserError(Exception):
-    """A mistake in the command line or its files: reported in one line, exit code 2."""
+class UserError(ValueError):
+    """A mistake in the command line or its files: reported in one line, exit code 2 (as every
+    ValueError and OSError is, by :func:`spark_integration.cli.guarded`)."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -150,20 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        from agents.config import ConfigError
-        from agents.model_check import ModelError
+    from spark_integration.cli import guarded
 
-        if args.debug or not isinstance(error, UserError | ConfigError | ModelError):
-            raise
-        print(f"train_agents.py: error: {error}", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return guarded(parser, args.debug, lambda: run(args))
+    except SystemExit as exit_:  # guarded ends a user mistake through parser.exit(2, line)
+        return int(exit_.code or 0)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,10 @@ def test_help_does_not_import_torch() -> None:
      "model not found"),
     (["train", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
     (["train", "--no-warmup", "--warmup-episodes", "3"], "exclude each other"),
+    (["train", "--master", "local[2]"], "--master is for --engine spark"),
+    # a ValueError of the Spark settings (it was a traceback before train_agents used guarded)
+    (["evaluate", "--engine", "spark", "--master", "spark://host:abc", "--model",
+      str(ROOT / "models/offload_agent.zip")], "expected spark://HOST:PORT"),
 ])
 def test_user_mistakes_are_one_line(argv: list[str], text: str,
                                     capsys: pytest.CaptureFixture) -> None:
