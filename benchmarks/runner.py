@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -72,6 +73,15 @@ def _pool(task: str, payloads: list[dict], processes: int) -> RunResult:
     return RunResult(rows, reports, "local", None, time.perf_counter() - started)
 
 
+ENGINE = re.compile(r"local|cluster|(?:local|pool)\[(\d+)\]")
+
+
+def engine_slots(engine: str) -> int:
+    """Task slots of a ``--engines`` entry other than ``cluster`` (its cluster says)."""
+    match = ENGINE.fullmatch(engine)
+    return int(match.group(1)) if match and match.group(1) else 1
+
+
 def measure(engine: str, task: str, payloads: list[dict]) -> tuple[dict[str, Any], RunResult]:
     """One run of the sweep on ``engine`` (``local``, ``local[N]``, ``cluster`` or the
     control ``pool[N]``)."""
@@ -83,8 +93,7 @@ def measure(engine: str, task: str, payloads: list[dict]) -> tuple[dict[str, Any
         info = cluster.up(workers=2, cores=1, state_dir=tempfile.mkdtemp(prefix="runner-bench-"))
     try:
         master = info.master_url if info else engine
-        slots = info.total_cores if info else (1 if engine == "local" else
-                                               int(engine[engine.index("[") + 1:-1]))
+        slots = info.total_cores if info else engine_slots(engine)
         if engine == "local":
             result = run_tasks(task, payloads)
         elif engine.startswith("pool["):
@@ -116,9 +125,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma list of local, local[N], cluster, pool[N] (the control: N "
                              "plain processes, no Spark)")
     args = parse_args("runner", argv, parser)
-    seeds = args.seeds or (4 if args.quick else 16)
-    if args.batch < 1:
-        parser.error(f"--batch: must be at least 1, got {args.batch}")
+    seeds = (4 if args.quick else 16) if args.seeds is None else args.seeds
+    if seeds < 1 or args.batch < 1:
+        parser.error(f"--seeds and --batch: must be at least 1, got {seeds} and {args.batch}")
+    unknown = [e for e in args.engines.split(",") if not ENGINE.fullmatch(e)]
+    if unknown:
+        parser.error(f"--engines: unknown {unknown}; use local, local[N], cluster, pool[N]")
     task, payloads = sweep_payloads(args.sweep, seeds, args.batch)
     rows, results = [], {}
     for engine in args.engines.split(","):

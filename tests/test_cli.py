@@ -164,3 +164,16 @@ def test_client_refuses_a_model_of_another_env() -> None:
 
     with pytest.raises(ValueError, match="trained for another env"):
         make_planner(str(ROOT / "models/param_server_agent.zip"))
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--seeds", "0"], "must be at least 1, got 0"),   # was silently 16
+    (["--engines", "local[*]"], "--engines: unknown"),  # was a ValueError traceback
+])
+def test_runner_benchmark_refuses_bad_input(argv: list[str], text: str,
+                                            capsys: pytest.CaptureFixture) -> None:
+    from benchmarks.runner import main as runner_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        runner_main(argv)
+    assert exit_info.value.code == 2 and text in capsys.readouterr().err
