@@ -18,14 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pymetis
 import scipy.sparse as sp
 
 from envs.param_server.instance import ParamServerInstance
 from envs.param_server.simulator import AllocationState
 from heuristics.param_server import (
-    _repair_blocks,
     co_access_graph,
+    metis_blocks,
     partition_blocks,
     place_shards,
     refine_moves,
@@ -66,9 +65,11 @@ def target_shares(instance: ParamServerInstance, compute_share: float) -> list[f
     return shares
 
 
-def partition(instance: ParamServerInstance, variant: Variant) -> np.ndarray:
-    """Block -> machine for one variant (``two_step``'s step 1 when ``variant.is_two_step``)."""
-    graph = co_access_graph(instance)
+def partition(instance: ParamServerInstance, variant: Variant,
+              graph: sp.csr_matrix | None = None) -> np.ndarray:
+    """Block -> machine for one variant (``two_step``'s step 1 when ``variant.is_two_step``);
+    ``graph``: the instance's co-access graph when already built."""
+    graph = co_access_graph(instance) if graph is None else graph
     if variant.is_two_step or instance.num_machines == 1 or graph.nnz == 0 or \
             instance.num_blocks < instance.num_machines:
         return partition_blocks(instance)
@@ -77,18 +78,8 @@ def partition(instance: ParamServerInstance, variant: Variant) -> np.ndarray:
         noise = sp.triu(graph, k=1, format="csr")
         noise.data = np.exp(rng.normal(0.0, EDGE_NOISE, noise.nnz))
         graph = sp.csr_matrix(graph.multiply(noise + noise.T))
-    scale = 1e6 / graph.data.max()
-    edge_weights = np.maximum(1, np.round(graph.data * scale)).astype(np.int64)
-    vertex_weights = np.maximum(1, np.round(
-        instance.block_nnz * 1e5 / instance.block_nnz.max())).astype(np.int64)
-    adjacency = pymetis.CSRAdjacency(graph.indptr.astype(np.int64),
-                                     graph.indices.astype(np.int64))
-    options = pymetis.Options(seed=variant.seed, ufactor=variant.ufactor)
-    _, parts = pymetis.part_graph(instance.num_machines, adjacency, vweights=vertex_weights,
-                                  eweights=edge_weights,
-                                  tpwgts=target_shares(instance, variant.compute_share),
-                                  options=options)
-    return _repair_blocks(instance, np.asarray(parts, dtype=np.int64))
+    return metis_blocks(instance, graph, target_shares(instance, variant.compute_share),
+                        variant.seed, variant.ufactor)
 
 
 @dataclass
@@ -100,11 +91,7 @@ class Candidate:
 
     def refined(self) -> AllocationState:
         """A refined copy (the candidate's own state is left as it is)."""
-        state = AllocationState(self.state.instance)
-        for block, machine in enumerate(self.state.block_machine):
-            state.place_block(block, int(machine))
-        for shard, machine in enumerate(self.state.shard_machine):
-            state.place_shard(shard, int(machine))
+        state = AllocationState.from_allocation(self.state.instance, self.state.allocation())
         refine_moves(state)
         return state
 
@@ -114,8 +101,9 @@ def candidates(instance: ParamServerInstance,
     """Every distinct variant's unrefined allocation (duplicate partitions dropped)."""
     seen: set[bytes] = set()
     found = []
+    graph = co_access_graph(instance)
     for variant in variants:
-        blocks = partition(instance, variant)
+        blocks = partition(instance, variant, graph)
         key = blocks.tobytes()
         if key in seen:
             continue

@@ -103,19 +103,27 @@ def partition_blocks(instance: ParamServerInstance) -> np.ndarray:
     graph = co_access_graph(instance)
     if graph.nnz == 0 or instance.num_blocks < num_machines:
         return _lpt_blocks(instance)
+    shares = (instance.speed_nnz_per_s / instance.speed_nnz_per_s.sum()).tolist()
+    shares[-1] = 1.0 - sum(shares[:-1])
+    return metis_blocks(instance, graph, shares)
+
+
+def metis_blocks(instance: ParamServerInstance, graph: sp.csr_matrix, shares: list[float],
+                 seed: int = 0, ufactor: int | None = None) -> np.ndarray:
+    """Block -> machine: METIS k-way partition of ``graph`` (block co-access weights) with
+    block work as vertex weights and target ``shares`` per machine (``seed``, ``ufactor``:
+    METIS options; ``ufactor`` None is METIS's default), repaired so no machine is empty."""
     scale = 1e6 / graph.data.max()
     edge_weights = np.maximum(1, np.round(graph.data * scale)).astype(np.int64)
     vertex_weights = np.maximum(1, np.round(
         instance.block_nnz * 1e5 / instance.block_nnz.max())).astype(np.int64)
-    shares = (instance.speed_nnz_per_s / instance.speed_nnz_per_s.sum()).tolist()
-    shares[-1] = 1.0 - sum(shares[:-1])
     adjacency = pymetis.CSRAdjacency(graph.indptr.astype(np.int64),
                                      graph.indices.astype(np.int64))
-    _, parts = pymetis.part_graph(num_machines, adjacency, vweights=vertex_weights,
-                                  eweights=edge_weights, tpwgts=shares,
-                                  options=pymetis.Options(seed=0))
-    blocks = np.asarray(parts, dtype=np.int64)
-    return _repair_blocks(instance, blocks)
+    options = (pymetis.Options(seed=seed) if ufactor is None
+               else pymetis.Options(seed=seed, ufactor=ufactor))
+    _, parts = pymetis.part_graph(instance.num_machines, adjacency, vweights=vertex_weights,
+                                  eweights=edge_weights, tpwgts=shares, options=options)
+    return _repair_blocks(instance, np.asarray(parts, dtype=np.int64))
 
 
 def _lpt_blocks(instance: ParamServerInstance) -> np.ndarray:
