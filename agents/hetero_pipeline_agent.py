@@ -25,9 +25,9 @@ from agents.listwise import RankerFileError as AgentModelError
 from agents.listwise import read_ranker
 from envs.hetero_pipeline.closed_form import estimate_iteration_s
 from envs.hetero_pipeline.instance import PipelineInstance, PipelinePlan
-from envs.hetero_pipeline.partition import Groups, minmax_cuts, stage_time_matrix
+from envs.hetero_pipeline.partition import Groups
 from envs.hetero_pipeline.simulator import iteration_time
-from heuristics.hetero_pipeline import cluster_dp
+from heuristics.hetero_pipeline import cluster_dp, layer_dp_split
 
 DEFAULT_MODEL = (Path(__file__).resolve().parents[1] / "models"
                  / "hetero_pipeline_agent.ranker.json")
@@ -79,15 +79,11 @@ def moves(groups: Groups, num_devices: int) -> dict[Groups, str]:
 
 def dp_plan(instance: PipelineInstance, groups: Groups) -> tuple[PipelinePlan, float] | None:
     """The grouping's plan with min-max cuts and the DP's bottleneck value (None: no fit)."""
-    if len(groups) > instance.num_layers:
+    split = layer_dp_split(instance, groups)
+    if split is None:
         return None
-    stage, link = stage_time_matrix(instance, groups)
-    cuts = minmax_cuts(stage, link)
-    if cuts is None:
-        return None
-    value = max(max(stage[s][cuts[s], cuts[s + 1]] for s in range(len(groups))),
-                max((link[s][cuts[s + 1]] for s in range(len(groups) - 1)), default=0.0))
-    return PipelinePlan.from_groups(groups, cuts), float(value)
+    cuts, value = split
+    return PipelinePlan.from_groups(groups, cuts), value
 
 
 @dataclass

@@ -29,6 +29,7 @@ from envs.hetero_pipeline.instance import Device, PipelineInstance, PipelinePlan
 from envs.hetero_pipeline.partition import (
     Groups,
     minmax_cuts,
+    minmax_split,
     pair_grid,
     single_device_plan,
     stage_time_matrix,
@@ -41,9 +42,16 @@ from envs.hetero_pipeline.simulator import (
 
 def layer_dp(instance: PipelineInstance, groups: Groups) -> list[int] | None:
     """Best cuts for a fixed ordered grouping, by the min-max DP with real device costs."""
+    split = layer_dp_split(instance, groups)
+    return None if split is None else split[0]
+
+
+def layer_dp_split(instance: PipelineInstance, groups: Groups
+                   ) -> tuple[list[int], float] | None:
+    """:func:`layer_dp`'s cuts and the bottleneck stage or link time the DP reaches."""
     if len(groups) > instance.num_layers:
         return None
-    return minmax_cuts(*stage_time_matrix(instance, groups))
+    return minmax_split(*stage_time_matrix(instance, groups))
 
 
 def select_by_simulation(instance: PipelineInstance,

@@ -54,6 +54,14 @@ def stage_time_matrix(instance: PipelineInstance, groups: Groups) -> tuple[list[
 
 def minmax_cuts(stage: Sequence[np.ndarray], link: Sequence[np.ndarray]) -> list[int] | None:
     """Contiguous split minimising the largest stage/link cost; ``None`` if nothing fits."""
+    split = minmax_split(stage, link)
+    return None if split is None else split[0]
+
+
+def minmax_split(stage: Sequence[np.ndarray], link: Sequence[np.ndarray]
+                 ) -> tuple[list[int], float] | None:
+    """:func:`minmax_cuts` and the largest stage/link cost it reaches; ``None`` if nothing
+    fits."""
     num_stages = len(stage)
     L = stage[0].shape[0] - 1
     best = stage[0][0].copy()          # best[j]: stages 0..s cover layers 0..j-1
@@ -69,7 +77,7 @@ def minmax_cuts(stage: Sequence[np.ndarray], link: Sequence[np.ndarray]) -> list
     for s in range(num_stages - 1, 0, -1):
         cuts.append(int(choice[s - 1][cuts[-1]]))
     cuts.append(0)
-    return cuts[::-1]
+    return cuts[::-1], float(best[L])
 
 
 def single_device_plan(instance: PipelineInstance) -> PipelinePlan:
