@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from envs import ENV_IDS
+
+if TYPE_CHECKING:
+    from spark_integration.sweeps import Engine
 
 OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
 PROBLEM_NAMES = {OFFLOAD_ENV_ID: "offload", "pipesched/SparkDagShop-v0": "spark_dag",
@@ -32,7 +33,6 @@ PROBLEM_NAMES = {OFFLOAD_ENV_ID: "offload", "pipesched/SparkDagShop-v0": "spark_
                  "pipesched/HeteroPipeline-v0": "hetero_pipeline"}
 #: the demo's brief training: clone ``joint`` on a few instances (no DAgger), then PPO
 DEMO_PRETRAIN = {"instances": 40, "epochs": 15, "dagger_rounds": 0}
-SHIPPED_OFFLOAD_AGENT = Path(__file__).resolve().parent / "models" / "offload_agent.zip"
 #: seeds of the instances ``train`` and ``evaluate`` report on (training uses 0.. and 10_000..)
 VALIDATION_SEED = 900_000
 DESCRIPTION = """pipesched: train, evaluate and compare schedulers (no command: the demo, ~4 min).
@@ -41,25 +41,6 @@ CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048`
 (warm-up scaled to the steps), `--timesteps 49152 --n-envs 8` (the shipped agent's recipe) about
 40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about 2 min for
 --instances 10, on the other envs under a minute for 40 instances."""
-
-
-@dataclass(frozen=True)
-class Engine:
-    """Where evaluation episodes run: ``local`` (this process) or ``spark`` on ``master``,
-    ``batch`` seeds (offloading: instances) per task (default: 1 locally, else about 4 tasks
-    per core of ``local[N]``, 16 tasks on a cluster)."""
-
-    name: str = "local"
-    master: str | None = None
-    batch: int | None = None
-
-    def batch_for(self, count: int) -> int:
-        if self.batch:
-            return self.batch
-        if self.name == "local":
-            return 1
-        match = re.fullmatch(r"local\[(\d+)(,\d+)?\]", self.master or "")
-        return max(1, math.ceil(count / (4 * int(match.group(1)) if match else 16)))
 
 
 class UserError(ValueError):
@@ -162,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a sweep task that failed every Spark attempt is a :class:`UserError`."""
+    from spark_integration.runner import RunnerError
+
+    try:
+        return run_command(args)
+    except RunnerError as error:
+        raise UserError(str(error)) from None
+
+
+def run_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
@@ -199,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _engine(args: argparse.Namespace) -> Engine:
     """The --engine choice, checked before anything starts (an unreachable master included)."""
+    from spark_integration.sweeps import Engine
+
     if args.engine == "local":
         if args.master:
             raise UserError("--master is for --engine spark")
@@ -211,38 +204,6 @@ def _engine(args: argparse.Namespace) -> Engine:
     if problem:
         raise UserError(f"--master {args.master}: {problem}")
     return Engine("spark", args.master, args.batch)
-
-
-def run_sweep(task: str, payloads: list[dict], engine: Engine, label: str) -> list[dict]:
-    """The rows of ``payloads`` run by :mod:`spark_integration.runner` (a progress bar when
-    local; a task that fails every Spark attempt is a :class:`UserError`)."""
-    from rich.progress import Progress
-
-    from spark_integration.runner import RunnerError, run_tasks
-
-    try:
-        if engine.name != "local":
-            print(f"{label}: {len(payloads)} tasks on {engine.master}", file=sys.stderr)
-            return run_tasks(task, payloads, "spark", engine.master).flat_rows()
-        with Progress(transient=True) as bar:
-            progress = bar.add_task(label, total=len(payloads))
-            return run_tasks(task, payloads, progress=lambda done: bar.update(
-                progress, completed=done)).flat_rows()
-    except RunnerError as error:
-        raise UserError(str(error)) from None
-
-
-def _episode_outcomes(env_id: str, models: dict[str, str], seeds: range, engine: Engine,
-                      label: str) -> list:
-    from agents.compare import Outcome
-    from agents.sweep_tasks import model_payload
-
-    size = engine.batch_for(len(seeds))
-    files = model_payload(models)
-    payloads = [{"env_id": env_id, "seeds": list(seeds[i:i + size]), "models": files}
-                for i in range(0, len(seeds), size)]
-    rows = run_sweep("agents.sweep_tasks:compare_episodes", payloads, engine, label)
-    return [Outcome(row["reference"], row["objective"], row["plan_seconds"]) for row in rows]
 
 
 def train_command(args: argparse.Namespace, console: Any) -> int:
@@ -258,6 +219,8 @@ def train_command(args: argparse.Namespace, console: Any) -> int:
 
     collect = None
     if engine.name == "spark":
+        from spark_integration.sweeps import run_sweep
+
         def collect(task: str, payloads: list[dict]) -> list[dict]:
             return run_sweep(task, payloads, engine, f"warm-up labels: {len(payloads)} tasks")
 
@@ -281,15 +244,16 @@ def _named_model(spec: str) -> tuple[str, str]:
 
 
 def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: Any,
-             engine: Engine = Engine()) -> None:
+             engine: Engine) -> None:
     """The model and every heuristic on ``episodes`` seeded instances: a table of objective /
     best heuristic, then one line with the model's mean objective."""
     import numpy as np
 
     from agents.compare import OBJECTIVE, summarise
     from agents.report import print_ratio_table
+    from spark_integration.sweeps import episode_outcomes
 
-    outcomes = _episode_outcomes(env_id, {"model": model_path}, range(seed, seed + episodes),
+    outcomes = episode_outcomes(env_id, {"model": model_path}, range(seed, seed + episodes),
                                  engine, f"evaluating on {episodes} instances")
     print_ratio_table(summarise(outcomes), f"{env_id}: {OBJECTIVE[env_id]} / best heuristic "
                                            f"per instance, seeds {seed}..{seed + episodes - 1}",
@@ -300,14 +264,15 @@ def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: An
 
 
 def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, out: Path,
-                console: Any, name: str, engine: Engine = Engine()) -> dict:
+                console: Any, name: str, engine: Engine) -> dict:
     """Every heuristic and each model on ``instances`` seeded instances of ``env_id``; writes
     ``out/<name>.json``, ``.md`` and ``.png``."""
     from agents.compare import OBJECTIVE, summarise
     from agents.report import plot_ratios, print_ratio_table, ratio_markdown
+    from spark_integration.sweeps import episode_outcomes
 
     started = time.perf_counter()
-    outcomes = _episode_outcomes(env_id, models, range(seed, seed + instances), engine,
+    outcomes = episode_outcomes(env_id, models, range(seed, seed + instances), engine,
                                  f"comparing on {instances} instances")
     rows = summarise(outcomes)
     objective = OBJECTIVE[env_id]
@@ -341,24 +306,8 @@ def gantt_markdown(gantt: dict) -> str:
     return f"Gantt chart of the instance of seed {gantt['seed']} ({titles}): ![]({gantt['png']})"
 
 
-def offload_outcomes(instances: list, models: dict[str, str], engine: Engine, label: str,
-                     **limits: Any) -> list:
-    """:class:`agents.offload_compare.InstanceOutcome` of each instance (CP-SAT optimum,
-    heuristics, models; ``limits``: ``exact``, ``exact_time_limit_s``, ``joint_time_limit_s``)
-    through :mod:`spark_integration.runner`."""
-    from agents.offload_compare import InstanceOutcome
-    from agents.sweep_tasks import model_payload
-
-    size = engine.batch_for(len(instances))
-    files = model_payload(models)
-    payloads = [{"instances": [inst.to_dict() for inst in instances[i:i + size]],
-                 "models": files, **limits} for i in range(0, len(instances), size)]
-    rows = run_sweep("agents.sweep_tasks:offload_instances", payloads, engine, label)
-    return [InstanceOutcome(**row) for row in rows]
-
-
 def compare_offload(models: dict[str, str], instances_per_class: int, seed: int, out: Path,
-                    console: Any, name: str, engine: Engine = Engine()) -> dict:
+                    console: Any, name: str, engine: Engine) -> dict:
     """Every heuristic, each model and the CP-SAT optimum on seeded 3..6-job instances at each
     bandwidth class; writes ``out/<name>.json``, ``.md`` and ``.png`` plus a Gantt chart."""
     import numpy as np
@@ -366,6 +315,7 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
     from agents.compare import summarise
     from agents.report import plot_ratios, print_ratio_table, ratio_markdown
     from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
+    from spark_integration.sweeps import offload_outcomes
 
     rng = np.random.default_rng(seed)
     classes = list(BANDWIDTH_CLASSES_MBPS)
@@ -407,10 +357,14 @@ def demo(console: Any) -> int:
         return 130
     models = {f"agent_demo_bc{DEMO_PRETRAIN['instances']}_ppo{result.timesteps}":
               str(result.model_path)}
-    if SHIPPED_OFFLOAD_AGENT.exists():
-        models["agent_shipped"] = str(SHIPPED_OFFLOAD_AGENT)
+    from agents.compare import SHIPPED_MODELS
+
+    if SHIPPED_MODELS[OFFLOAD_ENV_ID].exists():
+        models["agent_shipped"] = str(SHIPPED_MODELS[OFFLOAD_ENV_ID])
+    from spark_integration.sweeps import Engine
+
     compare_offload(models, instances_per_class=6, seed=2026, out=Path("results"),
-                    console=console, name="demo_offload")
+                    console=console, name="demo_offload", engine=Engine())
     return 0
 
 

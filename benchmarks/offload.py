@@ -20,11 +20,12 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401
-from agents.compare import summarise
+from agents.compare import SHIPPED_MODELS, summarise
+from agents.planning import OFFLOAD_ENV_ID
 from agents.report import plot_ratios, ratio_markdown
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
 from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
-from train_agents import SHIPPED_OFFLOAD_AGENT, Engine, offload_outcomes
+from spark_integration.sweeps import Engine, offload_outcomes
 
 
 def small_batches(instances_per_class: int, models: dict[str, str], seed: int,
@@ -85,7 +86,7 @@ def env_throughput(seconds: float) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.offload")
-    parser.add_argument("--model", default=str(SHIPPED_OFFLOAD_AGENT),
+    parser.add_argument("--model", default=str(SHIPPED_MODELS[OFFLOAD_ENV_ID]),
                         help="trained agent to include (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=("local", "spark"), default="local",

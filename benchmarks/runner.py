@@ -42,11 +42,12 @@ def sweep_payloads(sweep: str, seeds: int, batch: int = 1) -> tuple[str, list[di
                 [{"env_id": "pipesched/SparkDagShop-v0",
                   "seeds": list(range(first, min(first + batch, seeds))), "models": {}}
                  for first in range(0, seeds, batch)])
+    from agents.compare import SHIPPED_MODELS
+    from agents.planning import OFFLOAD_ENV_ID
     from envs.offload import ProfileGenerator
-    from train_agents import SHIPPED_OFFLOAD_AGENT
 
     rng = np.random.default_rng(0)
-    models = model_payload({"agent": str(SHIPPED_OFFLOAD_AGENT)})
+    models = model_payload({"agent": str(SHIPPED_MODELS[OFFLOAD_ENV_ID])})
     generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth="4G")
     return ("agents.sweep_tasks:offload_instances",
             [{"instances": [generator(rng).to_dict()], "models": models}
