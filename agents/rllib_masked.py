@@ -22,6 +22,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs import ENV_IDS
+
 RLLIB_MISSING = "Ray RLlib is not installed (pip install -e '.[rllib]')"
 
 
@@ -29,12 +31,10 @@ class MaskedFlatEnv(gym.Env):
     """A pipesched env as RLlib's action-masking module wants it (module docstring).
     ``config``: ``{"env_id": ..., "env_kwargs": {...}}``."""
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         import envs  # noqa: F401  (registers the ids)
 
-        config = dict(config or {})
-        self.inner = gym.make(config.get("env_id", "pipesched/ParamServer-v0"),
-                              **config.get("env_kwargs", {}))
+        self.inner = gym.make(config["env_id"], **config.get("env_kwargs", {}))
         self.action_space = self.inner.action_space
         flat = gym.spaces.flatten_space(self.inner.observation_space)
         self.observation_space = gym.spaces.Dict({
@@ -104,7 +104,7 @@ def train(env_id: str, iterations: int, env_kwargs: dict | None = None, workers:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.rllib_masked",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="pipesched/ParamServer-v0")
+    parser.add_argument("--env", default="pipesched/ParamServer-v0", choices=sorted(ENV_IDS))
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="RLlib env runners (0: driver)")
     parser.add_argument("--train-batch-size", type=int, default=512)
