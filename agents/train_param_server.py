@@ -63,10 +63,23 @@ def label_instance(instance: ParamServerInstance) -> tuple[np.ndarray, np.ndarra
     return feature_matrix(found), finals / finals[0]
 
 
+def labeller() -> str:
+    """What the labels depend on besides the seeds; stored in each cache file."""
+    return json.dumps({"features": FEATURES, "variants": [list(vars(v).values())
+                                                         for v in VARIANTS],
+                       "sizes": SIZES, "machines": MACHINE_COUNTS,
+                       "heterogeneity": HETEROGENEITY})
+
+
 def labelled_set(count: int, seed_base: int, cache: Path, tag: str) -> list[tuple]:
-    """Labels of ``count`` instances, read from / added to ``cache`` (an npz per set)."""
+    """Labels of ``count`` instances, read from / added to ``cache`` (an npz per set); a cache
+    file written by another labeller (features, variants, instance sizes) is refused."""
     path = cache / f"{tag}-{seed_base}.npz"
     stored: dict[str, np.ndarray] = dict(np.load(path)) if path.exists() else {}
+    if stored and str(stored.get("labeller", "")) != labeller():
+        raise ValueError(f"{path}: labels made with other features, variants or instance sizes "
+                         f"than this version's; delete the file or pass another --labels")
+    stored["labeller"] = np.array(labeller())
     data = []
     for index in range(count):
         key = str(index)
@@ -105,8 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     cache = Path(args.labels)
-    train = labelled_set(args.train, TRAIN_SEED_BASE, cache, "train")
-    validation = labelled_set(args.validation, VALIDATION_SEED_BASE, cache, "validation")
+    try:
+        train = labelled_set(args.train, TRAIN_SEED_BASE, cache, "train")
+        validation = labelled_set(args.validation, VALIDATION_SEED_BASE, cache, "validation")
+    except ValueError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     labelled_s = time.perf_counter() - started
     oracle = np.array([ratios.min() for _, ratios in validation])
 

@@ -54,3 +54,17 @@ def test_missing_or_wrong_model_is_a_one_line_error(tmp_path: Path):
     bad.write_text("{")
     with pytest.raises(AgentModelError, match="not JSON"):
         load_agent(bad)
+
+
+def test_label_cache_of_another_labeller_is_refused(tmp_path):
+    """A cache written with other features or variants is not silently reused; one written by
+    this labeller is read back without labelling again."""
+    from agents.train_param_server import labelled_set, labeller
+
+    features, ratios = np.zeros((3, 12)), np.array([1.0, 0.99, 1.02])
+    np.savez(tmp_path / "train-5.npz", x0=features, y0=ratios)
+    with pytest.raises(ValueError, match=r"train-5\.npz: labels made with other"):
+        labelled_set(1, 5, tmp_path, "train")
+    np.savez(tmp_path / "train-6.npz", x0=features, y0=ratios, labeller=np.array(labeller()))
+    [(x, y)] = labelled_set(1, 6, tmp_path, "train")
+    assert np.array_equal(x, features) and np.array_equal(y, ratios)
