@@ -258,6 +258,11 @@ def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: An
     print_ratio_table(summarise(outcomes), f"{env_id}: {OBJECTIVE[env_id]} / best heuristic "
                                            f"per instance, seeds {seed}..{seed + episodes - 1}",
                       console)
+    failures = [o.failures["model"] for o in outcomes if "model" in o.failures]
+    if failures:
+        console.print(f"{env_id}: FAILED: {model_path} did not complete {len(failures)} of "
+                      f"{episodes} episodes (objective inf), e.g. {failures[0]}")
+        return
     values = np.array([o.objective["model"] for o in outcomes])
     console.print(f"{env_id}: {OBJECTIVE[env_id]} mean {np.mean(values):.4f} "
                   f"(std {np.std(values):.4f}) over {episodes} episodes of {model_path}")

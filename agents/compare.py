@@ -4,6 +4,7 @@ reference of each instance is its best heuristic (offloading against the CP-SAT 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,7 @@ import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
 from agents.config import load_config
-from agents.evaluate import run_episode
+from agents.evaluate import IncompleteEpisode, require_complete, run_episode
 from agents.model_check import SPARK_ENV_ID, load_for_env
 from agents.planning import OFFLOAD_ENV_ID
 from agents.spark_policy import SHIPPED
@@ -33,7 +34,8 @@ SHIPPED_MODELS = {
     HETERO_PIPELINE_ENV_ID: MODELS_DIR / "hetero_pipeline_agent.zip",
 }
 
-#: name -> a function of the instance seed returning (objective, seconds spent planning)
+#: name -> a function of the instance seed returning (objective, seconds spent planning); it
+#: raises :class:`IncompleteEpisode` when the scheduler did not complete the instance
 Contender = Callable[[int], tuple[float, float]]
 
 
@@ -41,12 +43,24 @@ Contender = Callable[[int], tuple[float, float]]
 class Outcome:
     """Objective of every scheduler on one instance and the reference it is divided by:
     ``reference_name`` says what that is (the best heuristic's objective here; the CP-SAT
-    optimum or a lower bound in :mod:`agents.offload_compare`)."""
+    optimum or a lower bound in :mod:`agents.offload_compare`). A scheduler that did not
+    complete the instance has objective ``inf`` and its reason in ``failures``."""
 
     reference: float
     objective: dict[str, float] = field(default_factory=dict)
     plan_seconds: dict[str, float] = field(default_factory=dict)
     reference_name: str = "best_heuristic"
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def record(self, name: str, contender: Callable[[], tuple[float, float]]) -> None:
+        """Play ``contender`` and store its objective and time, or its failure (``inf``)."""
+        started = time.perf_counter()
+        try:
+            self.objective[name], self.plan_seconds[name] = contender()
+        except IncompleteEpisode as failure:
+            self.objective[name] = math.inf
+            self.plan_seconds[name] = time.perf_counter() - started
+            self.failures[name] = str(failure)
 
 
 def _timed(run: Callable[[], float]) -> tuple[float, float]:
@@ -63,7 +77,8 @@ def _spark_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, d
     padded_env = SparkDagShopEnv(**{**env_kwargs, "observation_mode": "padded"})
 
     def episode(env: Any, scheduler: Any) -> Contender:
-        return lambda seed: _timed(lambda: run_episode(env, scheduler, seed=seed)["mean_jct_s"])
+        return lambda seed: _timed(lambda: require_complete(
+            run_episode(env, scheduler, seed=seed))["mean_jct_s"])
 
     heuristics = {name: episode(graph_env, make_heuristic(name)) for name in HEURISTICS}
     agents = {}
@@ -85,12 +100,14 @@ def _planner_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
 
         def score(instance: Any, plan: Any) -> float:
             return evaluate(instance, plan).iteration_s
-    else:
+    elif env_id == HETERO_PIPELINE_ENV_ID:
         from envs.hetero_pipeline.simulator import simulate
         from heuristics.hetero_pipeline import HEURISTICS
 
         def score(instance: Any, plan: Any) -> float:
             return simulate(instance, plan).iteration_s
+    else:
+        raise ValueError(f"no comparison for env {env_id!r} (known: {', '.join(OBJECTIVE)})")
 
     cache: dict[int, Any] = {}
 
@@ -107,7 +124,7 @@ def _planner_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
     def agent(scheduler: Any) -> Contender:
         def objective(seed: int) -> float:
             info = run_episode(env, scheduler, options={"instance": instance(seed)})
-            return info["iteration_s"] if info.get("complete", True) else math.inf
+            return require_complete(info)["iteration_s"]
         return lambda seed: _timed(lambda: objective(seed))
 
     heuristics = {name: planner(plan) for name, plan in HEURISTICS.items()}
@@ -128,32 +145,44 @@ def contenders(env_id: str, models: dict[str, str]) -> tuple[dict, dict]:
 
 def run_outcomes(heuristics: dict[str, Contender], agents: dict[str, Contender],
                  seeds: Iterable[int]) -> list[Outcome]:
+    """The :class:`Outcome` of every seed; the reference is the best heuristic that completed
+    the instance (a failed one never is), and no completed heuristic at all is an error."""
     outcomes = []
     for seed in seeds:
-        objective, seconds = {}, {}
+        outcome = Outcome(math.nan)
         for name, contender in {**heuristics, **agents}.items():
-            objective[name], seconds[name] = contender(seed)
-        reference = min(objective[name] for name in heuristics)
-        outcomes.append(Outcome(reference, objective, seconds))
+            outcome.record(name, functools.partial(contender, seed))
+        outcome.reference = min(outcome.objective[name] for name in heuristics)
+        if not math.isfinite(outcome.reference):
+            raise IncompleteEpisode(f"seed {seed}: no heuristic completed the instance, so it "
+                                    f"has no reference ({outcome.failures})")
+        outcomes.append(outcome)
     return outcomes
 
 
 def summarise(outcomes: Sequence[Outcome], label: str = "all") -> list[dict]:
-    """One row per scheduler: mean, p95 and max of objective / reference (an agent that left
-    an instance unfinished counts in ``unfinished``, not in the ratios)."""
+    """One row per scheduler: mean, p95 and max of objective / reference over every instance.
+    An instance the scheduler did not complete counts in ``failed`` (its reasons in
+    ``failures``) and as an infinite ratio, so the mean and max of a scheduler that failed
+    anywhere are ``inf``: never a mean over the instances it happened to finish."""
     rows = []
     for name in outcomes[0].objective:
         ratios = np.array([o.objective[name] / o.reference for o in outcomes])
-        finite = ratios[np.isfinite(ratios)]
-        finite = finite if finite.size else np.array([math.nan])
+        failures = sorted({o.failures[name] for o in outcomes if name in o.failures})
         rows.append({"group": label, "scheduler": name, "instances": len(ratios),
-                     "reference": outcomes[0].reference_name, "mean_ratio": float(finite.mean()),
-                     "p95_ratio": float(np.percentile(finite, 95)),
-                     "max_ratio": float(finite.max()),
+                     "reference": outcomes[0].reference_name, "mean_ratio": float(ratios.mean()),
+                     "p95_ratio": _percentile(ratios, 95), "max_ratio": float(ratios.max()),
                      "median_plan_ms": 1e3 * float(np.median([o.plan_seconds[name]
                                                               for o in outcomes])),
-                     "unfinished": int((~np.isfinite(ratios)).sum())})
+                     "failed": sum(name in o.failures for o in outcomes), "failures": failures})
     return rows
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile`` where interpolating between two infinite values is ``inf``, not NaN."""
+    with np.errstate(invalid="ignore"):
+        value = float(np.percentile(values, q))
+    return math.inf if math.isnan(value) else value
 
 
 def _offload_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, dict]:

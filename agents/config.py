@@ -62,11 +62,120 @@ def import_object(spec: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-FIELDS = {"policy", "env_kwargs", "ppo", "policy_kwargs", "demo_timesteps", "pretrain"}
-
-
 class ConfigError(ValueError):
     """A configuration file that cannot be used (message names the file and the field)."""
+
+
+#: a YAML number (YAML 1.1 reads ``1e-3`` without a dot as text, which is refused here)
+NUMBER = (int, float)
+#: the keys each section may hold and the type of each value; a dict is a nested section.
+#: ``ppo`` and ``policy_kwargs`` are the MaskablePPO and maskable policy arguments a YAML file
+#: can give (tests compare them with sb3-contrib's signatures); ``env_kwargs`` is checked
+#: against the env's constructor.
+PPO_KEYS: dict[str, Any] = {
+    "learning_rate": NUMBER, "n_steps": int, "batch_size": int, "n_epochs": int,
+    "gamma": NUMBER, "gae_lambda": NUMBER, "clip_range": NUMBER,
+    "clip_range_vf": (*NUMBER, type(None)), "normalize_advantage": bool, "ent_coef": NUMBER,
+    "vf_coef": NUMBER, "max_grad_norm": NUMBER, "target_kl": (*NUMBER, type(None)),
+    "stats_window_size": int,
+}
+POLICY_KWARGS_KEYS: dict[str, Any] = {
+    "net_arch": (list, dict), "features_extractor_class": str,
+    "features_extractor_kwargs": dict, "ortho_init": bool, "share_features_extractor": bool,
+    "normalize_images": bool, "optimizer_kwargs": dict,
+}
+NET_ARCH_KEYS = {"pi": list, "vf": list}
+PRETRAIN_KEYS: dict[str, Any] = {
+    "expert": str, "instances": int, "epochs": int, "learning_rate": NUMBER,
+    "dagger_rounds": int, "dagger_instances": int, "dagger_epochs": int,
+    "recipe_timesteps": int,
+}
+SCHEMA: dict[str, Any] = {
+    "policy": str, "env_kwargs": dict, "ppo": PPO_KEYS, "policy_kwargs": POLICY_KWARGS_KEYS,
+    "demo_timesteps": int, "pretrain": PRETRAIN_KEYS,
+}
+FIELDS = set(SCHEMA)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               list: "a list", dict: "a mapping", type(None): "null"}
+#: the sections that may be null (``pretrain: null`` in a --config file turns the warm-up off)
+NULLABLE = {"pretrain"}
+
+
+def _check_value(value: Any, kind: Any, where: str) -> None:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int in Python, but "true" is never a count or a rate
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = [_TYPE_NAMES[k] for k in kinds if not (k is int and float in kinds)]
+        raise ConfigError(f"{where} must be {' or '.join(names)}, got {value!r}")
+    if kind is int and value < 0:
+        raise ConfigError(f"{where} must be >= 0, got {value}")
+
+
+def check_section(section: Any, schema: dict[str, Any], source: str, path: str = "") -> None:
+    """Refuse a key of ``section`` that ``schema`` does not name, or a value of the wrong type,
+    as ``"<source>: unknown key pretrain.dagger_roundz (known in pretrain: ...)"``; nested
+    sections are checked the same way (``path`` is the dotted key of ``section``)."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: {path or 'the entry'} must be a mapping, got {section!r}")
+    prefix = f"{path}." if path else ""
+    for key, value in section.items():
+        if key not in schema:
+            raise ConfigError(f"{source}: unknown key {prefix}{key} (known in "
+                              f"{path or 'an entry'}: {', '.join(sorted(schema))})")
+        kind = schema[key]
+        if isinstance(kind, dict) and not (value is None and key in NULLABLE):
+            check_section(value, kind, source, f"{prefix}{key}")
+        elif not isinstance(kind, dict):
+            _check_value(value, kind, f"{source}: {prefix}{key}")
+    if isinstance(section.get("net_arch"), dict):
+        check_section(section["net_arch"], NET_ARCH_KEYS, source, f"{prefix}net_arch")
+
+
+def env_keyword_names(env_id: str) -> set[str]:
+    """The keyword arguments the env of ``env_id`` accepts: its constructor's parameters, and
+    the keys of its ``default_config()`` where it takes them as ``**overrides``."""
+    import inspect
+
+    from envs import ENV_IDS
+
+    if env_id not in ENV_IDS:
+        raise ConfigError(f"unknown env id {env_id!r} (known: {', '.join(sorted(ENV_IDS))})")
+    env_class = import_object(ENV_IDS[env_id])
+    parameters = inspect.signature(env_class.__init__).parameters.values()
+    names = {p.name for p in parameters if p.kind is not p.VAR_KEYWORD} - {"self"}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        names |= set(env_class.default_config())
+    return names
+
+
+def check_entry(entry: Any, env_id: str, source: str) -> None:
+    """Keys and value types of one file's entry for ``env_id``, nested sections included."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: the entry for {env_id} must be a mapping")
+    check_section(entry, SCHEMA, f"{source}: {env_id}")
+    known = env_keyword_names(env_id)
+    for key in entry.get("env_kwargs", {}):
+        if key not in known:
+            raise ConfigError(f"{source}: {env_id}: unknown key env_kwargs.{key} (known in "
+                              f"env_kwargs: {', '.join(sorted(known))})")
+
+
+def check_pretrain(pretrain: dict[str, Any] | None, source: str) -> None:
+    """The keys :func:`agents.imitation.pretrain` needs, on the merged block."""
+    if pretrain is None:
+        return
+    needed = ["expert", "instances", "epochs"]
+    if pretrain.get("dagger_rounds", 0) > 0:
+        needed.append("dagger_instances")
+    missing = [key for key in needed if key not in pretrain]
+    if missing:
+        raise ConfigError(f"{source}: pretrain needs {', '.join(missing)} "
+                          f"(it has {', '.join(sorted(pretrain)) or 'nothing'})")
+    if ":" not in pretrain["expert"]:
+        raise ConfigError(f"{source}: pretrain.expert must be 'module:function', got "
+                          f"{pretrain['expert']!r}")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -96,31 +205,44 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], prefix: str = ""
     return merged, changed
 
 
-def shipped_entries() -> dict[str, Any]:
-    entries: dict[str, Any] = {}
+def shipped_sources() -> dict[str, tuple[Path, Any]]:
+    """env id -> (the ``agents/configs`` file that holds its entry, the entry); an env id in
+    two files is refused (which one wins would depend on the file names)."""
+    entries: dict[str, tuple[Path, Any]] = {}
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
-        entries.update(_read_yaml(path))
+        for env_id, entry in _read_yaml(path).items():
+            if env_id in entries:
+                raise ConfigError(f"{path}: {env_id} is also configured in "
+                                  f"{entries[env_id][0]}")
+            entries[env_id] = (path, entry)
     return entries
+
+
+def shipped_entries() -> dict[str, Any]:
+    return {env_id: entry for env_id, (_, entry) in shipped_sources().items()}
 
 
 def load_config_with_overrides(env_id: str, config_path: str | Path | None = None
                                ) -> tuple[TrainConfig, list[str]]:
-    """The configuration for ``env_id`` and the dotted keys ``config_path`` overrode."""
-    entry = shipped_entries().get(env_id, {})
-    changed: list[str] = []
+    """The configuration for ``env_id`` and the dotted keys ``config_path`` overrode. Every key
+    of either file is checked by name and type, nested sections included (a misspelt key is
+    an error naming the file and its dotted path, never a feature silently left off)."""
+    shipped = shipped_sources()
+    if env_id not in shipped:
+        raise ConfigError(f"{CONFIG_DIR}: no entry for {env_id} (entries: "
+                          f"{', '.join(sorted(shipped))})")
+    shipped_path, entry = shipped[env_id]
+    check_entry(entry, env_id, str(shipped_path))
+    source, changed = str(shipped_path), []
     if config_path is not None:
         user = _read_yaml(Path(config_path))
         if env_id not in user:
             raise ConfigError(f"{config_path}: no entry for {env_id} (entries: "
                               f"{sorted(user) or 'none'})")
-        if not isinstance(user[env_id], dict):
-            raise ConfigError(f"{config_path}: the entry for {env_id} must be a mapping")
+        check_entry(user[env_id], env_id, str(config_path))
         entry, changed = deep_merge(entry, user[env_id])
-    unknown = set(entry) - FIELDS
-    if unknown:
-        source = config_path or CONFIG_DIR
-        raise ConfigError(f"{source}: config for {env_id}: unknown field(s) {sorted(unknown)}; "
-                          f"known: {sorted(FIELDS)}")
+        source = f"{shipped_path} with {config_path}"
+    check_pretrain(entry.get("pretrain"), f"{source}: {env_id}")
     return TrainConfig(env_id=env_id, **entry), changed
 
 

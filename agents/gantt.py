@@ -10,7 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from agents.evaluate import run_episode
+from agents.evaluate import IncompleteEpisode, incomplete_reason, run_episode
 from agents.model_check import SPARK_ENV_ID, load_for_env
 from agents.planning import OFFLOAD_ENV_ID
 
@@ -47,6 +47,11 @@ class Chart:
                 "bars": len(self.bars)}
 
 
+def failed_chart(name: str, reason: str) -> Chart:
+    """The panel of a scheduler that did not complete the instance: no bars, its reason."""
+    return Chart(f"{name}: FAILED, {reason}", ["no plan"], "job")
+
+
 def _offload_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[Chart]:
     from agents.offload_compare import _env_kwargs
     from agents.planning import plan_with_scheduler
@@ -59,9 +64,13 @@ def _offload_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list
     instance = env.instance
     plans = {name: (HEURISTICS[name](instance, 2.0) if name == "joint"
                     else HEURISTICS[name](instance)) for name in GANTT_HEURISTICS[OFFLOAD_ENV_ID]}
+    failures = {}
     for name, path in models.items():
         scheduler = load_for_env(path, OFFLOAD_ENV_ID, env.observation_space, check_shapes=False)
-        plans[name] = plan_with_scheduler(scheduler, instance, _env_kwargs(scheduler))
+        try:
+            plans[name] = plan_with_scheduler(scheduler, instance, _env_kwargs(scheduler))
+        except IncompleteEpisode as failure:
+            failures[name] = str(failure)
     charts = []
     for name, plan in plans.items():
         result = simulate(instance, plan)
@@ -69,7 +78,7 @@ def _offload_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list
         chart.bars = [Bar(resource, i.start_s, i.end_s, instance.jobs[i.job].name)
                       for resource in RESOURCES for i in result.intervals[resource]]
         charts.append(chart)
-    return charts
+    return charts + [failed_chart(name, reason) for name, reason in failures.items()]
 
 
 def _spark_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[Chart]:
@@ -87,6 +96,10 @@ def _spark_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[C
         scheduler = (make_heuristic(name) if path is None
                      else load_for_env(path, SPARK_ENV_ID, env.observation_space))
         info = run_episode(env, scheduler, seed=seed)
+        reason = incomplete_reason(info)
+        if reason is not None:
+            charts.append(failed_chart(name, reason))
+            continue
         sim = env.sim
         job_of_task = [job.name for job in sim.jobs for stage in job.stages
                        for _ in range(stage.num_tasks)]
@@ -102,19 +115,25 @@ def _spark_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[C
 
 
 def _planner_plans(env_id: str, env_kwargs: dict, models: dict[str, str], seed: int,
-                   heuristics: dict, model_plan: Callable[[Any, dict], Any]) -> tuple[Any, dict]:
-    """Param server and pipeline: the instance of ``seed`` and name -> plan, for the drawn
-    heuristics and each model (``model_plan(env, final info)`` reads a model's plan; None,
-    for an instance the model left unfinished, draws no panel)."""
+                   heuristics: dict, model_plan: Callable[[Any, dict], Any]
+                   ) -> tuple[Any, dict, dict]:
+    """Param server and pipeline: the instance of ``seed``, name -> plan for the drawn
+    heuristics and each model that completed it (``model_plan(env, final info)`` reads a
+    model's plan), and name -> reason for each model that did not."""
     env = gym.make(env_id, **env_kwargs).unwrapped
     env.reset(seed=seed)
     instance = env.instance
     plans = {name: heuristics[name](instance) for name in GANTT_HEURISTICS[env_id]}
+    failures = {}
     for name, path in models.items():
         info = run_episode(env, load_for_env(path, env_id, env.observation_space),
                            options={"instance": instance})
-        plans[name] = model_plan(env, info)
-    return instance, {name: plan for name, plan in plans.items() if plan is not None}
+        reason = incomplete_reason(info)
+        if reason is None:
+            plans[name] = model_plan(env, info)
+        else:
+            failures[name] = reason
+    return instance, plans, failures
 
 
 def _param_server_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[Chart]:
@@ -122,9 +141,9 @@ def _param_server_charts(env_kwargs: dict, models: dict[str, str], seed: int) ->
     from envs.param_server.simulator import evaluate
     from heuristics.param_server import HEURISTICS
 
-    instance, allocations = _planner_plans(
+    instance, allocations, failures = _planner_plans(
         "pipesched/ParamServer-v0", env_kwargs, models, seed, HEURISTICS,
-        lambda env, info: Allocation(**info["allocation"]) if "allocation" in info else None)
+        lambda env, info: Allocation(**info["allocation"]))
     charts = []
     for name, allocation in allocations.items():
         result = evaluate(instance, allocation)
@@ -134,15 +153,16 @@ def _param_server_charts(env_kwargs: dict, models: dict[str, str], seed: int) ->
             chart.bars += [Bar(row, 0.0, float(compute), "compute"),
                            Bar(row, float(compute), float(compute + comm), "network")]
         charts.append(chart)
-    return charts
+    return charts + [failed_chart(name, reason) for name, reason in failures.items()]
 
 
 def _pipeline_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[Chart]:
     from envs.hetero_pipeline.simulator import simulate
     from heuristics.hetero_pipeline import HEURISTICS
 
-    instance, plans = _planner_plans("pipesched/HeteroPipeline-v0", env_kwargs, models, seed,
-                                     HEURISTICS, lambda env, info: env.final_plan)
+    instance, plans, failures = _planner_plans("pipesched/HeteroPipeline-v0", env_kwargs,
+                                               models, seed, HEURISTICS,
+                                               lambda env, info: env.final_plan)
     charts = []
     for name, plan in plans.items():
         result = simulate(instance, plan, trace=True)
@@ -155,7 +175,7 @@ def _pipeline_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> lis
                           {"F": "forward", "B": "backward"}.get(i.kind, i.kind))
                       for i in result.trace]
         charts.append(chart)
-    return charts
+    return charts + [failed_chart(name, reason) for name, reason in failures.items()]
 
 
 def gantt_charts(env_id: str, models: dict[str, str], seed: int) -> list[Chart]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -30,7 +31,8 @@ class InstanceOutcome(Outcome):
 def evaluate_instance(instance: OffloadInstance, agents: dict[str, Scheduler] | None = None,
                       exact: bool = True, exact_time_limit_s: float = 30.0,
                       joint_time_limit_s: float = 2.0) -> InstanceOutcome:
-    """Makespan of each heuristic and agent; reference is the optimum (or the lower bound)."""
+    """Makespan of each heuristic and agent; reference is the optimum (or the lower bound). An
+    agent that does not complete the instance is a failure (``inf``, reason in ``failures``)."""
     if exact:
         result = offload_optimal(instance, time_limit_s=exact_time_limit_s)
         reference_s, reference, proven = result.makespan_s, "optimum", result.proven_optimal
@@ -45,11 +47,17 @@ def evaluate_instance(instance: OffloadInstance, agents: dict[str, Scheduler] | 
         outcome.plan_seconds[name] = time.perf_counter() - started
         outcome.makespan_s[name] = simulate(instance, plan).makespan_s
     for name, scheduler in (agents or {}).items():
-        started = time.perf_counter()
-        plan = plan_with_scheduler(scheduler, instance, _env_kwargs(scheduler))
-        outcome.plan_seconds[name] = time.perf_counter() - started
-        outcome.makespan_s[name] = simulate(instance, plan).makespan_s
+        outcome.record(name, functools.partial(_agent_makespan, scheduler, instance))
     return outcome
+
+
+def _agent_makespan(scheduler: Scheduler, instance: OffloadInstance) -> tuple[float, float]:
+    """Makespan of the agent's own plan and the seconds it took to plan (raises
+    :class:`agents.evaluate.IncompleteEpisode` when it did not place every job)."""
+    started = time.perf_counter()
+    plan = plan_with_scheduler(scheduler, instance, _env_kwargs(scheduler))
+    seconds = time.perf_counter() - started
+    return simulate(instance, plan).makespan_s, seconds
 
 
 def _env_kwargs(scheduler: Scheduler) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 import envs  # noqa: F401  (registers the ids)
-from agents.evaluate import run_episode
+from agents.evaluate import require_complete, run_episode
 from agents.scheduler import Scheduler, load_scheduler
 from envs.offload import OffloadInstance, Plan
 
@@ -14,13 +14,15 @@ OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
 
 def plan_with_scheduler(scheduler: Scheduler, instance: OffloadInstance,
                         env_kwargs: dict | None = None) -> Plan:
-    """Play ``scheduler`` through ``DnnOffload-v0`` on ``instance``; its decisions are the plan."""
+    """Play ``scheduler`` through ``DnnOffload-v0`` on ``instance``; its decisions are the plan.
+    A scheduler that does not place every job itself raises
+    :class:`agents.evaluate.IncompleteEpisode` (the env's all-local fill-in is not its plan)."""
     kwargs = dict(env_kwargs or {})
     kwargs["max_jobs"] = max(kwargs.get("max_jobs", 6), instance.num_jobs)
     env = gym.make(OFFLOAD_ENV_ID, **kwargs)
     info = run_episode(env.unwrapped, scheduler, options={"instance": instance})
     env.close()
-    return Plan(tuple(info["plan"]))
+    return Plan(tuple(require_complete(info)["plan"]))
 
 
 def plan_with_model(model_path: str, instance: OffloadInstance) -> Plan:

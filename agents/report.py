@@ -11,8 +11,8 @@ from rich.table import Table
 
 from envs.offload.render import save_figure
 
-RATIO_COLUMNS = ["group", "scheduler", "instances", "reference", "mean_ratio", "p95_ratio",
-                 "max_ratio", "median_plan_ms"]
+RATIO_COLUMNS = ["group", "scheduler", "instances", "failed", "reference", "mean_ratio",
+                 "p95_ratio", "max_ratio", "median_plan_ms"]
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
@@ -54,17 +54,24 @@ def ratio_markdown(rows: Sequence[dict]) -> str:
 
 def plot_ratios(rows: Sequence[dict], path: str | Path, title: str,
                 objective: str = "makespan") -> Path:
-    """Bar chart of mean objective / reference per scheduler (p95 as the error bar)."""
+    """Bar chart of mean objective / reference per scheduler (p95 as the error bar); a
+    scheduler that failed an instance has no bar, only a ``failed N/M`` label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [row["scheduler"] for row in rows]
-    means = [row["mean_ratio"] for row in rows]
-    upper = [row["p95_ratio"] - row["mean_ratio"] for row in rows]
+    failed = [row["failed"] > 0 for row in rows]
+    means = [0.0 if fail else row["mean_ratio"] for row, fail in zip(rows, failed, strict=True)]
+    upper = [0.0 if fail else row["p95_ratio"] - row["mean_ratio"]
+             for row, fail in zip(rows, failed, strict=True)]
     figure, axis = plt.subplots(figsize=(1.0 + 0.9 * len(rows), 3.6))
     axis.bar(names, means, yerr=[[0] * len(rows), upper], capsize=3, color="tab:blue")
+    for index, row in enumerate(rows):
+        if failed[index]:
+            axis.text(index, 1.0, f"failed {row['failed']}/{row['instances']}", rotation=90,
+                      ha="center", va="bottom", color="tab:red", fontsize=8)
     axis.axhline(1.0, color="black", linewidth=0.8)
     axis.set_ylabel(f"{objective} / {rows[0]['reference']} (mean, p95 bar)")
     axis.set_yscale("log")

@@ -52,7 +52,8 @@ def _contenders(env_id: str, models: tuple[tuple[str, str], ...]) -> tuple[dict,
 
 def compare_episodes(payload: dict[str, Any]) -> list[dict]:
     """``{"env_id", "seeds", "models"}`` -> one row per seed: ``seed``, ``reference`` (best
-    heuristic), ``objective`` and ``plan_seconds`` per scheduler."""
+    heuristic), ``objective`` and ``plan_seconds`` per scheduler, and ``failures`` (name ->
+    reason) of those that did not complete the instance (objective ``inf``)."""
     from agents.compare import run_outcomes
 
     paths = materialise_models(payload["models"])
@@ -60,8 +61,8 @@ def compare_episodes(payload: dict[str, Any]) -> list[dict]:
     agents = {name: agents[name] for name in payload["models"]}  # the payload's order
     outcomes = run_outcomes(heuristics, agents, payload["seeds"])
     return [{"seed": seed, "reference": o.reference, "objective": o.objective,
-             "plan_seconds": o.plan_seconds} for seed, o in zip(payload["seeds"], outcomes,
-                                                                strict=True)]
+             "plan_seconds": o.plan_seconds, "failures": o.failures}
+            for seed, o in zip(payload["seeds"], outcomes, strict=True)]
 
 
 @functools.lru_cache(maxsize=2)
@@ -95,7 +96,7 @@ def offload_instances(payload: dict[str, Any]) -> list[dict]:
         rows.append({"reference": outcome.reference, "reference_name": outcome.reference_name,
                      "objective": outcome.objective, "plan_seconds": outcome.plan_seconds,
                      "bandwidth_mbps": outcome.bandwidth_mbps, "num_jobs": outcome.num_jobs,
-                     "proven_optimal": outcome.proven_optimal})
+                     "proven_optimal": outcome.proven_optimal, "failures": outcome.failures})
     return rows
 
 

@@ -22,7 +22,9 @@ not (it left the limit weights nearly where they started; see docs/spark_dag.md)
 workloads; the best validated mean is kept (the start included), so the shipped policy is
 never worse on validation than where it started. Rollouts run in ``--workers`` processes.
 
-Workloads, in turn: synthetic online workloads shaped like Decima's TPC-H jobs
+A requested kind whose data is missing (``decima`` without ``--decima-tpch``, a trace kind
+without traces) is refused before training starts, never dropped. Workloads, in turn:
+synthetic online workloads shaped like Decima's TPC-H jobs
 (``TPCHLikeGenerator``, 50 executors, loads 0.5..0.95, 20..40 jobs); with ``--decima-tpch``,
 50..100-job sequences of Decima's traces (50 executors); 20..60-job sequences of the
 shipped real-Spark traces on 2 executors (the ``local[2]`` shape, no move cost); with
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -49,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluate import run_episode
+from agents.evaluate import incomplete_reason, run_episode
 from agents.spark_policy import (
     STAGE_FEATURES,
     ScoringPolicy,
@@ -101,10 +104,32 @@ BATCH_CLUSTER = {"mode": "batch", "num_jobs": 10, "num_executors": 20, "network_
 
 KINDS = ("synthetic", "decima", "real", "trace", "live", "batch")
 DEFAULT_KINDS = ("synthetic", "decima", "real", "batch")
+#: the kinds that need data, and what supplies it
+DATA_OF_KIND = {"decima": "--decima-tpch DIR (Decima's TPC-H traces)",
+                "real": f"--real-traces FILES (traces with waves in {TRACES})",
+                "trace": f"--real-traces FILES (traces with waves in {TRACES})",
+                "live": f"--real-traces FILES (traces with waves in {TRACES})"}
 REAL_CLUSTER = {"num_executors": 2, "moving_delay_s": 0.0, "warmup_s": 0.0}
 # live-mode slowdown per other running node: fitted 0.4 on local[2] (benchmarks.spark_real);
 # drawn around it so that the policy does not lean on one machine's figure
 LIVE_CONTENTION = (0.2, 0.6)
+
+
+def kinds_problem(kinds: tuple[str, ...], decima: list[Job] | None,
+                  traces: dict[str, list[Job]]) -> str | None:
+    """Why ``kinds`` cannot be trained on with this data (an unknown kind, or a kind whose
+    data is missing: it names what supplies it), or None."""
+    if not kinds:
+        return f"--kinds: no kind given (known: {', '.join(KINDS)})"
+    if unknown := sorted(set(kinds) - set(KINDS)):
+        return f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})"
+    present = {"decima": bool(decima), "real": bool(traces), "trace": bool(traces),
+               "live": bool(traces)}
+    for kind in kinds:
+        if not present.get(kind, True):
+            return (f"--kinds: kind {kind!r} has no data; give {DATA_OF_KIND[kind]} or drop "
+                    f"it from --kinds")
+    return None
 
 
 def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
@@ -115,9 +140,9 @@ def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
     ``real`` draws each sequence from all traces' jobs pooled, ``trace`` from one trace at a
     time, in turn, as the benchmark does; offered load uniform in ``trace_load``) and batch
     instances judged by makespan (E = 20);
-    ``kinds`` selects among them."""
-    kinds = tuple(kind for kind in kinds if (kind != "decima" or decima)
-                  and (kind not in ("real", "trace", "live") or traces))
+    ``kinds`` selects among them; a kind without its data is a ValueError, never dropped."""
+    if problem := kinds_problem(kinds, decima, traces):
+        raise ValueError(problem)
     pooled = [job for jobs in traces.values() for job in jobs]
     names = sorted(traces)
     workloads = []
@@ -144,7 +169,7 @@ def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
         elif kind == "batch":
             env = SparkDagShopEnv(observation_mode="graph", **BATCH_CLUSTER)
             workloads.append(Workload(env.generator(rng), BATCH_CLUSTER, seed, "makespan_s"))
-        else:
+        elif kind == "synthetic":
             generator = TPCHLikeGenerator(num_jobs=int(rng.integers(20, 41)), mode="online",
                                           load=float(rng.uniform(0.5, 0.95)), num_executors=50)
             workloads.append(Workload(generator(rng), {"num_executors": 50}, seed))
@@ -157,17 +182,21 @@ def live_templates(trace: str) -> dict[str, NodeJob]:
 
 
 def objective(scheduler: Any, workload: Workload) -> float:
+    """The workload's objective under ``scheduler``; ``inf`` when it did not finish every job
+    (a policy that stalls must never look better than one that finishes)."""
     if workload.live_contention is not None:
         simulator = LiveSimulator(workload.executors, ObservationLimits(),
                                   contention=workload.live_contention)
-        return simulator.run(workload.jobs, scheduler).mean_jct_s
+        run = simulator.run(workload.jobs, scheduler)
+        return run.mean_jct_s if len(run.jct_s) == len(workload.jobs) else math.inf
     env = SparkDagShopEnv(observation_mode="graph", **workload.cluster)
-    return run_episode(env, scheduler, seed=workload.seed,
-                       options={"instance": workload.jobs})[workload.objective]
+    info = run_episode(env, scheduler, seed=workload.seed, options={"instance": workload.jobs})
+    return info[workload.objective] if incomplete_reason(info) is None else math.inf
 
 
 def play(args: tuple[np.ndarray, bool, list[Workload], list[float]]) -> float:
-    """Mean over workloads of the candidate's objective relative to fair's (a worker task)."""
+    """Mean over workloads of the candidate's objective relative to fair's (a worker task;
+    ``inf`` when the candidate left a workload unfinished: CMA-ES ranks it last)."""
     params, source_rule, workloads, fair = args
     half = len(STAGE_FEATURES)
     policy = ScoringPolicy(params[:half], params[half:], source_rule=source_rule)
@@ -176,7 +205,13 @@ def play(args: tuple[np.ndarray, bool, list[Workload], list[float]]) -> float:
 
 
 def fair_objectives(workloads: list[Workload]) -> list[float]:
-    return [objective(make_heuristic("fair"), w) for w in workloads]
+    """``fair``'s objective on each workload: the reference every candidate is divided by."""
+    values = [objective(make_heuristic("fair"), w) for w in workloads]
+    for workload, value in zip(workloads, values, strict=True):
+        if not math.isfinite(value):
+            raise RuntimeError(f"fair did not finish the workload of seed {workload.seed}: "
+                               f"it cannot be the reference")
+    return values
 
 
 @dataclass
@@ -222,16 +257,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-traces", help="comma-separated files in data/spark_traces to "
                         "train on (default: every trace there that carries waves)")
     parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
-                        help=f"workload kinds to train and validate on (of {', '.join(KINDS)})")
+                        help=f"workload kinds to train and validate on (of {', '.join(KINDS)}); "
+                             f"decima needs --decima-tpch: without it, name the others")
     parser.add_argument("--init", choices=sorted(INITS), default="shortest_work",
                         help="starting point: fair (with the source rule) or shortest remaining "
                              "work at the fair share or twice it (without it)")
     parser.add_argument("--out", type=Path, default=Path("models/spark_dag_policy.json"))
     args = parser.parse_args(argv)
     config = Config(**{f: getattr(args, f) for f in asdict(Config())})
-    kinds = tuple(args.kinds.split(","))
-    if unknown := sorted(set(kinds) - set(KINDS)):
-        parser.error(f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    kinds = tuple(kind for kind in args.kinds.split(",") if kind)
     decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
     traces = load_wave_traces(TRACES)
     if args.real_traces:
@@ -240,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             parser.error(f"--real-traces: {', '.join(missing)} not in {TRACES} (with waves)")
         traces = {name: traces[name] for name in wanted}
+    if problem := kinds_problem(kinds, decima, traces):
+        parser.error(problem)
     import cma  # here, so that --help answers at once
 
     started = time.monotonic()

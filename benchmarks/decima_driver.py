@@ -5,11 +5,14 @@
 Started by ``benchmarks.spark_reference`` in a subprocess whose working directory is the
 decima-sim checkout (its ``param.py`` parses ``sys.argv`` at import). ``SEQUENCES.json``:
 ``{"executors": 50, "moving_delay_ms": 2000, "warmup_ms": 1000, "tpch_dir": ...,
-"runs": [{"scheduler": "fair"|"fifo", "seed": 0, "jobs": [[size, query, arrival_ms], ...]}]}``.
+"runs": [{"scheduler": "fair"|"fifo", "seed": 0, "jobs": [[size, query, arrival_ms], ...]}]}``;
+every run's scheduler is checked before decima-sim is loaded, and any other name is refused
+in one line (exit 2; ``benchmarks/reference_spec.py``).
 Decima's own objects load the jobs (``load_job``), its ``Environment`` simulates them and its
 ``DynamicPartitionAgent`` is ``fair``; ``fifo`` is the same agent with one job's share
 (every executor to the earliest job that can use it), Spark's FIFO. Writes per run the mean
-JCT (s), the process CPU seconds of the episode and the number of decisions.
+JCT (s) over the finished jobs, ``jobs_done`` of ``jobs_total``, the process CPU seconds of
+the episode and the number of decisions.
 """
 
 from __future__ import annotations
@@ -17,11 +20,25 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
+
+# run as a script from a decima-sim checkout: the spec checks come from this repository
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.reference_spec import SpecError, load_spec, run_result  # noqa: E402
+
+USAGE = "usage: python benchmarks/decima_driver.py DECIMA_SIM_DIR SEQUENCES.json OUT.json"
 
 
 def main() -> None:
+    if len(sys.argv) != 4:
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(2)
     decima_dir, sequences_path, out_path = sys.argv[1:4]
-    spec = json.loads(open(sequences_path).read())
+    try:
+        spec = load_spec(sequences_path)
+    except SpecError as error:
+        print(f"decima_driver: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     sys.argv = [sys.argv[0], "--exec_cap", str(spec["executors"]), "--num_init_dags", "1",
                 "--moving_delay", str(spec["moving_delay_ms"]),
                 "--warmup_delay", str(spec["warmup_ms"]),
@@ -62,7 +79,7 @@ def main() -> None:
         environment = decima_env.Environment()
         environment.seed(run["seed"])
         np.random.seed(run["seed"])
-        agent = FifoAgent() if run["scheduler"] == "fifo" else DynamicPartitionAgent()
+        agent = {"fifo": FifoAgent, "fair": DynamicPartitionAgent}[run["scheduler"]]()
         cpu = time.process_time()
         environment.reset(max_time=np.inf)
         obs = environment.observe()
@@ -74,9 +91,8 @@ def main() -> None:
         cpu = time.process_time() - cpu
         finished = environment.finished_job_dags
         jct = [(dag.completion_time - dag.start_time) / 1000.0 for dag in finished]
-        results.append({"scheduler": run["scheduler"], "seed": run["seed"],
-                        "mean_jct_s": float(np.mean(jct)), "jobs_done": len(jct),
-                        "cpu_s": cpu, "decisions": decisions})
+        mean_jct_s = float(np.mean(jct)) if jct else None
+        results.append(run_result(run, mean_jct_s, len(jct), cpu, decisions))
     with open(out_path, "w") as handle:
         json.dump(results, handle)
 

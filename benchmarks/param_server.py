@@ -264,12 +264,13 @@ def summarise(rows: list[dict[str, Any]], small_rows: list[dict[str, Any]]
     have_agent = "agent" not in missing and agent_ratios
     cells = [c for c in agent_cells(rows) if c["scheduler"] == "agent"]
     values = {
-        "agent_mean_time_over_two_step": geomean(agent_ratios) if have_agent else float("inf"),
+        "agent_mean_time_over_two_step": geomean(agent_ratios) if have_agent else None,
         "agent_worst_cell_mean_time_over_two_step":
-            max(c["mean_vs_two_step"] for c in cells) if have_agent else float("inf"),
-        "agent_worst_time_over_two_step": max(agent_ratios) if have_agent else float("inf"),
+            max(c["mean_vs_two_step"] for c in cells) if have_agent else None,
+        "agent_worst_time_over_two_step": max(agent_ratios) if have_agent else None,
     }
-    targets.update({name: target(values[name], threshold, "<=")
+    absent = None if have_agent else "no agent rows (missing agent)"
+    targets.update({name: target(values[name], threshold, "<=", absent)
                     for name, threshold in AGENT_TARGETS.items()})
     return summary, targets
 

@@ -1,13 +1,17 @@
 """Shared writer for benchmark results: ``DIR/<name>.json`` and ``DIR/<name>.md``.
 
 The JSON schema is fixed by the design: ``command``, ``machine``, ``rows`` (one dict per
-measured cell) and ``targets`` (``{name: {value, threshold, op, met}}``).
+measured cell) and ``targets`` (``{name: {value, threshold, op, met}}``; a target that is not
+met for a reason other than its value, or has no value, also carries ``reason``). What a
+benchmark could not measure is printed as one ``MISSING ...`` line each and listed under
+``"missing"`` (:class:`Missing`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import operator
 import os
 import platform
@@ -22,7 +26,8 @@ import numpy as np
 from agents.report import markdown_table
 from envs.machine import cpu_model
 
-_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
+        "abs(value-1) <=": lambda value, threshold: abs(value - 1.0) <= threshold}
 
 
 def machine_info() -> dict[str, Any]:
@@ -54,10 +59,38 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
-def target(value: float, threshold: float, op: str) -> dict[str, Any]:
-    """One target entry; ``met`` is ``value <op> threshold``."""
-    return {"value": float(value), "threshold": float(threshold), "op": op,
-            "met": bool(_OPS[op](value, threshold))}
+def target(value: float | None, threshold: float, op: str,
+           reason: str | None = None) -> dict[str, Any]:
+    """One target entry; ``met`` is ``value <op> threshold``. A target with a ``reason`` (rows
+    that failed, data that is missing) is not met whatever its value, and one without a value
+    (``None`` or NaN) is not met either: no data never passes."""
+    if op not in _OPS:
+        raise ValueError(f"target op {op!r}: not one of {sorted(_OPS)}")
+    if reason is None and (value is None or math.isnan(value)):
+        reason = "no data"
+    entry: dict[str, Any] = {"value": None if value is None else float(value),
+                             "threshold": float(threshold), "op": op,
+                             "met": reason is None and bool(_OPS[op](value, threshold))}
+    if reason is not None:
+        entry["reason"] = reason
+    return entry
+
+
+def failed_rows_reason(failed: int, total: int) -> str | None:
+    """``"k of n rows failed"`` when any did, else ``None`` (for :func:`target`)."""
+    return f"{failed} of {total} rows failed" if failed else None
+
+
+class Missing:
+    """What a benchmark could not measure: each entry printed at once as one ``MISSING
+    what: reason`` line and kept for the JSON (``"missing": entries``)."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, str]] = []
+
+    def add(self, what: str, reason: str) -> None:
+        print(f"MISSING {what}: {reason}", file=sys.stderr, flush=True)
+        self.entries.append({"what": what, "reason": reason})
 
 
 def parse_args(name: str, argv: Sequence[str] | None = None,
@@ -70,15 +103,18 @@ def parse_args(name: str, argv: Sequence[str] | None = None,
 
 def targets_table(targets: dict[str, dict[str, Any]]) -> str:
     rows = [{"target": k, "value": v["value"], "op": v["op"], "threshold": v["threshold"],
-             "met": "yes" if v["met"] else "**no**"} for k, v in targets.items()]
-    return markdown_table(rows, ["target", "value", "op", "threshold", "met"])
+             "met": "yes" if v["met"] else "**no**", "reason": v.get("reason", "")}
+            for k, v in targets.items()]
+    return markdown_table(rows, ["target", "value", "op", "threshold", "met", "reason"])
 
 
 def print_targets(targets: dict[str, dict[str, Any]]) -> None:
-    """One line per target: value, comparison, threshold, met or MISSED."""
+    """One line per target: value, comparison, threshold, met or MISSED (with its reason)."""
     for name, entry in targets.items():
-        print(f"  {name}: {entry['value']:.4g} {entry['op']} {entry['threshold']} -> "
-              f"{'met' if entry['met'] else 'MISSED'}")
+        value = "none" if entry["value"] is None else f"{entry['value']:.4g}"
+        reason = f" ({entry['reason']})" if entry.get("reason") else ""
+        print(f"  {name}: {value} {entry['op']} {entry['threshold']} -> "
+              f"{'met' if entry['met'] else 'MISSED'}{reason}")
 
 
 def write_report(name: str, out_dir: str | Path, rows: list[dict[str, Any]],

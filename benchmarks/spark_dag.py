@@ -34,7 +34,9 @@ the live mode on a scale-1 trace of ``local[2]`` and of the 2-worker standalone 
 one's targets are the live sections of the traces it was trained on, :func:`shipped_for`),
 ``agent_batch`` (batch section) the one trained for makespan on batch instances
 (``models/spark_dag_policy_batch.json``; the batch target is its), ``agent_start`` the hand-set
-point training starts from; a missing policy is warned about and its targets reported not met.
+point training starts from. Each policy is loaded with its shape check for the section's
+cluster size: a policy that is absent, unreadable or not validated for that size prints a
+``MISSING`` line, leaves a failed row with its reason (``"failed"``), and its targets fail.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,15 @@ import numpy as np
 
 from agents.evaluate import run_episode
 from agents.spark_policy import SHIPPED, ScoringPolicy, load_policy, shortest_work_weights
-from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
+from benchmarks.report import (
+    Missing,
+    markdown_table,
+    mean_ci,
+    parse_args,
+    print_targets,
+    target,
+    write_report,
+)
 from envs.spark_dag import (
     Job,
     LiveSequenceGenerator,
@@ -82,19 +91,46 @@ def graph_env(**config: Any) -> SparkDagShopEnv:
     return SparkDagShopEnv(observation_mode="graph", **config)
 
 
-def scheduler(name: str) -> Any:
-    """A heuristic by name, a shipped policy (:data:`POLICIES`) or ``agent_start`` (the
-    hand-set point training starts from: shortest remaining work at the fair share)."""
+def scheduler(name: str, executors: int) -> Any:
+    """A heuristic by name, a shipped policy (:data:`POLICIES`, refused for a cluster size it
+    was not validated for) or ``agent_start`` (the hand-set point training starts from:
+    shortest remaining work at the fair share)."""
     if name in POLICIES:
-        return load_policy(POLICIES[name], allow_any_shape=True)
+        return load_policy(POLICIES[name], executors=executors)
     if name == "agent_start":
         return ScoringPolicy(*shortest_work_weights(), source_rule=False)
     return make_heuristic(name)
 
 
+def runnable(names: Sequence[str], cluster_size: int, missing: Missing, section: str,
+             **labels: Any) -> tuple[list[str], list[dict]]:
+    """The schedulers of ``names`` that can run on ``cluster_size`` executors, and one failed row (with its
+    reason, and a ``MISSING`` line) per shipped policy that is absent or refuses the size."""
+    names_ok, failed = [], []
+    for name in names:
+        if name in POLICIES:
+            if not POLICIES[name].exists():
+                reason = f"{POLICIES[name]} not found"
+            else:
+                try:
+                    load_policy(POLICIES[name], executors=cluster_size)
+                    reason = None
+                except ValueError as error:  # ShapeError, or a file that is not a policy
+                    reason = str(error)
+            if reason is not None:
+                where = " ".join(f"{key} {value}" for key, value in labels.items())
+                missing.add(f"{name} in {section} {where}".rstrip(), reason)
+                failed.append({"section": section, **labels, "scheduler": name,
+                               "failed": reason})
+                continue
+        names_ok.append(name)
+    return names_ok, failed
+
+
 def shipped_for(policy: str) -> list[str]:
     """The real-Spark traces ``policy`` was trained and validated on (its record): its live-mode
-    targets are computed on those only; the other traces' tables show how it carries over."""
+    targets are computed on those only; the other traces' tables show how it carries over.
+    Empty when the policy is absent (its targets then fail, :func:`live_policy_targets`)."""
     path = POLICIES[policy]
     if not path.exists():
         return []
@@ -102,25 +138,22 @@ def shipped_for(policy: str) -> list[str]:
 
 
 def all_schedulers(*agents: str) -> tuple[str, ...]:
-    """Every heuristic, the training start, ``agent`` and the other shipped policies named;
-    a missing policy is warned about and left out."""
-    names = [*HEURISTICS, "agent_start"]
-    for name in ("agent", *agents):
-        if POLICIES[name].exists():
-            names.append(name)
-        else:
-            print(f"warning: {POLICIES[name]} missing: the {name} rows and targets are "
-                  f"reported missing", file=sys.stderr)
-    return tuple(names)
+    """Every heuristic, the training start, ``agent`` and the other shipped policies named
+    (:func:`runnable` says which of the policies can run)."""
+    return (*HEURISTICS, "agent_start", "agent", *agents)
 
 
 def compare(env: SparkDagShopEnv, workloads: Sequence[list[Job]], section: str,
-            names: Sequence[str] = tuple(HEURISTICS), **labels: Any) -> list[dict]:
-    """Every scheduler on every workload (same seed for the duration draws)."""
-    rows = []
+            missing: Missing, names: Sequence[str] = tuple(HEURISTICS),
+            **labels: Any) -> list[dict]:
+    """Every scheduler on every workload (same seed for the duration draws); a policy that
+    cannot run on this cluster is one failed row."""
+    executors = env.cluster.num_executors
+    names, rows = runnable(names, executors, missing, section, **labels)
     for seed, jobs in enumerate(workloads):
         for name in names:
-            info = run_episode(env, scheduler(name), seed=seed, options={"instance": jobs})
+            info = run_episode(env, scheduler(name, executors), seed=seed,
+                               options={"instance": jobs})
             rows.append({"section": section, **labels, "seed": seed, "scheduler": name,
                          "mean_jct_s": info["mean_jct_s"], "makespan_s": info["makespan_s"],
                          "executor_moves": info["executor_moves"],
@@ -131,7 +164,8 @@ def compare(env: SparkDagShopEnv, workloads: Sequence[list[Job]], section: str,
 def summarize(rows: list[dict], objective: str = "mean_jct_s") -> list[dict]:
     by_name: dict[str, list[dict]] = {}
     for row in rows:
-        by_name.setdefault(row["scheduler"], []).append(row)
+        if "failed" not in row:
+            by_name.setdefault(row["scheduler"], []).append(row)
     fair = {r["seed"]: r[objective] for r in by_name["fair"]}
     table = []
     for name, entries in by_name.items():
@@ -144,7 +178,8 @@ def summarize(rows: list[dict], objective: str = "mean_jct_s") -> list[dict]:
     return sorted(table, key=lambda r: r[objective])
 
 
-def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, list[dict]]]:
+def bench_real_traces(num_jobs: int, seeds: int, missing: Missing
+                      ) -> tuple[list[dict], dict[str, list[dict]]]:
     rows, tables = [], {}
     for name, templates in load_wave_traces(TRACES).items():
         counts = sorted({c for job in templates for s in job.stages for c in s.waves})
@@ -157,32 +192,35 @@ def bench_real_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
         # one executor per worker link when recorded: the links carry E full-rate phases
         env = graph_env(num_executors=executors, moving_delay_s=0.0, warmup_s=0.0,
                         network_capacity=float(executors))
-        cell = compare(env, workloads, "real_traces", names=all_schedulers(*LIVE_POLICIES),
-                       trace=name, executors=executors)
+        cell = compare(env, workloads, "real_traces", missing,
+                       names=all_schedulers(*LIVE_POLICIES), trace=name, executors=executors)
         rows += cell
         tables[name] = summarize(cell)
     return rows, tables
 
 
-def bench_live_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, list[dict]]]:
+def bench_live_traces(num_jobs: int, seeds: int, missing: Missing
+                      ) -> tuple[list[dict], dict[str, list[dict]]]:
     """Live-mode streams (:class:`LiveSimulator`: nodes admitted whole, processor sharing) of
     every 2-executor trace with per-count node times, at ``benchmarks.spark_real``'s offered
     load 1.5 and the contention fitted on local[2] (0.4): the real-Spark bridge's system."""
     rows, tables = [], {}
-    names = [*HEURISTICS, *(p for p in LIVE_POLICIES if POLICIES[p].exists())]
     for name in sorted(load_wave_traces(TRACES)):
         try:
             templates = load_live_templates(TRACES / name)
         except WorkloadError as error:
-            print(f"warning: live-mode section skips {name}: {error}", file=sys.stderr)
+            missing.add(f"live_traces {name}", str(error))
             continue
+        names, failed = runnable([*HEURISTICS, *LIVE_POLICIES], 2, missing, "live_traces",
+                                 trace=name)
+        rows += failed
         generator = LiveSequenceGenerator(templates, num_jobs=num_jobs, load=LIVE_LOAD,
                                           num_executors=2)
         for seed in range(seeds):
             jobs = generator(np.random.default_rng(TEST_SEED + seed))
             for scheduler_name in names:
                 run = LiveSimulator(2, ObservationLimits(), contention=LIVE_CONTENTION).run(
-                    jobs, scheduler(scheduler_name))
+                    jobs, scheduler(scheduler_name, 2))
                 rows.append({"section": "live_traces", "trace": name, "seed": seed,
                              "scheduler": scheduler_name,
                              "mean_jct_s": run.mean_jct_s,
@@ -193,11 +231,11 @@ def bench_live_traces(num_jobs: int, seeds: int) -> tuple[list[dict], dict[str, 
     return rows, tables
 
 
-def bench_online(num_jobs: int, seeds: int) -> list[dict]:
+def bench_online(num_jobs: int, seeds: int, missing: Missing) -> list[dict]:
     """The benchmark workloads: synthetic online TPC-H-like jobs, 50 executors, load 0.85."""
     env = graph_env(mode="online", num_jobs=num_jobs, num_executors=50, load=0.85)
     workloads = [env.generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
-    return compare(env, workloads, "online", names=all_schedulers())
+    return compare(env, workloads, "online", missing, names=all_schedulers())
 
 
 def agent_targets(tables: dict[str, tuple[str, list[dict]]], batch: list[dict]
@@ -213,22 +251,38 @@ def agent_targets(tables: dict[str, tuple[str, list[dict]]], batch: list[dict]
         agent, start = by_name.get(agent_name), by_name.get("agent_start")
         best = min((r for r in table if r["scheduler"] in HEURISTICS),
                    key=lambda r: r["mean_jct_s"], default=None)
-        vs_fair = 1 + agent["vs_fair_pct"] / 100 if agent else float("inf")
-        vs_best = agent["mean_jct_s"] / best["mean_jct_s"] if agent and best else float("inf")
-        vs_start = agent["mean_jct_s"] / start["mean_jct_s"] if agent and start else None
-        result[f"agent_vs_fair_{section}"] = target(vs_fair, 0.90, "<=")
-        result[f"agent_vs_best_heuristic_{section}"] = target(vs_best, 0.95, "<=")
+        absent = None if agent else f"no {agent_name} rows in {section} (see MISSING lines)"
+        vs_fair = 1 + agent["vs_fair_pct"] / 100 if agent else None
+        vs_best = agent["mean_jct_s"] / best["mean_jct_s"] if agent and best else None
+        result[f"agent_vs_fair_{section}"] = target(vs_fair, 0.90, "<=", absent)
+        result[f"agent_vs_best_heuristic_{section}"] = target(vs_best, 0.95, "<=", absent)
         if start:  # the live sections start from sjf itself (a heuristic row)
-            result[f"agent_vs_start_{section}"] = target(vs_start, 1.0, "<=")
+            vs_start = agent["mean_jct_s"] / start["mean_jct_s"] if agent else None
+            result[f"agent_vs_start_{section}"] = target(vs_start, 1.0, "<=", absent)
     by_name = {r["scheduler"]: r for r in batch}
     best_batch = min(r["mean_over_bound"] for r in batch if r["scheduler"] in HEURISTICS)
-    agent_batch = by_name["agent_batch"]["mean_over_bound"] if "agent_batch" in by_name else \
-        float("inf")
-    result["agent_batch_makespan_vs_best_heuristic"] = target(agent_batch / best_batch, 1.0, "<=")
+    agent_batch = by_name.get("agent_batch")
+    result["agent_batch_makespan_vs_best_heuristic"] = target(
+        agent_batch["mean_over_bound"] / best_batch if agent_batch else None, 1.0, "<=",
+        None if agent_batch else "no agent_batch rows in batch (see MISSING lines)")
     return result
 
 
-def bench_contention(num_jobs: int, seeds: int) -> tuple[list[dict], list[dict]]:
+def live_policy_targets(traces: Sequence[str]) -> dict[str, dict]:
+    """A failed target for each live policy with no trace to be judged on (absent, or its
+    record names none of the live section's traces): its live targets are never silently
+    dropped."""
+    result = {}
+    for policy in LIVE_POLICIES:
+        if not set(shipped_for(policy)) & set(traces):
+            reason = (f"{POLICIES[policy]} not found" if not POLICIES[policy].exists() else
+                      "its record names none of the live section's traces")
+            result[f"{policy}_live_targets"] = target(None, 0.90, "<=", reason)
+    return result
+
+
+def bench_contention(num_jobs: int, seeds: int, missing: Missing
+                     ) -> tuple[list[dict], list[dict]]:
     rows, summary = [], []
     settings = [("online", 25.0, 0.5), ("online", 10.0, 0.8), ("batch", 25.0, 0.5),
                 ("batch", 10.0, 0.8)]
@@ -236,7 +290,7 @@ def bench_contention(num_jobs: int, seeds: int) -> tuple[list[dict], list[dict]]
         env = graph_env(mode=mode, num_jobs=num_jobs, num_executors=50, load=0.85,
                         network_capacity=capacity, network_mix=mix)
         workloads = [env.generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
-        cell = compare(env, workloads, "contention", names=("fair", "contention_free"),
+        cell = compare(env, workloads, "contention", missing, names=("fair", "contention_free"),
                        mode=mode, capacity=capacity, network_mix=mix)
         rows += cell
         objective = "mean_jct_s" if mode == "online" else "makespan_s"
@@ -287,17 +341,18 @@ def speed_table(rows: list[dict]) -> list[dict]:
     return table
 
 
-def bench_batch(instances: int) -> list[dict]:
+def bench_batch(instances: int, missing: Missing) -> list[dict]:
     from heuristics.exact.spark_dag import spark_makespan_lower_bound
 
     env = graph_env(mode="batch", num_jobs=10, num_executors=20, network_capacity=7.5,
                     network_mix=0.5, duration_model="fixed")
-    rows = []
+    executors = env.cluster.num_executors
+    names, rows = runnable(all_schedulers("agent_batch"), executors, missing, "batch")
     for seed in range(instances):
         jobs = env.generator(np.random.default_rng(TEST_SEED + seed))
         bound = spark_makespan_lower_bound(jobs, env.cluster)
-        for name in all_schedulers("agent_batch"):
-            info = run_episode(env, scheduler(name), options={"instance": jobs})
+        for name in names:
+            info = run_episode(env, scheduler(name, executors), options={"instance": jobs})
             rows.append({"section": "batch", "seed": seed, "scheduler": name,
                          "makespan_s": info["makespan_s"], "lower_bound_s": bound,
                          "over_bound": info["makespan_s"] / bound})
@@ -328,7 +383,8 @@ def bench_small(count: int, time_limit_s: float) -> list[dict]:
 def ratio_table(rows: list[dict], column: str) -> list[dict]:
     by_name: dict[str, list[float]] = {}
     for row in rows:
-        by_name.setdefault(row["scheduler"], []).append(row[column])
+        if "failed" not in row:
+            by_name.setdefault(row["scheduler"], []).append(row[column])
     table = []
     for name, values in by_name.items():
         mean, half = mean_ci(values)
@@ -350,12 +406,12 @@ def main(argv: list[str] | None = None) -> None:
                              "default $DECIMA_TPCH)")
     args = parse_args("spark_dag", argv, parser)
     quick, out = args.quick, Path(args.out)
-    decima = None
+    decima, missing = None, Missing()
     if args.decima_tpch is not None:
         decima = load_decima_tpch(args.decima_tpch)
     else:
-        print("warning: --decima-tpch not given: the Decima TPC-H section is reported missing "
-              "and speed is measured on synthetic workloads", file=sys.stderr)
+        missing.add("decima_tpch section", "--decima-tpch not given (speed is measured on "
+                    "synthetic workloads)")
     seeds = 2 if quick else 5
     sections: list[str] = []
     rows: list[dict] = []
@@ -365,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     if decima is not None:
         generator = TraceSequenceGenerator(decima, num_jobs=50 if quick else 200)
         workloads = [generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
-        decima_rows = compare(graph_env(**DECIMA_CLUSTER), workloads, "decima_tpch",
+        decima_rows = compare(graph_env(**DECIMA_CLUSTER), workloads, "decima_tpch", missing,
                               names=all_schedulers())
         rows += decima_rows
         decima_table = summarize(decima_rows)
@@ -377,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
                      "DIR` (Decima's public traces are not shipped).", ""]
     extra["decima_tpch_summary"] = decima_table
 
-    real_rows, real_tables = bench_real_traces(20 if quick else 60, seeds)
+    real_rows, real_tables = bench_real_traces(20 if quick else 60, seeds, missing)
     rows += real_rows
     extra["real_trace_summary"] = real_tables
     if not real_tables:
@@ -389,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"0.7, no moving delay or warm-up beyond the measured waves)", "",
                      markdown_table(table, JCT_COLUMNS, ".2f"), ""]
 
-    live_rows, live_tables = bench_live_traces(20, 4 if quick else 10)
+    live_rows, live_tables = bench_live_traces(20, 4 if quick else 10, missing)
     rows += live_rows
     extra["live_trace_summary"] = live_tables
     for name, table in live_tables.items():
@@ -399,14 +455,14 @@ def main(argv: list[str] | None = None) -> None:
                      markdown_table(table, [c for c in JCT_COLUMNS if c != "executor_moves"],
                                     ".2f"), ""]
 
-    online_rows = bench_online(20 if quick else 30, 3 if quick else 8)
+    online_rows = bench_online(20 if quick else 30, 3 if quick else 8, missing)
     rows += online_rows
     online_table = summarize(online_rows)
     extra["online_summary"] = online_table
     sections += ["## Benchmark workloads, online (TPC-H-like, 50 executors, load 0.85)", "",
                  markdown_table(online_table, JCT_COLUMNS, ".1f"), ""]
 
-    contention_rows, contention = bench_contention(15 if quick else 30, seeds + 1)
+    contention_rows, contention = bench_contention(15 if quick else 30, seeds + 1, missing)
     rows += contention_rows
     extra["contention_summary"] = contention
     sections += ["## Contention workloads: contention_free / fair (paired)", "",
@@ -421,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
                  "decima-sim's CPU on the same sequences: `python -m benchmarks.spark_reference`."
                  , ""]
 
-    batch_rows = bench_batch(3 if quick else 6)
+    batch_rows = bench_batch(3 if quick else 6, missing)
     small_rows = bench_small(3 if quick else 6, 5.0 if quick else 10.0)
     rows += batch_rows + small_rows
     batch_table, small_table = ratio_table(batch_rows, "over_bound"), ratio_table(
@@ -440,12 +496,15 @@ def main(argv: list[str] | None = None) -> None:
                     **{f"live_{name}": (policy, table) for policy in LIVE_POLICIES
                        for name, table in live_tables.items() if name in shipped_for(policy)}}
     targets.update(agent_targets(agent_tables, batch_table))
+    targets.update(live_policy_targets(list(live_tables)))
     if decima_table:
         best = min((r for r in decima_table if r["scheduler"] in HEURISTICS),
                    key=lambda r: r["mean_jct_s"])
         extra["decima_best_heuristic"] = best["scheduler"]
+    extra["missing"] = missing.entries
     write_report("spark_dag", out, rows, targets, "\n".join(sections), extra=extra)
     print("\n".join(sections))
+    print_targets(targets)
 
 
 if __name__ == "__main__":

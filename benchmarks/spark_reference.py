@@ -14,10 +14,12 @@ subprocess (``benchmarks/decima_driver.py``, ``benchmarks/sss_driver.py``); a mi
 warned about and its rows reported missing. Per seed one sequence (``TraceSequenceGenerator``:
 uniform query and size, Poisson arrivals of mean 25 s, whole milliseconds), 50 executors,
 moving delay 2 s, warm-up 1 s, ``fair`` and ``fifo`` everywhere, interleaved so machine load
-drifts hit all alike. Reported: mean JCT, CPU seconds per episode (process time) and
-decisions with 95% CIs over seeds, and per-seed paired ratios ours / reference. Targets: mean
-JCT of ``fair`` and ``fifo`` within 10% of each reference, our episode CPU at most half of
-decima-sim's.
+drifts hit all alike. Reported: mean JCT (over the finished jobs), jobs finished, CPU seconds
+per episode (process time) and decisions with 95% CIs over seeds, and per-seed paired ratios
+ours / reference. Targets: mean JCT of ``fair`` and ``fifo`` within 10% of each reference,
+our episode CPU at most half of decima-sim's. A seed on which the two simulators finished a
+different number of jobs is left out of the ratios and fails that pair's targets with its
+reason: mean JCTs over different jobs are not comparable.
 """
 
 from __future__ import annotations
@@ -35,11 +37,18 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import run_episode
-from benchmarks.report import markdown_table, mean_ci, write_report
+from benchmarks.reference_spec import MEAN_JCT_OVER, SCHEDULERS
+from benchmarks.report import (
+    Missing,
+    markdown_table,
+    mean_ci,
+    print_targets,
+    target,
+    write_report,
+)
 from envs.spark_dag import SparkDagShopEnv, TraceSequenceGenerator, load_decima_tpch
 from heuristics.spark_dag import make_heuristic
 
-SCHEDULERS = ("fair", "fifo")
 REFERENCES = ("decima-sim", "spark-sched-sim")
 DRIVERS = {"decima-sim": "decima_driver.py", "spark-sched-sim": "sss_driver.py"}
 CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
@@ -56,8 +65,9 @@ def run_ours(jobs: list, scheduler: str, seed: int) -> dict[str, Any]:
     info = run_episode(env, make_heuristic(scheduler), seed=seed, options={"instance": jobs})
     cpu = time.process_time() - cpu
     return {"simulator": "pipesched", "scheduler": scheduler, "seed": seed,
-            "mean_jct_s": info["mean_jct_s"], "cpu_s": cpu, "decisions": info["decisions"],
-            "jobs_done": info["jobs_done"]}
+            "mean_jct_s": info["mean_jct_s"], "mean_jct_over": MEAN_JCT_OVER,
+            "jobs_done": info["jobs_done"], "jobs_total": len(jobs), "cpu_s": cpu,
+            "decisions": info["decisions"]}
 
 
 def run_reference(simulator: str, checkout: Path, tpch_dir: Path, jobs: list,
@@ -81,8 +91,8 @@ def run_reference(simulator: str, checkout: Path, tpch_dir: Path, jobs: list,
                                str(spec_path), str(out_path)], cwd=workdir,
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"{simulator} failed: "
-                               f"{done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"{simulator} driver exited {done.returncode}: {last}")
         row = json.loads(out_path.read_text())[0]
     return {"simulator": simulator, **row}
 
@@ -96,9 +106,12 @@ def summarize(rows: list[dict]) -> list[dict]:
                 table.append({"simulator": simulator, "scheduler": scheduler,
                               "mean_jct_s": "missing", "cpu_s": "missing"})
                 continue
-            jct, jct_ci = mean_ci([r["mean_jct_s"] for r in cell])
+            jct, jct_ci = mean_ci([r["mean_jct_s"] for r in cell
+                                   if r["mean_jct_s"] is not None] or [float("nan")])
             cpu, cpu_ci = mean_ci([r["cpu_s"] for r in cell])
             table.append({"simulator": simulator, "scheduler": scheduler,
+                          "jobs_done": f"{sum(r['jobs_done'] for r in cell)}/"
+                                       f"{sum(r['jobs_total'] for r in cell)}",
                           "mean_jct_s": round(jct, 1), "jct_ci95": round(jct_ci, 1),
                           "cpu_s": round(cpu, 2), "cpu_ci95": round(cpu_ci, 2),
                           "decisions": int(np.mean([r["decisions"] for r in cell])),
@@ -122,33 +135,44 @@ def _paired(rows: list[dict], reference: str, scheduler: str) -> dict[str, Any]:
             if r["simulator"] == "pipesched" and r["scheduler"] == scheduler}
     theirs = {r["seed"]: r for r in rows
               if r["simulator"] == reference and r["scheduler"] == scheduler}
-    seeds = sorted(set(ours) & set(theirs))
-    if not seeds:
+    both = sorted(set(ours) & set(theirs))
+    if not both:
         return {}
+    mismatched = [f"seed {s}: pipesched {ours[s]['jobs_done']}/{ours[s]['jobs_total']}, "
+                  f"{reference} {theirs[s]['jobs_done']}/{theirs[s]['jobs_total']} jobs done"
+                  for s in both if ours[s]["jobs_done"] != theirs[s]["jobs_done"]]
+    seeds = [s for s in both if ours[s]["jobs_done"] == theirs[s]["jobs_done"]
+             and ours[s]["jobs_done"] > 0]
     entry: dict[str, Any] = {"reference": reference, "scheduler": scheduler,
-                             "seeds": len(seeds)}
+                             "seeds": len(seeds), "jobs_done_mismatch": mismatched}
     for key in ("mean_jct_s", "cpu_s"):
-        mean, half = mean_ci([ours[s][key] / theirs[s][key] for s in seeds])
+        mean, half = mean_ci([ours[s][key] / theirs[s][key] for s in seeds] or [float("nan")])
         entry[f"{key}_ratio"], entry[f"{key}_ratio_ci95"] = round(mean, 3), round(half, 3)
     return entry
+
+
+def _pair_target(ratios: list[dict], reference: str, scheduler: str, key: str,
+                 threshold: float, op: str) -> dict[str, Any]:
+    """One paired target; no paired seeds, or a seed where the simulators finished different
+    numbers of jobs, fails it with the reason."""
+    entry = next((r for r in ratios if r["reference"] == reference
+                  and r["scheduler"] == scheduler), None)
+    if entry is None:
+        return target(None, threshold, op, f"no {reference} rows for {scheduler}")
+    mismatched = entry["jobs_done_mismatch"]
+    reason = (f"jobs_done differs on {len(mismatched)} seed(s): {mismatched[0]}"
+              if mismatched else None)
+    return target(entry[f"{key}_ratio"], threshold, op, reason)
 
 
 def targets(ratios: list[dict]) -> dict[str, dict]:
     """Mean JCT within 10% of each reference for fair and fifo (paired per seed); episode CPU
     at most half of decima-sim's (``fair``)."""
-    result = {}
-    for reference in REFERENCES:
-        for scheduler in SCHEDULERS:
-            entry = next((r for r in ratios if r["reference"] == reference
-                          and r["scheduler"] == scheduler), None)
-            value = entry["mean_jct_s_ratio"] if entry else None
-            result[f"{scheduler}_jct_ratio_vs_{reference}"] = {
-                "value": value, "threshold": 0.10, "op": "abs(value-1) <=",
-                "met": value is not None and abs(value - 1.0) <= 0.10}
-    cpu = next((r["cpu_s_ratio"] for r in ratios
-                if r["reference"] == "decima-sim" and r["scheduler"] == "fair"), None)
-    result["episode_cpu_ratio_vs_decima-sim"] = {"value": cpu, "threshold": 0.5, "op": "<=",
-                                                 "met": cpu is not None and cpu <= 0.5}
+    result = {f"{scheduler}_jct_ratio_vs_{reference}":
+              _pair_target(ratios, reference, scheduler, "mean_jct_s", 0.10, "abs(value-1) <=")
+              for reference in REFERENCES for scheduler in SCHEDULERS}
+    result["episode_cpu_ratio_vs_decima-sim"] = _pair_target(ratios, "decima-sim", "fair",
+                                                              "cpu_s", 0.5, "<=")
     return result
 
 
@@ -167,11 +191,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
+    missing = Missing()
     if args.decima_tpch is None:
-        print("warning: no Decima TPC-H traces (--decima-tpch or $DECIMA_TPCH): nothing to "
-              "compare; the report marks every target missing", file=sys.stderr)
-        write_report("spark_reference", args.out, [], targets([]),
-                     "**missing**: run with `--decima-tpch DIR`.")
+        missing.add("Decima TPC-H traces", "no --decima-tpch or $DECIMA_TPCH: nothing to "
+                    "compare, every target fails")
+        result = targets([])
+        write_report("spark_reference", args.out, [], result,
+                     "**missing**: run with `--decima-tpch DIR`.",
+                     extra={"missing": missing.entries})
+        print_targets(result)
         return
     if not args.decima_tpch.is_dir():
         parser.error(f"--decima-tpch {args.decima_tpch}: not a directory")
@@ -185,8 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     checkouts = {"decima-sim": args.decima_sim, "spark-sched-sim": args.spark_sched_sim}
     for reference, checkout in checkouts.items():
         if checkout is None:
-            print(f"warning: no checkout of {reference} given: its rows are reported missing",
-                  file=sys.stderr)
+            missing.add(reference, "no checkout given: its rows are missing and its targets "
+                        "fail")
     rows = []
     for seed, jobs in sequences(args.decima_tpch, num_jobs, list(range(seeds))).items():
         for scheduler in SCHEDULERS:  # interleaved, so machine load drifts hit both alike
@@ -198,14 +226,18 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(rows[-1]), file=sys.stderr)
     summary, ratios = summarize(rows), paired_ratios(rows)
     body = "\n".join([
-        markdown_table(summary, ["simulator", "scheduler", "mean_jct_s", "jct_ci95", "cpu_s",
+        markdown_table(summary, ["simulator", "scheduler", "jobs_done", "mean_jct_s",
+                                 "jct_ci95", "cpu_s",
                                  "cpu_ci95", "decisions", "seeds"], floatfmt=".2f"), "",
         "Paired per seed, pipesched / reference:", "",
         markdown_table(ratios, ["reference", "scheduler", "mean_jct_s_ratio",
                                 "mean_jct_s_ratio_ci95", "cpu_s_ratio", "cpu_s_ratio_ci95",
                                 "seeds"])])
-    write_report("spark_reference", args.out, rows, targets(ratios), body,
-                 extra={"summary": summary, "paired_ratios": ratios, "jobs": num_jobs})
+    result = targets(ratios)
+    write_report("spark_reference", args.out, rows, result, body,
+                 extra={"summary": summary, "paired_ratios": ratios, "jobs": num_jobs,
+                        "missing": missing.entries})
+    print_targets(result)
 
 
 if __name__ == "__main__":

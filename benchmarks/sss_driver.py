@@ -6,7 +6,9 @@ Started by ``benchmarks.spark_reference`` in a subprocess whose working director
 ``data/tpch`` (a link to Decima's traces, where spark-sched-sim reads them). Same
 ``SEQUENCES.json`` as ``decima_driver.py``. Its own ``TPCHDataSampler`` builds the jobs (only
 the query, size and arrival come from the sequence), its ``SparkSchedSimEnv`` simulates them
-and its ``RoundRobinScheduler`` is ``fair`` (dynamic partition) or ``fifo`` (without).
+and its ``RoundRobinScheduler`` is ``fair`` (dynamic partition) or ``fifo`` (without); any
+other scheduler is refused in one line (exit 2) before spark-sched-sim is loaded. Mean JCT is
+over the finished jobs, with ``jobs_done`` of ``jobs_total``.
 The ``schedulers`` package is entered without its ``__init__`` (which needs torch_geometric
 for the Decima agent; the heuristics need only torch).
 """
@@ -18,6 +20,12 @@ import sys
 import time
 import types
 from pathlib import Path
+
+# run as a script in a scratch folder: the spec checks come from this repository
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.reference_spec import SpecError, load_spec, run_result  # noqa: E402
+
+USAGE = "usage: python benchmarks/sss_driver.py SPARK_SCHED_SIM_DIR SEQUENCES.json OUT.json"
 
 
 class _FixedQuery:
@@ -35,8 +43,15 @@ class _FixedQuery:
 
 
 def main() -> None:
+    if len(sys.argv) != 4:
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(2)
     root, sequences_path, out_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    spec = json.loads(open(sequences_path).read())
+    try:
+        spec = load_spec(sequences_path)
+    except SpecError as error:
+        print(f"sss_driver: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     sys.path.insert(0, str(root))
     package = types.ModuleType("schedulers")
     package.__path__ = [str(root / "schedulers")]
@@ -65,8 +80,8 @@ def main() -> None:
                    "warmup_delay": float(spec["warmup_ms"]),
                    "data_sampler_cls": "TPCHDataSampler"}
         env = gym.make("spark_sched_sim:SparkSchedSimEnv-v0", env_cfg=env_cfg)
-        scheduler = RoundRobinScheduler(spec["executors"],
-                                        dynamic_partition=run["scheduler"] == "fair")
+        scheduler = RoundRobinScheduler(spec["executors"], dynamic_partition={
+            "fair": True, "fifo": False}[run["scheduler"]])
         cpu = time.process_time()
         obs, _ = env.reset(seed=run["seed"], options=None)
         terminated = truncated = False
@@ -76,10 +91,9 @@ def main() -> None:
             obs, _, terminated, truncated, _ = env.step(action)
             decisions += 1
         cpu = time.process_time() - cpu
-        results.append({"scheduler": run["scheduler"], "seed": run["seed"],
-                        "mean_jct_s": float(metrics.avg_job_duration(env)) / 1000.0,
-                        "jobs_done": len(env.unwrapped.completed_job_ids), "cpu_s": cpu,
-                        "decisions": decisions})
+        done = len(env.unwrapped.completed_job_ids)
+        mean_jct_s = float(metrics.avg_job_duration(env)) / 1000.0 if done else None
+        results.append(run_result(run, mean_jct_s, done, cpu, decisions))
         env.close()
     with open(out_path, "w") as handle:
         json.dump(results, handle)

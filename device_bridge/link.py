@@ -89,7 +89,7 @@ class ServerLink:
         except protocol.ProtocolError as error:
             sock.close()
             raise HandshakeError(f"bad handshake from the server: {error}") from None
-        except BaseException:
+        except BaseException:  # deliberate: cleanup, re-raised
             sock.close()
             raise
         sock.settimeout(None)

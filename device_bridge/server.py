@@ -297,7 +297,7 @@ class OffloadServer:
         except OSError as error:
             if not self._closing.is_set():
                 LOG.warning("%s: socket error: %s", where, error)
-        except Exception:  # one bad request never takes the server down
+        except Exception:  # deliberate: one bad request never takes the server down (logged)
             LOG.exception("%s: closing connection after an internal error", where)
             self._send_error(session, ErrorCode.INTERNAL)
         finally:

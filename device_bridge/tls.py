@@ -35,7 +35,7 @@ def _handshake(sock: ssl.SSLSocket, deadline: float) -> None:
     descriptor of the socket it wraps) and raise."""
     try:
         _step_handshake(sock, deadline)
-    except BaseException:
+    except BaseException:  # deliberate: cleanup, re-raised
         sock.close()
         raise
 

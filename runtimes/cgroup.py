@@ -120,7 +120,7 @@ class CpuQuotas:
         except OSError as error:
             self.down()
             raise KernelRefused(f"cannot set a CPU quota under {parent}: {error}") from None
-        except BaseException:   # Ctrl-C while groups are being made
+        except BaseException:  # deliberate: cleanup on Ctrl-C while groups are made, re-raised
             self.down()
             raise
 

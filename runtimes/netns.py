@@ -122,7 +122,7 @@ class Fabric:
             run_command("ip", "-n", self.switch, "link", "set", "br0", "up")
             for node, link in enumerate(self.links):
                 self._node(node, link)
-        except BaseException:
+        except BaseException:  # deliberate: cleanup, re-raised
             self.down()
             raise
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from agents.evaluate import run_episode
 from agents.scheduler import Scheduler
 from envs.spark_dag import Job, ObservationLimits
 from envs.spark_dag.live import LiveSimulator, NodeJob, NodeTiming
-from spark_integration.executor import RunResult, default_template
+from spark_integration.executor import RunResult
 from spark_integration.jobs import JobSpec
 
 
@@ -59,7 +60,13 @@ class NodeTimes:
             raise KeyError(f"no isolated timing for node {query}/{node}") from None
 
     def wall_s(self, query: str, node: str, parallelism: int) -> float:
-        return self.timing(query, node).wall_s(parallelism)
+        """The node's time at ``parallelism``; a parallelism it was not timed at is a
+        KeyError naming it (no other level's time stands in)."""
+        walls = self.timing(query, node).walls_s
+        if parallelism not in walls:
+            raise KeyError(f"no isolated timing for node {query}/{node} at parallelism "
+                           f"{parallelism} (timed at {sorted(walls)})")
+        return walls[parallelism]
 
     def job_s(self, query: str, parallelism: int) -> float:
         """A query's isolated time, node after node at ``parallelism``."""
@@ -68,6 +75,36 @@ class NodeTimes:
     def to_json(self) -> dict[str, Any]:
         return {q: {n: {str(lv): w for lv, w in levels.items()} for n, levels in nodes.items()}
                 for q, nodes in self.walls_s.items()}
+
+
+#: the event log :func:`calibrate_in_session` reads: one plain file per application
+EVENT_LOG_CONF = {"spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
+
+
+def calibrate_in_session(spark: Any, tables: dict[str, str], queries: Sequence[str],
+                         repeats: int, work: Path, event_log_dir: Path, label: str,
+                         executors: int, partition_level: int | None = None,
+                         levels: Sequence[int] | None = None) -> tuple[NodeTimes, dict[str, Job]]:
+    """Time every query alone, node after node, at each parallelism of ``levels`` (default
+    1..``executors``) in this session (started with event logging into ``event_log_dir``), and
+    turn the session's event log into calibrated templates (full parallelism, median repeat).
+    ``partition_level`` fixes every node's partitioning (the fixed partition rule)."""
+    from spark_integration.nodes import NodeRunner
+    from spark_integration.queries import QUERIES
+    from spark_integration.tracegen import calibrated_jobs, time_nodes
+
+    levels = sorted(set(levels or range(1, executors + 1)) | {executors})
+    dags = [QUERIES[q] for q in queries]
+    timed = time_nodes(NodeRunner(spark, tables), dags, levels, repeats, work,
+                       partition_level=partition_level)
+    app_id = spark.sparkContext.applicationId
+    logs = [p for p in Path(event_log_dir).iterdir() if app_id in p.name]
+    if not logs:
+        raise FileNotFoundError(f"no event log of {app_id} in {event_log_dir}")
+    walls = {key: by_level[executors] for key, by_level in timed.items()}
+    jobs, _ = calibrated_jobs(logs[0], dags, walls, repeats, executors, label)
+    templates = {job.name.rsplit("/", 1)[-1]: job for job in jobs}
+    return NodeTimes.from_timings(timed), templates
 
 
 @dataclass(frozen=True)
@@ -87,19 +124,31 @@ def pace_of(times: NodeTimes, probe_walls: dict[str, dict[str, float]], parallel
     isolated time in ``times``. Multiplies ``speed`` for the run that follows the probe."""
     now = sum(sum(nodes.values()) for nodes in probe_walls.values())
     then = sum(times.job_s(query, parallelism) for query in probe_walls)
-    return now / then if then > 0 else 1.0
+    if not then > 0:
+        raise ValueError(f"pace_of: the probe queries {sorted(probe_walls)} have no isolated "
+                         f"time at parallelism {parallelism} to compare with")
+    return now / then
+
+
+def template_of(spec: JobSpec, templates: dict[str, Job]) -> Job:
+    """The calibrated template of ``spec``'s query; a query without one is a ValueError naming
+    it (the scheduler would otherwise observe made-up work)."""
+    template = templates.get(spec.dag.name)
+    if template is None:
+        raise ValueError(f"no calibrated template for query {spec.dag.name} (known: "
+                         f"{sorted(templates) or 'none'})")
+    return template
 
 
 def predict_live(specs: Sequence[JobSpec], times: NodeTimes, templates: dict[str, Job],
                  scheduler: Scheduler, limits: ObservationLimits, num_executors: int,
-                 model: LiveModel = LiveModel(), tasks_per_executor: int = 2,
-                 ) -> dict[str, float]:
+                 model: LiveModel = LiveModel()) -> dict[str, float]:
     """Job name -> predicted JCT of a DagExecutor run of ``specs`` under ``scheduler``: the
     simulator's live mode (:class:`envs.spark_dag.live.LiveSimulator`) on the queries'
     templates with each node's isolated wall times from ``times``."""
     jobs = []
     for spec in specs:
-        template = templates.get(spec.dag.name) or default_template(spec, tasks_per_executor)
+        template = template_of(spec, templates)
         position = {node.name: i for i, node in enumerate(spec.dag.nodes)}
         if template.parent_positions() != [sorted(position[p] for p in node.parents)
                                            for node in spec.dag.nodes]:
@@ -138,10 +187,13 @@ def fit_live_model(results: Sequence[RunResult], times: NodeTimes,
     (least mean absolute log ratio; ``others`` = mean number of other nodes running alongside;
     ``pace`` = the run's machine pace, see :func:`pace_of`, default 1)."""
     paces = [1.0] * len(results) if paces is None else list(paces)
+    if not results:
+        raise ValueError("fit_live_model: no run to fit on")
     samples = np.concatenate([node_samples(r, times) * np.array([1.0, pace, 1.0])
                               for r, pace in zip(results, paces, strict=True)])
     if not len(samples):
-        return LiveModel()
+        raise ValueError(f"fit_live_model: no finished node in the runs "
+                         f"{[r.scheduler for r in results]} to fit speed and contention on")
     measured, isolated, others = samples.T
     best, best_error = LiveModel(), math.inf
     for speed in speeds:
@@ -153,12 +205,11 @@ def fit_live_model(results: Sequence[RunResult], times: NodeTimes,
     return best
 
 
-def workload_for(specs: Sequence[JobSpec], templates: dict[str, Job],
-                 tasks_per_executor: int = 2) -> list[Job]:
+def workload_for(specs: Sequence[JobSpec], templates: dict[str, Job]) -> list[Job]:
     """The simulator's view of a live stream: each job is its query's traced template."""
     jobs = []
     for spec in specs:
-        template = templates.get(spec.dag.name) or default_template(spec, tasks_per_executor)
+        template = template_of(spec, templates)
         jobs.append(Job(spec.name, spec.arrival_s, template.stages))
     return jobs
 
@@ -184,19 +235,24 @@ def simulate(jobs: Sequence[Job], scheduler: Scheduler, num_executors: int,
 
 
 def compare(result: RunResult, predicted: dict[str, float]) -> list[dict[str, Any]]:
-    """Per finished job: measured and predicted JCT and the relative error."""
+    """Per finished job: measured and predicted JCT and the relative error; a finished job
+    without a prediction is a KeyError naming it."""
     rows = []
     for job in result.finished:
         sim = predicted.get(job.name)
         if sim is None:
-            continue
+            raise KeyError(f"no predicted JCT for job {job.name} of the {result.scheduler} run")
         rows.append({"job": job.name, "measured_jct_s": job.jct_s, "predicted_jct_s": sim,
                      "rel_error": abs(sim - job.jct_s) / job.jct_s})
     return rows
 
 
 def summarize(rows: Sequence[dict[str, Any]], tolerance: float = 0.25) -> dict[str, float]:
-    errors = np.array([r["rel_error"] for r in rows]) if rows else np.array([np.nan])
+    """Error statistics of ``rows``; all NaN (``jobs`` 0) when there is none."""
+    if not rows:
+        return {"jobs": 0, **dict.fromkeys(("median_rel_error", "p90_rel_error",
+                                            "max_rel_error", "share_within_25pct"), math.nan)}
+    errors = np.array([r["rel_error"] for r in rows])
     return {"jobs": len(rows), "median_rel_error": float(np.median(errors)),
             "p90_rel_error": float(np.percentile(errors, 90)),
             "max_rel_error": float(np.max(errors)),

@@ -32,7 +32,7 @@ def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int
         return work() or 0
     except KeyboardInterrupt:
         pass
-    except Exception as error:
+    except Exception as error:  # deliberate: a CLI's last resort; re-raised unless one line fits
         # Ctrl-C also reaches the JVM, so py4j may fail before KeyboardInterrupt surfaces
         if debug or not (interrupted or isinstance(error, OSError | ValueError)):
             raise

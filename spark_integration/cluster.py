@@ -161,7 +161,7 @@ def links_up(workers: int, mbps: float | None = None, prefix: str = DEFAULT_PREF
             if mbps is not None:
                 _tbf(namespace, device, mbps)  # worker -> bridge
                 _tbf(hub, f"{device}h", mbps)  # bridge -> worker
-    except BaseException:
+    except BaseException:  # deliberate: cleanup of the links made so far, then re-raised
         links_down(created)
         raise
     return created
@@ -257,8 +257,8 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
                              "--port", str(port), "--webui-port", str(web_port)],
                             state_dir / "logs" / "master.log", _daemon_env(state_dir, host),
                             hub_ns(prefix) if namespaces else None)
-    except BaseException:
-        links_down(namespaces)  # nothing else to stop yet
+    except BaseException:  # deliberate: cleanup (nothing else to stop yet), then re-raised
+        links_down(namespaces)
         raise
     info = ClusterInfo(master_url, master_pid, web_port, [], cores, str(state_dir), link_mbps,
                        namespaces, prefix)
@@ -288,7 +288,7 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
                 raise TimeoutError(f"{workers} workers not registered with {master_url} "
                                    f"within {timeout_s:.0f} s; see {state_dir / 'logs'}")
             time.sleep(0.5)
-    except BaseException:
+    except BaseException:  # deliberate: cleanup of the daemons started, then re-raised
         down(state_dir)
         raise
 
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             info = load_info(args.state_dir)
             print(json.dumps({"master_url": info.master_url,
                               "alive_workers": alive_workers(info)}))
-        else:
+        else:  # deliberate: argparse's required sub-command leaves only kill-worker here
             print(f"killed worker {args.index} (pid {kill_worker(args.index, args.state_dir)})")
     except (RuntimeError, OSError, ValueError, IndexError) as error:
         print(f"cluster {args.command}: {error}", file=sys.stderr)

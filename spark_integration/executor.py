@@ -30,10 +30,17 @@ partitions, so drivers differ only in what they launch when and in which pool (t
 benchmark's one rule); a pipesched node then may spread beyond its pool's ``minShare`` onto
 idle executors, as Spark's FAIR scheduler lets any pool do.
 
-Faults: a node whose Spark job fails is re-run up to ``max_retries`` times, then its query is
-reported failed with the Spark error while the other queries go on. Ctrl-C
-(``KeyboardInterrupt``) cancels every running node's job tag, joins the node threads and
-re-raises.
+Faults: a node whose Spark job fails (a Spark or Py4J error,
+:func:`spark_integration.errors.is_spark_failure`) is re-run up to ``max_retries`` times, then
+its query is reported failed with the Spark error while the other queries go on; a failed query
+has no JCT, and :class:`RunResult` counts it (``jobs_failed``) beside the mean JCT of the
+finished ones. Any other exception in a node (a bug in the code, not a Spark failure) cancels
+the run and is re-raised by :meth:`DagExecutor.run`, as is Ctrl-C (``KeyboardInterrupt``): every
+running node's job tag is cancelled and the node threads are joined first.
+
+Templates: a scheduler observes each query's calibrated template, so a run with a scheduler
+refuses a query without one; the Spark-native baselines observe nothing and use the DAG's
+structure alone (:func:`structure_template`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from pyspark.sql import SparkSession
 from agents.scheduler import Scheduler
 from envs.spark_dag import ClusterState, Job, ObservationLimits, Stage
 from envs.spark_dag.admission import AdmissionJob, admit, live_state
+from spark_integration.errors import SPARK_ERRORS, is_spark_failure
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import NodeRunner
 from spark_integration.session import POOL_PREFIX, read_allocation_file
@@ -144,6 +152,8 @@ class RunResult:
 
     @property
     def mean_jct_s(self) -> float:
+        """Mean JCT over the finished jobs only: a run with failed jobs (``failed``) is not
+        comparable with one without on this figure alone."""
         done = self.finished
         return float(np.mean([j.jct_s for j in done])) if done else math.nan
 
@@ -155,6 +165,7 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         return {"scheduler": self.scheduler, "total_executors": self.total_executors,
                 "wall_s": self.wall_s, "mean_jct_s": self.mean_jct_s,
+                "jobs_finished": len(self.finished), "jobs_failed": len(self.failed),
                 "makespan_s": self.makespan_s, "decisions": self.decisions,
                 "invalid_actions": self.invalid_actions,
                 "failed_jobs": [j.name for j in self.failed],
@@ -179,8 +190,9 @@ class RunResult:
         return jobs
 
 
-def default_template(spec: JobSpec, tasks: int) -> Job:
-    """A stand-in when no calibrated trace covers a query: ``tasks`` one-second tasks per node."""
+def structure_template(spec: JobSpec, tasks: int) -> Job:
+    """The DAG of ``spec`` as a template of ``tasks`` one-second tasks per node: the admission
+    bookkeeping of the Spark-native baselines, which observe no work (never a scheduler's)."""
     index = {n.name: i for i, n in enumerate(spec.dag.nodes)}
     return Job(spec.dag.name, 0.0, [Stage(id=i, parents=tuple(index[p] for p in n.parents),
                                           num_tasks=tasks, compute_s=1.0, name=n.name)
@@ -321,30 +333,40 @@ class DagExecutor:
     # ----------------------------------------------------------------- node threads
     def _run_node(self, job: LiveJob, index: int, parallelism: int, pool: str | None,
                   events: queue.Queue, run_id: str) -> None:
-        node = job.nodes[index]
-        record = job.record.nodes[index]
-        dag = job.spec.dag
+        """The node thread: always reports to ``events``, with None (done), the Spark error's
+        text (failed after its retries) or the exception of a bug."""
+        try:
+            events.put((job, index, self._attempts(job, index, parallelism, pool, run_id)))
+        except Exception as bug:  # deliberate: a bug, not a Spark failure; run() re-raises it
+            events.put((job, index, bug))
+
+    def _attempts(self, job: LiveJob, index: int, parallelism: int, pool: str | None,
+                  run_id: str) -> str | None:
+        """Run one node, re-running it after a Spark failure up to ``max_retries`` times; the
+        last Spark error's text, or None when an attempt succeeded."""
+        node, record = job.nodes[index], job.record.nodes[index]
         parent_paths = {p: str(self.work_dir / run_id / job.record.name / p)
                         for p in node.parents}
         out = self.work_dir / run_id / job.record.name / node.name
         self.sc.setLocalProperty("spark.scheduler.pool", pool)
-        self.sc.setJobGroup(job.groups[index], f"{job.record.name} {dag.name}/{node.name}",
-                            interruptOnCancel=True)
+        self.sc.setJobGroup(job.groups[index], f"{job.record.name} {job.spec.dag.name}/"
+                                               f"{node.name}", interruptOnCancel=True)
         self.sc.addJobTag(record.tag)
-        error: BaseException | None = None
+        error: str | None = None
         for attempt in range(1, self.max_retries + 2):
             record.attempts = attempt
             try:
                 if self.node_hook is not None:
                     self.node_hook(job.spec, node.name, attempt)
                 self.runner.run(node, parent_paths, out, parallelism, record.partitions)
-                error = None
-                break
-            except Exception as caught:  # any Spark/Py4J/analysis error: retry, then report
-                error = caught
+                return None
+            except SPARK_ERRORS as caught:
+                if not is_spark_failure(caught):
+                    raise
+                error = _spark_error(caught)
                 if self._cancelled.is_set():
                     break
-        events.put((job, index, None if error is None else _spark_error(error)))
+        return error
 
     # ----------------------------------------------------------------- main loop
     def run(self, specs: Sequence[JobSpec]) -> RunResult:
@@ -352,6 +374,7 @@ class DagExecutor:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate job names in {names}")
+        templates = self._templates(specs)
         run_id = uuid.uuid4().hex[:8]
         self._cancelled = threading.Event()
         order = sorted(specs, key=lambda s: s.arrival_s)
@@ -465,13 +488,7 @@ class DagExecutor:
                 while arrivals and arrivals[0].arrival_s <= now():
                     changed = True
                     spec = arrivals.pop(0)
-                    template = self.templates.get(spec.dag.name) or default_template(
-                        spec, self.tasks_per_executor)
-                    if len(template.stages) != len(spec.dag.nodes):
-                        raise ValueError(f"template for {spec.dag.name} has "
-                                         f"{len(template.stages)} stages, the DAG has "
-                                         f"{len(spec.dag.nodes)} nodes")
-                    live.append(LiveJob(spec, records[spec.name], template))
+                    live.append(LiveJob(spec, records[spec.name], templates[spec.dag.name]))
                 if not self.sc.master.startswith("local"):
                     total = self.total_executors()
                     changed |= total != last_total
@@ -484,19 +501,37 @@ class DagExecutor:
                     timeout = max(0.0, min(timeout, arrivals[0].arrival_s - now()))
                 try:
                     job, index, error = events.get(timeout=timeout)
-                    finish(job, index, error)
-                    changed = True
                     while True:
-                        job, index, error = events.get_nowait()
+                        if isinstance(error, BaseException):
+                            raise error
                         finish(job, index, error)
+                        changed = True
+                        job, index, error = events.get_nowait()
                 except queue.Empty:
                     pass
-        except KeyboardInterrupt:
+        except BaseException:  # deliberate: cleanup (Ctrl-C, a node's bug), then re-raised
             self._cancel(records, threads)
             raise
         return RunResult(self.name, [records[s.name] for s in specs],
                          self.total_executors(), now(), decisions, invalid, executor_counts,
                          latencies)
+
+    def _templates(self, specs: Sequence[JobSpec]) -> dict[str, Job]:
+        """Query -> the template its jobs are observed through; a scheduler gets only the
+        calibrated ones (a query without one is refused before anything runs)."""
+        out = {}
+        for spec in specs:
+            template = self.templates.get(spec.dag.name)
+            if template is None and self.scheduler is not None:
+                raise ValueError(f"no calibrated template for query {spec.dag.name} (known: "
+                                 f"{sorted(self.templates) or 'none'}); give a trace of it "
+                                 f"(spark_integration.tracegen) or calibrate in the session")
+            template = template or structure_template(spec, self.tasks_per_executor)
+            if len(template.stages) != len(spec.dag.nodes):
+                raise ValueError(f"template for {spec.dag.name} has {len(template.stages)} "
+                                 f"stages, the DAG has {len(spec.dag.nodes)} nodes")
+            out[spec.dag.name] = template
+        return out
 
     def _cancel(self, records: dict[str, JobRecord], threads: dict[str, threading.Thread]) -> None:
         self._cancelled.set()

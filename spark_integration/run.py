@@ -12,6 +12,11 @@
 the TPC-H tables live or are generated once (a local directory or a Hadoop URI,
 :mod:`spark_integration.tpch`). ``--kill-worker I --kill-after S`` SIGKILLs worker ``I`` of a
 cluster started by :mod:`spark_integration.cluster` S seconds into the run (fault injection).
+A scheduler observes a calibrated template per query: ``--traces FILE`` (it must cover
+``--queries``), else ``data/spark_traces/tpch_<scale>.json`` when that covers them, else the
+session calibrates them before the run (each query timed alone at full parallelism with event
+logging on, as ``benchmarks.spark_real`` does); the Spark baselines observe none. The printed
+mean JCT is over the finished jobs; failed jobs are counted beside it.
 Exit status 0 when every job finished, 1 otherwise, 2 for a mistake in the arguments or an
 unusable cluster (one line, arguments checked before the JVM starts; ``--debug`` shows the
 traceback), 130 after Ctrl-C (the driver JVM is stopped before the process exits).
@@ -24,12 +29,14 @@ import json
 import sys
 import tempfile
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from envs.spark_dag import save_workload
+from envs.spark_dag import Job, save_workload
 from spark_integration import cluster
+from spark_integration.calibration import EVENT_LOG_CONF, calibrate_in_session
 from spark_integration.cli import guarded
 from spark_integration.executor import DagExecutor
 from spark_integration.jobs import batch, poisson_stream
@@ -48,7 +55,13 @@ from spark_integration.settings import (
     add_cluster_arguments,
     cluster_settings,
 )
-from spark_integration.tpch import data_location, is_local, root_problem, table_paths
+from spark_integration.tpch import (
+    data_location,
+    is_local,
+    root_problem,
+    scale_label,
+    table_paths,
+)
 from spark_integration.tracegen import default_trace_path, load_templates
 
 
@@ -66,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "hdfs://NN/tpch (default .cache/tpch)")
     parser.add_argument("--work-dir", help="node outputs (default: a temporary directory; on a "
                                            "multi-machine cluster, a mount all executors share)")
-    parser.add_argument("--traces", help="calibrated trace JSON (default data/spark_traces)")
+    parser.add_argument("--traces", help="calibrated trace JSON covering --queries (default: "
+                                         "data/spark_traces/tpch_<scale>.json when it covers "
+                                         "them, else calibrated in the session)")
     parser.add_argument("--max-retries", type=int, default=1)
     parser.add_argument("--wait-executors", type=float, default=60.0, metavar="SECONDS",
                         help="how long a cluster may take to register its executors")
@@ -121,6 +136,26 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def trace_templates(args: argparse.Namespace, queries: list[str]
+                    ) -> tuple[str, dict[str, Job]] | None:
+    """Where the scheduler's templates come from and the templates: ``--traces`` (which must
+    cover every query), else the shipped trace of ``--scale`` when it covers them; None when
+    there is none, so the session calibrates them itself. No JVM is started."""
+    if args.traces:
+        templates = load_templates(args.traces)
+        lacking = sorted(set(queries) - set(templates))
+        if lacking:
+            raise ValueError(f"--traces: {args.traces} has no template for {lacking}; record "
+                             f"them with python -m spark_integration.tracegen --scale "
+                             f"{args.scale:g} --queries {','.join(lacking)} --out FILE")
+        return args.traces, templates
+    trace = default_trace_path(args.scale)
+    templates = load_templates(trace) if trace.is_file() else {}
+    if set(queries) <= set(templates):
+        return str(trace), templates
+    return None
+
+
 def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
     queries = [q for q in args.queries.split(",") if q]
     driver = make_driver(args.scheduler,
@@ -128,47 +163,70 @@ def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
                          master=settings.master)
     specs = (poisson_stream(queries, args.jobs, args.interarrival,
                             np.random.default_rng(args.seed)) if args.jobs else batch(queries))
-    trace = Path(args.traces) if args.traces else default_trace_path(args.scale)
-    templates = load_templates(trace) if trace.exists() else {}
-    if not templates:
-        print(f"note: no trace at {trace}; nodes are estimated as equal", file=sys.stderr)
+    # the Spark-native baselines observe nothing; a scheduler observes calibrated templates
+    source = trace_templates(args, queries) if driver.scheduler is not None else ("none", {})
     # local data is generated before any JVM starts; a remote root through the session
     data = data_location(args.scale, args.data) if is_local(args.data or "") else None
     spark = None
-    try:
-        spark = build_session(settings.master, app_name=f"pipesched-{driver.name}",
-                              max_executors=settings.executors, lean_jvm=args.lean_jvm,
-                              conf=settings.conf, log_level=args.log_level,
-                              start_timeout_s=settings.start_timeout_s)
-        if settings.kind != LOCAL:
-            wait_for_executors(spark, settings.processes, args.wait_executors)
-        if data is None:
-            data = data_location(args.scale, args.data, spark)
-        if args.kill_worker is not None:
-            timer = threading.Timer(args.kill_after, cluster.kill_worker,
-                                    (args.kill_worker, args.cluster_state_dir))
-            timer.daemon = True
-            timer.start()
-        with tempfile.TemporaryDirectory(prefix="pipesched-run-", dir=args.work_dir) as work:
+    with ExitStack() as stack:
+        event_log = None
+        if source is None:
+            event_log = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="pipesched-eventlog-")))
+        try:
+            spark = build_session(settings.master, app_name=f"pipesched-{driver.name}",
+                                  max_executors=settings.executors, lean_jvm=args.lean_jvm,
+                                  event_log_dir=event_log,
+                                  conf={**settings.conf, **(EVENT_LOG_CONF if event_log else {})},
+                                  log_level=args.log_level,
+                                  start_timeout_s=settings.start_timeout_s)
+            if settings.kind != LOCAL:
+                wait_for_executors(spark, settings.processes, args.wait_executors)
+            if data is None:
+                data = data_location(args.scale, args.data, spark)
+            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="pipesched-run-",
+                                                                   dir=args.work_dir))
+            if source is None:
+                source = calibrate_templates(spark, data, queries, settings.executors,
+                                             Path(work) / "trace", event_log, args.scale)
+            if args.kill_worker is not None:
+                timer = threading.Timer(args.kill_after, cluster.kill_worker,
+                                        (args.kill_worker, args.cluster_state_dir))
+                timer.daemon = True
+                timer.start()
             executor = DagExecutor(spark, driver.scheduler, tables=table_paths(data),
-                                   work_dir=work, limits=driver.limits, templates=templates,
+                                   work_dir=work, limits=driver.limits, templates=source[1],
                                    max_retries=args.max_retries,
                                    native_pools=driver.native_pools, name=driver.name)
             result = executor.run(specs)
-        context = spark.sparkContext
-        where = {"master": settings.master, "app_id": context.applicationId, "data": data,
-                 "driver_host": context.getConf().get("spark.driver.host")}
-    finally:
-        stop_session(spark)
+            context = spark.sparkContext
+            where = {"master": settings.master, "app_id": context.applicationId, "data": data,
+                     "driver_host": context.getConf().get("spark.driver.host"),
+                     "templates": source[0]}
+        finally:
+            stop_session(spark)
     summary = {**result.to_json(), "spark": where}
-    print(f"{driver.name}: {len(result.finished)}/{len(result.jobs)} jobs, mean JCT "
-          f"{result.mean_jct_s:.2f} s, makespan {result.makespan_s:.2f} s, executors seen "
-          f"{summary['executor_counts']}")
+    print(f"{driver.name}: {len(result.finished)}/{len(result.jobs)} jobs finished, "
+          f"{len(result.failed)} failed, mean JCT of the finished {result.mean_jct_s:.2f} s, "
+          f"makespan {result.makespan_s:.2f} s, executors seen {summary['executor_counts']}")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     if args.workload_out:
         save_workload(result.to_workload(), args.workload_out)
     return 0 if len(result.finished) == len(result.jobs) else 1
+
+
+def calibrate_templates(spark, data: str, queries: list[str], executors: int, work: Path,
+                        event_log: Path, scale: float) -> tuple[str, dict[str, Job]]:
+    """No trace of this scale covers the queries: time each alone at full parallelism in this
+    session and calibrate the templates from its event log (as ``benchmarks.spark_real``)."""
+    print(f"no trace at {default_trace_path(scale)} covers {sorted(set(queries))}: timing "
+          f"each query alone on {executors} executors in this session first", file=sys.stderr,
+          flush=True)
+    _, templates = calibrate_in_session(spark, table_paths(data), sorted(set(queries)), 1,
+                                        work, event_log, f"session-{scale_label(scale)}",
+                                        executors, levels=[executors])
+    return "calibrated in this session", templates
 
 
 if __name__ == "__main__":

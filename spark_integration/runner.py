@@ -181,16 +181,20 @@ def session_for(master: str, max_failures: int = DEFAULT_MAX_FAILURES) -> Any:
 
 def _collect_spark(fn_name: str, encoded: list[str], master: str, max_failures: int,
                    spark: Any) -> list[tuple[int, str]]:
+    from spark_integration.errors import SPARK_ERRORS, is_spark_failure
+
     chosen = "PYSPARK_PYTHON" in os.environ
     spark = spark if spark is not None else session_for(master, max_failures)
+    context = spark.sparkContext
+    if not chosen:  # a session started without PYSPARK_PYTHON would run a bare python3
+        context.pythonExec = sys.executable
+    context.setJobDescription(f"pipesched sweep: {len(encoded)} tasks of {fn_name}")
     try:
-        context = spark.sparkContext
-        if not chosen:  # a session started without PYSPARK_PYTHON would run a bare python3
-            context.pythonExec = sys.executable
-        context.setJobDescription(f"pipesched sweep: {len(encoded)} tasks of {fn_name}")
         rdd = context.parallelize(list(enumerate(encoded)), numSlices=max(1, len(encoded)))
         return rdd.map(lambda item: run_encoded(fn_name, item[0], item[1])).collect()
-    except Exception as error:  # a task that failed every attempt aborts the Spark job
+    except SPARK_ERRORS as error:  # a task that failed every attempt aborts the Spark job
+        if not is_spark_failure(error):
+            raise
         lines = [line for line in str(error).splitlines() if line.strip()]
         failed = next((line for line in lines if "Task" in line and "failed" in line), lines[0]
                       if lines else type(error).__name__)

@@ -250,7 +250,7 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
         for key, value in options.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-    except Exception:
+    except Exception:  # deliberate: a start the watchdog ended; anything else re-raised
         if not expired.is_set():
             raise
     finally:
@@ -288,7 +288,7 @@ def stop_session(spark: SparkSession | None, timeout_s: float = 15.0) -> None:
     if spark is not None:
         try:
             spark.stop()
-        except Exception:  # noqa: BLE001  (after Ctrl-C the JVM may already be gone)
+        except Exception:  # noqa: BLE001  # deliberate: cleanup; after Ctrl-C the JVM may be gone
             pass
     gateway = SparkContext._gateway
     if gateway is None:
@@ -296,7 +296,7 @@ def stop_session(spark: SparkSession | None, timeout_s: float = 15.0) -> None:
     process = getattr(gateway, "proc", None)
     try:
         gateway.shutdown()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001  # deliberate: cleanup; the gateway may be gone already
         pass
     SparkContext._gateway = None
     SparkContext._jvm = None

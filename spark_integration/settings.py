@@ -132,14 +132,17 @@ def manager_conf(kind: str, executors: int | None, executor_cores: int,
 
 def route_address(host: str, port: int) -> str:
     """This machine's address on the route to ``host`` (no packet is sent): what executors
-    next to that host can reach the driver at."""
+    next to that host can reach the driver at. No route is a ValueError naming the master
+    (the executors could not reach a driver on loopback)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.connect((host, port))
             return probe.getsockname()[0]
-    except OSError:
-        return LOOPBACK
+    except OSError as error:
+        raise ValueError(f"no route from this machine to the Spark master {host}:{port} "
+                         f"({error.strerror or error}); pass --driver-host ADDR (an address "
+                         f"its executors can reach)") from None
 
 
 def default_driver_conf(master: str) -> dict[str, str]:
@@ -287,9 +290,10 @@ def cluster_settings(args: argparse.Namespace, check_master: bool = True) -> Clu
         raise ValueError(f"--executors is required for the cluster master {args.master}")
     else:
         executors = args.executors
-    conf = {**default_driver_conf(args.master),
+    user = user_conf(args)
+    conf = {**({} if "spark.driver.host" in user else default_driver_conf(args.master)),
             **manager_conf(kind, None if kind == LOCAL else executors, args.executor_cores,
-                           args.executor_memory), **user_conf(args)}
+                           args.executor_memory), **user}
     if kind == KUBERNETES and not conf.get("spark.kubernetes.container.image"):
         raise ValueError(f"--master {args.master}: set --conf "
                          f"spark.kubernetes.container.image=IMAGE (the executors' image)")

@@ -21,6 +21,12 @@ class Engine:
     master: str | None = None
     batch: int | None = None
 
+    def __post_init__(self) -> None:
+        from spark_integration.runner import ENGINES
+
+        if self.name not in ENGINES:
+            raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
+
     def batch_for(self, count: int) -> int:
         if self.batch:
             return self.batch
@@ -58,7 +64,8 @@ def episode_outcomes(env_id: str, models: dict[str, str], seeds: range, engine: 
     payloads = [{"env_id": env_id, "seeds": list(seeds[i:i + size]), "models": files}
                 for i in range(0, len(seeds), size)]
     rows = run_sweep("agents.sweep_tasks:compare_episodes", payloads, engine, label)
-    return [Outcome(row["reference"], row["objective"], row["plan_seconds"]) for row in rows]
+    return [Outcome(row["reference"], row["objective"], row["plan_seconds"],
+                    failures=row["failures"]) for row in rows]
 
 
 def offload_outcomes(instances: list, models: dict[str, str], engine: Engine, label: str,

@@ -139,8 +139,43 @@ def _read_events(files: Iterable[Path]) -> Iterable[dict[str, Any]]:
                     raise ValueError(f"{file}:{number}: invalid JSON ({error})") from None
 
 
+def _metric(record: Mapping[str, Any], key: str, where: str) -> Any:
+    """``record[key]``; a field Spark always writes but this log lacks is a ValueError naming
+    the event and the field (no zero stands in for it)."""
+    if key not in record:
+        raise ValueError(f"{where}: no field {key!r}")
+    return record[key]
+
+
+def _task_sample(event: dict[str, Any], path: Path) -> TaskSample:
+    """One successful task's sample from its ``SparkListenerTaskEnd``."""
+    info = event.get("Task Info") or {}
+    where = (f"{path}: SparkListenerTaskEnd of stage {event.get('Stage ID')} task "
+             f"{info.get('Task ID', '?')}")
+    metrics = _metric(event, "Task Metrics", where)
+    read = _metric(metrics, "Shuffle Read Metrics", f"{where} 'Task Metrics'")
+    written = _metric(metrics, "Shuffle Write Metrics", f"{where} 'Task Metrics'")
+    network_s = _metric(read, "Fetch Wait Time", f"{where} 'Shuffle Read Metrics'") / 1e3
+    write_s = _metric(written, "Shuffle Write Time", f"{where} 'Shuffle Write Metrics'") / 1e9
+    run_s = _metric(metrics, "Executor Run Time", f"{where} 'Task Metrics'") / 1e3
+    overhead_s = (_metric(metrics, "Executor Deserialize Time", f"{where} 'Task Metrics'")
+                  + _metric(metrics, "Result Serialization Time", f"{where} 'Task Metrics'")
+                  ) / 1e3
+    remote = float(_metric(read, "Remote Bytes Read", f"{where} 'Shuffle Read Metrics'"))
+    local = float(_metric(read, "Local Bytes Read", f"{where} 'Shuffle Read Metrics'"))
+    return TaskSample(
+        event["Stage ID"], network_s, max(run_s - network_s - write_s, 0.0) + overhead_s,
+        write_s, remote + local,
+        executor=str(_metric(info, "Executor ID", f"{where} 'Task Info'")),
+        launch_ms=float(_metric(info, "Launch Time", f"{where} 'Task Info'")),
+        finish_ms=float(_metric(info, "Finish Time", f"{where} 'Task Info'")), run_s=run_s,
+        cpu_s=_metric(metrics, "Executor CPU Time", f"{where} 'Task Metrics'") / 1e9,
+        remote_bytes=remote)
+
+
 def parse_event_log(path: str | Path) -> dict[str, NodeTrace]:
-    """Group the successful tasks of an event log by pipesched node (job group)."""
+    """Group the successful tasks of an event log by pipesched node (job group). A successful
+    task without a metric the conversion reads is a ValueError naming the event and field."""
     stage_owner: dict[int, NodeTrace] = {}
     job_owner: dict[int, NodeTrace] = {}
     nodes: dict[str, NodeTrace] = {}
@@ -164,26 +199,8 @@ def parse_event_log(path: str | Path) -> dict[str, NodeTrace]:
         elif kind == "SparkListenerTaskEnd":
             node = stage_owner.get(event.get("Stage ID"))
             reason = (event.get("Task End Reason") or {}).get("Reason")
-            metrics = event.get("Task Metrics")
-            if node is None or reason != "Success" or not metrics:
-                continue
-            read = metrics.get("Shuffle Read Metrics", {})
-            written = metrics.get("Shuffle Write Metrics", {})
-            network_s = read.get("Fetch Wait Time", 0) / 1e3
-            write_s = written.get("Shuffle Write Time", 0) / 1e9
-            run_s = metrics.get("Executor Run Time", 0) / 1e3
-            overhead_s = (metrics.get("Executor Deserialize Time", 0)
-                          + metrics.get("Result Serialization Time", 0)) / 1e3
-            compute_s = max(run_s - network_s - write_s, 0.0) + overhead_s
-            info = event.get("Task Info") or {}
-            node.tasks.append(TaskSample(
-                event["Stage ID"], network_s, compute_s, write_s,
-                float(read.get("Remote Bytes Read", 0) + read.get("Local Bytes Read", 0)),
-                executor=str(info.get("Executor ID", "")),
-                launch_ms=float(info.get("Launch Time", 0)),
-                finish_ms=float(info.get("Finish Time", 0)), run_s=run_s,
-                cpu_s=metrics.get("Executor CPU Time", 0) / 1e9,
-                remote_bytes=float(read.get("Remote Bytes Read", 0))))
+            if node is not None and reason == "Success":
+                node.tasks.append(_task_sample(event, Path(path)))
     return nodes
 
 
@@ -283,11 +300,17 @@ def node_stage(trace: NodeTrace | None, stage_id: int, parents: Sequence[int], n
 def query_job(dag: QueryDag, traces: dict[str, NodeTrace], job_name: str, run: str,
               walls: dict[str, float] | None = None, executors: int = 1,
               name: str | None = None) -> tuple[Job, dict[str, Any]]:
-    """The workload job of one query run from its node traces."""
+    """The workload job of one query run from its node traces. A node without Spark tasks (one
+    Spark answered from metadata) becomes one short task; a run none of whose nodes is in the
+    log is a ValueError naming it (the wrong event log)."""
     index = {n.name: i for i, n in enumerate(dag.nodes)}
+    groups = [f"{GROUP_PREFIX}|{run}|{job_name}|{node.name}" for node in dag.nodes]
+    if not any(group in traces for group in groups):
+        raise ValueError(f"no node of {dag.name} run {run}/{job_name} is in the event log "
+                         f"(job groups {GROUP_PREFIX}|{run}|{job_name}|<node>)")
     stages, info = [], {}
     for i, node in enumerate(dag.nodes):
-        trace = traces.get(f"{GROUP_PREFIX}|{run}|{job_name}|{node.name}")
+        trace = traces.get(groups[i])
         stage, info[node.name] = node_stage(
             trace, i, [index[p] for p in node.parents], node.name,
             None if walls is None else walls.get(node.name), executors)
@@ -578,7 +601,9 @@ def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
 
 
 def convert_event_log(event_log: str | Path, out: str | Path, executors: int = 1) -> Path:
-    """Convert any pipesched event log to workload JSON: one job per (run, job), uncalibrated."""
+    """Convert any pipesched event log to workload JSON: one job per (run, job), uncalibrated.
+    A job of no known query keeps its nodes in first-seen order without parents (counted in a
+    warning line on stderr)."""
     traces = parse_event_log(event_log)
     if not traces:
         raise ValueError(f"{event_log}: no jobs with a pipesched job group "
@@ -586,17 +611,21 @@ def convert_event_log(event_log: str | Path, out: str | Path, executors: int = 1
     by_job: dict[tuple[str, str], list[NodeTrace]] = defaultdict(list)
     for trace in traces.values():
         by_job[(trace.run, trace.job)].append(trace)
-    jobs = []
+    jobs, unknown = [], []
     for (run, job_name), nodes in sorted(by_job.items()):
         query = job_name.split("#")[0]
         dag = QUERIES.get(query)
         if dag is None:  # not a known query: nodes in first-seen order, no parents known
             stages = [node_stage(t, i, [], t.node)[0] for i, t in enumerate(nodes)]
             jobs.append(Job(f"{run}/{job_name}", 0.0, stages))
+            unknown.append(f"{run}/{job_name}")
             continue
         job, _ = query_job(dag, traces, job_name, run, executors=executors,
                            name=f"{run}/{job_name}")
         jobs.append(job)
+    if unknown:
+        print(f"warning: {len(unknown)} job(s) of no known query, written without DAG parents: "
+              f"{', '.join(unknown)}", file=sys.stderr)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jobs_to_json(jobs), indent=1))

@@ -121,10 +121,11 @@ def imitation_pretrain(model, env, planner, episodes: int, epochs: int, seed: in
 
 
 def evaluate_gap(model, env, planner, seeds) -> float:
-    """Mean ``iteration_s(model) / iteration_s(planner) - 1`` over generator instances."""
+    """Mean ``iteration_s(model) / iteration_s(planner) - 1`` over generator instances; an
+    instance the model did not complete (the env's DP finished it) is a gap of ``inf``."""
     import numpy as np
 
-    from agents.evaluate import run_episode
+    from agents.evaluate import incomplete_reason, run_episode
     from agents.scheduler import SB3Scheduler
     from envs.hetero_pipeline.simulator import iteration_time
 
@@ -133,6 +134,9 @@ def evaluate_gap(model, env, planner, seeds) -> float:
         env.reset(seed=int(seed))
         instance = env.unwrapped.instance
         info = run_episode(env, scheduler, options={"instance": instance})
+        if incomplete_reason(info) is not None:
+            gaps.append(np.inf)
+            continue
         gaps.append(info["iteration_s"] / iteration_time(instance, planner(instance)) - 1)
     return float(np.mean(gaps))
 

@@ -84,7 +84,8 @@ class HeteroPipelineEnv(gym.Env):
     Terminated when the last cut is placed (or after the last device when only one stage is
     open). Truncated after ``max_steps_factor * (max_devices + max_layers)`` steps; the plan is
     then completed by the DP. The final ``info`` holds ``iteration_s`` (simulated),
-    ``closed_form_s``, ``fits_memory``, ``plan`` and ``invalid_actions``.
+    ``closed_form_s``, ``fits_memory``, ``plan``, ``invalid_actions`` and ``complete`` (False
+    after a truncation: the plan is then the DP's completion, not the scheduler's).
 
     ## Arguments
     ``generator`` (callable ``rng -> PipelineInstance``; default
@@ -102,8 +103,10 @@ class HeteroPipelineEnv(gym.Env):
         self.generator = generator or HeteroPipelineGenerator()
         self.max_devices, self.max_layers = int(max_devices), int(max_layers)
         self.config = default_config()
-        if config:
-            self.config.update(config)
+        if unknown := sorted(set(config or {}) - set(self.config)):
+            raise ValueError(f"HeteroPipelineEnv: unknown config key(s) {unknown}; known: "
+                             f"{sorted(self.config)}")
+        self.config.update(config or {})
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None, got {render_mode!r}")
         self.render_mode = render_mode
@@ -293,11 +296,15 @@ class HeteroPipelineEnv(gym.Env):
         terminated = self.phase == "done"
         limit = self.config["max_steps_factor"] * (self.max_devices + self.max_layers)
         truncated = not terminated and self.steps >= limit
-        if terminated or truncated:
-            self.final_plan = self._completed_plan() or single_device_plan(self.instance)
-        else:
+        if not (terminated or truncated):
             self._mask = self._compute_mask()
-        return self._observation(), float(reward), terminated, truncated, self._info()
+            return self._observation(), float(reward), False, False, self._info()
+        plan = self._completed_plan()
+        self.final_plan = plan or single_device_plan(self.instance)
+        # a truncated episode's plan is the DP's completion, not the scheduler's
+        complete = terminated and plan is not None
+        return (self._observation(), float(reward), terminated, truncated,
+                {**self._info(), "complete": complete})
 
     # ----------------------------------------------------------------- views
     def _observation(self) -> dict[str, np.ndarray]:

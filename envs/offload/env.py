@@ -67,10 +67,12 @@ class DnnOffloadEnv(gym.Env):
     ## Episode End
     Terminates when every job is scheduled. Truncates after ``max_invalid_actions`` invalid
     actions; the remaining jobs are then appended all-local in index order so the final
-    ``info`` still holds a complete plan and its makespan.
+    ``info`` still holds a complete plan and its makespan, with ``complete`` False: that plan
+    is the env's fallback, not the scheduler's.
 
     The final ``info`` holds ``makespan_s``, ``plan`` (list of ``(job, cut)``),
-    ``lower_bound_s``, ``invalid_actions`` and ``action_mask``.
+    ``lower_bound_s``, ``invalid_actions``, ``action_mask`` and ``complete`` (True when the
+    scheduler's own actions placed every job).
 
     ## Arguments
     ``max_jobs`` (6), ``max_cuts`` (80, more than any shipped profile has cuts),
@@ -142,15 +144,19 @@ class DnnOffloadEnv(gym.Env):
             truncated = self.invalid_actions >= self.config["max_invalid_actions"]
             if truncated:
                 self._finish_all_local()
+            info = {**self._info(), "complete": False} if truncated else self._info()
             return (self._observation(), -self.config["invalid_penalty"], False, truncated,
-                    self._info())
+                    info)
         before_s = self.timeline.makespan_s
         cut = int(self.candidates[job][slot])
         self.timeline.add(job, cut)
         self.plan.append((job, cut))
         reward = -self.config["reward_scale"] * (self.timeline.makespan_s - before_s) / self.lower_bound_s
         terminated = len(self.plan) == self.instance.num_jobs
-        return self._observation(), float(reward), terminated, False, self._info()
+        info = self._info()
+        if terminated:
+            info["complete"] = True
+        return self._observation(), float(reward), terminated, False, info
 
     def _finish_all_local(self) -> None:
         for job in range(self.instance.num_jobs):

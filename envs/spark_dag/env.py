@@ -127,7 +127,8 @@ class SparkDagShopEnv(gym.Env):
     ## Episode End
     Terminated when every job has finished; truncated after ``max_steps`` steps. The final
     ``info`` holds ``mean_jct_s``, ``makespan_s``, ``invalid_actions``, ``decisions``,
-    ``executor_moves``, ``num_jobs``.
+    ``executor_moves``, ``num_jobs``, ``jobs_done`` and ``complete`` (False after a
+    truncation: ``mean_jct_s`` then covers the finished jobs only).
 
     ## Arguments
     ``config`` (dict) and/or keyword overrides of :meth:`default_config`; ``generator`` (a
@@ -313,4 +314,5 @@ class SparkDagShopEnv(gym.Env):
         return {"mean_jct_s": sim.mean_jct_s, "makespan_s": sim.makespan_s,
                 "invalid_actions": self.invalid_actions, "decisions": self.decisions,
                 "executor_moves": sim.moves, "num_jobs": len(sim.jobs),
-                "jobs_done": sim.jobs_done, "peak_network_flows": sim.peak_flows}
+                "jobs_done": sim.jobs_done, "peak_network_flows": sim.peak_flows,
+                "complete": sim.done}

@@ -19,9 +19,11 @@ Timing rules of :class:`LiveSimulator`:
   ``q = max(1, min(free, cap - held by the job))`` executors. The node holds its ``q``
   executors from launch until it ends (nothing returns early, nothing is re-parallelised).
 - **Duration.** Alone, a node launched on ``q`` executors takes ``speed * wall_s(q)``: either
-  ``fixed_s + work_s / q`` or a per-``q`` table of measured wall times (the nearest ``q`` in the
-  table, ties to the smaller) (:class:`NodeTiming`). Driver-side time, shuffles and I/O are in
-  that figure: there is no separate network, moving delay or warm-up.
+  ``fixed_s + work_s / q`` or a per-``q`` table of measured wall times (:class:`NodeTiming`).
+  A node launched on a ``q`` its table lacks ends the run with a ValueError naming the job,
+  node and count (no other count's time stands in); a replay needs only the counts it uses.
+  Driver-side time, shuffles and I/O are in that figure: there is no separate network, moving
+  delay or warm-up.
 - **Processor sharing.** While ``n`` nodes run, each progresses at
   ``1 / (1 + contention * (n - 1))`` of its alone speed; a node ends when its progress reaches
   its alone duration (within 1e-9 s). A running node's progress fraction (done / duration) is
@@ -47,8 +49,8 @@ _EPS = 1e-9
 @dataclass(frozen=True)
 class NodeTiming:
     """A node's wall time alone as a function of the executors ``q`` it holds: the measured
-    table ``walls_s`` (``q -> seconds``; the nearest ``q``, ties to the smaller) when given,
-    else ``fixed_s + work_s / q``."""
+    table ``walls_s`` (``q -> seconds``; a ``q`` not in it is a ValueError naming it) when
+    given, else ``fixed_s + work_s / q``."""
 
     fixed_s: float = 0.0
     work_s: float = 0.0
@@ -69,9 +71,16 @@ class NodeTiming:
     def wall_s(self, executors: int) -> float:
         if not self.walls_s:
             return self.fixed_s + self.work_s / executors
-        if executors in self.walls_s:
-            return self.walls_s[executors]
-        return self.walls_s[min(self.walls_s, key=lambda q: (abs(q - executors), q))]
+        if executors not in self.walls_s:
+            raise ValueError(f"NodeTiming: no wall time recorded at {executors} executors "
+                             f"(recorded: {sorted(self.walls_s)})")
+        return self.walls_s[executors]
+
+    def missing_counts(self, num_executors: int) -> list[int]:
+        """The executor counts in ``1..num_executors`` this timing has no wall time for."""
+        if not self.walls_s:
+            return []
+        return [q for q in range(1, num_executors + 1) if q not in self.walls_s]
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,17 @@ class NodeJob:
         if len(self.timings) != len(self.template.stages):
             raise ValueError(f"job {self.name!r}: {len(self.timings)} node timings for "
                              f"{len(self.template.stages)} template stages")
+
+    def check_counts(self, num_executors: int) -> None:
+        """ValueError naming the first node whose timing misses a count in
+        ``1..num_executors`` (and the counts it was recorded at)."""
+        for stage, timing in zip(self.template.stages, self.timings, strict=True):
+            lacking = timing.missing_counts(num_executors)
+            if lacking:
+                raise ValueError(f"job {self.name!r} node {stage.name or stage.id!r}: no wall "
+                                 f"time at executor count(s) {lacking} of 1..{num_executors} "
+                                 f"(recorded: {sorted(timing.walls_s)}); record the trace at "
+                                 f"those counts (spark_integration.tracegen --executor-counts)")
 
     @classmethod
     def scaled(cls, job: Job, fixed_s: float = 0.0) -> NodeJob:
@@ -189,7 +209,14 @@ class LiveSimulator:
                 node = choice.decision.stage_id
                 job.launched.add(node)
                 job.running[node] = executors
-                need = timings[job.name][node].wall_s(executors) * self.speed
+                timing = timings[job.name][node]
+                if timing.walls_s and executors not in timing.walls_s:
+                    raise ValueError(f"job {job.name!r} node {job.template.stages[node].name or node!r}"
+                                     f": launched on {executors} executors at {now:.3f} s, a count"
+                                     f" its trace never recorded (recorded: "
+                                     f"{sorted(timing.walls_s)}); record the trace at that count "
+                                     f"(spark_integration.tracegen --executor-counts)")
+                need = timing.wall_s(executors) * self.speed
                 running[(job.name, node)] = _Running(job, node, executors, now, need, need)
 
         while arrivals or running:

@@ -43,8 +43,9 @@ def load_live_templates(path: str | Path) -> dict[str, NodeJob]:
             walls = {}
             for level, queries in calibration.items():
                 entry = queries.get(query, {}).get(stage.name)
-                if entry is None:
-                    raise WorkloadError(f"{path}: calibration[{level!r}][{query!r}] has no node "
+                if entry is None or "wall_s" not in entry:
+                    raise WorkloadError(f"{path}: calibration[{level!r}][{query!r}] has no "
+                                        f"{'wall_s of ' if entry is not None else ''}node "
                                         f"{stage.name!r}")
                 walls[int(level)] = float(entry["wall_s"])
             timings.append(NodeTiming(walls_s=walls))
@@ -56,7 +57,9 @@ def load_live_templates(path: str | Path) -> dict[str, NodeJob]:
 class LiveSequenceGenerator:
     """``num_jobs`` jobs drawn uniformly from ``templates`` (named ``"<query>#<k>"``), the first
     at 0, then exponential gaps whose mean is the mean isolated job time (its nodes one after
-    another on all ``num_executors``) over ``load``: ``benchmarks.spark_real``'s offered load."""
+    another on all ``num_executors``) over ``load``: ``benchmarks.spark_real``'s offered load.
+    Every node must have a recorded time at each count in ``1..num_executors`` (ValueError
+    naming the first that does not)."""
 
     templates: dict[str, NodeJob]
     num_jobs: int = 20
@@ -69,6 +72,8 @@ class LiveSequenceGenerator:
         if self.num_jobs < 1 or not (math.isfinite(self.load) and self.load > 0):
             raise ValueError(f"LiveSequenceGenerator: num_jobs must be >= 1 and load > 0, got "
                              f"{self.num_jobs}, {self.load}")
+        for template in self.templates.values():
+            template.check_counts(self.num_executors)
         self.queries = sorted(self.templates)
 
     @property

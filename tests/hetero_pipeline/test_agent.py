@@ -1,4 +1,4 @@
-"""The shipped pipeline agent: never slower than cluster_dp, and its documented quality."""
+"""The shipped pipeline agent: the true time of a valid plan, and its documented quality."""
 
 import json
 from pathlib import Path
@@ -13,7 +13,9 @@ from agents.hetero_pipeline_agent import (
     moves,
 )
 from envs.hetero_pipeline.generator import HeteroPipelineGenerator
+from envs.hetero_pipeline.instance import validate_plan
 from envs.hetero_pipeline.simulator import iteration_time
+from heuristics.exact.hetero_pipeline import pipeline_optimal
 from heuristics.hetero_pipeline import cluster_dp
 
 # docs/hetero_pipeline.md, "Agent": mean ratio to cluster_dp on these 12 instances (0.9962
@@ -37,10 +39,20 @@ def mean_and_worst(agent: HeteroPipelineAgent, fixed) -> tuple[float, float]:
     return float(np.mean(ratios)), float(np.max(ratios))
 
 
-def test_shipped_agent_is_never_slower_than_cluster_dp_and_within_its_bound(fixed_instances):
-    mean, worst = mean_and_worst(load_agent(), fixed_instances)
-    assert worst <= 1.0 + 1e-12
-    assert mean <= DOCUMENTED_MEAN_BOUND
+def test_shipped_agent_reports_its_plans_true_time_and_is_within_its_bound(fixed_instances):
+    agent, ratios = load_agent(), []
+    for instance, start, start_s in fixed_instances:
+        plan, seconds, _ = agent.improve(instance, start)
+        validate_plan(instance, plan)
+        # the time it reports is the simulator's for the plan it returns, and no plan is faster
+        # than the exact optimum (cheap to search for the 4-device instances)
+        assert seconds == iteration_time(instance, plan)
+        if instance.num_devices == 4:
+            assert seconds >= iteration_time(instance, pipeline_optimal(instance)) - 1e-9
+        ratios.append(seconds / start_s)
+    assert np.mean(ratios) <= DOCUMENTED_MEAN_BOUND
+    # measured: strictly faster than cluster_dp on 4 of the 12 (ratios 0.978 to 0.998)
+    assert sum(ratio < 1 - 1e-9 for ratio in ratios) >= 4, ratios
 
 
 def test_the_learned_ranker_beats_a_random_ranker(fixed_instances):

@@ -6,8 +6,6 @@ from envs.hetero_pipeline.instance import Device, InstanceError, PipelineInstanc
 from envs.hetero_pipeline.profile_training import build_segments, full_model
 from envs.hetero_pipeline.simulator import simulate
 from envs.hetero_pipeline.wire import framed_instance, wire_bytes
-from runtimes.cgroup import cgroup_unavailable
-from runtimes.netns import fabric_unavailable
 from runtimes.pipeline import run_pipeline, split_samples
 
 
@@ -34,10 +32,7 @@ def test_split_samples_proportional_and_complete():
 
 
 @pytest.mark.slow
-def test_real_pipeline_counts_bytes_and_keeps_the_plan_order():
-    reason = fabric_unavailable(shared=False) or cgroup_unavailable()
-    if reason:
-        pytest.skip(reason)
+def test_real_pipeline_counts_bytes_and_keeps_the_plan_order(real_run):
     # the shipped profile: micro-batches of 8 images 64x64, as run below
     model = training_profiles()["mobilenet_v2"]
     devices = (Device("a", 0.5, 1e11, 100.0), Device("b", 0.25, 1e11, 100.0),

@@ -93,12 +93,21 @@ def test_closed_form_is_close_on_average(generated_instances):
     assert np.mean(gaps) < 0.05, np.mean(gaps)
 
 
-def test_simulation_is_deterministic_and_renders(generated_instances):
-    instance = generated_instances[0]
-    plan = _random_plan(instance, np.random.default_rng(1))
-    assert simulate(instance, plan) == simulate(instance, plan)
-    text = render_gantt(instance, plan)
-    assert "stage 0" in text and "iteration" in text
+def test_gantt_draws_the_hand_computed_schedule():
+    # the schedule of test_two_stage_schedule_by_hand at 2 columns per second (20 over 10 s):
+    # an interval [a, b] fills columns int(2a) .. round(2b) - 1. Activations [1, 1.5] and
+    # [2, 2.5] -> columns 2 and 4; gradients [4.5, 5] and [7.5, 8] -> columns 9 and 15.
+    instance = two_layer_instance(num_microbatches=2)
+    plan = PipelinePlan.from_groups([(0,), (1,)], [0, 1, 2])
+    assert render_gantt(instance, plan, width=20).splitlines() == [
+        "iteration 10.0000 s, memory ok  (F: digit = micro-batch, B: letter, > act, < grad, "
+        "# all-reduce)",
+        "stage 0 dev[0] layers 0..0",
+        "stage 1 dev[1] layers 1..1",
+        "   stage 0 |0011      aaaa  bbbb|",
+        "   stage 1 |   00aaaa11bbbb     |",
+        "  link 0>1 |  > >               |",
+        "  link 1>0 |         <     <    |"]
 
 
 def test_memory_per_device_matches_formula():

@@ -1,11 +1,14 @@
 """A short MaskablePPO run end to end: behaviour cloning, PPO, save, load, plan."""
 
+import numpy as np
+import torch
 import yaml
 
 from agents import load_scheduler
 from agents.planning import plan_with_model
 from agents.train import train
 from envs.offload import ProfileGenerator, simulate
+from heuristics.offload import joint
 
 
 def test_short_maskable_ppo_run_trains_saves_and_plans(tmp_path):
@@ -23,14 +26,17 @@ def test_short_maskable_ppo_run_trains_saves_and_plans(tmp_path):
     }}))
     result = train("pipesched/DnnOffload-v0", timesteps=128, seed=0, n_envs=1,
                    config_path=config, out_dir=tmp_path, progress_bar=False)
-    assert result.model_path.exists()
-    assert (result.model_path.parent / "model_pretrained.zip").exists()
     scheduler = load_scheduler(str(result.model_path))
-    assert scheduler.model.num_timesteps >= 128
-
-    import numpy as np
+    pretrained_path = result.model_path.parent / "model_pretrained.zip"
+    pretrained = load_scheduler(str(pretrained_path))
+    assert scheduler.model.num_timesteps >= 128 and pretrained.model.num_timesteps == 0
+    trained, cloned = scheduler.model.policy.state_dict(), pretrained.model.policy.state_dict()
+    assert any(not torch.equal(trained[key], cloned[key]) for key in trained)  # PPO moved it
 
     instance = ProfileGenerator(min_jobs=4, max_jobs=4)(np.random.default_rng(1))
     plan = plan_with_model(str(result.model_path), instance)
     assert sorted(job for job, _ in plan) == [0, 1, 2, 3]
-    assert simulate(instance, plan).makespan_s > 0
+    # the clone of joint plans like joint (measured 0.3709 s against 0.3696 s; all_server
+    # takes 31 s, the 128-step PPO model 103 s)
+    cloned_s = simulate(instance, plan_with_model(str(pretrained_path), instance)).makespan_s
+    assert cloned_s <= 1.05 * simulate(instance, joint(instance)).makespan_s

@@ -1,4 +1,5 @@
-"""The shipped parameter-server agent: never slower than two_step, and its documented quality."""
+"""The shipped parameter-server agent: the best of the candidates it ranks, and its documented
+quality."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from agents.param_server_agent import AgentModelError, load_agent
-from agents.param_server_portfolio import VARIANTS, candidates
+from agents.param_server_portfolio import VARIANTS, candidates, feature_matrix
 from envs.param_server import MachineProfile, ZipfTopicGenerator, evaluate
 from envs.param_server.simulator import capacity_violations
 from heuristics.param_server import two_step
@@ -23,7 +24,17 @@ def fixed_instances():
         np.random.default_rng(seed)) for seed, m in ((41, 4), (42, 4), (43, 8), (44, 8))]
 
 
-def test_shipped_agent_is_never_slower_than_two_step_and_within_its_bound(fixed_instances):
+def best_of_top_ranked(agent, instance) -> float:
+    """Independently of the agent's loop: evaluate two_step's candidate and the ``top_k``
+    highest-scored others, each refined, and keep the fastest."""
+    found = candidates(instance)
+    scores = agent.scores(feature_matrix(found))
+    ranked = sorted(range(1, len(found)), key=lambda i: -scores[i])[: agent.top_k]
+    return min(evaluate(instance, found[i].refined().allocation()).iteration_s
+               for i in (0, *ranked))
+
+
+def test_shipped_agent_keeps_the_best_of_its_ranked_candidates_within_its_bound(fixed_instances):
     agent = load_agent()
     ratios = []
     for instance in fixed_instances:
@@ -32,10 +43,11 @@ def test_shipped_agent_is_never_slower_than_two_step_and_within_its_bound(fixed_
         assert details.two_step_s == pytest.approx(two_step_s, rel=1e-9)
         assert evaluate(instance, details.allocation).iteration_s == pytest.approx(
             details.iteration_s, rel=1e-9)
+        assert details.iteration_s == pytest.approx(best_of_top_ranked(agent, instance), rel=1e-9)
         assert not capacity_violations(instance, details.allocation)
         ratios.append(details.iteration_s / two_step_s)
-    assert max(ratios) <= 1.0 + 1e-12
     assert np.mean(ratios) <= DOCUMENTED_MEAN_BOUND, ratios
+    assert sum(ratio < 1 - 1e-9 for ratio in ratios) == 3, ratios   # strictly faster on 3 of 4
 
 
 def test_candidate_zero_is_two_steps_partition(fixed_instances):

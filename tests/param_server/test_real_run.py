@@ -4,8 +4,6 @@ import pytest
 from envs.param_server import Allocation, InstanceError, ZipfTopicGenerator, synthesize
 from envs.param_server.wire import evaluate_wire
 from heuristics.param_server import HEURISTICS
-from runtimes.cgroup import cgroup_unavailable
-from runtimes.netns import fabric_unavailable
 from runtimes.ps import RunConfig, run_allocations
 
 GENERATOR = ZipfTopicGenerator(num_blocks=12, num_shards=32, num_machines=3,
@@ -13,14 +11,7 @@ GENERATOR = ZipfTopicGenerator(num_blocks=12, num_shards=32, num_machines=3,
                                shard_bytes_range=(512, 2048))
 
 
-def kernel_reason() -> str | None:
-    return fabric_unavailable(shared=True) or cgroup_unavailable()
-
-
-def test_three_machines_on_shaped_links_count_bytes_and_keep_the_ranking():
-    reason = kernel_reason()
-    if reason:
-        pytest.skip(reason)
+def test_three_machines_on_shaped_links_count_bytes_and_keep_the_ranking(real_run):
     instance = GENERATOR(np.random.default_rng(0))
     instance = instance.with_machines(instance.speed_nnz_per_s, np.full(3, 4e6 / 8),
                                       instance.memory_bytes)   # 4 Mbit/s line rate each

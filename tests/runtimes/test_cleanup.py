@@ -13,10 +13,6 @@ from runtimes import cgroup, netns
 from runtimes.launch import ROOT, RunFailed, run_nodes
 
 
-def kernel_reason() -> str | None:
-    return netns.fabric_unavailable(shared=True) or cgroup.cgroup_unavailable()
-
-
 def cgroups_of(owner: int) -> list[str]:
     found = cgroup._cpu_hierarchy()
     parent = found[0] / cgroup.PARENT if found else None
@@ -25,14 +21,7 @@ def cgroups_of(owner: int) -> list[str]:
     return [g.name for g in parent.iterdir() if g.name.startswith(f"{owner}-")]
 
 
-@pytest.fixture
-def kernel():
-    reason = kernel_reason()
-    if reason:
-        pytest.skip(reason)
-
-
-def test_failing_process_stops_the_run_and_leaves_nothing(kernel):
+def test_failing_process_stops_the_run_and_leaves_nothing(real_run):
     links = [netns.LinkSpec(10.0), netns.LinkSpec(10.0)]
     with pytest.raises(RunFailed, match="exited with code 1: .*No module named") as error:
         with netns.Fabric("fail", links, shared=True) as fabric, \
@@ -45,7 +34,7 @@ def test_failing_process_stops_the_run_and_leaves_nothing(kernel):
     assert cgroups_of(os.getpid()) == []
 
 
-def test_ctrl_c_tears_down_namespaces_and_cgroups(kernel):
+def test_ctrl_c_tears_down_namespaces_and_cgroups(real_run):
     command = [sys.executable, "-m", "runtimes.ps", "--dataset",
                str(ROOT / "data" / "param_server" / "sitepackages.npz"), "--planner", "hash",
                "--iterations", "50", "--rounds", "20"]
@@ -66,7 +55,7 @@ def test_ctrl_c_tears_down_namespaces_and_cgroups(kernel):
     assert cgroups_of(process.pid) == []
 
 
-def test_leftovers_of_a_killed_run_are_removed_by_the_next(kernel):
+def test_leftovers_of_a_killed_run_are_removed_by_the_next(real_run):
     dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1   # never a live pid
     subprocess.run(["ip", "netns", "add", f"{netns.PREFIX}{dead}-ps-sw"], check=True)
     root = cgroup._cpu_hierarchy()[0]
@@ -77,7 +66,7 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next(kernel):
         assert not stale.exists()
 
 
-def test_refused_emulation_is_one_line_and_leaves_nothing(kernel):
+def test_refused_emulation_is_one_line_and_leaves_nothing(real_run):
     fabric = netns.Fabric("delay", [netns.LinkSpec(10.0, delay_ms=5.0)], shared=False)
     try:
         fabric.up()

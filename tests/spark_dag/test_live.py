@@ -84,8 +84,15 @@ def _job(name: str, arrival_s: float, parents: list[tuple[int, ...]],
 
 def test_node_timing_table_and_formula() -> None:
     table = NodeTiming(walls_s={1: 5.0, 3: 2.0})
-    assert [table.wall_s(q) for q in (1, 2, 3, 4)] == [5.0, 5.0, 2.0, 2.0]  # tie -> smaller q
+    assert [table.wall_s(q) for q in (1, 3)] == [5.0, 2.0]
+    # a count never recorded is an error naming it, not the nearest count's time
+    for q in (2, 4):
+        with pytest.raises(ValueError, match=rf"no wall time recorded at {q} executors "
+                                             r"\(recorded: \[1, 3\]\)"):
+            table.wall_s(q)
+    assert table.missing_counts(4) == [2, 4] and table.missing_counts(1) == []
     assert NodeTiming(fixed_s=1.0, work_s=6.0).wall_s(3) == 3.0
+    assert NodeTiming(fixed_s=1.0, work_s=6.0).missing_counts(8) == []
     with pytest.raises(ValueError, match="walls_s or fixed_s/work_s"):
         NodeTiming(fixed_s=1.0, walls_s={1: 2.0})
     with pytest.raises(ValueError, match=r"walls_s\[2\] must be finite and >= 0"):
@@ -108,8 +115,8 @@ def test_a_node_holds_its_executors_until_it_ends() -> None:
 def test_running_nodes_share_the_machine() -> None:
     # lowest cap with 2 jobs on E = 2: ceil(0.5 * 2 / 2) = 1 executor each, side by side;
     # contention 1: both at rate 1/2 until a ends (1 s of work: t = 2), then b alone (t = 3)
-    jobs = [_job("a", 0.0, [()], [NodeTiming(walls_s={1: 1.0})]),
-            _job("b", 0.0, [()], [NodeTiming(walls_s={1: 2.0})])]
+    jobs = [_job("a", 0.0, [()], [NodeTiming(walls_s={1: 1.0, 2: 0.1})]),
+            _job("b", 0.0, [()], [NodeTiming(walls_s={1: 2.0, 2: 0.1})])]
     run = LiveSimulator(2, LIMITS, contention=1.0).run(jobs, LowestCap())
     assert run.jct_s == pytest.approx({"a": 2.0, "b": 3.0})
     assert [n.executors for n in run.nodes] == [1, 1]
@@ -156,6 +163,18 @@ def test_graph_policies_get_the_state_and_answer_decisions() -> None:
     run = LiveSimulator(2, LIMITS).run([_job("a", 0.0, [()], [NodeTiming(0.5, 2.0)])],
                                        GraphFirst(None))
     assert run.jct_s == {"a": 1.5} and run.invalid_actions == 1
+
+
+def test_a_launch_on_an_unrecorded_count_is_an_error_naming_it() -> None:
+    # node "b" is recorded at 1 and 2 executors only: a 3-executor run launches it on 3
+    recorded = [NodeTiming(walls_s={1: 2.0, 2: 1.0, 3: 0.8}),
+                NodeTiming(walls_s={1: 4.0, 2: 2.0})]
+    job = _job("j", 0.0, [(), (0,)], recorded)
+    job.template.stages[1].name = "b"
+    assert LiveSimulator(2, LIMITS).run([job], FullCap()).jct_s == pytest.approx({"j": 3.0})
+    with pytest.raises(ValueError, match=r"job 'j' node 'b': launched on 3 executors at 0\.800 s,"
+                                         r" a count its trace never recorded \(recorded: \[1, 2\]\)"):
+        LiveSimulator(3, LIMITS).run([job], FullCap())
 
 
 def test_bad_parameters_get_clear_errors() -> None:

@@ -26,8 +26,11 @@ def test_templates_carry_every_recorded_executor_count():
 def test_stream_follows_the_benchmark_load_definition():
     templates = load_live_templates(TRACE)
     generator = LiveSequenceGenerator(templates, num_jobs=400, load=1.5, num_executors=2)
-    alone_s = [sum(t.wall_s(2) for t in job.timings) for job in templates.values()]
-    assert generator.mean_gap_s == pytest.approx(np.mean(alone_s) / 1.5)
+    # the mean isolated job time on 2 executors, read straight from the trace's calibration
+    at_two = json.loads(TRACE.read_text())["calibration"]["2"]
+    alone_s = [sum(node["wall_s"] for node in at_two[q].values()) for q in templates]
+    assert len(alone_s) == 16
+    assert generator.mean_gap_s == pytest.approx(np.mean(alone_s) / 1.5, rel=1e-12)
     jobs = generator(np.random.default_rng(0))
     assert jobs[0].arrival_s == 0.0 and len({job.name for job in jobs}) == 400
     gaps = np.diff([job.arrival_s for job in jobs])
@@ -52,3 +55,10 @@ def test_traces_without_per_count_times_are_refused_naming_the_file(tmp_path):
         load_live_templates(tmp_path / "hole.json")
     with pytest.raises(ValueError, match="load > 0"):
         LiveSequenceGenerator(load_live_templates(TRACE), load=0.0)
+
+
+def test_a_count_the_trace_never_recorded_is_refused_naming_it():
+    # the trace holds counts 1 and 2: a 3-executor stream has no time for a node on 3
+    with pytest.raises(ValueError, match=r"node '\w+': no wall time at executor count\(s\) "
+                                         r"\[3\] of 1\.\.3 \(recorded: \[1, 2\]\)"):
+        LiveSequenceGenerator(load_live_templates(TRACE), num_executors=3)

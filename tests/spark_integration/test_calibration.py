@@ -17,12 +17,15 @@ from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import (
     LiveModel,
     NodeTimes,
+    compare,
     fit_live_model,
     node_samples,
     pace_of,
     predict_live,
+    summarize,
+    workload_for,
 )
-from spark_integration.executor import JobRecord, NodeRecord, RunResult
+from spark_integration.executor import JobRecord, NodeRecord, RunResult, structure_template
 from spark_integration.jobs import JobSpec
 from spark_integration.queries import QUERIES
 
@@ -98,23 +101,39 @@ def test_fit_on_the_recorded_fair_run_gives_the_recorded_model(path: Path) -> No
     assert model == LiveModel(data["model"]["speed"], data["model"]["contention"])
 
 
+def _templates(*queries: str) -> dict[str, Job]:
+    """Equal-work templates (two one-second tasks per node) of ``queries``."""
+    return {q: structure_template(JobSpec(q, QUERIES[q]), 2) for q in queries}
+
+
 def test_executor_model_replays_the_admission_rule() -> None:
     times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.5}},
                        "q12": {"line": {1: 1.0, 2: 0.8}, "ord": {1: 1.0, 2: 0.6},
                                "count": {1: 1.0, 2: 0.5}}})
+    templates = _templates("q6", "q12")
     both = [JobSpec("q6#0", QUERIES["q6"], 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0)]
     # fair: one executor each, side by side, each slowed by the other
-    fair = predict_live(both, times, {}, make_heuristic("fair"), LIMITS, 2,
+    fair = predict_live(both, times, templates, make_heuristic("fair"), LIMITS, 2,
                         LiveModel(speed=1.0, contention=0.5))
     assert fair == pytest.approx({"q6#0": 3.0, "q6#1": 3.0})
     # sjf: the first job holds both executors for its whole node, the second queues behind it
-    sjf = predict_live(both, times, {}, make_heuristic("sjf"), LIMITS, 2,
+    sjf = predict_live(both, times, templates, make_heuristic("sjf"), LIMITS, 2,
                        LiveModel(speed=2.0))
     assert sjf == pytest.approx({"q6#0": 3.0, "q6#1": 6.0})
     # a node at full parallelism holds every executor: q12's independent leaves run one by one
-    alone = predict_live([JobSpec("q12#0", QUERIES["q12"], 0.0)], times, {},
+    alone = predict_live([JobSpec("q12#0", QUERIES["q12"], 0.0)], times, templates,
                          make_heuristic("sjf"), LIMITS, 2)
     assert alone == pytest.approx({"q12#0": 0.8 + 0.6 + 0.5})
+
+
+def test_a_query_without_a_template_is_refused_not_made_up() -> None:
+    times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.5}}})
+    spec = [JobSpec("q6#0", QUERIES["q6"], 0.0)]
+    with pytest.raises(ValueError, match=r"no calibrated template for query q6 "
+                                         r"\(known: \['q12'\]\)"):
+        predict_live(spec, times, _templates("q12"), make_heuristic("sjf"), LIMITS, 2)
+    with pytest.raises(ValueError, match=r"no calibrated template for query q6 \(known: none\)"):
+        workload_for(spec, {})
 
 
 def test_a_template_of_another_dag_is_rejected() -> None:
@@ -125,7 +144,7 @@ def test_a_template_of_another_dag_is_rejected() -> None:
         predict_live([JobSpec("q6#0", QUERIES["q6"], 0.0)], times, {"q6": wrong},
                      make_heuristic("fair"), LIMITS, 2)
     with pytest.raises(KeyError, match="no isolated timing for node q6/revenue"):
-        predict_live([JobSpec("q6#0", QUERIES["q6"], 0.0)], NodeTimes({}), {},
+        predict_live([JobSpec("q6#0", QUERIES["q6"], 0.0)], NodeTimes({}), _templates("q6"),
                      make_heuristic("fair"), LIMITS, 2)
 
 
@@ -148,3 +167,36 @@ def test_fit_recovers_speed_and_contention_from_node_durations() -> None:
         for j in jobs], 2, 40.0)
     assert fit_live_model([slow], times, [2.0]) == LiveModel(speed, contention)
     assert pace_of(times, {"q6": {"revenue": 2.0}}, 2) == pytest.approx(2.0)
+
+
+def _one_node_run(status: str, error: str = "") -> RunResult:
+    node = NodeRecord("revenue", [], 0.0, 2.0, 1, error=error)
+    return RunResult("fair", [JobRecord("q6#0", "q6", 0.0, [node], 0.0, 2.0, status)], 2, 2.0)
+
+
+def test_a_fit_without_samples_is_an_error_naming_the_runs() -> None:
+    times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.0}}})
+    with pytest.raises(ValueError, match="no run to fit on"):
+        fit_live_model([], times)
+    # the run's only node failed: nothing to fit, not the default model
+    with pytest.raises(ValueError, match=r"no finished node in the runs \['fair'\]"):
+        fit_live_model([_one_node_run("failed", "boom")], times)
+    # one good node measured 2 s against 2 s alone: speed 1, contention unidentified (0 first)
+    assert fit_live_model([_one_node_run("done")], times) == LiveModel(1.0, 0.0)
+
+
+def test_untimed_parallelism_and_empty_probes_are_errors() -> None:
+    times = NodeTimes({"q6": {"revenue": {1: 2.0}}})
+    with pytest.raises(KeyError, match=r"q6/revenue at parallelism 2 \(timed at \[1\]\)"):
+        times.wall_s("q6", "revenue", 2)
+    with pytest.raises(ValueError, match=r"probe queries \[\] have no isolated time"):
+        pace_of(times, {}, 1)
+
+
+def test_compare_refuses_a_finished_job_without_prediction() -> None:
+    result = _one_node_run("done")
+    assert compare(result, {"q6#0": 3.0}) == [{"job": "q6#0", "measured_jct_s": 2.0,
+                                               "predicted_jct_s": 3.0, "rel_error": 0.5}]
+    with pytest.raises(KeyError, match="no predicted JCT for job q6#0 of the fair run"):
+        compare(result, {})
+    assert summarize([])["jobs"] == 0 and np.isnan(summarize([])["share_within_25pct"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,25 +18,10 @@ from spark_integration import cluster
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _namespaces_refused(prefix: str) -> str | None:
-    """Why this machine cannot build the cluster's namespaces, or None."""
-    if os.geteuid() != 0:
-        return "network namespaces need root (CAP_NET_ADMIN)"
-    if shutil.which("ip") is None:
-        return "iproute2 (`ip`) is not installed"
-    try:
-        cluster.links_down(cluster.links_up(1, None, prefix))
-    except (RuntimeError, OSError) as error:
-        return f"network namespaces refused: {error}"
-    return None
-
-
 @pytest.mark.slow
-def test_driver_in_its_own_namespace_survives_a_lost_worker(tmp_path: Path) -> None:
+def test_driver_in_its_own_namespace_survives_a_lost_worker(tmp_path: Path, real_run: None
+                                                            ) -> None:
     prefix = f"pst{os.getpid() % 10000}"  # not the default: a user's cluster may be up
-    refused = _namespaces_refused(prefix)
-    if refused:
-        pytest.skip(refused)
     state, out = tmp_path / "cluster", tmp_path / "run.json"
     data = ROOT / ".cache" / "tpch"
     data.mkdir(parents=True, exist_ok=True)

@@ -7,15 +7,16 @@ import _thread
 import signal
 import threading
 import time
-from pathlib import Path
 
+import numpy as np
 import pytest
+from py4j.protocol import Py4JError
 
 from agents.spark_policy import SHIPPED, ShapeError, load_policy
 from envs.spark_dag import ObservationLimits, load_workload, save_workload
 from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import NodeTimes, predict_live, simulate, workload_for
-from spark_integration.executor import DagExecutor
+from spark_integration.executor import DagExecutor, structure_template
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import rows_match
 from spark_integration.queries import QUERIES, QueryDag, QueryNode
@@ -97,13 +98,28 @@ def test_agent_is_the_policy_of_the_deployment() -> None:
 def test_shipped_agent_drives_live_spark(spark, tables, tmp_path) -> None:
     driver = make_driver("agent")
     executor = DagExecutor(spark, driver.scheduler, tables=tables, work_dir=tmp_path,
-                           limits=driver.limits, progress=False)
+                           limits=driver.limits, progress=False,
+                           templates=load_templates(default_trace_path(0.1)))
     specs = [JobSpec("q6#0", QUERIES["q6"], 0.0), JobSpec("q12#1", QUERIES["q12"], 0.5),
              JobSpec("q14#2", QUERIES["q14"], 1.0)]
     result = executor.run(specs)
     assert [j.status for j in result.jobs] == ["done"] * 3
-    assert result.decisions >= 7
-    assert result.mean_jct_s > 0
+    assert result.invalid_actions == 0
+    # every node was launched on a decision of the agent (1 + 3 + 3 nodes)
+    assert result.decisions >= sum(len(s.dag.nodes) for s in specs)
+    assert result.mean_jct_s == pytest.approx(np.mean([j.end_s - j.arrival_s
+                                                       for j in result.jobs]))
+
+
+def test_a_scheduler_without_a_template_is_refused_before_anything_runs(spark, tables,
+                                                                        tmp_path) -> None:
+    templates = load_templates(default_trace_path(0.1))
+    del templates["q6"]
+    executor = DagExecutor(spark, make_heuristic("sjf"), tables=tables, work_dir=tmp_path,
+                           limits=LIMITS, templates=templates, progress=False)
+    with pytest.raises(ValueError, match=r"no calibrated template for query q6 \(known: "):
+        executor.run([JobSpec("q14#0", QUERIES["q14"], 0.0), JobSpec("q6#1", QUERIES["q6"])])
+    assert list(tmp_path.iterdir()) == []  # no node wrote an output: nothing ran
 
 
 def _failing_dag() -> QueryDag:
@@ -120,9 +136,12 @@ def test_failed_node_is_retried_then_reported_while_others_finish(spark, tables,
     def hook(spec: JobSpec, node: str, attempt: int) -> None:
         if spec.name == "q12#flaky" and node == "count" and attempt == 1:
             flaky_attempts.append(attempt)
-            raise RuntimeError("transient failure injected")
+            raise Py4JError("transient failure injected")  # as a lost gateway call would
 
-    executor = DagExecutor(spark, make_heuristic("fair"), tables=tables,
+    # the failing DAG has no trace: it is observed as its bare structure, given explicitly
+    templates = {**load_templates(default_trace_path(0.1)),
+                 "broken": structure_template(JobSpec("broken", _failing_dag()), 2)}
+    executor = DagExecutor(spark, make_heuristic("fair"), tables=tables, templates=templates,
                            work_dir=tmp_path, limits=LIMITS, max_retries=2, progress=False,
                            node_hook=hook)
     specs = [JobSpec("broken#0", _failing_dag(), 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0),
@@ -133,7 +152,31 @@ def test_failed_node_is_retried_then_reported_while_others_finish(spark, tables,
     assert broken.nodes[1].attempts == 3 and broken.nodes[0].error == ""
     assert q6.status == "done" and q12.status == "done"
     assert flaky_attempts == [1] and q12.nodes[2].attempts == 2
-    assert result.failed == [broken] and result.mean_jct_s > 0
+    # the failed job has no JCT: it is counted, and the mean covers the finished two only
+    assert result.failed == [broken] and broken.jct_s is None
+    summary = result.to_json()
+    assert (summary["jobs_finished"], summary["jobs_failed"]) == (2, 1)
+    assert summary["failed_jobs"] == ["broken#0"]
+    assert result.mean_jct_s == pytest.approx((q6.end_s + q12.end_s) / 2)
+
+
+def test_a_bug_in_a_node_is_raised_not_recorded_as_a_spark_failure(spark, tables,
+                                                                   tmp_path) -> None:
+    attempts = []
+
+    def hook(spec: JobSpec, node: str, attempt: int) -> None:
+        if spec.name == "q14#bug":
+            attempts.append(attempt)
+            raise TypeError("a bug in the calling code")
+
+    executor = DagExecutor(spark, make_heuristic("fair"), tables=tables, work_dir=tmp_path,
+                           limits=LIMITS, max_retries=2, progress=False, node_hook=hook,
+                           templates=load_templates(default_trace_path(0.1)))
+    with pytest.raises(TypeError, match="a bug in the calling code"):
+        executor.run([JobSpec("q14#bug", QUERIES["q14"], 0.0),
+                      JobSpec("q9#0", QUERIES["q9"], 0.0)])
+    assert attempts == [1]  # not retried as if Spark had failed
+    assert [t.name for t in threading.enumerate() if t.name.startswith("pipesched-node")] == []
 
 
 def test_ctrl_c_cancels_every_job_tag_and_leaves_no_node_thread(spark, tables,
@@ -174,6 +217,8 @@ def test_bad_input_gets_clear_errors(spark, tables, tmp_path) -> None:
         DagExecutor(spark, None, tables=tables, work_dir=tmp_path, max_retries=-1)
 
 
-def test_workload_for_uses_templates(tmp_path: Path) -> None:
-    jobs = workload_for([JobSpec("q3#0", QUERIES["q3"], 1.5)], {})
-    assert jobs[0].arrival_s == 1.5 and len(jobs[0].stages) == len(QUERIES["q3"].nodes)
+def test_workload_for_uses_templates() -> None:
+    templates = load_templates(default_trace_path(0.1))
+    (job,) = workload_for([JobSpec("q3#0", QUERIES["q3"], 1.5)], templates)
+    assert (job.name, job.arrival_s) == ("q3#0", 1.5)
+    assert [s.work_s for s in job.stages] == [s.work_s for s in templates["q3"].stages]

@@ -3,6 +3,8 @@ JVM starts; Ctrl-C in the middle of a run leaves no JVM behind."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -32,22 +34,31 @@ def _closed_port() -> int:
     (["--queries", "q6,q99"], "--queries: unknown ['q99']"),
     (["--master", "yarn", "--executors", "2"], "needs HADOOP_CONF_DIR or YARN_CONF_DIR"),
     (["--log-level", "loud"], "--log-level: unknown Spark log level 'loud'"),
+    (["--traces", "/no/such/trace.json"], "--traces: /no/such/trace.json does not exist"),
+    (["--traces", "{q6_only}", "--queries", "q6,q14,q3"],
+     "--traces: {q6_only} has no template for ['q14', 'q3']; record them with python -m "
+     "spark_integration.tracegen --scale 0.1 --queries q14,q3 --out FILE"),
 ])
 def test_mistakes_are_one_line(argv: list[str], text: str, capsys: pytest.CaptureFixture,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     port = _closed_port()
+    q6_only = tmp_path / "q6_only.json"
+    trace = json.loads((ROOT / "data/spark_traces/tpch_sf0.1.json").read_text())
+    trace["jobs"] = [job for job in trace["jobs"] if job["name"].endswith("/q6")]
+    q6_only.write_text(json.dumps(trace))
+    fill = {"port": port, "q6_only": q6_only}
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     monkeypatch.delenv("YARN_CONF_DIR", raising=False)
     handler = signal.getsignal(signal.SIGINT)
     started = time.monotonic()
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main([a.format(port=port) for a in argv])
+            main([a.format(**fill) for a in argv])
     finally:
         signal.signal(signal.SIGINT, handler)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert err.count("\n") == 1 and text.format(port=port) in err, err
+    assert err.count("\n") == 1 and text.format(**fill) in err, err
     assert time.monotonic() - started < 30
 
 
@@ -105,3 +116,23 @@ def test_a_master_that_never_answers_ends_in_one_line(tmp_path: Path) -> None:
                           f"not accept this application within 4 s (is it a Spark master?)\n")
     assert time.monotonic() - started < 30
     assert _processes_with(marker) == []
+
+
+def test_a_scale_without_a_trace_is_calibrated_in_the_session(tmp_path: Path, tables) -> None:
+    """Run from a directory without data/spark_traces: no trace covers the queries, so the
+    session times them alone first and sjf observes those templates, not made-up work."""
+    data = Path(tables["lineitem"]).parents[1]  # the TPC-H root the tests generated
+    run = subprocess.run(
+        [sys.executable, "-m", "spark_integration.run", "--master", "local[2]", "--scheduler",
+         "sjf", "--queries", "q6,q14", "--scale", "0.1", "--data", str(data), "--lean-jvm",
+         "--json", str(tmp_path / "run.json")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ("no trace at data/spark_traces/tpch_sf0.1.json covers ['q14', 'q6']: timing each "
+            "query alone on 2 executors in this session first") in run.stderr
+    assert "note:" not in run.stderr
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["spark"]["templates"] == "calibrated in this session"
+    assert (record["jobs_finished"], record["jobs_failed"]) == (2, 0)
+    assert "sjf: 2/2 jobs finished, 0 failed, mean JCT of the finished" in run.stdout

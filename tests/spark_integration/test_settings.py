@@ -86,6 +86,18 @@ def test_driver_address_defaults() -> None:
     assert default_driver_conf("yarn") == {}
 
 
+def test_a_master_without_a_route_is_an_error_not_loopback() -> None:
+    # a UDP socket may not connect to the broadcast address: the route probe fails
+    unroutable = "spark://255.255.255.255:7077"
+    with pytest.raises(ValueError, match=r"no route from this machine to the Spark master "
+                                         r"255\.255\.255\.255:7077 \(.+\); pass --driver-host"):
+        default_driver_conf(unroutable)
+    # an explicit --driver-host needs no probe
+    settings = cluster_settings(_args("--master", unroutable, "--executors", "1",
+                                      "--driver-host", "10.0.0.5"), check_master=False)
+    assert settings.conf["spark.driver.host"] == "10.0.0.5"
+
+
 def test_precedence_and_explicit_driver_flags(tmp_path: Path) -> None:
     with socket.socket() as server:  # a master that accepts connections
         server.bind(("127.0.0.1", 0))
@@ -100,7 +112,7 @@ def test_precedence_and_explicit_driver_flags(tmp_path: Path) -> None:
     assert settings.executors == 4 and settings.kind == STANDALONE
     conf = settings.conf
     assert conf["spark.cores.max"] == "4" and conf["spark.executor.memory"] == "3g"
-    assert conf["spark.a"] == "from-flag"
+    assert conf["spark.a"] == "from-flag" and conf["spark.driver.host"] == "127.0.0.1"
     assert conf["spark.driver.port"] == "40001" and conf["spark.blockManager.port"] == "40002"
 
 

@@ -5,11 +5,8 @@ namespaces are gone after ``links_down``."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-
-import pytest
 
 from spark_integration import cluster
 
@@ -37,9 +34,7 @@ def _namespaces() -> set[str]:
     return {line.split()[0] for line in listing.splitlines() if line.strip()}
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("tc") is None,
-                    reason="needs root and iproute2")
-def test_worker_links_hold_the_rate_and_are_removed() -> None:
+def test_worker_links_hold_the_rate_and_are_removed(real_run: None) -> None:
     prefix = f"psl{os.getpid() % 10000}"  # not the default: a cluster may be up beside us
     mbps, size = 20.0, 2_500_000  # 1 s at the limit
     created = cluster.links_up(2, mbps, prefix)
