@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from envs import ENV_IDS
+from envs import ENV_IDS, problem_for
 
 if TYPE_CHECKING:
     from spark_integration.sweeps import Engine
@@ -215,7 +215,7 @@ def train_command(args: argparse.Namespace, console: Any) -> int:
         raise UserError("--no-warmup and --warmup-episodes exclude each other")
     load_config_with_overrides(args.env, args.config)  # a bad file fails before torch loads
     engine = _engine(args)
-    from agents.train import train
+    from agents.algos.maskable_ppo import train
 
     collect = None
     if engine.name == "spark":
@@ -249,13 +249,13 @@ def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: An
     best heuristic, then one line with the model's mean objective."""
     import numpy as np
 
-    from agents.compare import OBJECTIVE, summarise
+    from agents.compare import summarise
     from agents.report import print_ratio_table
     from spark_integration.sweeps import episode_outcomes
 
     outcomes = episode_outcomes(env_id, {"model": model_path}, range(seed, seed + episodes),
                                  engine, f"evaluating on {episodes} instances")
-    print_ratio_table(summarise(outcomes), f"{env_id}: {OBJECTIVE[env_id]} / best heuristic "
+    print_ratio_table(summarise(outcomes), f"{env_id}: {problem_for(env_id).objective} / best heuristic "
                                            f"per instance, seeds {seed}..{seed + episodes - 1}",
                       console)
     failures = [o.failures["model"] for o in outcomes if "model" in o.failures]
@@ -264,7 +264,7 @@ def evaluate(env_id: str, model_path: str, episodes: int, seed: int, console: An
                       f"{episodes} episodes (objective inf), e.g. {failures[0]}")
         return
     values = np.array([o.objective["model"] for o in outcomes])
-    console.print(f"{env_id}: {OBJECTIVE[env_id]} mean {np.mean(values):.4f} "
+    console.print(f"{env_id}: {problem_for(env_id).objective} mean {np.mean(values):.4f} "
                   f"(std {np.std(values):.4f}) over {episodes} episodes of {model_path}")
 
 
@@ -272,7 +272,7 @@ def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, 
                 console: Any, name: str, engine: Engine) -> dict:
     """Every heuristic and each model on ``instances`` seeded instances of ``env_id``; writes
     ``out/<name>.json``, ``.md`` and ``.png``."""
-    from agents.compare import OBJECTIVE, summarise
+    from agents.compare import summarise
     from agents.report import plot_ratios, print_ratio_table, ratio_markdown
     from spark_integration.sweeps import episode_outcomes
 
@@ -280,7 +280,7 @@ def compare_env(env_id: str, models: dict[str, str], instances: int, seed: int, 
     outcomes = episode_outcomes(env_id, models, range(seed, seed + instances), engine,
                                  f"comparing on {instances} instances")
     rows = summarise(outcomes)
-    objective = OBJECTIVE[env_id]
+    objective = problem_for(env_id).objective
     title = f"{env_id}: {objective} / best heuristic per instance, {instances} instances"
     print_ratio_table(rows, title, console)
     out.mkdir(parents=True, exist_ok=True)
@@ -352,7 +352,7 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
 
 def demo(console: Any) -> int:
     """``python train_agents.py``: brief training, then agent vs heuristics vs optimum."""
-    from agents.train import train
+    from agents.algos.maskable_ppo import train
 
     console.rule("pipesched demo: DNN offloading")
     result = train(OFFLOAD_ENV_ID, timesteps=None, seed=0, n_envs=1, out_dir="runs",

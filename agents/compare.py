@@ -1,6 +1,6 @@
 """Heuristics and trained schedulers on the same seeded instances of any pipesched env; the
 reference of each instance is its best heuristic (offloading against the CP-SAT optimum is
-:mod:`agents.offload_compare`)."""
+:mod:`agents.offload.compare`)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,19 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the ids)
 from agents.config import load_config
-from agents.evaluate import IncompleteEpisode, require_complete, run_episode
-from agents.model_check import SPARK_ENV_ID, load_for_env
-from agents.planning import OFFLOAD_ENV_ID
-from agents.spark_policy import SHIPPED
+from agents.model_check import load_for_env
+from envs import PROBLEMS, problem_for
+from envs.scheduler import IncompleteEpisode, require_complete, run_episode
+from envs.shipped import MODELS_DIR
 
-PARAM_SERVER_ENV_ID = "pipesched/ParamServer-v0"
-HETERO_PIPELINE_ENV_ID = "pipesched/HeteroPipeline-v0"
-OBJECTIVE = {OFFLOAD_ENV_ID: "makespan_s", SPARK_ENV_ID: "mean_jct_s",
-             PARAM_SERVER_ENV_ID: "iteration_s", HETERO_PIPELINE_ENV_ID: "iteration_s"}
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-SHIPPED_MODELS = {
-    OFFLOAD_ENV_ID: MODELS_DIR / "offload_agent.zip",
-    SPARK_ENV_ID: SHIPPED["online"],
-    PARAM_SERVER_ENV_ID: MODELS_DIR / "param_server_agent.zip",
-    HETERO_PIPELINE_ENV_ID: MODELS_DIR / "hetero_pipeline_agent.zip",
-}
+#: env id -> the shipped agent of its problem (the problem table's ``agent``)
+SHIPPED_MODELS = {problem.env_id: MODELS_DIR / problem.agent for problem in PROBLEMS.values()}
 
 #: name -> a function of the instance seed returning (objective, seconds spent planning); it
 #: raises :class:`IncompleteEpisode` when the scheduler did not complete the instance
@@ -43,7 +32,7 @@ Contender = Callable[[int], tuple[float, float]]
 class Outcome:
     """Objective of every scheduler on one instance and the reference it is divided by:
     ``reference_name`` says what that is (the best heuristic's objective here; the CP-SAT
-    optimum or a lower bound in :mod:`agents.offload_compare`). A scheduler that did not
+    optimum or a lower bound in :mod:`agents.offload.compare`). A scheduler that did not
     complete the instance has objective ``inf`` and its reason in ``failures``."""
 
     reference: float
@@ -69,7 +58,8 @@ def _timed(run: Callable[[], float]) -> tuple[float, float]:
     return value, time.perf_counter() - started
 
 
-def _spark_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, dict]:
+def _spark_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
+                      ) -> tuple[dict, dict]:
     from envs.spark_dag.env import SparkDagShopEnv
     from heuristics.spark_dag import HEURISTICS, make_heuristic
 
@@ -85,29 +75,24 @@ def _spark_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, d
     for name, path in models.items():
         graph = path.endswith(".json")
         env = graph_env if graph else padded_env
-        agents[name] = episode(env, load_for_env(path, SPARK_ENV_ID, env.observation_space))
+        agents[name] = episode(env, load_for_env(path, env_id, env.observation_space))
     return heuristics, agents
 
 
 def _planner_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
                         ) -> tuple[dict, dict]:
-    """Param server and pipeline: heuristics plan the instance, the simulator scores it;
-    agents play it through the env (whose final ``info`` holds the same simulated figure)."""
+    """Param server and pipeline: heuristics and planner agents (the shipped rankers) plan the
+    instance and the problem's simulator scores it; a step-wise agent plays it through the env
+    (whose final ``info`` holds the same simulated figure)."""
+    problem = problem_for(env_id)
+    if not problem.simulate:
+        raise ValueError(f"no comparison of whole plans for env {env_id!r}: its objective "
+                         f"comes from episodes only")
     env = gym.make(env_id, **env_kwargs).unwrapped
-    if env_id == PARAM_SERVER_ENV_ID:
-        from envs.param_server.simulator import evaluate
-        from heuristics.param_server import HEURISTICS
+    heuristic_plans, simulate = problem.load("heuristics"), problem.load("simulate")
 
-        def score(instance: Any, plan: Any) -> float:
-            return evaluate(instance, plan).iteration_s
-    elif env_id == HETERO_PIPELINE_ENV_ID:
-        from envs.hetero_pipeline.simulator import simulate
-        from heuristics.hetero_pipeline import HEURISTICS
-
-        def score(instance: Any, plan: Any) -> float:
-            return simulate(instance, plan).iteration_s
-    else:
-        raise ValueError(f"no comparison for env {env_id!r} (known: {', '.join(OBJECTIVE)})")
+    def score(instance: Any, plan: Any) -> float:
+        return getattr(simulate(instance, plan), problem.objective)
 
     cache: dict[int, Any] = {}
 
@@ -121,13 +106,16 @@ def _planner_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
     def planner(plan: Callable) -> Contender:
         return lambda seed: _timed(lambda: score(instance(seed), plan(instance(seed))))
 
-    def agent(scheduler: Any) -> Contender:
+    def agent(loaded: Any) -> Contender:
+        if hasattr(loaded, "plan"):  # a planner agent: the whole plan at once
+            return planner(loaded.plan)
+
         def objective(seed: int) -> float:
-            info = run_episode(env, scheduler, options={"instance": instance(seed)})
-            return require_complete(info)["iteration_s"]
+            info = run_episode(env, loaded, options={"instance": instance(seed)})
+            return require_complete(info)[problem.objective]
         return lambda seed: _timed(lambda: objective(seed))
 
-    heuristics = {name: planner(plan) for name, plan in HEURISTICS.items()}
+    heuristics = {name: planner(plan) for name, plan in heuristic_plans.items()}
     agents = {name: agent(load_for_env(path, env_id, env.observation_space))
               for name, path in models.items()}
     return heuristics, agents
@@ -136,10 +124,11 @@ def _planner_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
 def contenders(env_id: str, models: dict[str, str]) -> tuple[dict, dict]:
     """``(heuristics, agents)`` of ``env_id``: name -> :data:`Contender`."""
     env_kwargs = load_config(env_id).env_kwargs
-    if env_id == SPARK_ENV_ID:
-        return _spark_contenders(env_kwargs, models)
-    if env_id == OFFLOAD_ENV_ID:
-        return _offload_contenders(env_kwargs, models)
+    name = problem_for(env_id).name
+    if name == "spark_dag":
+        return _spark_contenders(env_id, env_kwargs, models)
+    if name == "offload":
+        return _offload_contenders(env_id, env_kwargs, models)
     return _planner_contenders(env_id, env_kwargs, models)
 
 
@@ -185,13 +174,14 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
-def _offload_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict, dict]:
-    from agents.offload_compare import _env_kwargs
-    from agents.planning import plan_with_scheduler
+def _offload_contenders(env_id: str, env_kwargs: dict, models: dict[str, str]
+                        ) -> tuple[dict, dict]:
+    from agents.offload.compare import _env_kwargs
+    from agents.offload.planning import plan_with_scheduler
     from envs.offload import simulate
     from heuristics.offload import HEURISTICS
 
-    env = gym.make(OFFLOAD_ENV_ID, **env_kwargs).unwrapped
+    env = gym.make(env_id, **env_kwargs).unwrapped
 
     def instance(seed: int) -> Any:
         env.reset(seed=seed)
@@ -211,7 +201,7 @@ def _offload_contenders(env_kwargs: dict, models: dict[str, str]) -> tuple[dict,
         return lambda seed: _timed(lambda: objective(seed))
 
     heuristics = {name: planner(name, plan) for name, plan in HEURISTICS.items()}
-    agents = {name: agent(load_for_env(path, OFFLOAD_ENV_ID, env.observation_space,
+    agents = {name: agent(load_for_env(path, env_id, env.observation_space,
                                        check_shapes=False))
               for name, path in models.items()}
     return heuristics, agents

@@ -6,17 +6,17 @@ file holding only ``ppo: {learning_rate: 1.0e-3}`` changes that one value. An en
 like::
 
     pipesched/DnnOffload-v0:
-      policy: agents.policies:ScorePolicy
+      policy: agents.algos.policies:ScorePolicy
       env_kwargs: {n_max_jobs: 6}
       ppo: {n_steps: 256, batch_size: 64, learning_rate: 3.0e-4, gamma: 1.0, ent_coef: 0.01}
       policy_kwargs:
-        features_extractor_class: agents.extractors.offload:JobCutSetExtractor
+        features_extractor_class: agents.offload.extractor:JobCutSetExtractor
         features_extractor_kwargs: {embed_dim: 64}
         net_arch: [64, 64]
       demo_timesteps: 20000
       pretrain: {expert: "heuristics.offload:joint", instances: 300, epochs: 30}  # optional
 
-``pretrain`` warm-starts the policy by behaviour cloning (see :mod:`agents.imitation`).
+``pretrain`` warm-starts the policy by behaviour cloning (see :mod:`agents.algos.imitation`).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def check_entry(entry: Any, env_id: str, source: str) -> None:
 
 
 def check_pretrain(pretrain: dict[str, Any] | None, source: str) -> None:
-    """The keys :func:`agents.imitation.pretrain` needs, on the merged block."""
+    """The keys :func:`agents.algos.imitation.pretrain` needs, on the merged block."""
     if pretrain is None:
         return
     needed = ["expert", "instances", "epochs"]

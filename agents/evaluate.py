@@ -1,52 +1,6 @@
-"""Run a Scheduler through an env and collect its final ``info``."""
+"""Where ``run_episode`` used to live; it and the Scheduler protocol are in
+:mod:`envs.scheduler` now (re-exported so old imports keep working)."""
 
-from __future__ import annotations
+from envs.scheduler import IncompleteEpisode, incomplete_reason, require_complete, run_episode
 
-from typing import Any
-
-import gymnasium as gym
-import numpy as np
-
-from agents.scheduler import Scheduler
-
-
-class IncompleteEpisode(RuntimeError):
-    """The episode ended (truncated) before the scheduler's own actions completed it: whatever
-    the env filled in to finish it is not the scheduler's result."""
-
-
-def run_episode(
-    env: gym.Env,
-    scheduler: Scheduler,
-    seed: int | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Play one episode with ``scheduler`` and return the final ``info`` dict (its
-    ``complete`` says whether the scheduler finished it; see :func:`require_complete`)."""
-    observation, info = env.reset(seed=seed, options=options)
-    scheduler.reset()
-    while True:
-        mask = np.asarray(info["action_mask"], dtype=bool)
-        action = scheduler.act(observation, mask)
-        observation, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            return info
-
-
-def incomplete_reason(info: dict[str, Any]) -> str | None:
-    """Why the episode of this final ``info`` is not the scheduler's own result (None when it
-    is). Every env's final ``info`` carries ``complete``; a missing key is a bug, not a pass."""
-    if info["complete"]:
-        return None
-    done = f", {info['jobs_done']} of {info['num_jobs']} jobs done" if "num_jobs" in info else ""
-    return (f"truncated before the scheduler completed the episode "
-            f"({info['invalid_actions']} invalid actions{done})")
-
-
-def require_complete(info: dict[str, Any]) -> dict[str, Any]:
-    """``info`` itself when the scheduler completed the episode; else :class:`IncompleteEpisode`
-    naming why."""
-    reason = incomplete_reason(info)
-    if reason is not None:
-        raise IncompleteEpisode(reason)
-    return info
+__all__ = ["IncompleteEpisode", "incomplete_reason", "require_complete", "run_episode"]

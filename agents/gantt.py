@@ -11,15 +11,15 @@ from typing import Any
 import gymnasium as gym
 
 from agents.evaluate import IncompleteEpisode, incomplete_reason, run_episode
-from agents.model_check import SPARK_ENV_ID, load_for_env
-from agents.planning import OFFLOAD_ENV_ID
+from agents.model_check import load_for_env
+from envs import PROBLEMS, problem_for
 
-#: the heuristics drawn next to the models: a simple baseline and a strong planner per env
+#: the heuristics drawn next to the models: a simple baseline and a strong planner per problem
 GANTT_HEURISTICS = {
-    OFFLOAD_ENV_ID: ("neurosurgeon", "partition_only", "joint"),
-    SPARK_ENV_ID: ("fifo", "critical_path"),
-    "pipesched/ParamServer-v0": ("hash", "two_step"),
-    "pipesched/HeteroPipeline-v0": ("equal_layers", "cluster_dp"),
+    "offload": ("neurosurgeon", "partition_only", "joint"),
+    "spark_dag": ("fifo", "critical_path"),
+    "param_server": ("hash", "two_step"),
+    "hetero_pipeline": ("equal_layers", "cluster_dp"),
 }
 MAX_LEGEND_ENTRIES = 20
 
@@ -53,20 +53,20 @@ def failed_chart(name: str, reason: str) -> Chart:
 
 
 def _offload_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[Chart]:
-    from agents.offload_compare import _env_kwargs
-    from agents.planning import plan_with_scheduler
+    from agents.offload.compare import _env_kwargs
+    from agents.offload.planning import plan_with_scheduler
     from envs.offload import simulate
     from envs.offload.simulator import RESOURCES
     from heuristics.offload import HEURISTICS
 
-    env = gym.make(OFFLOAD_ENV_ID, **env_kwargs).unwrapped
+    env = gym.make(PROBLEMS["offload"].env_id, **env_kwargs).unwrapped
     env.reset(seed=seed)
     instance = env.instance
     plans = {name: (HEURISTICS[name](instance, 2.0) if name == "joint"
-                    else HEURISTICS[name](instance)) for name in GANTT_HEURISTICS[OFFLOAD_ENV_ID]}
+                    else HEURISTICS[name](instance)) for name in GANTT_HEURISTICS["offload"]}
     failures = {}
     for name, path in models.items():
-        scheduler = load_for_env(path, OFFLOAD_ENV_ID, env.observation_space, check_shapes=False)
+        scheduler = load_for_env(path, PROBLEMS["offload"].env_id, env.observation_space, check_shapes=False)
         try:
             plans[name] = plan_with_scheduler(scheduler, instance, _env_kwargs(scheduler))
         except IncompleteEpisode as failure:
@@ -88,13 +88,13 @@ def _spark_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> list[C
     from heuristics.spark_dag import make_heuristic
 
     charts = []
-    contenders = [(name, "graph", None) for name in GANTT_HEURISTICS[SPARK_ENV_ID]]
+    contenders = [(name, "graph", None) for name in GANTT_HEURISTICS["spark_dag"]]
     contenders += [(name, "graph" if path.endswith(".json") else "padded", path)
                    for name, path in models.items()]
     for name, mode, path in contenders:
         env = SparkDagShopEnv(**{**env_kwargs, "observation_mode": mode, "record": True})
         scheduler = (make_heuristic(name) if path is None
-                     else load_for_env(path, SPARK_ENV_ID, env.observation_space))
+                     else load_for_env(path, PROBLEMS["spark_dag"].env_id, env.observation_space))
         info = run_episode(env, scheduler, seed=seed)
         reason = incomplete_reason(info)
         if reason is not None:
@@ -123,11 +123,14 @@ def _planner_plans(env_id: str, env_kwargs: dict, models: dict[str, str], seed: 
     env = gym.make(env_id, **env_kwargs).unwrapped
     env.reset(seed=seed)
     instance = env.instance
-    plans = {name: heuristics[name](instance) for name in GANTT_HEURISTICS[env_id]}
+    plans = {name: heuristics[name](instance) for name in GANTT_HEURISTICS[problem_for(env_id).name]}
     failures = {}
     for name, path in models.items():
-        info = run_episode(env, load_for_env(path, env_id, env.observation_space),
-                           options={"instance": instance})
+        loaded = load_for_env(path, env_id, env.observation_space)
+        if hasattr(loaded, "plan"):  # a planner agent
+            plans[name] = loaded.plan(instance)
+            continue
+        info = run_episode(env, loaded, options={"instance": instance})
         reason = incomplete_reason(info)
         if reason is None:
             plans[name] = model_plan(env, info)
@@ -142,7 +145,7 @@ def _param_server_charts(env_kwargs: dict, models: dict[str, str], seed: int) ->
     from heuristics.param_server import HEURISTICS
 
     instance, allocations, failures = _planner_plans(
-        "pipesched/ParamServer-v0", env_kwargs, models, seed, HEURISTICS,
+        PROBLEMS["param_server"].env_id, env_kwargs, models, seed, HEURISTICS,
         lambda env, info: Allocation(**info["allocation"]))
     charts = []
     for name, allocation in allocations.items():
@@ -160,7 +163,7 @@ def _pipeline_charts(env_kwargs: dict, models: dict[str, str], seed: int) -> lis
     from envs.hetero_pipeline.simulator import simulate
     from heuristics.hetero_pipeline import HEURISTICS
 
-    instance, plans, failures = _planner_plans("pipesched/HeteroPipeline-v0", env_kwargs,
+    instance, plans, failures = _planner_plans(PROBLEMS["hetero_pipeline"].env_id, env_kwargs,
                                                models, seed, HEURISTICS,
                                                lambda env, info: env.final_plan)
     charts = []
@@ -184,9 +187,9 @@ def gantt_charts(env_id: str, models: dict[str, str], seed: int) -> list[Chart]:
     from agents.config import load_config
 
     env_kwargs = load_config(env_id).env_kwargs
-    build = {OFFLOAD_ENV_ID: _offload_charts, SPARK_ENV_ID: _spark_charts,
-             "pipesched/ParamServer-v0": _param_server_charts,
-             "pipesched/HeteroPipeline-v0": _pipeline_charts}[env_id]
+    build = {"offload": _offload_charts, "spark_dag": _spark_charts,
+             "param_server": _param_server_charts,
+             "hetero_pipeline": _pipeline_charts}[problem_for(env_id).name]
     return build(env_kwargs, models, seed)
 
 

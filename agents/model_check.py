@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-SPARK_ENV_ID = "pipesched/SparkDagShop-v0"
+from envs import PROBLEMS, problem_for
 
 
 class ModelError(ValueError):
@@ -18,13 +18,18 @@ def check_model_file(path: str | Path, env_id: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model not found: {path}")
-    if path.suffix == ".json":
-        if env_id != SPARK_ENV_ID:
-            raise ModelError(f"{path} is a Spark graph policy; it runs on {SPARK_ENV_ID}, "
-                             f"not {env_id}")
-    elif not zipfile.is_zipfile(path):
-        raise ModelError(f"{path}: not a model .zip saved by train_agents.py train "
-                         f"(nor a Spark policy .json)")
+    if path.suffix != ".json":
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path}: not a model .zip saved by train_agents.py train "
+                             f"(nor a policy or ranker .json)")
+        return
+    kind = ".ranker.json" if path.name.endswith(".ranker.json") else ".json"
+    runs_on = [p.env_id for p in PROBLEMS.values() if p.agent.endswith(kind)
+               and (kind == ".ranker.json" or not p.agent.endswith(".ranker.json"))]
+    if env_id not in runs_on:
+        what = "ranker" if kind == ".ranker.json" else "Spark graph policy"
+        raise ModelError(f"{path} is a {what} file; it runs on {', '.join(runs_on)}, not "
+                         f"{env_id}")
 
 
 def observation_keys(space: Any) -> dict[str, tuple]:
@@ -39,6 +44,8 @@ def load_for_env(path: str | Path, env_id: str, env_space: Any | None = None,
     from agents.scheduler import load_scheduler
 
     check_model_file(path, env_id)
+    if str(path).endswith(".ranker.json"):  # a planner agent; its loader checks the file
+        return problem_for(env_id).load("agent_loader")(path)
     try:
         scheduler = load_scheduler(str(path))
     except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:

@@ -1,19 +1,15 @@
-"""The Scheduler protocol: what the evaluation harness and the bridges talk to."""
+"""Trained models as Schedulers: the MaskablePPO adapter and :func:`load_scheduler` (the
+protocol itself is :class:`envs.scheduler.Scheduler`, re-exported here)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from envs.scheduler import Scheduler
 
-@runtime_checkable
-class Scheduler(Protocol):
-    """Anything that picks an action from an observation and an action mask."""
-
-    def reset(self) -> None: ...
-
-    def act(self, observation: Any, action_mask: np.ndarray) -> int: ...
+__all__ = ["SB3Scheduler", "Scheduler", "load_scheduler"]
 
 
 class SB3Scheduler:
@@ -36,15 +32,15 @@ class SB3Scheduler:
 
 def load_scheduler(path: str, deterministic: bool = True, executors: int | None = None,
                    allow_any_shape: bool = False) -> Any:
-    """Load a trained scheduler: a MaskablePPO ``.zip`` saved by :mod:`agents.train`, or a
-    Spark graph scoring policy ``.json`` (:mod:`agents.spark_policy`; with ``executors`` given
+    """Load a trained scheduler: a MaskablePPO ``.zip`` saved by :mod:`agents.algos.maskable_ppo`, or a
+    Spark graph scoring policy ``.json`` (:mod:`agents.spark_dag.policy`; with ``executors`` given
     it refuses a cluster size it was not validated for unless ``allow_any_shape``).
 
     Sets torch to one CPU thread: a scheduler scores one observation at a time, and on a busy
     2-core machine two threads made each decision about 20x slower (100 ms against 5 ms).
     """
     if str(path).endswith(".json"):
-        from agents.spark_policy import load_policy
+        from agents.spark_dag.policy import load_policy
 
         return load_policy(path, executors=executors, allow_any_shape=allow_any_shape)
     import torch

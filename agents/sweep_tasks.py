@@ -7,7 +7,7 @@ the same rows from the same payload.
 - ``offload_instances``: heuristics, models and the CP-SAT optimum on a batch of offloading
   instances (``compare`` on DnnOffload, ``benchmarks.offload``, ``benchmarks.runner``).
 - ``offload_demonstrations``, ``dagger_states``: the offloading warm-up's expert
-  demonstrations and DAgger labels (:func:`agents.imitation.pretrain` with ``collect``).
+  demonstrations and DAgger labels (:func:`agents.algos.imitation.pretrain` with ``collect``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ from typing import Any
 
 
 def model_payload(models: dict[str, str]) -> dict[str, dict]:
-    """name -> ``{"suffix", "data"}``: the model files as bytes, for a payload."""
-    return {name: {"suffix": Path(path).suffix, "data": Path(path).read_bytes()}
+    """name -> ``{"suffix", "data"}``: the model files as bytes, for a payload (the suffix
+    says the kind: ``.zip``, ``.json`` or ``.ranker.json``)."""
+    return {name: {"suffix": _kind_suffix(Path(path)), "data": Path(path).read_bytes()}
             for name, path in models.items()}
+
+
+def _kind_suffix(path: Path) -> str:
+    return ".ranker.json" if path.name.endswith(".ranker.json") else path.suffix
 
 
 def materialise_models(models: dict[str, dict]) -> dict[str, str]:
@@ -71,7 +76,7 @@ def _offload_agents(models: tuple[tuple[str, str], ...]) -> dict:
 
     import envs  # noqa: F401  (registers the ids)
     from agents.model_check import load_for_env
-    from agents.planning import OFFLOAD_ENV_ID
+    from agents.offload.planning import OFFLOAD_ENV_ID
 
     space = gym.make(OFFLOAD_ENV_ID).observation_space
     return {name: load_for_env(path, OFFLOAD_ENV_ID, space, check_shapes=False)
@@ -81,8 +86,8 @@ def _offload_agents(models: tuple[tuple[str, str], ...]) -> dict:
 def offload_instances(payload: dict[str, Any]) -> list[dict]:
     """``{"instances": [OffloadInstance dicts], "models", "exact", "exact_time_limit_s",
     "joint_time_limit_s"}`` -> one row per instance with the fields of
-    :class:`agents.offload_compare.InstanceOutcome`."""
-    from agents.offload_compare import evaluate_instance
+    :class:`agents.offload.compare.InstanceOutcome`."""
+    from agents.offload.compare import evaluate_instance
     from envs.offload import OffloadInstance
 
     paths = materialise_models(payload.get("models", {}))
@@ -102,10 +107,10 @@ def offload_instances(payload: dict[str, Any]) -> list[dict]:
 
 def offload_demonstrations(payload: dict[str, Any]) -> list[dict]:
     """``{"env_id", "env_kwargs", "expert", "seed", "instances"}`` -> one row whose
-    ``transitions`` are the ``.npz`` bytes of :func:`agents.imitation.offload_demonstrations`."""
+    ``transitions`` are the ``.npz`` bytes of :func:`agents.algos.imitation.offload_demonstrations`."""
+    from agents.algos.imitation import arrays_to_bytes
+    from agents.algos.imitation import offload_demonstrations as demonstrations
     from agents.config import import_object
-    from agents.imitation import arrays_to_bytes
-    from agents.imitation import offload_demonstrations as demonstrations
 
     arrays = demonstrations(payload["env_id"], payload["env_kwargs"],
                             import_object(payload["expert"]), payload["instances"],
@@ -115,14 +120,14 @@ def offload_demonstrations(payload: dict[str, Any]) -> list[dict]:
 
 def dagger_states(payload: dict[str, Any]) -> list[dict]:
     """The same with ``"model"`` (the policy's saved .zip bytes): the states that policy visits
-    labelled by the expert (:func:`agents.imitation.dagger_states`)."""
+    labelled by the expert (:func:`agents.algos.imitation.dagger_states`)."""
     import io
 
     from sb3_contrib import MaskablePPO
 
+    from agents.algos.imitation import arrays_to_bytes
+    from agents.algos.imitation import dagger_states as states
     from agents.config import import_object
-    from agents.imitation import arrays_to_bytes
-    from agents.imitation import dagger_states as states
 
     model = MaskablePPO.load(io.BytesIO(payload["model"]), device="cpu")
     arrays = states(model, payload["env_id"], payload["env_kwargs"],

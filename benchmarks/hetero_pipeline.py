@@ -8,7 +8,7 @@ the shipped training profiles (``data/profiles/training``). Every plan is scored
 computed for every instance.
 
 ``agent`` is the shipped agent (``cluster_dp`` plus learned improvement moves,
-:mod:`agents.hetero_pipeline_agent`); ``ppo_imitation`` is the earlier policy that plays
+:mod:`agents.hetero_pipeline.agent`); ``ppo_imitation`` is the earlier policy that plays
 ``HeteroPipeline-v0`` (behaviour cloning of ``cluster_dp``). A missing model is not skipped:
 its rows say ``missing``, its targets are not met and the command exits with status 1.
 """
@@ -79,13 +79,13 @@ def draw_gantt_png(instance, plans: dict[str, PipelinePlan], path: Path) -> None
 def main(argv: list[str] | None = None) -> None:
     extra = argparse.ArgumentParser(prog="python -m benchmarks.hetero_pipeline")
     extra.add_argument("--agent", default=str(DEFAULT_AGENT),
-                       help="the agent's move ranker (.json, agents.train_hetero_pipeline)")
+                       help="the agent's move ranker (.json, agents.hetero_pipeline.train)")
     extra.add_argument("--ppo-agent", default=str(DEFAULT_PPO_AGENT),
                        help="the earlier MaskablePPO zip that plays the env")
     extra.add_argument("--seed", type=int, default=2024)
     args = parse_args("hetero_pipeline", argv, extra)
     per_ratio = 3 if args.quick else 10
-    from agents.hetero_pipeline_agent import AgentModelError, load_agent
+    from agents.hetero_pipeline.agent import AgentModelError, load_agent
 
     try:
         agent = load_agent(args.agent)

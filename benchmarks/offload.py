@@ -21,7 +21,7 @@ import numpy as np
 
 import envs  # noqa: F401
 from agents.compare import SHIPPED_MODELS, summarise
-from agents.planning import OFFLOAD_ENV_ID
+from agents.offload.planning import OFFLOAD_ENV_ID
 from agents.report import plot_ratios, ratio_markdown
 from benchmarks.report import (
     Missing,

@@ -155,7 +155,7 @@ def batch_rows(instances: int, generator, exact: bool, seed: int, agent, missing
             missing.add(f"agent on {part} instance {index}", f"{instance.num_jobs} jobs, "
                         f"the agent plans at most {agent[1]['max_jobs']}")
         elif agent is not None:
-            from agents.planning import plan_with_scheduler
+            from agents.offload.planning import plan_with_scheduler
 
             plan = plan_with_scheduler(agent[0], instance, agent[1])
             makespans["agent"] = simulate(instance, plan).makespan_s

@@ -408,7 +408,7 @@ def windowed_agent(agent_path: Path):
     ``max_jobs`` plans the batch in consecutive windows of that many jobs (jobs taken
     round-robin over models, so windows are mixed) and the window plans run back to back,
     pipelined like any other plan."""
-    from agents.planning import plan_with_model
+    from agents.offload.planning import plan_with_model
     from agents.scheduler import load_scheduler
     from envs.offload import OffloadInstance, Plan
 

@@ -6,7 +6,7 @@ the real site-packages data set, with M = 4, 8, 16 machines; and the gap to the 
 optimum on small instances. Ratios are aggregated as geometric means over instances.
 
 ``agent`` is the shipped agent (``two_step`` plus a learned choice of partition variants,
-:mod:`agents.param_server_agent`); ``ppo_placer`` is the earlier MaskablePPO policy that
+:mod:`agents.param_server.agent`); ``ppo_placer`` is the earlier MaskablePPO policy that
 places items one at a time through ``ParamServer-v0``. A missing model is not skipped: its
 rows say ``missing``, its targets are not met and the command exits with status 1.
 """
@@ -90,8 +90,8 @@ def benchmark_planners(agent: Any | None, ppo: tuple[Any, int] | None) -> dict[s
 
 
 def load_ranker_agent(path: str | Path) -> Any | None:
-    from agents.param_server_agent import AgentModelError
-    from agents.param_server_agent import load_agent as load_ranker
+    from agents.param_server.agent import AgentModelError
+    from agents.param_server.agent import load_agent as load_ranker
 
     try:
         return load_ranker(path)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}")
     parser.add_argument("--model", default=str(DEFAULT_RANKER),
-                        help="the agent's ranker (.json, agents.train_param_server)")
+                        help="the agent's ranker (.json, agents.param_server.train)")
     parser.add_argument("--ppo-model", default=str(DEFAULT_MODEL),
                         help="the earlier MaskablePPO placer (.zip)")
     parser.add_argument("--exact-time-limit-s", type=float, default=20.0)

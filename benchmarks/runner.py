@@ -43,7 +43,7 @@ def sweep_payloads(sweep: str, seeds: int, batch: int = 1) -> tuple[str, list[di
                   "seeds": list(range(first, min(first + batch, seeds))), "models": {}}
                  for first in range(0, seeds, batch)])
     from agents.compare import SHIPPED_MODELS
-    from agents.planning import OFFLOAD_ENV_ID
+    from agents.offload.planning import OFFLOAD_ENV_ID
     from envs.offload import ProfileGenerator
 
     rng = np.random.default_rng(0)

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import run_episode
-from agents.spark_policy import SHIPPED, ScoringPolicy, load_policy, shortest_work_weights
+from agents.spark_dag.policy import SHIPPED, ScoringPolicy, load_policy, shortest_work_weights
 from benchmarks.report import (
     Missing,
     markdown_table,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.spark_policy import SHIPPED, load_policy
+from agents.spark_dag.policy import SHIPPED, load_policy
 from benchmarks.report import markdown_table, mean_ci, parse_args, target, write_report
 from benchmarks.spark_dag import LIVE_CONTENTION, LIVE_LOAD, TEST_SEED, TRACES
 from envs.spark_dag import (

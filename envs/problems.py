@@ -20,7 +20,9 @@ class Problem:
     of Scheduler]`` (Spark); ``exact`` the exact solver for small instances; ``agent`` the
     shipped agent's file under ``models/`` and ``agent_loader`` the function that turns that
     file into a planner (``.plan(instance)``) or a Scheduler; ``algo`` the ``algo:`` of its
-    entry in ``agents/configs/<name>.yaml``, which trains the shipped agent."""
+    entry in ``agents/configs/<name>.yaml``, which trains the shipped agent; ``simulate`` scores
+    a whole plan, ``simulate(instance, plan).<objective>`` (empty for the online Spark problem,
+    whose objective only an episode yields)."""
 
     name: str
     env_id: str
@@ -31,6 +33,7 @@ class Problem:
     agent: str
     agent_loader: str
     algo: str
+    simulate: str = ""
 
     def load(self, part: str) -> Any:
         """Import the object a field names, e.g. ``problem.load("heuristics")``."""
@@ -41,11 +44,13 @@ class Problem:
 PROBLEMS: dict[str, Problem] = {problem.name: problem for problem in (
     Problem("offload", "pipesched/DnnOffload-v0", "envs.offload.env:DnnOffloadEnv",
             "makespan_s", "heuristics.offload:HEURISTICS", "heuristics.exact:offload_optimal",
-            "offload_agent.zip", "agents.scheduler:load_scheduler", "maskable_ppo"),
+            "offload_agent.zip", "agents.scheduler:load_scheduler", "maskable_ppo",
+            "envs.offload:simulate"),
     Problem("param_server", "pipesched/ParamServer-v0", "envs.param_server.env:ParamServerEnv",
             "iteration_s", "heuristics.param_server:HEURISTICS",
             "heuristics.exact:param_server_optimal", "param_server_agent.ranker.json",
-            "agents.param_server.agent:load_agent", "listwise"),
+            "agents.param_server.agent:load_agent", "listwise",
+            "envs.param_server.simulator:evaluate"),
     Problem("spark_dag", "pipesched/SparkDagShop-v0", "envs.spark_dag.env:SparkDagShopEnv",
             "mean_jct_s", "heuristics.spark_dag:HEURISTICS",
             "heuristics.exact:spark_optimal_makespan", "spark_dag_policy.json",
@@ -54,7 +59,7 @@ PROBLEMS: dict[str, Problem] = {problem.name: problem for problem in (
             "envs.hetero_pipeline.env:HeteroPipelineEnv", "iteration_s",
             "heuristics.hetero_pipeline:HEURISTICS", "heuristics.exact:pipeline_optimal",
             "hetero_pipeline_agent.ranker.json", "agents.hetero_pipeline.agent:load_agent",
-            "listwise"),
+            "listwise", "envs.hetero_pipeline.simulator:simulate"),
 )}
 BY_ENV_ID: dict[str, Problem] = {problem.env_id: problem for problem in PROBLEMS.values()}
 

@@ -37,7 +37,7 @@ HELP_COMMANDS = [
     ["-m", "device_bridge.server", "--help"],
     ["-m", "device_bridge.client", "--help"],
     ["-m", "device_bridge.profiler", "--help"],
-    ["-m", "agents.train_spark_dag", "--help"],
+    ["-m", "agents.spark_dag.train", "--help"],
     ["-m", "runtimes.ps", "--help"],
     ["-m", "runtimes.pipeline", "--help"],
 ]

@@ -130,9 +130,10 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     if problem is not None:
         return problem
     if args.scheduler.endswith(".zip"):
-        from agents.model_check import SPARK_ENV_ID, load_for_env
+        from agents.model_check import load_for_env
+        from envs import PROBLEMS
 
-        load_for_env(args.scheduler, SPARK_ENV_ID)  # ModelError (a ValueError): one line
+        load_for_env(args.scheduler, PROBLEMS["spark_dag"].env_id)  # ModelError (a ValueError): one line
     return None
 
 

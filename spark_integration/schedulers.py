@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.scheduler import Scheduler
-from agents.spark_policy import SHIPPED
+from agents.spark_dag.policy import SHIPPED
 from envs.spark_dag import ObservationLimits
 
 SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
@@ -58,9 +58,9 @@ def make_driver(name: str, limits: ObservationLimits | None = None,
     """``spark-fifo`` / ``spark-fair``, a name in ``heuristics.spark_dag.HEURISTICS``,
     ``agent`` (the shipped real-Spark graph policy for ``master``: :func:`agent_path`), a graph
     policy ``.json``
-    (:mod:`agents.spark_policy`) or a padded MaskablePPO ``.zip``. With ``executors`` given,
+    (:mod:`agents.spark_dag.policy`) or a padded MaskablePPO ``.zip``. With ``executors`` given,
     a graph policy not validated for that cluster size is refused
-    (``agents.spark_policy.ShapeError``)."""
+    (``agents.spark_dag.policy.ShapeError``)."""
     from heuristics.spark_dag import HEURISTICS, make_heuristic
 
     if name in SPARK_NATIVE:
@@ -70,7 +70,7 @@ def make_driver(name: str, limits: ObservationLimits | None = None,
         return Driver(name, make_heuristic(name), limits)
     path = agent_path(master) if name == "agent" else Path(name)
     if path.suffix == ".json":
-        from agents.spark_policy import load_policy
+        from agents.spark_dag.policy import load_policy
 
         return Driver("agent" if name == "agent" else path.stem,
                       load_policy(path, executors=executors, allow_any_shape=executors is None),

@@ -70,9 +70,9 @@ def episode_outcomes(env_id: str, models: dict[str, str], seeds: range, engine: 
 
 def offload_outcomes(instances: list, models: dict[str, str], engine: Engine, label: str,
                      **limits: Any) -> list:
-    """:class:`agents.offload_compare.InstanceOutcome` of each instance (CP-SAT optimum,
+    """:class:`agents.offload.compare.InstanceOutcome` of each instance (CP-SAT optimum,
     heuristics, models; ``limits``: ``exact``, ``exact_time_limit_s``, ``joint_time_limit_s``)."""
-    from agents.offload_compare import InstanceOutcome
+    from agents.offload.compare import InstanceOutcome
     from agents.sweep_tasks import model_payload
 
     size = engine.batch_for(len(instances))

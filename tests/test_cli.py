@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from agents.algos.imitation import scale_pretrain
 from agents.config import load_config_with_overrides
-from agents.imitation import scale_pretrain
 from train_agents import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from agents.rllib_masked import RLLIB_MISSING, MaskedFlatEnv
+from agents.algos.rllib_masked import RLLIB_MISSING, MaskedFlatEnv
 
 needs_rllib = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason=RLLIB_MISSING)
 
@@ -23,7 +23,7 @@ def test_masked_env_carries_the_mask_in_the_observation() -> None:
 
 @needs_rllib
 def test_rllib_ppo_trains_with_action_masking() -> None:
-    from agents.rllib_masked import train
+    from agents.algos.rllib_masked import train
 
     history = train("pipesched/ParamServer-v0", iterations=2, train_batch_size=256)
     assert len(history) == 2 and history[-1]["env_steps"] >= 512

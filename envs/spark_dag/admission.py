@@ -26,10 +26,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from envs.scheduler import Scheduler
 from envs.spark_dag.observation import (
     Decision,
     ObservationLimits,
@@ -40,17 +41,6 @@ from envs.spark_dag.observation import (
 )
 from envs.spark_dag.state import ClusterState, JobProgress
 from envs.spark_dag.workload import Job
-
-
-class Policy(Protocol):
-    """What picks the actions (the shape of :class:`agents.scheduler.Scheduler`): ``reset()``
-    before a run, then ``act(observation, mask)``: a padded action index, or for a policy
-    whose ``observation_mode`` is ``"graph"``, ``act(state, schedulable)`` -> a
-    :class:`Decision` or ``None``."""
-
-    def reset(self) -> None: ...
-
-    def act(self, observation: Any, action_mask: np.ndarray) -> Any: ...
 
 
 class AdmissionJob:
@@ -136,7 +126,7 @@ class Choice:
     act_s: float = 0.0  # wall time of the scheduler's act() call (0 if not asked)
 
 
-def next_decision(scheduler: Policy, state: ClusterState, limits: ObservationLimits) -> Choice:
+def next_decision(scheduler: Scheduler, state: ClusterState, limits: ObservationLimits) -> Choice:
     """The admission rule: ask ``scheduler`` while a stage action is valid; a valid wait or an
     invalid action (counted) stops deciding, except that when waiting would deadlock (nothing
     runs, nothing will arrive) the first valid action is taken instead (padded: the first
@@ -148,7 +138,7 @@ def next_decision(scheduler: Policy, state: ClusterState, limits: ObservationLim
     return choice
 
 
-def _ask(scheduler: Policy, state: ClusterState, limits: ObservationLimits) -> Choice:
+def _ask(scheduler: Scheduler, state: ClusterState, limits: ObservationLimits) -> Choice:
     if getattr(scheduler, "observation_mode", "padded") == "graph":
         return _next_graph_decision(scheduler, state)
     mask = action_mask(state, limits)
@@ -167,7 +157,7 @@ def _ask(scheduler: Policy, state: ClusterState, limits: ObservationLimits) -> C
     return Choice(decode_action(fallback, state, limits), asked=True, invalid=True)
 
 
-def _next_graph_decision(scheduler: Policy, state: ClusterState) -> Choice:
+def _next_graph_decision(scheduler: Scheduler, state: ClusterState) -> Choice:
     schedulable = state.stage_schedulable
     if state.free_executors <= 0 or not schedulable.any():
         return Choice(None)
@@ -189,7 +179,7 @@ def launch_parallelism(decision: Decision, state: ClusterState, job: AdmissionJo
     return max(1, min(state.free_executors, decision.parallelism - job.held))
 
 
-def admit(scheduler: Policy, state: ClusterState, jobs: Sequence[AdmissionJob],
+def admit(scheduler: Scheduler, state: ClusterState, jobs: Sequence[AdmissionJob],
           limits: ObservationLimits) -> tuple[Choice, int]:
     """One query of :func:`next_decision` on ``state`` (built from ``jobs``, in order); for a
     decision, sets its job's executor limit and returns the executors its node gets (else 0).

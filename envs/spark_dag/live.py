@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.spark_dag.admission import AdmissionJob, Policy, admit, live_state
+from envs.scheduler import Scheduler
+from envs.spark_dag.admission import AdmissionJob, admit, live_state
 from envs.spark_dag.observation import ObservationLimits
 from envs.spark_dag.workload import Job
 
@@ -179,7 +180,7 @@ class LiveSimulator:
         self.speed = speed
         self.contention = contention
 
-    def run(self, jobs: Sequence[NodeJob], scheduler: Policy) -> LiveRun:
+    def run(self, jobs: Sequence[NodeJob], scheduler: Scheduler) -> LiveRun:
         """Run ``jobs`` to completion under ``scheduler`` (reset first)."""
         names = [job.name for job in jobs]
         if len(set(names)) != len(names):

@@ -12,8 +12,8 @@ import pytest
 import envs  # noqa: F401  (registers the ids)
 from agents.compare import Outcome, _spark_contenders, run_outcomes, summarise
 from agents.evaluate import IncompleteEpisode, incomplete_reason, require_complete, run_episode
-from agents.offload_compare import evaluate_instance
-from agents.planning import plan_with_scheduler
+from agents.offload.compare import evaluate_instance
+from agents.offload.planning import plan_with_scheduler
 from envs.offload import Layer, OffloadInstance, OffloadJob
 from envs.spark_dag import Job, Stage
 from envs.spark_dag.env import SparkDagShopEnv
@@ -117,11 +117,12 @@ def test_spark_truncation_is_incomplete() -> None:
 
 
 def test_a_comparison_whose_heuristics_all_fail_has_no_reference() -> None:
-    heuristics, agents = _spark_contenders({"num_executors": 5, "num_jobs": 3,
+    heuristics, agents = _spark_contenders("pipesched/SparkDagShop-v0", {"num_executors": 5, "num_jobs": 3,
                                             "max_steps": 2}, {})
     with pytest.raises(IncompleteEpisode, match="no heuristic completed"):
         run_outcomes(heuristics, agents, [0])
-    heuristics, agents = _spark_contenders({"num_executors": 5, "num_jobs": 3}, {})
+    heuristics, agents = _spark_contenders("pipesched/SparkDagShop-v0",
+                                           {"num_executors": 5, "num_jobs": 3}, {})
     (outcome,) = run_outcomes(heuristics, agents, [0])
     assert outcome.reference == min(outcome.objective.values()) and not outcome.failures
 

@@ -10,8 +10,11 @@ from agents.config import ConfigError
 
 def test_the_planner_comparison_refuses_an_env_it_has_no_planners_for() -> None:
     # it used to compare any env other than ParamServer as the pipeline
-    with pytest.raises(ValueError, match="no comparison for env 'pipesched/DnnOffload-v0'"):
-        _planner_contenders("pipesched/DnnOffload-v0", {}, {})
+    with pytest.raises(ValueError, match="no comparison of whole plans for env "
+                                         "'pipesched/SparkDagShop-v0'"):
+        _planner_contenders("pipesched/SparkDagShop-v0", {}, {})
+    with pytest.raises(ValueError, match="unknown env id 'pipesched/Nope-v0'"):
+        _planner_contenders("pipesched/Nope-v0", {}, {})
 
 
 def test_an_env_without_a_config_entry_is_refused() -> None:

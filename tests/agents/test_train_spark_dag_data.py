@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from agents import train_spark_dag
-from agents.spark_policy import ScoringPolicy, fair_weights
+from agents.spark_dag import train as train_spark_dag
+from agents.spark_dag.policy import ScoringPolicy, fair_weights
 from envs.spark_dag import Job, Stage
 from heuristics.spark_dag import make_heuristic
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.spark_policy import ShapeError, load_policy
+from agents.spark_dag.policy import ShapeError, load_policy
 from benchmarks import spark_dag
 from benchmarks.report import Missing
 

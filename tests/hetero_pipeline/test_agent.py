@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.hetero_pipeline_agent import (
+from agents.hetero_pipeline.agent import (
     AgentModelError,
     HeteroPipelineAgent,
     load_agent,

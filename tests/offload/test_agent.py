@@ -5,8 +5,8 @@ import torch
 import yaml
 
 from agents import load_scheduler
-from agents.planning import plan_with_model
-from agents.train import train
+from agents.algos.maskable_ppo import train
+from agents.offload.planning import plan_with_model
 from envs.offload import ProfileGenerator, simulate
 from heuristics.offload import joint
 
@@ -14,11 +14,11 @@ from heuristics.offload import joint
 def test_short_maskable_ppo_run_trains_saves_and_plans(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"pipesched/DnnOffload-v0": {
-        "policy": "agents.policies:ScorePolicy",
+        "policy": "agents.algos.policies:ScorePolicy",
         "env_kwargs": {"max_jobs": 4, "max_cuts": 80},
         "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
         "policy_kwargs": {
-            "features_extractor_class": "agents.extractors.offload:JobCutSetExtractor",
+            "features_extractor_class": "agents.offload.extractor:JobCutSetExtractor",
             "features_extractor_kwargs": {"embed_dim": 16, "heads": 2},
             "net_arch": {"pi": [], "vf": [16]}},
         "pretrain": {"expert": "heuristics.offload:joint", "instances": 4, "epochs": 2,

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from agents.config import load_config
-from agents.extractors.param_server import MachineSetExtractor
+from agents.param_server.extractor import MachineSetExtractor
 from envs.param_server import ParamServerEnv, ZipfTopicGenerator, evaluate
 from heuristics.param_server import HEURISTICS
 

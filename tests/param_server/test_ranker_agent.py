@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.param_server_agent import AgentModelError, load_agent
-from agents.param_server_portfolio import VARIANTS, candidates, feature_matrix
+from agents.param_server.agent import AgentModelError, load_agent
+from agents.param_server.portfolio import VARIANTS, candidates, feature_matrix
 from envs.param_server import MachineProfile, ZipfTopicGenerator, evaluate
 from envs.param_server.simulator import capacity_violations
 from heuristics.param_server import two_step
@@ -71,7 +71,7 @@ def test_missing_or_wrong_model_is_a_one_line_error(tmp_path: Path):
 def test_label_cache_of_another_labeller_is_refused(tmp_path):
     """A cache written with other features or variants is not silently reused; one written by
     this labeller is read back without labelling again."""
-    from agents.train_param_server import labelled_set, labeller
+    from agents.param_server.train import labelled_set, labeller
 
     features, ratios = np.zeros((3, 12)), np.array([1.0, 0.99, 1.02])
     np.savez(tmp_path / "train-5.npz", x0=features, y0=ratios)

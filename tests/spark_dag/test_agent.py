@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from agents.extractors.spark_gnn import SparkGnnExtractor
+from agents.spark_dag.extractor import SparkGnnExtractor
 from envs.spark_dag import SparkDagShopEnv
 
 

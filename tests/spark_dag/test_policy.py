@@ -8,8 +8,8 @@ import pytest
 
 from agents.evaluate import run_episode
 from agents.scheduler import load_scheduler
-from agents.spark_policy import SHIPPED as SHIPPED_POLICIES
-from agents.spark_policy import (
+from agents.spark_dag.policy import SHIPPED as SHIPPED_POLICIES
+from agents.spark_dag.policy import (
     STAGE_FEATURES,
     ScoringPolicy,
     ShapeError,

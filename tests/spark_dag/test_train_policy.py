@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from agents import train_spark_dag
-from agents.spark_policy import load_policy
+from agents.spark_dag import train as train_spark_dag
+from agents.spark_dag.policy import load_policy
 from envs.spark_dag import NodeJob
 
 TRACE = "tpch_sf1_local_e1-2.json"

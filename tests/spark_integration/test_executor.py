@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from py4j.protocol import Py4JError
 
-from agents.spark_policy import SHIPPED, ShapeError, load_policy
+from agents.spark_dag.policy import SHIPPED, ShapeError, load_policy
 from envs.spark_dag import ObservationLimits, load_workload, save_workload
 from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import NodeTimes, predict_live, simulate, workload_for

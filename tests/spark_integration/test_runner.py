@@ -71,8 +71,8 @@ def test_failed_task_is_retried_and_reported_and_a_hopeless_one_stops_the_run() 
 
 
 def test_warmup_labels_through_the_runner_equal_the_in_process_ones(spark) -> None:
+    from agents.algos.imitation import collect_labels, offload_demonstrations
     from agents.config import load_config
-    from agents.imitation import collect_labels, offload_demonstrations
     from heuristics.offload import HEURISTICS
 
     env_id = "pipesched/DnnOffload-v0"

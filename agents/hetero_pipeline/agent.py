@@ -11,7 +11,7 @@ and the best one is taken if it is faster than the current plan; otherwise the s
 The current plan only ever gets faster, so the agent is never slower than ``cluster_dp``.
 
 The model file (``models/hetero_pipeline_agent.ranker.json``) holds the weights,
-``top_k``, ``max_rounds`` and the training record (:mod:`agents.train_hetero_pipeline`).
+``top_k``, ``max_rounds`` and the training record (:mod:`agents.hetero_pipeline.train`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.listwise import RankerFileError as AgentModelError
-from agents.listwise import read_ranker
+from agents.algos.listwise import RankerFileError as AgentModelError
+from agents.algos.listwise import read_ranker
 from envs.hetero_pipeline.closed_form import estimate_iteration_s
 from envs.hetero_pipeline.instance import PipelineInstance, PipelinePlan
 from envs.hetero_pipeline.partition import Groups
 from envs.hetero_pipeline.simulator import iteration_time
+from envs.shipped import MODELS_DIR
 from heuristics.hetero_pipeline import cluster_dp, layer_dp_split
 
-DEFAULT_MODEL = (Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = (MODELS_DIR
                  / "hetero_pipeline_agent.ranker.json")
 MOVE_KINDS = ("to_idle", "to_stage", "to_new_stage", "idle_to_stage", "idle_to_new_stage",
               "swap_devices", "swap_stages")
@@ -176,7 +177,7 @@ class HeteroPipelineAgent:
 
 
 def load_agent(path: str | Path = DEFAULT_MODEL) -> HeteroPipelineAgent:
-    data, weights = read_ranker(path, FEATURES, "pipeline agent", "agents.train_hetero_pipeline")
+    data, weights = read_ranker(path, FEATURES, "pipeline agent", "agents.hetero_pipeline.train")
     for key in ("top_k", "max_rounds"):
         if not isinstance(data.get(key), int) or data[key] < 1:
             raise AgentModelError(f"{path}: field '{key}' must be an integer >= 1, got "

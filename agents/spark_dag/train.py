@@ -1,11 +1,11 @@
 """Train the shipped Spark DAG-shop scheduler: evolution strategies over a scoring policy.
 
-    python -m agents.train_spark_dag [--decima-tpch DIR] [--kinds synthetic,decima,real,batch]
+    python -m agents.spark_dag.train [--decima-tpch DIR] [--kinds synthetic,decima,real,batch]
         [--init shortest_work|shortest_work_x2|fair] [--real-traces FILES]
         [--trace-load-min 0.5] [--trace-load-max 0.95] [--generations 30] [--workers 2]
         [--seed 0] [--out models/spark_dag_policy.json]
 
-The policy (:class:`agents.spark_policy.ScoringPolicy`) scores every schedulable stage of the
+The policy (:class:`agents.spark_dag.policy.ScoringPolicy`) scores every schedulable stage of the
 whole graph and picks a parallelism limit relative to the fair share. It starts either at
 ``fair`` exactly (:func:`fair_weights`, with the source rule) or, by default, at shortest
 remaining work first at the fair share without the source rule
@@ -53,12 +53,13 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import incomplete_reason, run_episode
-from agents.spark_policy import (
+from agents.spark_dag.policy import (
     STAGE_FEATURES,
     ScoringPolicy,
     fair_weights,
     shortest_work_weights,
 )
+from envs.shipped import DATA_DIR
 from envs.spark_dag import (
     Job,
     LiveSequenceGenerator,
@@ -77,7 +78,7 @@ from heuristics.spark_dag import make_heuristic
 TRAIN_SEED, VALIDATION_SEED = 0, 10_000  # the benchmarks use 20_000+
 INITS = {"fair": fair_weights, "shortest_work": shortest_work_weights,
          "shortest_work_x2": functools.partial(shortest_work_weights, 2.0)}
-TRACES = Path(__file__).resolve().parent.parent / "data" / "spark_traces"
+TRACES = DATA_DIR / "spark_traces"
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def plot_curve(history: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.train_spark_dag")
+    parser = argparse.ArgumentParser(prog="python -m agents.spark_dag.train")
     parser.add_argument("--decima-tpch", type=Path,
                         help="Decima's TPC-H traces, to train on their sequences as well")
     for field, default in asdict(Config()).items():
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
               "jobs": [min(len(w.jobs) for w in validation), max(len(w.jobs) for w in validation)]}
     policy = ScoringPolicy(best_params[:half], best_params[half:], shapes=shapes,
                            source_rule=source_rule)
-    record = {"command": "python -m agents.train_spark_dag " + " ".join(
+    record = {"command": "python -m agents.spark_dag.train " + " ".join(
                   str(a) for a in (argv if argv is not None else sys.argv[1:])),
               "config": asdict(config), "init": args.init, "kinds": list(kinds),
               "decima_tpch": bool(decima),

@@ -1,6 +1,6 @@
-"""Train the pipeline agent's move ranker (:mod:`agents.hetero_pipeline_agent`) by DAgger.
+"""Train the pipeline agent's move ranker (:mod:`agents.hetero_pipeline.agent`) by DAgger.
 
-    nice -n 10 python -m agents.train_hetero_pipeline [--train 160] [--validation 48]
+    nice -n 10 python -m agents.hetero_pipeline.train [--train 160] [--validation 48]
         [--dagger 3] [--seed 0]
 
 - Expert: exhaustive search of the move neighbourhood. At a state (a plan), every move is
@@ -9,7 +9,7 @@
   visits; each later iteration rolls out the current ranker (``top_k`` simulations per
   round) on the training instances and adds the expert's labels of the states it visits
   (DAgger: the ranker learns on the states it reaches itself). After every iteration the
-  linear ranker is refitted on everything collected (:func:`agents.listwise.fit_listwise`).
+  linear ranker is refitted on everything collected (:func:`agents.algos.listwise.fit_listwise`).
   Each refit starts from the previous iteration's weights.
 - Validation curve: every ``--eval-every`` gradient steps, the agent's mean and worst ratio
   to ``cluster_dp`` on held-out validation instances, played for real (``top_k`` learned
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.hetero_pipeline_agent import FEATURES, HeteroPipelineAgent, SearchCache
-from agents.listwise import Group, draw_learning_curve, fit_listwise
+from agents.algos.listwise import Group, draw_learning_curve, fit_listwise
+from agents.hetero_pipeline.agent import FEATURES, HeteroPipelineAgent, SearchCache
 from envs.hetero_pipeline.generator import HeteroPipelineGenerator
 from envs.hetero_pipeline.instance import PipelineInstance, PipelinePlan
+from envs.shipped import ROOT
 from heuristics.hetero_pipeline import cluster_dp
 
-ROOT = Path(__file__).resolve().parents[1]
 RATIOS = (1.0, 2.0, 4.0, 8.0)
 TRAIN_SEED_BASE = 100_000
 VALIDATION_SEED_BASE = 200_000
@@ -75,7 +75,7 @@ def visited_states(agent: HeteroPipelineAgent, cache: SearchCache,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.train_hetero_pipeline")
+    parser = argparse.ArgumentParser(prog="python -m agents.hetero_pipeline.train")
     parser.add_argument("--train", type=int, default=160)
     parser.add_argument("--validation", type=int, default=48)
     parser.add_argument("--dagger", type=int, default=3, help="DAgger iterations")
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                   "simulated; the best is taken if faster. Ranker trained by DAgger "
                   f"({args.dagger} iterations) on the labels of an exhaustive neighbourhood "
                   "search (every move simulated), listwise loss",
-        "command": "nice -n 10 python -m agents.train_hetero_pipeline "
+        "command": "nice -n 10 python -m agents.hetero_pipeline.train "
                    f"--train {args.train} --validation {args.validation} --dagger {args.dagger} "
                    f"--top-k {args.top_k} --steps {args.steps} --seed {args.seed}",
         "seeds": {"fit": args.seed,
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         "validation_baselines": baselines,
         "trained_on": f"{platform.node()} ({platform.processor() or platform.machine()}), "
                       f"shared 2 cores, niced, numpy only; commit {commit}",
-        "config": "agents/train_hetero_pipeline.py",
+        "config": "agents/hetero_pipeline/train.py",
         "learning_curve_png": png.name,
     }
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -4,7 +4,7 @@ Each cut is embedded by a shared MLP; a job's embedding pools its cuts (max) wit
 features and the global state; jobs attend to each other (masked multi-head attention), so
 the same weights serve any number of jobs up to ``max_jobs``. Every (job, cut) gets a score
 from a shared MLP over its cut, job context and the global state: those scores are the action
-logits (see :class:`agents.policies.ScorePolicy`). The value head reads pooled job contexts.
+logits (see :class:`agents.algos.policies.ScorePolicy`). The value head reads pooled job contexts.
 """
 
 from __future__ import annotations

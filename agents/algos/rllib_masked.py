@@ -1,7 +1,7 @@
 """pipesched envs in Ray RLlib with action masking (the optional ``rllib`` extra).
 
     pip install -e '.[rllib]'
-    python -m agents.rllib_masked --env pipesched/ParamServer-v0 --iterations 3 [--workers 0]
+    python -m agents.algos.rllib_masked --env pipesched/ParamServer-v0 --iterations 3 [--workers 0]
 
 RLlib's action-masking PPO module (``ActionMaskingTorchRLModule``, new API stack) expects a
 ``Dict`` observation ``{"observations": ..., "action_mask": ...}``; pipesched envs give the
@@ -102,7 +102,7 @@ def train(env_id: str, iterations: int, env_kwargs: dict | None = None, workers:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.rllib_masked",
+    parser = argparse.ArgumentParser(prog="python -m agents.algos.rllib_masked",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="pipesched/ParamServer-v0", choices=sorted(ENV_IDS))
     parser.add_argument("--iterations", type=int, default=3)

@@ -13,7 +13,7 @@ limit is not above what its job holds is skipped; if none is left the policy wai
 rule for fair and FIFO) whatever its limit. With :func:`fair_weights` (and the source rule) the
 policy is exactly the ``fair`` heuristic's order and limits; :func:`shortest_work_weights`
 (no source rule) orders jobs by remaining work at the fair share, the starting point of
-training (``agents.train_spark_dag``).
+training (``agents.spark_dag.train``).
 
 Shapes: a policy file records the cluster shapes (executors, jobs per sequence) it was
 validated on; :func:`load_policy` refuses others unless ``allow_any_shape``.
@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 
 from envs.json_source import load_json
+from envs.shipped import MODELS_DIR
 from envs.spark_dag.observation import Decision
 from envs.spark_dag.state import ClusterState
 from heuristics.spark_dag import GraphView
 
 POLICY_FORMAT = "pipesched.spark_scoring_policy/2"
-_MODELS = Path(__file__).resolve().parent.parent / "models"
-#: the shipped policies by the shape each was trained and validated for (agents.train_spark_dag):
+_MODELS = MODELS_DIR
+#: the shipped policies by the shape each was trained and validated for (agents.spark_dag.train):
 #: the simulator's online shapes, real Spark on 2 executors in one JVM (``local[2]``, the live
 #: bridge's agent there) and on a 2-worker standalone cluster, batch
 SHIPPED = {"online": _MODELS / "spark_dag_policy.json",

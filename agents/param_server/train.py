@@ -1,10 +1,10 @@
-"""Train the parameter-server agent's ranker (:mod:`agents.param_server_agent`).
+"""Train the parameter-server agent's ranker (:mod:`agents.param_server.agent`).
 
-    nice -n 10 python -m agents.train_param_server [--train 36] [--validation 12] [--seed 0]
+    nice -n 10 python -m agents.param_server.train [--train 36] [--validation 12] [--seed 0]
 
 1. Labels by search: on generated instances (Zipf topics, M = 4, 8, 16, three size regimes,
    30 % or 50 % machine heterogeneity; the site-packages data is never used) every candidate
-   of :mod:`agents.param_server_portfolio` is refined, and its label is its iteration time
+   of :mod:`agents.param_server.portfolio` is refined, and its label is its iteration time
    over ``two_step``'s (candidate 0 refined). Labels are cached in ``--labels``.
 2. Fit: a linear scorer over the candidate features, trained by full-batch gradient descent
    on a listwise loss (cross-entropy between the softmax of the scores and the softmax of
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.listwise import draw_learning_curve, fit_listwise
-from agents.param_server_portfolio import FEATURES, VARIANTS, candidates, feature_matrix
+from agents.algos.listwise import draw_learning_curve, fit_listwise
+from agents.param_server.portfolio import FEATURES, VARIANTS, candidates, feature_matrix
 from envs.param_server.generator import MachineProfile, ZipfTopicGenerator
 from envs.param_server.instance import ParamServerInstance
+from envs.shipped import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = ({"num_blocks": 48, "num_shards": 128},
          {"num_blocks": 64, "num_shards": 256},
          {"num_blocks": 96, "num_shards": 1024, "shard_bytes_range": (32, 64),
@@ -106,7 +106,7 @@ def agent_ratios(weights: np.ndarray, data: list[tuple], top_k: int) -> np.ndarr
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.train_param_server")
+    parser = argparse.ArgumentParser(prog="python -m agents.param_server.train")
     parser.add_argument("--train", type=int, default=36, help="training instances")
     parser.add_argument("--validation", type=int, default=12, help="validation instances")
     parser.add_argument("--steps", type=int, default=400)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                   "linear ranker (listwise loss on search labels: every candidate refined) "
                   f"picks the top {top_k} to refine besides two_step's own; the lowest "
                   "simulated time wins",
-        "command": "nice -n 10 python -m agents.train_param_server "
+        "command": "nice -n 10 python -m agents.param_server.train "
                    f"--train {args.train} --validation {args.validation} --steps {args.steps} "
                    f"--seed {args.seed}",
         "seeds": {"fit": args.seed, "train_instances": f"{TRAIN_SEED_BASE}+i",
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         "validation_mean_ratio_ranked_by_pre_refine_time": float(by_pre_rank.mean()),
         "trained_on": f"{platform.node()} ({platform.processor() or platform.machine()}), "
                       f"shared 2 cores, niced, numpy only; commit {commit}",
-        "config": "agents/train_param_server.py",
+        "config": "agents/param_server/train.py",
         "learning_curve_png": png.name,
     }
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -10,7 +10,7 @@ so ``c = 1`` is ``two_step``'s own rule (shares proportional to speed). Candidat
 ``two_step``'s own partition (METIS seed 0, default ``ufactor``, ``c = 1``).
 
 Refining a candidate (``heuristics.param_server.refine_moves``) is the expensive step; the
-agent refines only the candidates its learned scorer ranks best (:mod:`agents.param_server_agent`).
+agent refines only the candidates its learned scorer ranks best (:mod:`agents.param_server.agent`).
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def evaluate_gap(model, env, planner, seeds) -> float:
 def main(argv: list[str] | None = None) -> None:
     """Train the shipped agent: imitation of ``cluster_dp``, then MaskablePPO fine-tuning.
 
-    ``python -m agents.extractors.hetero_pipeline --out models/hetero_pipeline_agent.zip``
+    ``python -m agents.hetero_pipeline.extractor --out models/hetero_pipeline_agent.zip``
     Keeps whichever of the imitation-only and the fine-tuned policy has the lower mean gap to
     ``cluster_dp`` on validation instances (seeds disjoint from training and the benchmark).
     """
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     from agents.config import load_config
     from heuristics.hetero_pipeline import cluster_dp
 
-    parser = argparse.ArgumentParser(prog="python -m agents.extractors.hetero_pipeline")
+    parser = argparse.ArgumentParser(prog="python -m agents.hetero_pipeline.extractor")
     parser.add_argument("--out", default="models/hetero_pipeline_agent.zip")
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--epochs", type=int, default=150)

@@ -4,7 +4,7 @@ Each machine row (its load, the what-if times of placing the current item there,
 affinity to it) is embedded together with the item features by a shared MLP; machines then
 see the set through mean and max pooling over valid machines. A shared scorer turns every
 machine's embedding plus the pooled context into one action logit (see
-:class:`agents.policies.ScorePolicy`), so the same weights serve any number of machines up to
+:class:`agents.algos.policies.ScorePolicy`), so the same weights serve any number of machines up to
 ``max_machines``. The value head reads the pooled context and the item features.
 """
 

@@ -15,8 +15,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import envs  # noqa: F401  (registers the ids)
+from agents.algos.imitation import Collect
 from agents.config import TrainConfig, load_config_with_overrides
-from agents.imitation import Collect
 
 
 @dataclass
@@ -55,7 +55,7 @@ def train(
     """Train MaskablePPO on ``env_id``; writes checkpoints, TensorBoard logs and ``model.zip``.
 
     A config with a ``pretrain`` block first imitates its expert, scaled to ``timesteps``
-    (:func:`agents.imitation.scale_pretrain`); ``warmup=False`` skips that. Ctrl-C saves the
+    (:func:`agents.algos.imitation.scale_pretrain`); ``warmup=False`` skips that. Ctrl-C saves the
     current policy as ``model_interrupted.zip`` and returns with ``interrupted`` set.
     ``collect`` (a sweep runner) collects the warm-up's labels; None: in this process."""
     console = console or Console()
@@ -80,7 +80,7 @@ def train(
     progress = ProgressBarCallback() if progress_bar else None
     try:
         if config.pretrain and warmup:
-            from agents.imitation import describe_pretrain, pretrain, scale_pretrain
+            from agents.algos.imitation import describe_pretrain, pretrain, scale_pretrain
 
             settings = {**scale_pretrain(config.pretrain, timesteps, warmup_episodes),
                         **(pretrain_overrides or {})}

@@ -1,15 +1,15 @@
 """The parameter-server agent: ``two_step`` plus a learned choice among partition variants.
 
-``plan(instance)`` builds the candidates of :mod:`agents.param_server_portfolio` (candidate 0
+``plan(instance)`` builds the candidates of :mod:`agents.param_server.portfolio` (candidate 0
 is ``two_step``'s own partition), scores them with a learned linear ranker over
-:data:`agents.param_server_portfolio.FEATURES`, refines ``two_step``'s candidate and the
+:data:`agents.param_server.portfolio.FEATURES`, refines ``two_step``'s candidate and the
 ``top_k`` best-scored others with ``refine_moves``, and keeps the allocation with the lowest
 simulated iteration time. ``two_step``'s own result is always among those compared, so the
 agent is never slower than ``two_step`` on the simulator's model; the ranker decides which
 other variants are worth refining (the expensive step).
 
 The model file (``models/param_server_agent.ranker.json``) holds the weights, ``top_k`` and
-the training record; :mod:`agents.train_param_server` writes it.
+the training record; :mod:`agents.param_server.train` writes it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.listwise import RankerFileError as AgentModelError
-from agents.listwise import read_ranker
-from agents.param_server_portfolio import FEATURES, candidates, feature_matrix
+from agents.algos.listwise import RankerFileError as AgentModelError
+from agents.algos.listwise import read_ranker
+from agents.param_server.portfolio import FEATURES, candidates, feature_matrix
 from envs.param_server.instance import Allocation, ParamServerInstance
+from envs.shipped import MODELS_DIR
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "param_server_agent.ranker.json"
+DEFAULT_MODEL = MODELS_DIR / "param_server_agent.ranker.json"
 
 
 @dataclass
@@ -74,7 +75,7 @@ class ParamServerAgent:
 
 def load_agent(path: str | Path = DEFAULT_MODEL) -> ParamServerAgent:
     data, weights = read_ranker(path, FEATURES, "parameter-server agent",
-                                "agents.train_param_server")
+                                "agents.param_server.train")
     top_k = data.get("top_k")
     if not isinstance(top_k, int) or top_k < 0:
         raise AgentModelError(f"{path}: field 'top_k' must be an integer >= 0, got {top_k!r}")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from agents.compare import Outcome
-from agents.planning import plan_with_scheduler
+from agents.offload.planning import plan_with_scheduler
 from agents.scheduler import Scheduler
 from envs.offload import OffloadInstance, simulate
 from heuristics.exact import offload_optimal
