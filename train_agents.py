@@ -1,15 +1,19 @@
 """pipesched command line: ``train``, ``evaluate``, ``compare``; no arguments runs the demo.
 
     python train_agents.py                                  # demo (make run)
-    python train_agents.py train --env pipesched/DnnOffload-v0 --timesteps 200000 --n-envs 2
-    python train_agents.py evaluate --env pipesched/DnnOffload-v0 --model runs/.../model.zip
+    python train_agents.py train --env ENV_ID [--budget N] [--set KEY=VALUE ...]
+    python train_agents.py evaluate --env ENV_ID --model runs/.../model.zip
     python train_agents.py compare --model agent=models/offload_agent.zip --instances 50
 
+``train`` dispatches on the ``algo:`` of the env's entry in agents/configs/*.yaml
+(:data:`agents.algos.ALGOS`; docs/training.md).
+
 Arguments are checked before anything heavy starts; a user mistake ends with one line and
-exit code 2 (``--debug`` shows the traceback), Ctrl-C with one line (training saves the current
-policy first). torch and Stable-Baselines3 are imported only by the command that needs them,
-so ``--help`` answers at once. This is the top of the layers: it wires agents to the sweep
-runner of the Spark bridge (``--engine spark``), so it is not part of ``agents``.
+exit code 2 (``--debug`` shows the traceback), Ctrl-C with one line (training saves the best
+model so far first, its record marked interrupted). torch and Stable-Baselines3 are imported
+only by the command that needs them, so ``--help`` answers at once. This is the top of the
+layers: it wires agents to the sweep runner of the Spark bridge (``--engine spark``), so it
+is not part of ``agents``.
 """
 
 from __future__ import annotations
@@ -22,25 +26,27 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from envs import ENV_IDS, problem_for
+from envs import ENV_IDS, PROBLEMS, problem_for
 
 if TYPE_CHECKING:
+    from agents.algos.record import TrainRun
+    from agents.config import TrainConfig
     from spark_integration.sweeps import Engine
 
-OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
-PROBLEM_NAMES = {OFFLOAD_ENV_ID: "offload", "pipesched/SparkDagShop-v0": "spark_dag",
-                 "pipesched/ParamServer-v0": "param_server",
-                 "pipesched/HeteroPipeline-v0": "hetero_pipeline"}
+OFFLOAD_ENV_ID = PROBLEMS["offload"].env_id
 #: the demo's brief training: clone ``joint`` on a few instances (no DAgger), then PPO
 DEMO_PRETRAIN = {"instances": 40, "epochs": 15, "dagger_rounds": 0}
 #: seeds of the instances ``train`` and ``evaluate`` report on (training uses 0.. and 10_000..)
 VALIDATION_SEED = 900_000
-DESCRIPTION = """pipesched: train, evaluate and compare schedulers (no command: the demo, ~4 min).
+DESCRIPTION = f"""pipesched: train, evaluate and compare schedulers (no command: the demo, ~4 min).
 
-CPU run times on 2 cores: `train --env pipesched/DnnOffload-v0 --timesteps 2048` 1-2 min
-(warm-up scaled to the steps), `--timesteps 49152 --n-envs 8` (the shipped agent's recipe) about
-40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about 2 min for
---instances 10, on the other envs under a minute for 40 instances."""
+CPU run times on 2 cores: `train --env {OFFLOAD_ENV_ID} --budget 2048` 1-2 min
+(warm-up scaled to the steps), `--budget 49152 --set maskable_ppo.n_envs=8` (the shipped agent's
+recipe) about 40 min; `evaluate` about 10-60 s; `compare` on DnnOffload (CP-SAT optimum) about
+2 min for --instances 10, on the other envs under a minute for 40 instances."""
+#: what ``--budget`` counts, per algo
+BUDGET_UNITS = {"maskable_ppo": "PPO steps", "listwise": "gradient steps",
+                "cmaes": "CMA-ES generations"}
 
 
 class UserError(ValueError):
@@ -61,10 +67,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
-
-
-def non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,25 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
                               "about 4 tasks per Spark core)")
 
     train_cmd = commands.add_parser(
-        "train", help="train MaskablePPO (DnnOffload, 2048 steps: 1-2 min)",
-        description="Train MaskablePPO with the env's entry of agents/configs/*.yaml. "
-                    "DnnOffload first imitates the `joint` planner; the warm-up shrinks with "
-                    "--timesteps below the recipe's 49152 (2048 steps: 1-2 min in all). "
-                    "Ctrl-C saves the current policy as model_interrupted.zip.")
+        "train", help="train the env's agent with its algo: (DnnOffload, 2048 steps: 1-2 min)",
+        description="Train with the env's entry of agents/configs/*.yaml, by its algo: "
+                    "maskable_ppo (DnnOffload: first imitates the `joint` planner, a warm-up "
+                    "that shrinks with --budget below the recipe's 49152 steps), listwise "
+                    "(ParamServer, HeteroPipeline rankers) or cmaes (SparkDagShop policy); "
+                    "docs/training.md lists each algo's keys. Writes the model, its record "
+                    "(with the command that reproduces it) and a learning-curve PNG under "
+                    "OUT/<env>/seed<N>/. Ctrl-C keeps the best model so far, its record "
+                    "marked interrupted.")
     common(train_cmd)
     train_cmd.add_argument("--config", help="YAML keyed by env id, deep-merged into the shipped "
                                             "entry (only the keys it names change; printed)")
-    train_cmd.add_argument("--timesteps", type=positive_int,
-                           help="PPO steps (default: the config's demo_timesteps)")
-    train_cmd.add_argument("--warmup-episodes", type=positive_int,
-                           help="episodes the imitation warm-up clones (default: scaled)")
-    train_cmd.add_argument("--no-warmup", action="store_true", help="skip the imitation warm-up")
-    train_cmd.add_argument("--n-envs", type=positive_int, default=1,
-                           help="> 1 uses SubprocVecEnv")
-    train_cmd.add_argument("--out", default="runs")
-    train_cmd.add_argument("--device", default="cpu", help="torch device of the policy")
-    train_cmd.add_argument("--validation-episodes", type=non_negative_int, default=10,
-                           help="held-out instances for the closing table (0: none)")
+    train_cmd.add_argument("--set", action="append", default=[], dest="sets",
+                           metavar="KEY=VALUE",
+                           help="one key of the entry, dotted, with a YAML value (repeatable), "
+                                "e.g. cmaes.population=8, maskable_ppo.n_envs=8, pretrain=null")
+    train_cmd.add_argument("--budget", "--timesteps", type=positive_int, dest="budget",
+                           help="PPO steps, listwise gradient steps (per DAgger iteration) or "
+                                "CMA-ES generations (default: the entry's)")
+    train_cmd.add_argument("--out", default="runs", help="folder of the runs")
+    train_cmd.add_argument("--device", default="cpu", help="torch device (maskable_ppo)")
     engine(train_cmd)
 
     evaluate_cmd = commands.add_parser(
@@ -178,7 +182,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     for path in models.values():
         check_model_file(path, args.env)
-    name = f"compare_{PROBLEM_NAMES[args.env]}"
+    name = f"compare_{problem_for(args.env).name}"
     if args.env == OFFLOAD_ENV_ID:
         compare_offload(models, args.instances, args.seed, Path(args.out), console, name=name,
                         engine=engine)
@@ -207,35 +211,68 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 
 def train_command(args: argparse.Namespace, console: Any) -> int:
-    from agents.config import load_config_with_overrides
+    """``train``: the entry's algo (:data:`agents.algos.ALGOS`) on a :class:`TrainRun`."""
+    from agents.algos import ALGOS
+    from agents.config import import_object, load_config_with_overrides
 
     if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", args.device):
         raise UserError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {args.device!r}")
-    if args.no_warmup and args.warmup_episodes:
-        raise UserError("--no-warmup and --warmup-episodes exclude each other")
-    load_config_with_overrides(args.env, args.config)  # a bad file fails before torch loads
+    config, changed = load_config_with_overrides(args.env, args.config, args.sets, args.budget)
+    if changed:
+        console.print(f"overridden in {args.env}: {', '.join(changed)} (the rest from "
+                      f"agents/configs/{config.problem}.yaml)")
     engine = _engine(args)
-    from agents.algos.maskable_ppo import train
-
     collect = None
     if engine.name == "spark":
+        if config.algo != "maskable_ppo":
+            raise UserError(f"--engine spark collects maskable_ppo's warm-up labels; algo "
+                            f"{config.algo} of {args.env} runs here")
         from spark_integration.sweeps import run_sweep
 
         def collect(task: str, payloads: list[dict]) -> list[dict]:
             return run_sweep(task, payloads, engine, f"warm-up labels: {len(payloads)} tasks")
 
-    result = train(args.env, args.timesteps, args.seed, args.n_envs, args.config, args.out,
-                   console=console, device=args.device, warmup=not args.no_warmup,
-                   warmup_episodes=args.warmup_episodes, collect=collect)
+    run = make_run(args.env, config, args.seed, Path(args.out), console,
+                   train_options(args), args.device, collect)
+    result = import_object(ALGOS[config.algo])(run)
     if result.interrupted:
-        print(f"interrupted after {result.timesteps} steps; saved {result.model_path}",
-              file=sys.stderr)
+        print(f"interrupted after {result.done} {BUDGET_UNITS[config.algo]}; saved "
+              f"{result.model_path} (its record says interrupted)", file=sys.stderr)
         return 130
     console.print(f"saved {result.model_path}")
-    if args.validation_episodes:
-        evaluate(args.env, str(result.model_path), args.validation_episodes, VALIDATION_SEED,
-                 console, engine)
+    episodes = config.maskable_ppo.get("validation_episodes", 10)
+    if config.algo == "maskable_ppo" and episodes:
+        evaluate(args.env, str(result.model_path), episodes, VALIDATION_SEED, console, engine)
     return 0
+
+
+def train_options(args: argparse.Namespace) -> list[str]:
+    """The options of ``train`` as typed, in one order: the record's command."""
+    options = ["--seed", str(args.seed)]
+    if args.config:
+        options += ["--config", args.config]
+    for text in args.sets:
+        options += ["--set", text]
+    if args.budget is not None:
+        options += ["--budget", str(args.budget)]
+    options += ["--out", args.out]
+    if args.device != "cpu":
+        options += ["--device", args.device]
+    if args.engine != "local":
+        options += ["--engine", args.engine, "--master", args.master]
+    if args.batch:
+        options += ["--batch", str(args.batch)]
+    return options
+
+
+def make_run(env_id: str, config: TrainConfig, seed: int, out: Path, console: Any,
+             options: list[str], device: str = "cpu", collect: Any = None) -> TrainRun:
+    """The run of ``env_id`` in ``out/<env>/seed<seed>``; its record's command is
+    ``train --env env_id`` with ``options``."""
+    from agents.algos.record import TrainRun, front_door_command
+
+    return TrainRun(env_id, config, seed, out / env_id.replace("/", "_") / f"seed{seed}",
+                    front_door_command(env_id, options), device, console, collect)
 
 
 def _named_model(spec: str) -> tuple[str, str]:
@@ -353,14 +390,16 @@ def compare_offload(models: dict[str, str], instances_per_class: int, seed: int,
 def demo(console: Any) -> int:
     """``python train_agents.py``: brief training, then agent vs heuristics vs optimum."""
     from agents.algos.maskable_ppo import train
+    from agents.config import load_config
 
     console.rule("pipesched demo: DNN offloading")
-    result = train(OFFLOAD_ENV_ID, timesteps=None, seed=0, n_envs=1, out_dir="runs",
-                   console=console, pretrain_overrides=DEMO_PRETRAIN)
+    run = make_run(OFFLOAD_ENV_ID, load_config(OFFLOAD_ENV_ID), 0, Path("runs"), console, [])
+    run.command = "python train_agents.py  # the demo: warm-up " + json.dumps(DEMO_PRETRAIN)
+    result = train(run, pretrain_overrides=DEMO_PRETRAIN)
     if result.interrupted:
         print(f"interrupted; saved {result.model_path}", file=sys.stderr)
         return 130
-    models = {f"agent_demo_bc{DEMO_PRETRAIN['instances']}_ppo{result.timesteps}":
+    models = {f"agent_demo_bc{DEMO_PRETRAIN['instances']}_ppo{result.done}":
               str(result.model_path)}
     from agents.compare import SHIPPED_MODELS
 

@@ -2,10 +2,12 @@
 
 Every ``agents/configs/*.yaml`` is read and merged; ``--config FILE`` is deep-merged into the
 shipped entry of the same env id (mappings merge key by key, any other value replaces), so a
-file holding only ``ppo: {learning_rate: 1.0e-3}`` changes that one value. An entry looks
-like::
+file holding only ``ppo: {learning_rate: 1.0e-3}`` changes that one value; ``--set KEY=VALUE``
+(a dotted key, a YAML value) is merged last. ``algo`` names the training algorithm
+(:data:`agents.algos.ALGOS`). A ``maskable_ppo`` entry looks like::
 
     pipesched/DnnOffload-v0:
+      algo: maskable_ppo
       policy: agents.algos.policies:ScorePolicy
       env_kwargs: {n_max_jobs: 6}
       ppo: {n_steps: 256, batch_size: 64, learning_rate: 3.0e-4, gamma: 1.0, ent_coef: 0.01}
@@ -15,18 +17,26 @@ like::
         net_arch: [64, 64]
       demo_timesteps: 20000
       pretrain: {expert: "heuristics.offload:joint", instances: 300, epochs: 30}  # optional
+      maskable_ppo: {n_envs: 1, validation_episodes: 10}                         # optional
 
 ``pretrain`` warm-starts the policy by behaviour cloning (see :mod:`agents.algos.imitation`).
+A ``listwise`` or ``cmaes`` entry holds its settings in a section of that name, whose keys are
+the fields of the problem's ``Settings`` dataclass in ``agents/<problem>/train.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from agents.algos import ALGOS, BUDGET_KEYS, PROBLEM_SECTIONS, recipe_module
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -40,6 +50,26 @@ class TrainConfig:
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     demo_timesteps: int = 20_000
     pretrain: dict[str, Any] | None = None
+    algo: str = "maskable_ppo"
+    maskable_ppo: dict[str, Any] = field(default_factory=dict)
+    listwise: dict[str, Any] = field(default_factory=dict)
+    cmaes: dict[str, Any] = field(default_factory=dict)
+    #: the merged entry as read (what a training record stores)
+    entry: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def problem(self) -> str:
+        from envs import problem_for
+
+        return problem_for(self.env_id).name
+
+    def settings(self) -> Any:
+        """The ``Settings`` of a ``listwise`` or ``cmaes`` entry: the problem's dataclass
+        filled from the entry's section (YAML lists become tuples)."""
+        cls = settings_class(self.algo, self.env_id, "the entry")
+        section = getattr(self, self.algo)
+        return cls(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in section.items()})
 
     def resolved_policy(self) -> str | type:
         """The SB3 policy: a registered name, or a ``module:Class`` string imported."""
@@ -90,9 +120,16 @@ PRETRAIN_KEYS: dict[str, Any] = {
     "dagger_rounds": int, "dagger_instances": int, "dagger_epochs": int,
     "recipe_timesteps": int,
 }
+#: the old ``train`` flags of MaskablePPO (``--n-envs``, ``--warmup-episodes``,
+#: ``--validation-episodes``): SubprocVecEnv workers, cloned episodes (null: scaled to the
+#: timesteps), held-out instances of the closing table (0: none)
+MASKABLE_PPO_KEYS: dict[str, Any] = {
+    "n_envs": int, "warmup_episodes": (int, type(None)), "validation_episodes": int,
+}
 SCHEMA: dict[str, Any] = {
-    "policy": str, "env_kwargs": dict, "ppo": PPO_KEYS, "policy_kwargs": POLICY_KWARGS_KEYS,
-    "demo_timesteps": int, "pretrain": PRETRAIN_KEYS,
+    "algo": str, "policy": str, "env_kwargs": dict, "ppo": PPO_KEYS,
+    "policy_kwargs": POLICY_KWARGS_KEYS, "demo_timesteps": int, "pretrain": PRETRAIN_KEYS,
+    "maskable_ppo": MASKABLE_PPO_KEYS, **{name: dict for name in PROBLEM_SECTIONS},
 }
 FIELDS = set(SCHEMA)
 
@@ -135,10 +172,10 @@ def check_section(section: Any, schema: dict[str, Any], source: str, path: str =
 
 def env_keyword_names(env_id: str) -> set[str]:
     """The keyword arguments the env of ``env_id`` accepts: its constructor's parameters, and
-    the keys of its ``default_config()`` where it takes them as ``**overrides``."""
+    the fields of its config dataclass (the problem table's ``config``) as ``**overrides``."""
     import inspect
 
-    from envs import ENV_IDS
+    from envs import ENV_IDS, problem_for
 
     if env_id not in ENV_IDS:
         raise ConfigError(f"unknown env id {env_id!r} (known: {', '.join(sorted(ENV_IDS))})")
@@ -146,8 +183,54 @@ def env_keyword_names(env_id: str) -> set[str]:
     parameters = inspect.signature(env_class.__init__).parameters.values()
     names = {p.name for p in parameters if p.kind is not p.VAR_KEYWORD} - {"self"}
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        names |= set(env_class.default_config())
+        names |= {field.name for field in dataclasses.fields(problem_for(env_id).load("config"))}
     return names
+
+
+def settings_class(algo: str, env_id: str, where: str) -> type:
+    """The ``Settings`` dataclass of ``env_id``'s problem for ``algo`` (a ``listwise`` or
+    ``cmaes`` section); an algo with no recipe for that problem is a ConfigError."""
+    from envs import problem_for
+
+    module_name = recipe_module(problem_for(env_id).name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        module = None
+    cls = getattr(module, "Settings", None)
+    if cls is None or not hasattr(module, f"{algo}_recipe"):
+        raise ConfigError(f"{where}: algo {algo} has no recipe for {env_id} ({module_name} "
+                          f"defines no Settings and {algo}_recipe)")
+    return cls
+
+
+def _hint_kinds(hint: Any) -> tuple[tuple[type, ...], type | None]:
+    """The YAML types a field annotation accepts, and the item type of a tuple field."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        kinds, item = (), None
+        for arg in typing.get_args(hint):
+            more, more_item = _hint_kinds(arg)
+            kinds, item = kinds + more, item or more_item
+        return kinds, item
+    if typing.get_origin(hint) is tuple:
+        return (list,), typing.get_args(hint)[0]
+    return ({float: NUMBER, type(None): (type(None),)}.get(hint, (hint,))), None
+
+
+def check_settings(section: dict[str, Any], cls: type, source: str, path: str) -> None:
+    """Keys of a ``listwise``/``cmaes`` section by the fields of ``cls``, values by their
+    annotations."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in section.items():
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key {path}.{key} (known in {path}: "
+                              f"{', '.join(sorted(names))})")
+        kinds, item = _hint_kinds(hints[key])
+        _check_value(value, kinds if len(kinds) > 1 else kinds[0], f"{source}: {path}.{key}")
+        if item is not None and isinstance(value, list):
+            for element in value:
+                _check_value(element, item, f"{source}: {path}.{key} item")
 
 
 def check_entry(entry: Any, env_id: str, source: str) -> None:
@@ -160,6 +243,59 @@ def check_entry(entry: Any, env_id: str, source: str) -> None:
         if key not in known:
             raise ConfigError(f"{source}: {env_id}: unknown key env_kwargs.{key} (known in "
                               f"env_kwargs: {', '.join(sorted(known))})")
+    if "algo" in entry and entry["algo"] not in ALGOS:
+        raise ConfigError(f"{source}: {env_id}: algo {entry['algo']!r} is not one of "
+                          f"{', '.join(ALGOS)}")
+    for name in PROBLEM_SECTIONS:
+        if name in entry:
+            cls = settings_class(name, env_id, f"{source}: {env_id}: {name}")
+            check_settings(entry[name], cls, f"{source}: {env_id}", name)
+
+
+def check_merged(entry: dict[str, Any], env_id: str, source: str) -> None:
+    """What only the merged entry shows: an algo, its settings complete, the warm-up's needs."""
+    if "algo" not in entry:
+        raise ConfigError(f"{source}: no algo key (one of {', '.join(ALGOS)})")
+    algo = entry["algo"]
+    if algo in PROBLEM_SECTIONS:
+        cls = settings_class(algo, env_id, source)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in entry.get(algo, {})
+                   and f.default is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"{source}: {algo} needs {', '.join(f'{algo}.{m}' for m in missing)}")
+    ppo = entry.get("maskable_ppo", {})
+    if ppo.get("warmup_episodes") is not None and entry.get("pretrain") is None:
+        raise ConfigError(f"{source}: maskable_ppo.warmup_episodes needs a pretrain block "
+                          f"(pretrain is null: no warm-up)")
+    check_pretrain(entry.get("pretrain"), source)
+
+
+def parse_sets(sets: list[str], budget: int | None, algo: str | None) -> dict[str, Any]:
+    """``--set a.b=VALUE`` (VALUE read as YAML) and ``--budget N`` as one nested override;
+    the budget sets the key of ``algo`` in :data:`agents.algos.BUDGET_KEYS`."""
+    override: dict[str, Any] = {}
+    pairs = []
+    for text in sets:
+        key, equals, value = text.partition("=")
+        if not equals or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted KEY, e.g. "
+                              f"cmaes.population=8")
+        try:
+            pairs.append((key, yaml.safe_load(value)))
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {text}: value is not YAML "
+                              f"({str(error).splitlines()[0]})") from None
+    if budget is not None:
+        pairs.append((BUDGET_KEYS[algo], budget))
+    for key, value in pairs:
+        *parents, last = key.split(".")
+        section = override
+        for part in parents:
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"--set {key}: {part} is set to a value, not a mapping")
+        section[last] = value
+    return override
 
 
 def check_pretrain(pretrain: dict[str, Any] | None, source: str) -> None:
@@ -222,11 +358,13 @@ def shipped_entries() -> dict[str, Any]:
     return {env_id: entry for env_id, (_, entry) in shipped_sources().items()}
 
 
-def load_config_with_overrides(env_id: str, config_path: str | Path | None = None
+def load_config_with_overrides(env_id: str, config_path: str | Path | None = None,
+                               sets: list[str] | None = None, budget: int | None = None
                                ) -> tuple[TrainConfig, list[str]]:
-    """The configuration for ``env_id`` and the dotted keys ``config_path`` overrode. Every key
-    of either file is checked by name and type, nested sections included (a misspelt key is
-    an error naming the file and its dotted path, never a feature silently left off)."""
+    """The configuration for ``env_id`` and the dotted keys ``config_path``, ``sets`` and
+    ``budget`` overrode (see :func:`parse_sets`). Every key is checked by name and type, nested
+    sections included (a misspelt key is an error naming the file and its dotted path, never a
+    feature silently left off)."""
     shipped = shipped_sources()
     if env_id not in shipped:
         raise ConfigError(f"{CONFIG_DIR}: no entry for {env_id} (entries: "
@@ -242,8 +380,17 @@ def load_config_with_overrides(env_id: str, config_path: str | Path | None = Non
         check_entry(user[env_id], env_id, str(config_path))
         entry, changed = deep_merge(entry, user[env_id])
         source = f"{shipped_path} with {config_path}"
-    check_pretrain(entry.get("pretrain"), f"{source}: {env_id}")
-    return TrainConfig(env_id=env_id, **entry), changed
+    if sets or budget is not None:
+        algo = parse_sets(sets or [], None, None).get("algo", entry.get("algo"))
+        if budget is not None and algo not in BUDGET_KEYS:
+            raise ConfigError(f"{source}: {env_id}: no algo key, so no budget to set")
+        override = parse_sets(sets or [], budget, algo)
+        check_entry(override, env_id, "--set")
+        entry, more = deep_merge(entry, override)
+        changed += more
+        source = f"{source} with --set"
+    check_merged(entry, env_id, f"{source}: {env_id}")
+    return TrainConfig(env_id=env_id, **entry, entry=entry), changed
 
 
 def load_config(env_id: str, config_path: str | Path | None = None) -> TrainConfig:

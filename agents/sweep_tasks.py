@@ -74,12 +74,12 @@ def compare_episodes(payload: dict[str, Any]) -> list[dict]:
 def _offload_agents(models: tuple[tuple[str, str], ...]) -> dict:
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the ids)
     from agents.model_check import load_for_env
-    from agents.offload.planning import OFFLOAD_ENV_ID
+    from envs import PROBLEMS
 
-    space = gym.make(OFFLOAD_ENV_ID).observation_space
-    return {name: load_for_env(path, OFFLOAD_ENV_ID, space, check_shapes=False)
+    env_id = PROBLEMS["offload"].env_id
+    space = gym.make(env_id).observation_space
+    return {name: load_for_env(path, env_id, space, check_shapes=False)
             for name, path in models}
 
 

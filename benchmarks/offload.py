@@ -19,9 +19,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
 from agents.compare import SHIPPED_MODELS, summarise
-from agents.offload.planning import OFFLOAD_ENV_ID
 from agents.report import plot_ratios, ratio_markdown
 from benchmarks.report import (
     Missing,
@@ -31,6 +29,7 @@ from benchmarks.report import (
     target,
     write_report,
 )
+from envs import PROBLEMS
 from envs.offload import BANDWIDTH_CLASSES_MBPS, ProfileGenerator
 from spark_integration.sweeps import Engine, offload_outcomes
 
@@ -73,7 +72,7 @@ def large_batches(instances: int, sizes: tuple[int, ...], classes: list[str], se
 
 
 def env_throughput(seconds: float) -> dict:
-    env = gym.make("pipesched/DnnOffload-v0").unwrapped
+    env = gym.make(PROBLEMS["offload"].env_id).unwrapped
     rng = np.random.default_rng(0)
     steps = episodes = 0
     started = time.perf_counter()
@@ -93,7 +92,7 @@ def env_throughput(seconds: float) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.offload")
-    parser.add_argument("--model", default=str(SHIPPED_MODELS[OFFLOAD_ENV_ID]),
+    parser.add_argument("--model", default=str(SHIPPED_MODELS[PROBLEMS["offload"].env_id]),
                         help="trained agent to include (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=("local", "spark"), default="local",

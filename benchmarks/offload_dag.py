@@ -26,7 +26,6 @@ import argparse
 import itertools
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from benchmarks.report import (
     target,
     write_report,
 )
+from envs import PROBLEMS
 from envs.offload import BANDWIDTH_CLASSES_MBPS, OffloadInstance, simulate
 from envs.offload.dag import (
     DagJob,
@@ -50,6 +50,7 @@ from envs.offload.dag import (
 )
 from envs.offload.generator import DAG_MODELS, DagProfileGenerator, RandomDagGenerator
 from envs.offload.layer_sim import simulate_layers
+from envs.shipped import MODELS_DIR
 from heuristics.exact import offload_optimal
 from heuristics.exact.offload_dag import (
     layer_level_optimal,
@@ -65,7 +66,7 @@ from heuristics.offload_dag import (
 )
 
 LATENCY_S = 0.01
-SHIPPED_AGENT = Path(__file__).resolve().parents[1] / "models" / "offload_agent.zip"
+SHIPPED_AGENT = MODELS_DIR / PROBLEMS["offload"].agent
 
 
 def single_job_rows(models: tuple[str, ...], device_scales: tuple[float, ...],

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,10 @@ from device_bridge.graph_split import SplitModel
 from device_bridge.link import ServerLink
 from device_bridge.protocol import FrameMac, MessageType
 from device_bridge.shaping import ShapedSender
+from envs import PROBLEMS
 from envs.offload import simulate
 from envs.offload.simulator import makespan_from_times
+from envs.shipped import MODELS_DIR
 
 NAME = "offload_live"
 BANDWIDTH_CLASSES_MBPS = {"CAT1": 0.13, "3G": 1.1, "4G": 5.85, "WiFi": 18.88}
@@ -75,8 +78,7 @@ BANDWIDTH_CLASSES_MBPS = {"CAT1": 0.13, "3G": 1.1, "4G": 5.85, "WiFi": 18.88}
 # keeps it busy while the uplink carries the others.
 FULL_JOBS = "alexnet:6,vgg16:6,resnet50:4"
 QUICK_JOBS = "alexnet:3,vgg16:3,resnet50:2"
-AGENT_PATH = Path(__file__).resolve().parent.parent / "models" / "offload_agent.zip"
-REPO = Path(__file__).resolve().parent.parent
+AGENT_PATH = MODELS_DIR / PROBLEMS["offload"].agent
 TOKEN = os.urandom(24).hex().encode()
 
 
@@ -335,7 +337,7 @@ def start_server(models: Sequence[str], token_file: Path, kernel_path: bool,
                "--threads", str(threads), "--device", device, "--log-level", "WARNING"]
     if kernel_path:
         command = netem.netns_command(netem.SERVER_NS, command)
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     ready, _, _ = select.select([process.stdout], [], [], 300)
     line = process.stdout.readline() if ready else ""
     if not line.startswith("listening on"):
@@ -556,7 +558,33 @@ def live_targets(rows: list[dict[str, Any]], overhead: dict[str, float],
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@dataclass(frozen=True)
+class LiveSettings:
+    """The flags with their ``--quick`` defaults resolved, and the link the runs use."""
+
+    jobs: list[tuple[str, str]]
+    models: list[str]
+    server_threads: int
+    profile_repetitions: int
+    repeats: int
+    max_run_s: float
+    kernel_path: bool
+    link_kind: str
+
+
+@dataclass
+class LiveRuns:
+    """What the live section measured, for the report."""
+
+    rows: list[dict[str, Any]]
+    traces: list[dict[str, Any]]
+    concurrency: dict[str, Any]
+    device_profiles: dict[str, Any]
+    server_device: str
+    agent_note: str
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", default=None, help=f"default {FULL_JOBS} ({QUICK_JOBS} quick)")
@@ -583,7 +611,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "measurements (about 2 minutes)")
     parser.add_argument("--profile-repetitions", type=int, default=None,
                         help="repetitions of the in-place device profile (default 10, 3 quick)")
-    args = parse_args(NAME, argv, parser)
+    return parser
+
+
+def resolve_settings(args: argparse.Namespace) -> LiveSettings:
+    """Apply the ``--quick`` defaults and pick the link (``--link kernel`` refuses without it)."""
     server_threads = args.server_threads or max(1, (os.cpu_count() or 1) - args.device_threads)
     profile_repetitions = args.profile_repetitions or (3 if args.quick else 10)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -597,65 +629,101 @@ def main(argv: Sequence[str] | None = None) -> None:
     link_kind = "veth+tbf (kernel)" if kernel_path else "loopback+token bucket"
     print(f"link: {link_kind}" + (f" (kernel path unavailable: {unavailable})"
                                   if not kernel_path else ""), flush=True)
+    return LiveSettings(jobs, models, server_threads, profile_repetitions, repeats, max_run_s,
+                        kernel_path, link_kind)
 
-    torch.set_num_threads(args.device_threads)  # the device load computes as the device
-    protocol_results = protocol_section(args, kernel_path,
-                                        [SplitModel(model) for model in models])
-    overhead = protocol_results["loopback"]
-    if args.protocol_only:
-        targets = {"protocol_overhead_1mb": target(overhead["overhead"], 0.05, "<=")}
-        path = write_report(NAME, args.out, protocol_results["shaper_rows"], targets,
-                            protocol_markdown(protocol_results),
-                            extra={"protocol": protocol_results, "link": link_kind})
-        print_targets(targets)
-        print(f"wrote {path}")
-        return
 
-    missing = Missing()
+def write_protocol_report(args: argparse.Namespace, settings: LiveSettings,
+                          protocol_results: dict[str, Any]) -> None:
+    """The ``--protocol-only`` report: the protocol target and the shaper rows."""
+    targets = {"protocol_overhead_1mb": target(protocol_results["loopback"]["overhead"], 0.05,
+                                               "<=")}
+    path = write_report(NAME, args.out, protocol_results["shaper_rows"], targets,
+                        protocol_markdown(protocol_results),
+                        extra={"protocol": protocol_results, "link": settings.link_kind})
+    print_targets(targets)
+    print(f"wrote {path}")
+
+
+@contextmanager
+def live_server(args: argparse.Namespace,
+                settings: LiveSettings) -> Iterator[tuple[str, int, str, bool]]:
+    """The server process behind the uplink (the kernel link and the device's namespace when
+    ``kernel_path``), torn down on exit; yields its host, port and device, and whether the
+    kernel link adds the latency (else the client does)."""
     token_file = Path(args.out) / ".offload_live_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token_file.write_bytes(TOKEN)
     kernel_delay = False
     previous_ns = None
-    if kernel_path:
+    if settings.kernel_path:
         kernel_delay = netem.up(BANDWIDTH_CLASSES_MBPS["4G"], args.latency_ms)
     server = None
     try:
-        server, host, port, server_device = start_server(models, token_file, kernel_path,
-                                                         args.server_device, server_threads)
-        if kernel_path:
+        server, host, port, server_device = start_server(
+            settings.models, token_file, settings.kernel_path, args.server_device,
+            settings.server_threads)
+        if settings.kernel_path:
             previous_ns = netem.enter_namespace(netem.DEVICE_NS)
-        user_latency_s = 0.0 if kernel_delay else args.latency_ms / 1e3
-        print(f"profiling the device in place ({args.device_threads} torch thread(s), "
-              f"{profile_repetitions} repetitions)", flush=True)
-        client = OffloadClient((host, port), TOKEN, models, BANDWIDTH_CLASSES_MBPS["4G"],
-                               user_latency_s, shape_uplink=not kernel_path,
-                               replan_drift=math.inf, threads=args.device_threads,
-                               profile_repetitions=profile_repetitions)
-        if client.link is None:
-            raise RuntimeError(f"cannot reach the server at {host}:{port}")
-        chosen, agent_note = planners(args.schedulers.split(","), Path(args.agent), missing)
-        rows: list[dict[str, Any]] = []
-        traces: list[dict[str, Any]] = []
-        for label, mbps in BANDWIDTH_CLASSES_MBPS.items():
-            if kernel_path:
-                netem.set_rate(mbps, args.latency_ms)
-            client.set_uplink(mbps, user_latency_s, shape=not kernel_path)
-            rows += run_bandwidth(client, label, mbps, jobs, chosen, max_run_s, link_kind,
-                                  traces, repeats, args.repeat_max_s)
-        concurrency = concurrent_clients(client, host, port)
-        device_profiles = client.device_profiles
-        client.close()
+        yield host, port, server_device, kernel_delay
     finally:
         if previous_ns is not None:
             netem.leave_namespace(previous_ns)
         if server is not None:
             server.terminate()
             server.wait(30)
-        if kernel_path:
+        if settings.kernel_path:
             netem.down()
         token_file.unlink(missing_ok=True)
 
+
+def connect_client(args: argparse.Namespace, settings: LiveSettings, host: str, port: int,
+                   user_latency_s: float) -> OffloadClient:
+    """The device: profiled in place, then connected to the server at the 4G rate."""
+    print(f"profiling the device in place ({args.device_threads} torch thread(s), "
+          f"{settings.profile_repetitions} repetitions)", flush=True)
+    client = OffloadClient((host, port), TOKEN, settings.models, BANDWIDTH_CLASSES_MBPS["4G"],
+                           user_latency_s, shape_uplink=not settings.kernel_path,
+                           replan_drift=math.inf, threads=args.device_threads,
+                           profile_repetitions=settings.profile_repetitions)
+    if client.link is None:
+        raise RuntimeError(f"cannot reach the server at {host}:{port}")
+    return client
+
+
+def run_all_bandwidths(client: OffloadClient, args: argparse.Namespace,
+                       settings: LiveSettings, chosen: dict[str, Any], user_latency_s: float
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every bandwidth class in turn: set the uplink, run every planner; rows and traces."""
+    rows: list[dict[str, Any]] = []
+    traces: list[dict[str, Any]] = []
+    for label, mbps in BANDWIDTH_CLASSES_MBPS.items():
+        if settings.kernel_path:
+            netem.set_rate(mbps, args.latency_ms)
+        client.set_uplink(mbps, user_latency_s, shape=not settings.kernel_path)
+        rows += run_bandwidth(client, label, mbps, settings.jobs, chosen, settings.max_run_s,
+                              settings.link_kind, traces, settings.repeats, args.repeat_max_s)
+    return rows, traces
+
+
+def run_live(args: argparse.Namespace, settings: LiveSettings, missing: Missing) -> LiveRuns:
+    """Start the server, connect the device, run every planner at every bandwidth, then the
+    concurrent clients."""
+    with live_server(args, settings) as (host, port, server_device, kernel_delay):
+        user_latency_s = 0.0 if kernel_delay else args.latency_ms / 1e3
+        client = connect_client(args, settings, host, port, user_latency_s)
+        chosen, agent_note = planners(args.schedulers.split(","), Path(args.agent), missing)
+        rows, traces = run_all_bandwidths(client, args, settings, chosen, user_latency_s)
+        concurrency = concurrent_clients(client, host, port)
+        device_profiles = client.device_profiles
+        client.close()
+    return LiveRuns(rows, traces, concurrency, device_profiles, server_device, agent_note)
+
+
+def live_markdown(args: argparse.Namespace, settings: LiveSettings, live: LiveRuns,
+                  protocol_results: dict[str, Any]) -> str:
+    """The report's text: the setup, the rows, the prediction error, protocol and probes."""
+    rows, concurrency, jobs, models = live.rows, live.concurrency, settings.jobs, settings.models
     done = [row for row in rows if row.get("status") == "ok"]
     probes = {row["bandwidth"]: row for row in rows if "probe_idle_mbps" in row}
     by_key = {(row["bandwidth"], row["scheduler"]): row for row in done}
@@ -663,23 +731,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     errors = [abs(row["measured_over_predicted"] - 1) for row in done]
     predicted_ratio_4g = (joint_4g["predicted_s"] / ns_4g["predicted_s"]
                           if joint_4g and ns_4g else math.nan)
-    targets = live_targets(rows, overhead, concurrency)
     columns = ["bandwidth", "scheduler", "status", "predicted_s", "measured_s",
                "measured_over_predicted", "repeats", "spread", "measured_over_replayed",
                "device_cpu_share",
                "offloaded", "local"]
-    body = "\n".join([
+    return "\n".join([
         f"Jobs: `{','.join(sorted({f'{m}:{sum(1 for _, x in jobs if x == m)}' for m in models}))}` "
-        f"({len(jobs)} jobs), link: {link_kind}, server device: {server_device}, "
+        f"({len(jobs)} jobs), link: {settings.link_kind}, server device: {live.server_device}, "
         f"latency {args.latency_ms} ms, device {args.device_threads} torch thread(s) "
-        f"(profiled in place, {profile_repetitions} repetitions), server {server_threads} "
-        f"torch thread(s). Each plan ran {repeats} time(s) (once when predicted over "
+        f"(profiled in place, {settings.profile_repetitions} repetitions), server "
+        f"{settings.server_threads} torch thread(s). Each plan ran {settings.repeats} time(s) "
+        f"(once when predicted over "
         f"{args.repeat_max_s} s); measured_s is the median, spread = max/min - 1 over the "
         f"runs; measured_over_replayed compares each run with the simulator's rules applied "
         f"to the per-job device, upload and server times that run measured (near 1: the "
         f"timing model holds, and any miss against the prediction is in its inputs); "
         f"device_cpu_share = CPU time / wall time of the device's compute thread (below 1: "
-        f"it waited for a core). {agent_note}", "",
+        f"it waited for a core). {live.agent_note}", "",
         markdown_table(rows, columns), "",
         f"Median |measured/predicted - 1| over {len(errors)} runs: "
         f"{statistics.median(errors) if errors else float('nan'):.3f}. The simulator's own "
@@ -691,13 +759,29 @@ def main(argv: Sequence[str] | None = None) -> None:
             for label, by_bandwidth in probes.items()) + " Mbit/s.",
         "", f"8 concurrent clients: {concurrency['requests_served']} requests served, "
         f"{concurrency['errors']} errors in {concurrency['wall_s']:.1f} s."])
-    path = write_report(NAME, args.out, rows, targets, body, extra={
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(NAME, argv, build_parser())
+    settings = resolve_settings(args)
+    torch.set_num_threads(args.device_threads)  # the device load computes as the device
+    protocol_results = protocol_section(args, settings.kernel_path,
+                                        [SplitModel(model) for model in settings.models])
+    if args.protocol_only:
+        write_protocol_report(args, settings, protocol_results)
+        return
+    missing = Missing()
+    live = run_live(args, settings, missing)
+    targets = live_targets(live.rows, protocol_results["loopback"], live.concurrency)
+    body = live_markdown(args, settings, live, protocol_results)
+    path = write_report(NAME, args.out, live.rows, targets, body, extra={
         "missing": missing.entries, "protocol": protocol_results,
-        "concurrency": concurrency, "link": link_kind,
-        "server_device": server_device, "jobs": [name for name, _ in jobs],
-        "device_threads": args.device_threads, "server_threads": server_threads,
-        "device_profiles": {name: profile["layers"] for name, profile in device_profiles.items()},
-        "traces": traces, "agent_note": agent_note})
+        "concurrency": live.concurrency, "link": settings.link_kind,
+        "server_device": live.server_device, "jobs": [name for name, _ in settings.jobs],
+        "device_threads": args.device_threads, "server_threads": settings.server_threads,
+        "device_profiles": {name: profile["layers"]
+                            for name, profile in live.device_profiles.items()},
+        "traces": live.traces, "agent_note": live.agent_note})
     print_targets(targets)
     print(f"wrote {path}")
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import markdown_table, parse_args, target, write_report
+from envs import PROBLEMS
 from envs.param_server.env import SITEPACKAGES_PATH, ParamServerEnv
 from envs.param_server.generator import (
     ClusteredToyGenerator,
@@ -30,13 +31,13 @@ from envs.param_server.generator import (
 )
 from envs.param_server.instance import Allocation, ParamServerInstance
 from envs.param_server.simulator import evaluate
+from envs.shipped import MODELS_DIR
 from heuristics.exact.param_server import param_server_optimal
 from heuristics.param_server import HEURISTICS
 
 NAME = "param_server"
-MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_RANKER = MODELS / "param_server_agent.ranker.json"
-DEFAULT_MODEL = MODELS / "param_server_agent.zip"  # the MaskablePPO placer (benchmarks.ps_real)
+DEFAULT_RANKER = MODELS_DIR / PROBLEMS["param_server"].agent
+DEFAULT_MODEL = MODELS_DIR / "param_server_agent.zip"  # the MaskablePPO placer (benchmarks.ps_real)
 AGENT_TARGETS = {"agent_mean_time_over_two_step": 0.98,
                  "agent_worst_cell_mean_time_over_two_step": 0.98,
                  "agent_worst_time_over_two_step": 1.10}
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}")
     parser.add_argument("--model", default=str(DEFAULT_RANKER),
-                        help="the agent's ranker (.json, agents.param_server.train)")
+                        help="the agent's ranker (.ranker.json, train_agents.py train)")
     parser.add_argument("--ppo-model", default=str(DEFAULT_MODEL),
                         help="the earlier MaskablePPO placer (.zip)")
     parser.add_argument("--exact-time-limit-s", type=float, default=20.0)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import markdown_table, parse_args, print_targets, target, write_report
+from envs import PROBLEMS
 from spark_integration import runner
 from spark_integration.runner import RunResult, run_tasks
 
@@ -39,15 +40,14 @@ def sweep_payloads(sweep: str, seeds: int, batch: int = 1) -> tuple[str, list[di
 
     if sweep == "spark_dag":
         return ("agents.sweep_tasks:compare_episodes",
-                [{"env_id": "pipesched/SparkDagShop-v0",
+                [{"env_id": PROBLEMS["spark_dag"].env_id,
                   "seeds": list(range(first, min(first + batch, seeds))), "models": {}}
                  for first in range(0, seeds, batch)])
     from agents.compare import SHIPPED_MODELS
-    from agents.offload.planning import OFFLOAD_ENV_ID
     from envs.offload import ProfileGenerator
 
     rng = np.random.default_rng(0)
-    models = model_payload({"agent": str(SHIPPED_MODELS[OFFLOAD_ENV_ID])})
+    models = model_payload({"agent": str(SHIPPED_MODELS[PROBLEMS["offload"].env_id])})
     generator = ProfileGenerator(min_jobs=3, max_jobs=6, bandwidth="4G")
     return ("agents.sweep_tasks:offload_instances",
             [{"instances": [generator(rng).to_dict()], "models": models}

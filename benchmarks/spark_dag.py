@@ -46,6 +46,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from benchmarks.report import (
     target,
     write_report,
 )
+from envs.shipped import DATA_DIR
 from envs.spark_dag import (
     Job,
     LiveSequenceGenerator,
@@ -77,8 +79,7 @@ from envs.spark_dag import (
 )
 from heuristics.spark_dag import HEURISTICS, make_heuristic
 
-ROOT = Path(__file__).resolve().parent.parent
-TRACES = ROOT / "data" / "spark_traces"
+TRACES = DATA_DIR / "spark_traces"
 POLICIES = {"agent": SHIPPED["online"], "agent_real": SHIPPED["real"],
             "agent_real_cluster": SHIPPED["real_cluster"], "agent_batch": SHIPPED["batch"]}
 LIVE_POLICIES = ("agent_real", "agent_real_cluster")
@@ -397,96 +398,128 @@ JCT_COLUMNS = ["scheduler", "mean_jct_s", "ci95", "vs_fair_pct", "vs_fair_ci95_p
                "executor_moves", "seeds"]
 
 
-def main(argv: list[str] | None = None) -> None:
+@dataclass
+class Report:
+    """What the sections add up to: every row, the markdown sections and the JSON extras."""
+
+    rows: list[dict] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spark_dag")
     parser.add_argument("--decima-tpch", type=Path,
                         default=Path(os.environ["DECIMA_TPCH"]) if os.environ.get(
                             "DECIMA_TPCH") else None,
                         help="Decima's TPC-H traces (spark_env/tpch of a decima-sim checkout; "
                              "default $DECIMA_TPCH)")
-    args = parse_args("spark_dag", argv, parser)
-    quick, out = args.quick, Path(args.out)
-    decima, missing = None, Missing()
-    if args.decima_tpch is not None:
-        decima = load_decima_tpch(args.decima_tpch)
-    else:
-        missing.add("decima_tpch section", "--decima-tpch not given (speed is measured on "
-                    "synthetic workloads)")
-    seeds = 2 if quick else 5
-    sections: list[str] = []
-    rows: list[dict] = []
-    extra: dict[str, Any] = {}
+    return parser
 
+
+def decima_section(report: Report, decima: list[Job] | None, quick: bool, seeds: int,
+                   missing: Missing) -> list[dict]:
+    """Every scheduler on Decima's TPC-H sequences (reported missing without them)."""
     decima_table: list[dict] = []
     if decima is not None:
         generator = TraceSequenceGenerator(decima, num_jobs=50 if quick else 200)
         workloads = [generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
         decima_rows = compare(graph_env(**DECIMA_CLUSTER), workloads, "decima_tpch", missing,
                               names=all_schedulers())
-        rows += decima_rows
+        report.rows += decima_rows
         decima_table = summarize(decima_rows)
-        sections += [f"## Decima TPC-H sequences ({generator.num_jobs} jobs, 50 executors, "
-                     f"mean gap 25 s, {seeds} seeds)", "",
-                     markdown_table(decima_table, JCT_COLUMNS, ".1f"), ""]
+        report.sections += [f"## Decima TPC-H sequences ({generator.num_jobs} jobs, 50 "
+                            f"executors, mean gap 25 s, {seeds} seeds)", "",
+                            markdown_table(decima_table, JCT_COLUMNS, ".1f"), ""]
     else:
-        sections += ["## Decima TPC-H sequences", "", "**missing**: run with `--decima-tpch "
-                     "DIR` (Decima's public traces are not shipped).", ""]
-    extra["decima_tpch_summary"] = decima_table
+        report.sections += ["## Decima TPC-H sequences", "", "**missing**: run with "
+                            "`--decima-tpch DIR` (Decima's public traces are not shipped).", ""]
+    report.extra["decima_tpch_summary"] = decima_table
+    return decima_table
 
+
+def real_trace_section(report: Report, quick: bool, seeds: int, missing: Missing) -> None:
+    """Every scheduler on the shipped real-Spark traces that carry waves."""
     real_rows, real_tables = bench_real_traces(20 if quick else 60, seeds, missing)
-    rows += real_rows
-    extra["real_trace_summary"] = real_tables
+    report.rows += real_rows
+    report.extra["real_trace_summary"] = real_tables
     if not real_tables:
-        sections += ["## Real-Spark traces", "", "**missing**: no shipped trace in "
-                     "data/spark_traces/ carries waves.", ""]
+        report.sections += ["## Real-Spark traces", "", "**missing**: no shipped trace in "
+                            "data/spark_traces/ carries waves.", ""]
     for name, table in real_tables.items():
         executors = next(r["executors"] for r in real_rows if r["trace"] == name)
-        sections += [f"## Real-Spark traces: `{name}` ({executors} executors, offered load "
-                     f"0.7, no moving delay or warm-up beyond the measured waves)", "",
-                     markdown_table(table, JCT_COLUMNS, ".2f"), ""]
+        report.sections += [f"## Real-Spark traces: `{name}` ({executors} executors, offered "
+                            f"load 0.7, no moving delay or warm-up beyond the measured waves)",
+                            "", markdown_table(table, JCT_COLUMNS, ".2f"), ""]
 
+
+def live_trace_section(report: Report, quick: bool, missing: Missing) -> dict[str, list[dict]]:
+    """Every scheduler in live mode on the live traces; the tables by trace."""
     live_rows, live_tables = bench_live_traces(20, 4 if quick else 10, missing)
-    rows += live_rows
-    extra["live_trace_summary"] = live_tables
+    report.rows += live_rows
+    report.extra["live_trace_summary"] = live_tables
     for name, table in live_tables.items():
-        sections += [f"## Live mode: `{name}` (2 executors, 20 jobs at offered load "
-                     f"{LIVE_LOAD:g} as benchmarks.spark_real, contention {LIVE_CONTENTION:g}; "
-                     f"nodes admitted whole as the live Spark bridge runs them)", "",
-                     markdown_table(table, [c for c in JCT_COLUMNS if c != "executor_moves"],
-                                    ".2f"), ""]
+        report.sections += [
+            f"## Live mode: `{name}` (2 executors, 20 jobs at offered load {LIVE_LOAD:g} as "
+            f"benchmarks.spark_real, contention {LIVE_CONTENTION:g}; nodes admitted whole as "
+            f"the live Spark bridge runs them)", "",
+            markdown_table(table, [c for c in JCT_COLUMNS if c != "executor_moves"], ".2f"),
+            ""]
+    return live_tables
 
+
+def online_section(report: Report, quick: bool, missing: Missing) -> list[dict]:
+    """Every scheduler on the online benchmark workloads; the summary table."""
     online_rows = bench_online(20 if quick else 30, 3 if quick else 8, missing)
-    rows += online_rows
+    report.rows += online_rows
     online_table = summarize(online_rows)
-    extra["online_summary"] = online_table
-    sections += ["## Benchmark workloads, online (TPC-H-like, 50 executors, load 0.85)", "",
-                 markdown_table(online_table, JCT_COLUMNS, ".1f"), ""]
+    report.extra["online_summary"] = online_table
+    report.sections += ["## Benchmark workloads, online (TPC-H-like, 50 executors, load "
+                        "0.85)", "", markdown_table(online_table, JCT_COLUMNS, ".1f"), ""]
+    return online_table
 
+
+def contention_section(report: Report, quick: bool, seeds: int, missing: Missing) -> None:
+    """contention_free against fair on the contention workloads, paired."""
     contention_rows, contention = bench_contention(15 if quick else 30, seeds + 1, missing)
-    rows += contention_rows
-    extra["contention_summary"] = contention
-    sections += ["## Contention workloads: contention_free / fair (paired)", "",
-                 markdown_table(contention, list(contention[0]), ".3f"), ""]
+    report.rows += contention_rows
+    report.extra["contention_summary"] = contention
+    report.sections += ["## Contention workloads: contention_free / fair (paired)", "",
+                        markdown_table(contention, list(contention[0]), ".3f"), ""]
 
+
+def speed_section(report: Report, decima: list[Job] | None, quick: bool) -> list[dict]:
+    """The simulator's CPU time per episode by job count; the speed table."""
     speed_rows = bench_speed(decima, (50, 200) if quick else (50, 200, 1000), 1 if quick else 3)
-    rows += speed_rows
+    report.rows += speed_rows
     speed = speed_table(speed_rows)
-    extra["speed_summary"] = speed
-    sections += ["## Simulator speed (fair; CPU seconds of one core per episode)", "",
-                 markdown_table(speed, list(speed[0]), ".2f"), "",
-                 "decima-sim's CPU on the same sequences: `python -m benchmarks.spark_reference`."
-                 , ""]
+    report.extra["speed_summary"] = speed
+    report.sections += ["## Simulator speed (fair; CPU seconds of one core per episode)", "",
+                        markdown_table(speed, list(speed[0]), ".2f"), "",
+                        "decima-sim's CPU on the same sequences: "
+                        "`python -m benchmarks.spark_reference`.", ""]
+    return speed
 
+
+def batch_sections(report: Report, quick: bool, missing: Missing) -> list[dict]:
+    """Batch makespans against the lower bound and small instances against CP-SAT; the batch
+    table."""
     batch_rows = bench_batch(3 if quick else 6, missing)
     small_rows = bench_small(3 if quick else 6, 5.0 if quick else 10.0)
-    rows += batch_rows + small_rows
+    report.rows += batch_rows + small_rows
     batch_table, small_table = ratio_table(batch_rows, "over_bound"), ratio_table(
         small_rows, "over_cpsat")
-    sections += ["## Batch makespan / lower bound (10 jobs, 20 executors, C = 7.5, fixed "
-                 "durations)", "", markdown_table(batch_table, list(batch_table[0])), "",
-                 "## Small batch instances: makespan / CP-SAT (2 jobs, 3 executors, no delays)",
-                 "", markdown_table(small_table, list(small_table[0])), ""]
+    report.sections += ["## Batch makespan / lower bound (10 jobs, 20 executors, C = 7.5, "
+                        "fixed durations)", "", markdown_table(batch_table, list(batch_table[0])),
+                        "", "## Small batch instances: makespan / CP-SAT (2 jobs, 3 executors, "
+                        "no delays)", "", markdown_table(small_table, list(small_table[0])), ""]
+    return batch_table
 
+
+def spark_targets(speed: list[dict], online_table: list[dict], decima_table: list[dict],
+                  live_tables: dict[str, list[dict]], batch_table: list[dict]
+                  ) -> dict[str, dict]:
+    """The simulator's per-job CPU growth, the agents' and the live policies' targets."""
     by_jobs = {r["jobs"]: r for r in speed}
     largest, base = max(by_jobs), sorted(by_jobs)[-2]
     linear = by_jobs[largest]["cpu_ms_per_job"] / by_jobs[base]["cpu_ms_per_job"]
@@ -497,13 +530,36 @@ def main(argv: list[str] | None = None) -> None:
                        for name, table in live_tables.items() if name in shipped_for(policy)}}
     targets.update(agent_targets(agent_tables, batch_table))
     targets.update(live_policy_targets(list(live_tables)))
+    return targets
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args("spark_dag", argv, build_parser())
+    quick, out = args.quick, Path(args.out)
+    decima, missing = None, Missing()
+    if args.decima_tpch is not None:
+        decima = load_decima_tpch(args.decima_tpch)
+    else:
+        missing.add("decima_tpch section", "--decima-tpch not given (speed is measured on "
+                    "synthetic workloads)")
+    seeds = 2 if quick else 5
+    report = Report()
+    decima_table = decima_section(report, decima, quick, seeds, missing)
+    real_trace_section(report, quick, seeds, missing)
+    live_tables = live_trace_section(report, quick, missing)
+    online_table = online_section(report, quick, missing)
+    contention_section(report, quick, seeds, missing)
+    speed = speed_section(report, decima, quick)
+    batch_table = batch_sections(report, quick, missing)
+    targets = spark_targets(speed, online_table, decima_table, live_tables, batch_table)
     if decima_table:
         best = min((r for r in decima_table if r["scheduler"] in HEURISTICS),
                    key=lambda r: r["mean_jct_s"])
-        extra["decima_best_heuristic"] = best["scheduler"]
-    extra["missing"] = missing.entries
-    write_report("spark_dag", out, rows, targets, "\n".join(sections), extra=extra)
-    print("\n".join(sections))
+        report.extra["decima_best_heuristic"] = best["scheduler"]
+    report.extra["missing"] = missing.entries
+    write_report("spark_dag", out, report.rows, targets, "\n".join(report.sections),
+                 extra=report.extra)
+    print("\n".join(report.sections))
     print_targets(targets)
 
 

@@ -446,12 +446,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(status)
 
 
-def benchmark(args: argparse.Namespace) -> None:
-    from spark_integration.jobs import poisson_stream
-    from spark_integration.queries import QUERIES
-    from spark_integration.schedulers import agent_path, make_driver
-    from spark_integration.settings import cluster_settings, user_conf
-    from spark_integration.tpch import data_location, is_local, table_paths
+@dataclass(frozen=True)
+class StreamPlan:
+    """The flags with their ``--quick`` defaults resolved: the stream, masters and drivers."""
+
+    scale: float
+    num_jobs: int
+    load: float
+    repeats: int
+    trace_repeats: int
+    settings: Any  # spark_integration.settings.ClusterSettings, or None
+    masters: list[str]
+    executors: int
+    drivers: list[str]
+
+
+@dataclass
+class Measured:
+    """Every master's rows, calibration rows and record (``per_master``)."""
+
+    rows: list[dict[str, Any]]
+    calibration: list[dict[str, Any]]
+    per_master: dict[str, dict[str, Any]]
+
+
+def plan_stream(args: argparse.Namespace, missing: Missing) -> StreamPlan:
+    """Resolve the flags; without ``--drivers`` the agent runs only where its policy exists
+    (else ``missing`` says so and its targets fail)."""
+    from spark_integration.schedulers import agent_path
+    from spark_integration.settings import cluster_settings
 
     quick = args.quick
     scale = args.scale or (0.1 if quick else 1.0)
@@ -465,7 +488,6 @@ def benchmark(args: argparse.Namespace) -> None:
     else:
         masters = (args.masters or ("local" if quick else "local,standalone")).split(",")
     executors = EXECUTORS if settings is None else settings.executors
-    missing = Missing()
     if args.drivers:
         drivers = [d for d in DRIVERS if d in args.drivers.split(",")]
     else:
@@ -473,45 +495,57 @@ def benchmark(args: argparse.Namespace) -> None:
         drivers = [d for d in DRIVERS if d != "agent" or not absent]
         if absent:
             missing.add("driver agent", f"no policy at {', '.join(absent)}; its targets fail")
-    for name in drivers:  # a policy refused at this executor count: now, not mid-run
-        for master in masters:
-            make_driver(name, executors=executors, master=master)
+    return StreamPlan(scale, num_jobs, load, repeats, trace_repeats, settings, masters,
+                      executors, drivers)
+
+
+def check_before_spark(args: argparse.Namespace, plan: StreamPlan) -> None:
+    """Refuse now, not mid-run: a policy of another executor count, remote TPC-H data."""
+    from spark_integration.schedulers import make_driver
+    from spark_integration.tpch import is_local
+
+    for name in plan.drivers:
+        for master in plan.masters:
+            make_driver(name, executors=plan.executors, master=master)
     if not is_local(args.data or ""):
         raise ValueError("--data: the benchmark reads a local (or mounted) TPC-H root; copy "
                          "remote data with `python -m spark_integration.run --data URI` first")
-    started = time.monotonic()
-    tables = table_paths(data_location(scale, args.data))
-    # unit mean gap; each master scales it by its own isolated job times
-    unit_specs = poisson_stream(sorted(QUERIES), num_jobs, 1.0, np.random.default_rng(args.seed))
-    print(f"{num_jobs} jobs at scale {scale:g}, load {load:g}, drivers {drivers}, "
-          f"{repeats} paired repeat(s), partition rule {args.partition_rule}, load average "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
-    load_before = os.getloadavg()
-    rows: list[dict[str, Any]] = []
-    calibration: list[dict[str, Any]] = []
-    per_master: dict[str, dict[str, Any]] = {}
+
+
+def run_all_masters(args: argparse.Namespace, plan: StreamPlan, unit_specs: list, tables: Any,
+                    missing: Missing) -> Measured:
+    """Each master in turn (its own session and work folder): its runs, then the executor
+    model fitted on them."""
+    from spark_integration.schedulers import agent_path
+    from spark_integration.settings import user_conf
+
+    measured = Measured([], [], {})
     with tempfile.TemporaryDirectory(prefix="pipesched-bench-") as work:
-        for master in masters:
-            run = run_master(master, drivers, unit_specs, load, tables, repeats, trace_repeats,
-                             scale, Path(work) / master.replace("@", "_"),
-                             args.partition_rule, settings, args.log_level,
-                             None if settings else user_conf(args))
-            rows += run.rows
+        for master in plan.masters:
+            run = run_master(master, plan.drivers, unit_specs, plan.load, tables, plan.repeats,
+                             plan.trace_repeats, plan.scale,
+                             Path(work) / master.replace("@", "_"), args.partition_rule,
+                             plan.settings, args.log_level,
+                             None if plan.settings else user_conf(args))
+            measured.rows += run.rows
             model, cal_rows = calibrate(master, run, missing)
-            calibration += cal_rows
-            per_master[master] = {
+            measured.calibration += cal_rows
+            measured.per_master[master] = {
                 "session": run.session, "mean_gap_s": run.gap_s, "trace_s": run.trace_s,
-                "agent_policy": agent_path(master).name if "agent" in drivers else None,
+                "agent_policy": agent_path(master).name if "agent" in plan.drivers else None,
                 "model": None if model is None else asdict(model),
                 "node_times_s": run.times.to_json(), "runs": run.records,
                 "workload": [{"name": s.name, "arrival_s": s.arrival_s} for s in run.specs]}
-    load_after = os.getloadavg()
-    summary = summarize(rows)
-    ratios, targets = ratio_targets(rows, masters)
-    targets["sim_jobs_within_25pct_of_measured"] = prediction_target(calibration, rows, masters)
-    runtime_s = time.monotonic() - started
-    by_scheduler = error_summary(calibration, ["master", "scheduler"])
-    by_query = error_summary(calibration, ["master", "query"])
+    return measured
+
+
+def spark_real_markdown(args: argparse.Namespace, plan: StreamPlan, summary: list[dict],
+                        ratios: list[dict], by_scheduler: list[dict], by_query: list[dict],
+                        per_master: dict[str, dict[str, Any]], runtime_s: float,
+                        load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
+    """The report's text: the protocol, the JCT summary, the paired ratios, the predictions."""
+    from spark_integration.queries import QUERIES
+
     models = ", ".join(f"{m}: speed {v['model']['speed']:.2f}, contention "
                        f"{v['model']['contention']:.1f}, mean gap {v['mean_gap_s']:.2f} s"
                        for m, v in per_master.items() if v["model"])
@@ -519,13 +553,13 @@ def benchmark(args: argparse.Namespace) -> None:
                      "share_within_25pct", "sim_median_rel_error", "sim_share_within_25pct"]
     ratio_rows = [{**r, "per_repeat": " ".join(f"{v:.3f}" for v in r["per_repeat"])}
                   for r in ratios]
-    body = "\n".join([
-        f"{num_jobs} TPC-H jobs (scale {scale:g}, queries drawn from all {len(QUERIES)}), "
-        f"Poisson arrivals with mean gap = mean isolated job time (timed in the same session) / "
-        f"{load:g}, {repeats} paired repeat(s) of every driver in rotating order, {executors} "
-        f"executors per master, partition rule `{args.partition_rule}`; total runtime "
-        f"{runtime_s:.0f} s; load average (1 min) {load_before[0]:.2f} before, "
-        f"{load_after[0]:.2f} after.", "",
+    return "\n".join([
+        f"{plan.num_jobs} TPC-H jobs (scale {plan.scale:g}, queries drawn from all "
+        f"{len(QUERIES)}), Poisson arrivals with mean gap = mean isolated job time (timed in "
+        f"the same session) / {plan.load:g}, {plan.repeats} paired repeat(s) of every driver "
+        f"in rotating order, {plan.executors} executors per master, partition rule "
+        f"`{args.partition_rule}`; total runtime {runtime_s:.0f} s; load average (1 min) "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.", "",
         "## Mean JCT and makespan (mean and 95% t-interval over paired repeats)", "",
         markdown_table(summary, ["master", "scheduler", "runs", "mean_jct_s", "jct_ci95_s",
                                  "makespan_s", "makespan_ci95_s", "pace_min", "pace_max",
@@ -544,11 +578,42 @@ def benchmark(args: argparse.Namespace) -> None:
         markdown_table(by_scheduler, ["master", "scheduler", *error_columns]), "",
         markdown_table(by_query, ["master", "query", *error_columns]),
     ])
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    from spark_integration.jobs import poisson_stream
+    from spark_integration.queries import QUERIES
+    from spark_integration.tpch import data_location, table_paths
+
+    missing = Missing()
+    plan = plan_stream(args, missing)
+    check_before_spark(args, plan)
+    started = time.monotonic()
+    tables = table_paths(data_location(plan.scale, args.data))
+    # unit mean gap; each master scales it by its own isolated job times
+    unit_specs = poisson_stream(sorted(QUERIES), plan.num_jobs, 1.0,
+                                np.random.default_rng(args.seed))
+    print(f"{plan.num_jobs} jobs at scale {plan.scale:g}, load {plan.load:g}, drivers "
+          f"{plan.drivers}, {plan.repeats} paired repeat(s), partition rule "
+          f"{args.partition_rule}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    load_before = os.getloadavg()
+    measured = run_all_masters(args, plan, unit_specs, tables, missing)
+    load_after = os.getloadavg()
+    rows, calibration = measured.rows, measured.calibration
+    summary = summarize(rows)
+    ratios, targets = ratio_targets(rows, plan.masters)
+    targets["sim_jobs_within_25pct_of_measured"] = prediction_target(calibration, rows,
+                                                                     plan.masters)
+    runtime_s = time.monotonic() - started
+    by_scheduler = error_summary(calibration, ["master", "scheduler"])
+    by_query = error_summary(calibration, ["master", "query"])
+    body = spark_real_markdown(args, plan, summary, ratios, by_scheduler, by_query,
+                               measured.per_master, runtime_s, load_before, load_after)
     write_report(NAME, args.out, rows, targets, body,
                  extra={"summary": summary, "paired_ratios": ratios,
                         "calibration": calibration, "calibration_by_scheduler": by_scheduler,
-                        "calibration_by_query": by_query, "masters": per_master,
-                        "runtime_s": runtime_s, "scale_factor": scale, "load": load,
+                        "calibration_by_query": by_query, "masters": measured.per_master,
+                        "runtime_s": runtime_s, "scale_factor": plan.scale, "load": plan.load,
                         "partition_rule": args.partition_rule, "missing": missing.entries,
                         "load_average": {"before": load_before, "after": load_after}})
     print(f"wrote {args.out}/{NAME}.json and .md in {runtime_s:.0f} s", flush=True)

@@ -194,10 +194,11 @@ def make_planner(scheduler: str) -> Planner:
         return HEURISTICS[scheduler]
     if scheduler.endswith(".zip") or Path(scheduler).exists():
         from agents.model_check import ModelError, load_for_env
-        from agents.offload.planning import OFFLOAD_ENV_ID, plan_with_model
+        from agents.offload.planning import plan_with_model
+        from envs import PROBLEMS
 
         try:  # a missing file or a model of another env fails here, before any connection
-            load_for_env(scheduler, OFFLOAD_ENV_ID, check_shapes=False)
+            load_for_env(scheduler, PROBLEMS["offload"].env_id, check_shapes=False)
         except ModelError as error:
             raise ValueError(f"--scheduler: {error}") from None
 

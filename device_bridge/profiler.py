@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from device_bridge.model_names import SUPPORTED_MODELS
 from envs.machine import cpu_model
+from envs.shipped import DATA_DIR
 
 if TYPE_CHECKING:  # torch loads when profiling starts: --help and argument errors answer at once
     import torch
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # torch loads when profiling starts: --help and argument erro
     from device_bridge.graph_split import SplitModel
 
 DEFAULT_SERVER_SPEEDUP = 10.0
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
+PROFILE_DIR = DATA_DIR / "profiles"
 OUTPUT_DIR = Path("results/profiles")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 class Problem:
     """One scheduling problem.
 
+    ``config`` is the env's frozen config dataclass (``Env(config, **overrides)``);
     ``heuristics`` is a ``dict[str, planner]`` (whole-instance problems) or ``dict[str, factory
     of Scheduler]`` (Spark); ``exact`` the exact solver for small instances; ``agent`` the
     shipped agent's file under ``models/`` and ``agent_loader`` the function that turns that
@@ -27,6 +28,7 @@ class Problem:
     name: str
     env_id: str
     env_class: str
+    config: str
     objective: str
     heuristics: str
     exact: str
@@ -43,20 +45,24 @@ class Problem:
 
 PROBLEMS: dict[str, Problem] = {problem.name: problem for problem in (
     Problem("offload", "pipesched/DnnOffload-v0", "envs.offload.env:DnnOffloadEnv",
-            "makespan_s", "heuristics.offload:HEURISTICS", "heuristics.exact:offload_optimal",
+            "envs.offload.config:OffloadConfig", "makespan_s", "heuristics.offload:HEURISTICS",
+            "heuristics.exact:offload_optimal",
             "offload_agent.zip", "agents.scheduler:load_scheduler", "maskable_ppo",
             "envs.offload:simulate"),
     Problem("param_server", "pipesched/ParamServer-v0", "envs.param_server.env:ParamServerEnv",
-            "iteration_s", "heuristics.param_server:HEURISTICS",
+            "envs.param_server.config:ParamServerConfig", "iteration_s",
+            "heuristics.param_server:HEURISTICS",
             "heuristics.exact:param_server_optimal", "param_server_agent.ranker.json",
             "agents.param_server.agent:load_agent", "listwise",
             "envs.param_server.simulator:evaluate"),
     Problem("spark_dag", "pipesched/SparkDagShop-v0", "envs.spark_dag.env:SparkDagShopEnv",
-            "mean_jct_s", "heuristics.spark_dag:HEURISTICS",
+            "envs.spark_dag.config:SparkDagShopConfig", "mean_jct_s",
+            "heuristics.spark_dag:HEURISTICS",
             "heuristics.exact:spark_optimal_makespan", "spark_dag_policy.json",
             "agents.spark_dag.policy:load_policy", "cmaes"),
     Problem("hetero_pipeline", "pipesched/HeteroPipeline-v0",
-            "envs.hetero_pipeline.env:HeteroPipelineEnv", "iteration_s",
+            "envs.hetero_pipeline.env:HeteroPipelineEnv",
+            "envs.hetero_pipeline.config:HeteroPipelineConfig", "iteration_s",
             "heuristics.hetero_pipeline:HEURISTICS", "heuristics.exact:pipeline_optimal",
             "hetero_pipeline_agent.ranker.json", "agents.hetero_pipeline.agent:load_agent",
             "listwise", "envs.hetero_pipeline.simulator:simulate"),

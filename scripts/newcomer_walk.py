@@ -23,6 +23,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envs import PROBLEMS
+
+OFFLOAD = PROBLEMS["offload"].env_id
+PARAM_SERVER = PROBLEMS["param_server"].env_id
+#: per problem, `train --env` options that make its shipped algorithm's run short
+SHORT_TRAINING = {
+    "offload": ["--budget", "256", "--set", "maskable_ppo.warmup_episodes=8",
+                "--set", "maskable_ppo.validation_episodes=2"],
+    "param_server": ["--set", "listwise.train=1", "--set", "listwise.validation=1",
+                     "--set", "listwise.eval_every=5", "--budget", "10"],
+    "spark_dag": ["--set", "cmaes.population=4", "--set", "cmaes.train_workloads=2",
+                  "--set", "cmaes.validation_workloads=2", "--set", "cmaes.validate_every=1",
+                  "--set", "cmaes.workers=1", "--budget", "2"],
+    "hetero_pipeline": ["--set", "listwise.train=3", "--set", "listwise.validation=2",
+                        "--set", "listwise.dagger=2", "--set", "listwise.eval_every=5",
+                        "--budget", "10"],
+}
 ROOT = Path(__file__).resolve().parents[1]
 HELP_LIMIT_S = 2.0
 # what a JVM or library prints before the project when it is not kept quiet
@@ -37,7 +54,6 @@ HELP_COMMANDS = [
     ["-m", "device_bridge.server", "--help"],
     ["-m", "device_bridge.client", "--help"],
     ["-m", "device_bridge.profiler", "--help"],
-    ["-m", "agents.spark_dag.train", "--help"],
     ["-m", "runtimes.ps", "--help"],
     ["-m", "runtimes.pipeline", "--help"],
 ]
@@ -61,27 +77,31 @@ class Step:
 
 def steps(work: Path) -> list[Step]:
     run_dir = work / "run"
-    model = run_dir / "pipesched_DnnOffload-v0" / "seed0" / "model.zip"
+    model = run_dir / OFFLOAD.replace("/", "_") / "seed0" / "model.zip"
     helps = [Step(" ".join(argv), argv, quick=True, timeout_s=30, max_s=HELP_LIMIT_S)
              for argv in HELP_COMMANDS]
     return [
         *helps,
         Step("README snippet: gym.make after import envs", ["-c", GYM_SNIPPET], quick=True),
-        Step("compare --env pipesched/ParamServer-v0 (shipped model, 3 instances)",
-             ["train_agents.py", "compare", "--env", "pipesched/ParamServer-v0",
+        Step(f"compare --env {PARAM_SERVER} (shipped model, 3 instances)",
+             ["train_agents.py", "compare", "--env", PARAM_SERVER,
               "--instances", "3", "--out", str(work / "compare_ps")], quick=True),
         Step("evaluate the shipped offloading agent (2 episodes)",
-             ["train_agents.py", "evaluate", "--env", "pipesched/DnnOffload-v0",
-              "--model", "models/offload_agent.zip", "--episodes", "2"], quick=True),
-        Step("train DnnOffload (256 steps, 8 warm-up episodes)",
-             ["train_agents.py", "train", "--env", "pipesched/DnnOffload-v0",
-              "--timesteps", "256", "--warmup-episodes", "8", "--n-envs", "1", "--seed", "0",
-              "--validation-episodes", "2", "--out", str(run_dir)]),
+             ["train_agents.py", "evaluate", "--env", OFFLOAD,
+              "--model", f"models/{PROBLEMS['offload'].agent}", "--episodes", "2"], quick=True),
+        *[Step(f"train --env {problem.env_id} ({problem.algo}, short)",
+               ["train_agents.py", "train", "--env", problem.env_id, "--seed", "0",
+                *SHORT_TRAINING[name], "--out", str(run_dir)])
+          for name, problem in PROBLEMS.items()],
+        *[Step(f"compare --env {problem.env_id} (its shipped agent, 2 instances)",
+               ["train_agents.py", "compare", "--env", problem.env_id, "--instances", "2",
+                "--out", str(work / f"compare_{name}")])
+          for name, problem in PROBLEMS.items() if name not in ("offload", "param_server")],
         Step("evaluate the model just trained (2 episodes)",
-             ["train_agents.py", "evaluate", "--env", "pipesched/DnnOffload-v0",
+             ["train_agents.py", "evaluate", "--env", OFFLOAD,
               "--model", str(model), "--episodes", "2"]),
         Step("compare offload_agent on DnnOffload (1 instance per class, CP-SAT optimum)",
-             ["train_agents.py", "compare", "--model", "agent=models/offload_agent.zip",
+             ["train_agents.py", "compare", "--model", f"agent=models/{PROBLEMS['offload'].agent}",
               "--instances", "1", "--out", str(work / "compare_offload")]),
         Step("spark_integration.run --scheduler fair (q3,q6, scale 0.1)",
              ["-m", "spark_integration.run", "--scheduler", "fair", "--queries", "q3,q6",

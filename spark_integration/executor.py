@@ -62,7 +62,7 @@ from pyspark.sql import SparkSession
 
 from agents.scheduler import Scheduler
 from envs.spark_dag import ClusterState, Job, ObservationLimits, Stage
-from envs.spark_dag.admission import AdmissionJob, admit, live_state
+from envs.spark_dag.admission import AdmissionJob, Choice, admit, live_state
 from spark_integration.errors import SPARK_ERRORS, is_spark_failure
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import NodeRunner
@@ -223,6 +223,29 @@ class LiveJob(AdmissionJob):
         self.groups: dict[int, str] = {}
 
 
+@dataclass
+class _Run:
+    """The state of one :meth:`DagExecutor.run`, shared by its steps (times from ``start``)."""
+
+    run_id: str
+    start: float
+    templates: dict[str, Job]
+    records: dict[str, JobRecord]
+    arrivals: list[JobSpec]
+    free_pools: dict[int, list[str]]
+    live: list[LiveJob] = field(default_factory=list)
+    threads: dict[str, threading.Thread] = field(default_factory=dict)
+    events: queue.Queue = field(default_factory=queue.Queue)
+    last_total: int = 0
+    decisions: int = 0
+    invalid: int = 0
+    executor_counts: list[int] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+
 class DagExecutor:
     """Run a stream of query jobs on a live SparkSession under a pipesched Scheduler.
 
@@ -374,6 +397,18 @@ class DagExecutor:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate job names in {names}")
+        run = self._start_run(specs)
+        try:
+            self._event_loop(run)
+        except BaseException:  # deliberate: cleanup (Ctrl-C, a node's bug), then re-raised
+            self._cancel(run.records, run.threads)
+            raise
+        return RunResult(self.name, [run.records[s.name] for s in specs],
+                         self.total_executors(), run.now(), run.decisions, run.invalid,
+                         run.executor_counts, run.latencies)
+
+    def _start_run(self, specs: Sequence[JobSpec]) -> _Run:
+        """Check the templates, reset the scheduler and start the clock of a new run."""
         templates = self._templates(specs)
         run_id = uuid.uuid4().hex[:8]
         self._cancelled = threading.Event()
@@ -381,140 +416,175 @@ class DagExecutor:
         records = {s.name: JobRecord(s.name, s.dag.name, s.arrival_s,
                                      [NodeRecord(n.name, list(n.parents)) for n in s.dag.nodes])
                    for s in order}
-        arrivals = list(order)
-        live: list[LiveJob] = []
-        threads: dict[str, threading.Thread] = {}
-        events: queue.Queue = queue.Queue()
         free_pools = {level: list(pools) for level, pools in self.ladder.items()}
-        decisions = invalid = 0
-        executor_counts: list[int] = []
-        latencies: list[float] = []
         if self.scheduler is not None:
             self.scheduler.reset()
-        start = time.monotonic()
+        run = _Run(run_id, time.monotonic(), templates, records, list(order), free_pools)
+        run.last_total = self.total_executors()
+        return run
 
-        def now() -> float:
-            return time.monotonic() - start
-
-        def launch(job: LiveJob, index: int, parallelism: int) -> None:
-            record = job.record.nodes[index]
-            pool = None
-            if self.scheduler is not None:
-                levels = [k for k in free_pools if k <= parallelism and free_pools[k]]
-                if levels:  # else (more executors than the ladder was declared for): default
-                    parallelism = max(levels)
-                    pool = free_pools[parallelism].pop()
-            elif self.native_pools:
-                pool = f"job_{job.record.name}"
-            record.pool = pool or "default"
-            record.parallelism = parallelism
-            record.partitions = (self.fixed_partitions
-                                 or self.runner.partitions_for(parallelism))
-            record.tag = f"pipesched-{run_id}-{job.record.name.replace('#', '-')}-{index}"
-            record.launch_s = now()
-            job.groups[index] = f"pipesched|{run_id}|{job.record.name}|{record.name}"
-            job.launched.add(index)
-            job.running[index] = parallelism
-            if job.record.start_s is None:
-                job.record.start_s = record.launch_s
-                job.record.status = "running"
-            thread = InheritableThread(target=self._run_node, daemon=True,
-                                       name=f"pipesched-node-{record.tag}",
-                                       args=(job, index, parallelism, pool, events, run_id))
-            threads[record.tag] = thread
-            thread.start()
-
-        def finish(job: LiveJob, index: int, error: str | None) -> None:
-            record = job.record.nodes[index]
-            record.end_s = now()
-            held = job.running.pop(index)
-            if record.pool.startswith(POOL_PREFIX):
-                free_pools[held].append(record.pool)
-            threads.pop(record.tag).join()
-            if error is not None:
-                record.error = error
-                if job.record.status == "running":
-                    job.record.status = "failed"
-                    job.record.error = f"node {record.name}: {error}"
-                    job.record.end_s = record.end_s
-                    self._print(f"[{now():7.1f}s] {job.record.name} FAILED after "
-                                f"{record.attempts} attempt(s): {error}")
-                    for other in job.running:  # the query is lost: stop its other nodes
-                        self.sc.cancelJobsWithTag(job.record.nodes[other].tag)
-            else:
-                job.done.add(index)
-                if len(job.done) == len(job.nodes):
-                    job.record.status = "done"
-                    job.record.end_s = record.end_s
-                    if self.keep_outputs:
-                        job.record.output = str(self.work_dir / run_id / job.record.name
-                                                / job.spec.dag.sink.name)
-                    ended = sum(r.end_s is not None for r in records.values())
-                    self._print(f"[{now():7.1f}s] {job.record.name} done, JCT "
-                                f"{job.record.jct_s:.1f} s ({ended}/{len(records)} jobs)")
-            if job.record.status != "running" and not job.running:
-                live.remove(job)
-                if not self.keep_outputs:
-                    shutil.rmtree(self.work_dir / run_id / job.record.name, ignore_errors=True)
-
-        def decide() -> None:
-            nonlocal decisions, invalid
-            while True:
-                total = self.total_executors()
-                executor_counts.append(total)
-                active = [j for j in live if j.record.status == "running"
-                          or j.record.status == "pending"]
-                if self.scheduler is None:
-                    for job in active:
-                        for index in job.ready():
-                            launch(job, index, total)
-                    return
-                pending = bool(arrivals) or any(j.running for j in live)
-                held = sum(j.held for j in live)
-                state = self._state(now(), active, pending, total, held)
-                choice, executors = admit(self.scheduler, state, active, self.limits)
-                decisions += choice.asked
-                invalid += choice.invalid
-                if choice.asked:
-                    latencies.append(choice.act_s)
-                if choice.decision is None:
-                    return
-                launch(active[choice.decision.job_index], choice.decision.stage_id, executors)
-
+    def _event_loop(self, run: _Run) -> None:
+        """Until every job has ended: admit arrivals, decide after any change, then wait for
+        node events (or the next arrival)."""
         changed = True
-        last_total = self.total_executors()
+        while run.arrivals or run.live:
+            changed |= self._admit_arrivals(run)
+            changed |= self._executors_changed(run)
+            if changed:
+                self._decide(run)
+            changed = self._apply_node_events(run, self._wait_s(run))
+
+    def _admit_arrivals(self, run: _Run) -> bool:
+        """Make the jobs whose arrival time has come live; whether any did."""
+        arrived = False
+        while run.arrivals and run.arrivals[0].arrival_s <= run.now():
+            spec = run.arrivals.pop(0)
+            run.live.append(LiveJob(spec, run.records[spec.name], run.templates[spec.dag.name]))
+            arrived = True
+        return arrived
+
+    def _executors_changed(self, run: _Run) -> bool:
+        """Whether a cluster (not ``local``) gained or lost executors since the last look."""
+        if self.sc.master.startswith("local"):
+            return False
+        total = self.total_executors()
+        changed = total != run.last_total
+        run.last_total = total
+        return changed
+
+    def _wait_s(self, run: _Run) -> float:
+        """How long to wait for a node event: the poll interval, or less if a job arrives."""
+        timeout = self.poll_interval_s
+        if run.arrivals:
+            timeout = max(0.0, min(timeout, run.arrivals[0].arrival_s - run.now()))
+        return timeout
+
+    def _apply_node_events(self, run: _Run, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a node thread's report, then apply every queued one;
+        whether any node ended. A node's bug is re-raised here, in the driver thread."""
+        ended = False
         try:
-            while arrivals or live:
-                while arrivals and arrivals[0].arrival_s <= now():
-                    changed = True
-                    spec = arrivals.pop(0)
-                    live.append(LiveJob(spec, records[spec.name], templates[spec.dag.name]))
-                if not self.sc.master.startswith("local"):
-                    total = self.total_executors()
-                    changed |= total != last_total
-                    last_total = total
-                if changed:
-                    decide()
-                    changed = False
-                timeout = self.poll_interval_s
-                if arrivals:
-                    timeout = max(0.0, min(timeout, arrivals[0].arrival_s - now()))
-                try:
-                    job, index, error = events.get(timeout=timeout)
-                    while True:
-                        if isinstance(error, BaseException):
-                            raise error
-                        finish(job, index, error)
-                        changed = True
-                        job, index, error = events.get_nowait()
-                except queue.Empty:
-                    pass
-        except BaseException:  # deliberate: cleanup (Ctrl-C, a node's bug), then re-raised
-            self._cancel(records, threads)
-            raise
-        return RunResult(self.name, [records[s.name] for s in specs],
-                         self.total_executors(), now(), decisions, invalid, executor_counts,
-                         latencies)
+            job, index, error = run.events.get(timeout=timeout_s)
+            while True:
+                if isinstance(error, BaseException):
+                    raise error
+                self._finish(run, job, index, error)
+                ended = True
+                job, index, error = run.events.get_nowait()
+        except queue.Empty:
+            pass
+        return ended
+
+    # ----------------------------------------------------------------- decisions
+    def _decide(self, run: _Run) -> None:
+        """Launch nodes until the scheduler waits; Spark-native, launch every ready node."""
+        while True:
+            total = self.total_executors()
+            run.executor_counts.append(total)
+            active = [j for j in run.live if j.record.status in ("running", "pending")]
+            if self.scheduler is None:
+                for job in active:
+                    for index in job.ready():
+                        self._launch(run, job, index, total)
+                return
+            choice, executors = self._ask_scheduler(self.scheduler, run, active, total)
+            if choice.decision is None:
+                return
+            self._launch(run, active[choice.decision.job_index], choice.decision.stage_id,
+                         executors)
+
+    def _ask_scheduler(self, scheduler: Scheduler, run: _Run, active: list[LiveJob],
+                       total: int) -> tuple[Choice, int]:
+        """One admission query on the live state; counts the query, its validity and time."""
+        pending = bool(run.arrivals) or any(j.running for j in run.live)
+        held = sum(j.held for j in run.live)
+        state = self._state(run.now(), active, pending, total, held)
+        choice, executors = admit(scheduler, state, active, self.limits)
+        run.decisions += choice.asked
+        run.invalid += choice.invalid
+        if choice.asked:
+            run.latencies.append(choice.act_s)
+        return choice, executors
+
+    # ----------------------------------------------------------------- launching and ending nodes
+    def _launch(self, run: _Run, job: LiveJob, index: int, parallelism: int) -> None:
+        """Record the node's pool, parallelism and partitions, then start its thread."""
+        record = job.record.nodes[index]
+        parallelism, pool = self._pool_for(run, job, parallelism)
+        record.pool = pool or "default"
+        record.parallelism = parallelism
+        record.partitions = (self.fixed_partitions
+                             or self.runner.partitions_for(parallelism))
+        record.tag = f"pipesched-{run.run_id}-{job.record.name.replace('#', '-')}-{index}"
+        record.launch_s = run.now()
+        job.groups[index] = f"pipesched|{run.run_id}|{job.record.name}|{record.name}"
+        job.launched.add(index)
+        job.running[index] = parallelism
+        if job.record.start_s is None:
+            job.record.start_s = record.launch_s
+            job.record.status = "running"
+        thread = InheritableThread(target=self._run_node, daemon=True,
+                                   name=f"pipesched-node-{record.tag}",
+                                   args=(job, index, parallelism, pool, run.events, run.run_id))
+        run.threads[record.tag] = thread
+        thread.start()
+
+    def _pool_for(self, run: _Run, job: LiveJob, parallelism: int) -> tuple[int, str | None]:
+        """The node's parallelism and FAIR pool: under a scheduler, the largest free ladder
+        level within ``parallelism``; Spark-native, the job's own pool (or the default)."""
+        if self.scheduler is not None:
+            levels = [k for k in run.free_pools if k <= parallelism and run.free_pools[k]]
+            if levels:  # else (more executors than the ladder was declared for): default
+                level = max(levels)
+                return level, run.free_pools[level].pop()
+            return parallelism, None
+        if self.native_pools:
+            return parallelism, f"job_{job.record.name}"
+        return parallelism, None
+
+    def _finish(self, run: _Run, job: LiveJob, index: int, error: str | None) -> None:
+        """A node thread ended: free its pool, record the outcome, retire the job if over."""
+        record = job.record.nodes[index]
+        record.end_s = run.now()
+        held = job.running.pop(index)
+        if record.pool.startswith(POOL_PREFIX):
+            run.free_pools[held].append(record.pool)
+        run.threads.pop(record.tag).join()
+        if error is not None:
+            self._node_failed(run, job, record, error)
+        else:
+            self._node_done(run, job, index, record)
+        if job.record.status != "running" and not job.running:
+            run.live.remove(job)
+            if not self.keep_outputs:
+                shutil.rmtree(self.work_dir / run.run_id / job.record.name, ignore_errors=True)
+
+    def _node_failed(self, run: _Run, job: LiveJob, record: NodeRecord, error: str) -> None:
+        """The first failed node fails its query and cancels the query's other nodes."""
+        record.error = error
+        if job.record.status != "running":
+            return
+        job.record.status = "failed"
+        job.record.error = f"node {record.name}: {error}"
+        job.record.end_s = record.end_s
+        self._print(f"[{run.now():7.1f}s] {job.record.name} FAILED after "
+                    f"{record.attempts} attempt(s): {error}")
+        for other in job.running:  # the query is lost: stop its other nodes
+            self.sc.cancelJobsWithTag(job.record.nodes[other].tag)
+
+    def _node_done(self, run: _Run, job: LiveJob, index: int, record: NodeRecord) -> None:
+        """Mark the node done; its job is done when every node is."""
+        job.done.add(index)
+        if len(job.done) != len(job.nodes):
+            return
+        job.record.status = "done"
+        job.record.end_s = record.end_s
+        if self.keep_outputs:
+            job.record.output = str(self.work_dir / run.run_id / job.record.name
+                                    / job.spec.dag.sink.name)
+        ended = sum(r.end_s is not None for r in run.records.values())
+        self._print(f"[{run.now():7.1f}s] {job.record.name} done, JCT "
+                    f"{job.record.jct_s:.1f} s ({ended}/{len(run.records)} jobs)")
 
     def _templates(self, specs: Sequence[JobSpec]) -> dict[str, Job]:
         """Query -> the template its jobs are observed through; a scheduler gets only the

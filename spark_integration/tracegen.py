@@ -59,6 +59,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from envs.shipped import DATA_DIR
 from envs.spark_dag import Job, Stage, jobs_to_json
 from spark_integration.nodes import NodeRunner
 from spark_integration.queries import QUERIES, QueryDag
@@ -67,8 +68,7 @@ from spark_integration.settings import parse_conf
 from spark_integration.tpch import ensure_tpch, scale_label, table_paths
 
 GROUP_PREFIX = "pipesched"
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-DEFAULT_TRACE_DIR = Path("data/spark_traces")
+DEFAULT_TRACE_DIR = DATA_DIR / "spark_traces"
 OUTPUT_TRACE_DIR = Path("results/spark_traces")
 
 
@@ -649,8 +649,7 @@ def merge_trace(previous: Mapping[str, Any], payload: dict[str, Any], path: Path
 
 def check_output(out: Path, force: bool) -> None:
     """Refuse to replace a shipped file under ``data/`` without ``--force``."""
-    shipped = (PROJECT_DIR / "data").resolve()
-    if out.exists() and out.resolve().is_relative_to(shipped) and not force:
+    if out.exists() and out.resolve().is_relative_to(DATA_DIR) and not force:
         raise ValueError(f"{out} is shipped data; pass --force to replace it, or choose --out")
 
 

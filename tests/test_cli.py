@@ -41,7 +41,8 @@ def test_help_does_not_import_torch() -> None:
     (["compare", "--env", "pipesched/HeteroPipeline-v0", "--model", "x=models/nope.zip"],
      "model not found"),
     (["train", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
-    (["train", "--no-warmup", "--warmup-episodes", "3"], "exclude each other"),
+    (["train", "--set", "pretrain=null", "--set", "maskable_ppo.warmup_episodes=3"],
+     "maskable_ppo.warmup_episodes needs a pretrain block"),
     (["train", "--master", "local[2]"], "--master is for --engine spark"),
     # a ValueError of the Spark settings (it was a traceback before train_agents used guarded)
     (["evaluate", "--engine", "spark", "--master", "spark://host:abc", "--model",
@@ -95,8 +96,8 @@ def test_ctrl_c_during_training_saves_the_model(tmp_path: Path) -> None:
     # a suite started as a background job inherits SIGINT ignored; the trainer under test
     # gets the default disposition, as when run from a terminal
     process = subprocess.Popen(
-        [sys.executable, "train_agents.py", "train", "--no-warmup", "--timesteps", "1000000",
-         "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "train_agents.py", "train", "--set", "pretrain=null", "--budget",
+         "1000000", "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in process.stdout:
@@ -111,7 +112,9 @@ def test_ctrl_c_during_training_saves_the_model(tmp_path: Path) -> None:
             process.communicate()
     assert process.returncode == 130
     assert err.strip().startswith("interrupted after") and len(err.strip().splitlines()) == 1
-    assert list(tmp_path.rglob("model_interrupted.zip"))
+    [model] = tmp_path.rglob("model.zip")
+    record = json.loads(model.with_suffix(".json").read_text())
+    assert record["interrupted"] is True and 0 < record["timesteps"] < 1000000
 
 
 def test_bridges_refuse_to_overwrite_shipped_data(capsys: pytest.CaptureFixture) -> None:

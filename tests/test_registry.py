@@ -33,6 +33,22 @@ def test_check_env(env_id):
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
+def test_check_env_with_ansi_render_mode(env_id):
+    env = gym.make(env_id, render_mode="ansi")
+    assert env.unwrapped.render_mode == "ansi" in env.metadata["render_modes"]
+    check_env(env.unwrapped, skip_render_check=False)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_the_registered_entry_point_takes_the_tables_config(env_id):
+    problem = envs.problem_for(env_id)
+    env = gym.make(env_id).unwrapped
+    assert type(env) is problem.load("env_class")
+    assert type(env.config) is problem.load("config")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_seeded_determinism(env_id):
     first, second = (_rollout(gym.make(env_id).unwrapped, seed=7) for _ in range(2))
     assert len(first) == len(second)
@@ -54,10 +70,7 @@ def test_mask_never_all_false_and_final_info(env_id):
         observation, _, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(mask))))
         done = terminated or truncated
     assert info["invalid_actions"] == 0
-    objective = {"pipesched/DnnOffload-v0": "makespan_s", "pipesched/SparkDagShop-v0": "mean_jct_s",
-                 "pipesched/ParamServer-v0": "iteration_s",
-                 "pipesched/HeteroPipeline-v0": "iteration_s"}[env_id]
-    assert info[objective] > 0
+    assert info[envs.problem_for(env_id).objective] > 0
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -165,7 +165,7 @@ def scale_pretrain(settings: dict, timesteps: int, episodes: int | None = None) 
     Below the block's ``recipe_timesteps`` the cloned episodes, epochs, DAgger rounds and
     DAgger episodes shrink in the same proportion (at least 20 episodes and 10 epochs, or the
     block's own figure if smaller; no DAgger below one round's share), so a short run warms up
-    briefly. ``episodes`` replaces the number of cloned episodes (``--warmup-episodes``)."""
+    briefly. ``episodes`` replaces the number of cloned episodes (``maskable_ppo.warmup_episodes``)."""
     scaled = dict(settings)
     fraction = min(1.0, timesteps / settings.get("recipe_timesteps", timesteps))
     if fraction < 1.0:

@@ -3,17 +3,35 @@
 A group is ``(features, labels)``: one row per choice and the choice's cost ratio from an
 exact evaluation (lower is better). The loss per group is the cross-entropy between
 ``softmax(features @ w)`` and ``softmax(-(labels - min) / temperature)``; training is
-full-batch Adam. Used by the parameter-server and pipeline agents' trainers.
+full-batch Adam.
+
+``algo: listwise`` (:func:`train_run`) takes the problem's part from ``agents/<problem>/train.py``
+(``Settings`` and ``listwise_recipe(run, settings) -> RankerFit``: labels, fits, validation) and
+writes the ranker file (weights plus the training record) and its learning curve.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agents.algos import recipe_module
+from agents.algos.record import (
+    Panel,
+    Stop,
+    TrainResult,
+    TrainRun,
+    base_record,
+    draw_curve,
+    seed_all,
+    write_json,
+)
 
 Group = tuple[np.ndarray, np.ndarray]
 
@@ -58,43 +76,70 @@ def listwise_loss(weights: np.ndarray, groups: Sequence[Group],
 def fit_listwise(groups: Sequence[Group], num_features: int, steps: int, learning_rate: float,
                  temperature: float, seed: int, eval_every: int,
                  validate: Callable[[np.ndarray], dict[str, float]],
-                 initial: np.ndarray | None = None) -> tuple[np.ndarray, list[dict[str, float]]]:
+                 initial: np.ndarray | None = None, stop: Stop | None = None
+                 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Weights after ``steps`` Adam steps from ``initial`` (default: small random weights
     drawn with ``seed``), and the curve: every ``eval_every`` steps the train loss and whatever
-    ``validate(weights)`` measures."""
+    ``validate(weights)`` measures. With ``stop``, Ctrl-C ends the fit early (the weights so
+    far) and sets ``stop.interrupted``."""
     weights = (np.random.default_rng(seed).normal(0.0, 0.01, num_features) if initial is None
                else np.array(initial, dtype=float))
     moment, second = np.zeros_like(weights), np.zeros_like(weights)
-    curve = []
-    for step in range(steps + 1):
-        loss, gradient = listwise_loss(weights, groups, temperature)
-        if step % eval_every == 0 or step == steps:
-            curve.append({"step": step, "train_loss": loss, **validate(weights)})
-        if step == steps:
-            break
-        moment = 0.9 * moment + 0.1 * gradient
-        second = 0.999 * second + 0.001 * gradient ** 2
-        weights = weights - learning_rate * (moment / (1 - 0.9 ** (step + 1))) / (
-            np.sqrt(second / (1 - 0.999 ** (step + 1))) + 1e-8)
+    curve: list[dict[str, float]] = []
+    try:
+        for step in range(steps + 1):
+            loss, gradient = listwise_loss(weights, groups, temperature)
+            if step % eval_every == 0 or step == steps:
+                curve.append({"step": step, "train_loss": loss, **validate(weights)})
+            if step == steps:
+                break
+            moment = 0.9 * moment + 0.1 * gradient
+            second = 0.999 * second + 0.001 * gradient ** 2
+            weights = weights - learning_rate * (moment / (1 - 0.9 ** (step + 1))) / (
+                np.sqrt(second / (1 - 0.999 ** (step + 1))) + 1e-8)
+    except KeyboardInterrupt:
+        if stop is None:
+            raise
+        stop.interrupted = True
     return weights, curve
 
 
-def draw_learning_curve(curve: list[dict[str, float]], path, title: str, ylabel: str) -> None:
-    """Train loss (left) and validation mean/worst ratio (right) against gradient steps."""
-    import matplotlib
+@dataclass
+class RankerFit:
+    """What a problem's ``listwise_recipe`` returns: the weights over ``features``, the
+    validation curve (points with ``step``, ``train_loss``, ``validation_mean_ratio`` and
+    ``validation_worst_ratio``), the gradient steps taken, the problem's own record fields
+    (e.g. ``top_k``) and the curve's labels."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    features: Sequence[str]
+    weights: np.ndarray
+    curve: list[dict[str, float]]
+    steps: int
+    fields: dict[str, Any]
+    title: str
+    ylabel: str
+    interrupted: bool = False
 
-    steps = [c["step"] for c in curve]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.plot(steps, [c["train_loss"] for c in curve])
-    left.set(xlabel="gradient step", ylabel="listwise loss (train)", title="training loss")
-    right.plot(steps, [c["validation_mean_ratio"] for c in curve], label="mean")
-    right.plot(steps, [c["validation_worst_ratio"] for c in curve], label="worst")
-    right.axhline(1.0, color="grey", linewidth=0.8)
-    right.set(xlabel="gradient step", ylabel=ylabel, title=title)
-    right.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+
+def train_run(run: TrainRun) -> TrainResult:
+    """``algo: listwise``: the problem's recipe, then ``model.ranker.json`` (features, weights,
+    the problem's fields and the record) and ``model.ranker.png`` in the run's folder."""
+    settings = run.config.settings()
+    recipe = importlib.import_module(recipe_module(run.config.problem)).listwise_recipe
+    seed_all(run.seed)
+    fit: RankerFit = recipe(run, settings)
+    if not fit.curve:
+        raise KeyboardInterrupt  # stopped before the first fitted weights: nothing to keep
+    path = run.run_dir / "model.ranker.json"
+    png = path.with_suffix(".png")
+    write_json(path, {**base_record(run, fit.interrupted), "features": list(fit.features),
+                      "weights": fit.weights.tolist(), **fit.fields, "steps": fit.steps,
+                      "validation_curve": fit.curve, "learning_curve_png": png.name})
+    draw_curve(fit.curve, "step", "gradient step", [
+        Panel({"train_loss": "train"}, "listwise loss (train)", "training loss"),
+        Panel({"validation_mean_ratio": "mean", "validation_worst_ratio": "worst"},
+              fit.ylabel, fit.title, reference=1.0)], png)
+    last = fit.curve[-1]
+    run.say(f"validation mean {last['validation_mean_ratio']:.4f}, worst "
+            f"{last['validation_worst_ratio']:.4f}; wrote {path} and {png.name}")
+    return TrainResult(path, fit.steps, fit.interrupted)

@@ -22,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs import ENV_IDS
+from envs import ENV_IDS, PROBLEMS
 
 RLLIB_MISSING = "Ray RLlib is not installed (pip install -e '.[rllib]')"
 
@@ -104,7 +104,7 @@ def train(env_id: str, iterations: int, env_kwargs: dict | None = None, workers:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.algos.rllib_masked",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="pipesched/ParamServer-v0", choices=sorted(ENV_IDS))
+    parser.add_argument("--env", default=PROBLEMS["param_server"].env_id, choices=sorted(ENV_IDS))
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="RLlib env runners (0: driver)")
     parser.add_argument("--train-batch-size", type=int, default=512)

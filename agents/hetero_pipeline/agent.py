@@ -23,6 +23,7 @@ import numpy as np
 
 from agents.algos.listwise import RankerFileError as AgentModelError
 from agents.algos.listwise import read_ranker
+from envs import PROBLEMS
 from envs.hetero_pipeline.closed_form import estimate_iteration_s
 from envs.hetero_pipeline.instance import PipelineInstance, PipelinePlan
 from envs.hetero_pipeline.partition import Groups
@@ -30,8 +31,7 @@ from envs.hetero_pipeline.simulator import iteration_time
 from envs.shipped import MODELS_DIR
 from heuristics.hetero_pipeline import cluster_dp, layer_dp_split
 
-DEFAULT_MODEL = (MODELS_DIR
-                 / "hetero_pipeline_agent.ranker.json")
+DEFAULT_MODEL = MODELS_DIR / PROBLEMS["hetero_pipeline"].agent
 MOVE_KINDS = ("to_idle", "to_stage", "to_new_stage", "idle_to_stage", "idle_to_new_stage",
               "swap_devices", "swap_stages")
 FEATURES = ("bound_over_current", "bound_rank", "dp_over_current", "dp_rank",

@@ -1,7 +1,8 @@
-"""Train the pipeline agent's move ranker (:mod:`agents.hetero_pipeline.agent`) by DAgger.
+"""The pipeline part of ``algo: listwise``: the move ranker of :mod:`agents.hetero_pipeline.agent`,
+trained by DAgger.
 
-    nice -n 10 python -m agents.hetero_pipeline.train [--train 160] [--validation 48]
-        [--dagger 3] [--seed 0]
+    nice -n 10 python train_agents.py train --env pipesched/HeteroPipeline-v0 \
+        [--set listwise.train=160] [--set listwise.dagger=3] [--seed 0]
 
 - Expert: exhaustive search of the move neighbourhood. At a state (a plan), every move is
   simulated; its label is its simulated time over the current plan's.
@@ -11,31 +12,29 @@
   (DAgger: the ranker learns on the states it reaches itself). After every iteration the
   linear ranker is refitted on everything collected (:func:`agents.algos.listwise.fit_listwise`).
   Each refit starts from the previous iteration's weights.
-- Validation curve: every ``--eval-every`` gradient steps, the agent's mean and worst ratio
+- Validation curve: every ``listwise.eval_every`` gradient steps, the agent's mean and worst ratio
   to ``cluster_dp`` on held-out validation instances, played for real (``top_k`` learned
   simulations per round).
 
 Instances: ``HeteroPipelineGenerator`` with 3-8 devices and fastest-to-slowest speed ratios
 1, 2, 4, 8 (cycled), seeds ``100000 + i`` (train) and ``200000 + i`` (validation); the
-benchmark's seeds are others. Writes the model and a learning-curve PNG next to it.
+benchmark's seeds are others. :mod:`agents.algos.listwise` writes the model and a
+learning-curve PNG next to it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import subprocess
+import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from agents.algos.listwise import Group, draw_learning_curve, fit_listwise
+from agents.algos.listwise import Group, RankerFit, fit_listwise
+from agents.algos.record import Stop, TrainRun, interruptible
 from agents.hetero_pipeline.agent import FEATURES, HeteroPipelineAgent, SearchCache
 from envs.hetero_pipeline.generator import HeteroPipelineGenerator
 from envs.hetero_pipeline.instance import PipelineInstance, PipelinePlan
-from envs.shipped import ROOT
 from heuristics.hetero_pipeline import cluster_dp
 
 RATIOS = (1.0, 2.0, 4.0, 8.0)
@@ -74,22 +73,23 @@ def visited_states(agent: HeteroPipelineAgent, cache: SearchCache,
     return states
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.hetero_pipeline.train")
-    parser.add_argument("--train", type=int, default=160)
-    parser.add_argument("--validation", type=int, default=48)
-    parser.add_argument("--dagger", type=int, default=3, help="DAgger iterations")
-    parser.add_argument("--top-k", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=300, help="gradient steps per iteration")
-    parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out",
-                        default=str(ROOT / "models" / "hetero_pipeline_agent.ranker.json"))
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    train = [instance_for(i, TRAIN_SEED_BASE) for i in range(args.train)]
-    validation = [instance_for(i, VALIDATION_SEED_BASE) for i in range(args.validation)]
+@dataclass(frozen=True)
+class Settings:
+    """The ``listwise:`` section of the HeteroPipeline entry."""
+
+    train: int  # training instances
+    validation: int  # validation instances
+    dagger: int  # DAgger iterations
+    top_k: int  # moves simulated per round
+    steps: int  # gradient steps per iteration
+    learning_rate: float
+    eval_every: int
+
+
+def listwise_recipe(run: TrainRun, settings: Settings) -> RankerFit:
+    """DAgger: expert labels on the states the current policy visits, a refit per iteration."""
+    train = [instance_for(i, TRAIN_SEED_BASE) for i in range(settings.train)]
+    validation = [instance_for(i, VALIDATION_SEED_BASE) for i in range(settings.validation)]
     train_caches = [SearchCache(instance) for instance in train]
     validation_caches = [SearchCache(instance) for instance in validation]
     train_starts = [cluster_dp(instance) for instance in train]
@@ -107,71 +107,68 @@ def main(argv: list[str] | None = None) -> None:
 
     exhaustive = HeteroPipelineAgent(np.zeros(len(FEATURES)), 10**9, MAX_ROUNDS)
     policy, groups, curve, seen = exhaustive, [], [], set()
-    weights = None
-    for iteration in range(args.dagger):
-        added = 0
-        for cache, start in zip(train_caches, train_starts, strict=True):
-            for plan in visited_states(policy, cache, start):
-                if (id(cache), plan) in seen:
-                    continue
-                seen.add((id(cache), plan))
-                labelled = expert_labels(cache, plan)
-                if labelled is not None:
-                    groups.append(labelled)
-                    added += 1
-        weights, part = fit_listwise(groups, len(FEATURES), args.steps, args.learning_rate,
-                                     TEMPERATURE, args.seed, args.eval_every,
-                                     validate_with(args.top_k), initial=weights)
-        offset = iteration * args.steps
-        curve += [{**point, "step": point["step"] + offset, "dagger_iteration": iteration,
-                   "states": len(groups)} for point in part if not (iteration and
-                                                                   point["step"] == 0)]
-        print(f"DAgger {iteration}: +{added} states ({len(groups)} in all), validation mean "
-              f"{part[-1]['validation_mean_ratio']:.4f}, worst "
-              f"{part[-1]['validation_worst_ratio']:.4f}, {time.perf_counter() - started:.0f} s",
-              flush=True)
-        policy = HeteroPipelineAgent(weights, args.top_k, MAX_ROUNDS)
-    baselines = {
-        "exhaustive_neighbourhood": validate_with(10**9)(np.zeros(len(FEATURES))),
-        "closed_form_ranked": validate_with(args.top_k)(
-            -np.eye(len(FEATURES))[FEATURES.index("bound_over_current")]),
-        "random_ranker": validate_with(args.top_k)(
-            np.random.default_rng(args.seed).normal(size=len(FEATURES))),
-        "learned": validate_with(args.top_k)(weights),
-    }
-    out = Path(args.out)
-    png = out.with_suffix(".png")
-    draw_learning_curve(curve, png, f"validation, top_k {args.top_k}, {args.dagger} DAgger "
-                        f"iterations of {args.steps} steps", "agent / cluster_dp")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
-    record = {
-        "env_id": "pipesched/HeteroPipeline-v0",
-        "features": list(FEATURES), "weights": weights.tolist(), "top_k": args.top_k,
-        "max_rounds": MAX_ROUNDS,
+    weights, stop, iterations = None, Stop(), 0
+    with interruptible() as labelling:  # Ctrl-C while labelling keeps the last fit
+        for iteration in range(settings.dagger):
+            added = 0
+            for cache, start in zip(train_caches, train_starts, strict=True):
+                for plan in visited_states(policy, cache, start):
+                    if (id(cache), plan) in seen:
+                        continue
+                    seen.add((id(cache), plan))
+                    labelled = expert_labels(cache, plan)
+                    if labelled is not None:
+                        groups.append(labelled)
+                        added += 1
+            weights, part = fit_listwise(groups, len(FEATURES), settings.steps,
+                                         settings.learning_rate, TEMPERATURE, run.seed,
+                                         settings.eval_every, validate_with(settings.top_k),
+                                         initial=weights, stop=stop)
+            offset = iteration * settings.steps
+            curve += [{**point, "step": point["step"] + offset, "dagger_iteration": iteration,
+                       "states": len(groups)} for point in part if not (iteration and
+                                                                       point["step"] == 0)]
+            iterations += 1
+            if stop.interrupted or not part:
+                break
+            run.say(f"DAgger {iteration}: +{added} states ({len(groups)} in all), validation mean "
+                    f"{part[-1]['validation_mean_ratio']:.4f}, worst "
+                    f"{part[-1]['validation_worst_ratio']:.4f}, "
+                    f"{time.perf_counter() - run.started:.0f} s")
+            policy = HeteroPipelineAgent(weights, settings.top_k, MAX_ROUNDS)
+    stop.interrupted = stop.interrupted or labelling.interrupted
+    fields = {
+        "top_k": settings.top_k, "max_rounds": MAX_ROUNDS,
         "recipe": "cluster_dp plus learned improvement moves: each round the linear ranker "
-                  f"scores every move of the current grouping and the top {args.top_k} are "
-                  "simulated; the best is taken if faster. Ranker trained by DAgger "
-                  f"({args.dagger} iterations) on the labels of an exhaustive neighbourhood "
+                  f"scores every move of the current grouping and the top {settings.top_k} "
+                  "are simulated; the best is taken if faster. Ranker trained by DAgger "
+                  f"({iterations} iterations) on the labels of an exhaustive neighbourhood "
                   "search (every move simulated), listwise loss",
-        "command": "nice -n 10 python -m agents.hetero_pipeline.train "
-                   f"--train {args.train} --validation {args.validation} --dagger {args.dagger} "
-                   f"--top-k {args.top_k} --steps {args.steps} --seed {args.seed}",
-        "seeds": {"fit": args.seed,
-                  "train_instances": f"{TRAIN_SEED_BASE}+i",
+        "seeds": {"fit": run.seed, "train_instances": f"{TRAIN_SEED_BASE}+i",
                   "validation_instances": f"{VALIDATION_SEED_BASE}+i"},
-        "train_instances": args.train, "validation_instances": args.validation,
-        "labelled_states": len(groups), "steps": args.steps * args.dagger,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "validation_curve": curve,
-        "validation_baselines": baselines,
-        "trained_on": f"{platform.node()} ({platform.processor() or platform.machine()}), "
-                      f"shared 2 cores, niced, numpy only; commit {commit}",
-        "config": "agents/hetero_pipeline/train.py",
-        "learning_curve_png": png.name,
+        "train_instances": settings.train, "validation_instances": settings.validation,
+        "labelled_states": len(groups), "dagger_iterations": iterations,
     }
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"validation: {baselines}; wrote {out} and {png.name}")
+    if not stop.interrupted:
+        fields["validation_baselines"] = {
+            "exhaustive_neighbourhood": validate_with(10**9)(np.zeros(len(FEATURES))),
+            "closed_form_ranked": validate_with(settings.top_k)(
+                -np.eye(len(FEATURES))[FEATURES.index("bound_over_current")]),
+            "random_ranker": validate_with(settings.top_k)(
+                np.random.default_rng(run.seed).normal(size=len(FEATURES))),
+            "learned": validate_with(settings.top_k)(weights),
+        }
+    return RankerFit(FEATURES, weights, curve, curve[-1]["step"] if curve else 0, fields,
+                     f"validation, top_k {settings.top_k}, {iterations} DAgger iterations of "
+                     f"{settings.steps} steps", "agent / cluster_dp", stop.interrupted)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The old trainer command: names its ``train_agents.py train`` equivalent, exits 2."""
+    from agents.algos.record import moved_command
+
+    moved_command("python -m agents.hetero_pipeline.train", "hetero_pipeline", "listwise",
+                  sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

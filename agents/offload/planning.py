@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-import envs  # noqa: F401  (registers the ids)
 from agents.evaluate import require_complete, run_episode
 from agents.scheduler import Scheduler, load_scheduler
+from envs import PROBLEMS
 from envs.offload import OffloadInstance, Plan
-
-OFFLOAD_ENV_ID = "pipesched/DnnOffload-v0"
 
 
 def plan_with_scheduler(scheduler: Scheduler, instance: OffloadInstance,
@@ -19,7 +17,7 @@ def plan_with_scheduler(scheduler: Scheduler, instance: OffloadInstance,
     :class:`agents.evaluate.IncompleteEpisode` (the env's all-local fill-in is not its plan)."""
     kwargs = dict(env_kwargs or {})
     kwargs["max_jobs"] = max(kwargs.get("max_jobs", 6), instance.num_jobs)
-    env = gym.make(OFFLOAD_ENV_ID, **kwargs)
+    env = gym.make(PROBLEMS["offload"].env_id, **kwargs)
     info = run_episode(env.unwrapped, scheduler, options={"instance": instance})
     env.close()
     return Plan(tuple(require_complete(info)["plan"]))

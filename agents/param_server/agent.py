@@ -23,10 +23,11 @@ import numpy as np
 from agents.algos.listwise import RankerFileError as AgentModelError
 from agents.algos.listwise import read_ranker
 from agents.param_server.portfolio import FEATURES, candidates, feature_matrix
+from envs import PROBLEMS
 from envs.param_server.instance import Allocation, ParamServerInstance
 from envs.shipped import MODELS_DIR
 
-DEFAULT_MODEL = MODELS_DIR / "param_server_agent.ranker.json"
+DEFAULT_MODEL = MODELS_DIR / PROBLEMS["param_server"].agent
 
 
 @dataclass

@@ -1,39 +1,39 @@
-"""Train the parameter-server agent's ranker (:mod:`agents.param_server.agent`).
+"""The parameter-server part of ``algo: listwise``: the ranker of :mod:`agents.param_server.agent`.
 
-    nice -n 10 python -m agents.param_server.train [--train 36] [--validation 12] [--seed 0]
+    nice -n 10 python train_agents.py train --env pipesched/ParamServer-v0 \
+        [--set listwise.train=36] [--set listwise.validation=12] [--seed 0]
 
 1. Labels by search: on generated instances (Zipf topics, M = 4, 8, 16, three size regimes,
    30 % or 50 % machine heterogeneity; the site-packages data is never used) every candidate
    of :mod:`agents.param_server.portfolio` is refined, and its label is its iteration time
-   over ``two_step``'s (candidate 0 refined). Labels are cached in ``--labels``.
+   over ``two_step``'s (candidate 0 refined). Labels are cached in ``listwise.labels``.
 2. Fit: a linear scorer over the candidate features, trained by full-batch gradient descent
    on a listwise loss (cross-entropy between the softmax of the scores and the softmax of
-   ``-(label - 1) / temperature`` per instance), seeded weights, ``--steps`` steps.
-3. Validation curve: every ``--eval-every`` steps, the agent's mean and worst ratio to
+   ``-(label - 1) / temperature`` per instance), seeded weights, ``listwise.steps`` steps.
+3. Validation curve: every ``listwise.eval_every`` steps, the agent's mean and worst ratio to
    ``two_step`` on held-out validation instances (``two_step`` plus the ``top_k`` best-scored
    candidates refined). ``top_k`` is the smallest whose final validation mean is within
    0.002 of refining every candidate.
 
-Writes the model (weights, ``top_k`` and the training record) and a learning-curve PNG next
-to it.
+:mod:`agents.algos.listwise` writes the model (weights, ``top_k`` and the training record)
+and a learning-curve PNG next to it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from agents.algos.listwise import draw_learning_curve, fit_listwise
+from agents.algos.listwise import RankerFit, fit_listwise
+from agents.algos.record import Stop, TrainRun
 from agents.param_server.portfolio import FEATURES, VARIANTS, candidates, feature_matrix
 from envs.param_server.generator import MachineProfile, ZipfTopicGenerator
 from envs.param_server.instance import ParamServerInstance
-from envs.shipped import ROOT
 
 SIZES = ({"num_blocks": 48, "num_shards": 128},
          {"num_blocks": 64, "num_shards": 256},
@@ -78,7 +78,7 @@ def labelled_set(count: int, seed_base: int, cache: Path, tag: str) -> list[tupl
     stored: dict[str, np.ndarray] = dict(np.load(path)) if path.exists() else {}
     if stored and str(stored.get("labeller", "")) != labeller():
         raise ValueError(f"{path}: labels made with other features, variants or instance sizes "
-                         f"than this version's; delete the file or pass another --labels")
+                         f"than this version's; delete the file or set another listwise.labels")
     stored["labeller"] = np.array(labeller())
     data = []
     for index in range(count):
@@ -105,26 +105,26 @@ def agent_ratios(weights: np.ndarray, data: list[tuple], top_k: int) -> np.ndarr
     return np.array(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.param_server.train")
-    parser.add_argument("--train", type=int, default=36, help="training instances")
-    parser.add_argument("--validation", type=int, default=12, help="validation instances")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--eval-every", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--labels", default="runs/param_server_agent", help="label cache")
-    parser.add_argument("--out", default=str(ROOT / "models" / "param_server_agent.ranker.json"))
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    cache = Path(args.labels)
-    try:
-        train = labelled_set(args.train, TRAIN_SEED_BASE, cache, "train")
-        validation = labelled_set(args.validation, VALIDATION_SEED_BASE, cache, "validation")
-    except ValueError as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    labelled_s = time.perf_counter() - started
+@dataclass(frozen=True)
+class Settings:
+    """The ``listwise:`` section of the ParamServer entry."""
+
+    train: int  # training instances
+    validation: int  # validation instances
+    steps: int
+    learning_rate: float
+    eval_every: int
+    labels: str  # the label cache folder
+
+
+def listwise_recipe(run: TrainRun, settings: Settings) -> RankerFit:
+    """Labels, a fit with ``top_k`` = 8 to choose ``top_k``, then the fit with that ``top_k``."""
+    cache = Path(settings.labels)
+    train = labelled_set(settings.train, TRAIN_SEED_BASE, cache, "train")
+    validation = labelled_set(settings.validation, VALIDATION_SEED_BASE, cache, "validation")
+    labelled_s = time.perf_counter() - run.started
     oracle = np.array([ratios.min() for _, ratios in validation])
+    stop = Stop()
 
     def fit(top_k: int) -> tuple[np.ndarray, list[dict]]:
         def validate(weights: np.ndarray) -> dict[str, float]:
@@ -132,52 +132,45 @@ def main(argv: list[str] | None = None) -> None:
             return {"validation_mean_ratio": float(ratios.mean()),
                     "validation_worst_ratio": float(ratios.max())}
 
-        return fit_listwise(train, len(FEATURES), args.steps, args.learning_rate, TEMPERATURE,
-                            args.seed, args.eval_every, validate)
+        return fit_listwise(train, len(FEATURES), settings.steps, settings.learning_rate,
+                            TEMPERATURE, run.seed, settings.eval_every, validate, stop=stop)
 
-    weights, _ = fit(MAX_TOP_K)
+    weights, curve = fit(MAX_TOP_K)
     by_k = {k: float(agent_ratios(weights, validation, k).mean()) for k in range(MAX_TOP_K + 1)}
     top_k = min((k for k in by_k if by_k[k] <= oracle.mean() + 0.002), default=MAX_TOP_K)
-    weights, curve = fit(top_k)
+    if not stop.interrupted:
+        weights, curve = fit(top_k)
     by_pre_rank = agent_ratios(-np.eye(len(FEATURES))[FEATURES.index("pre_over_best_pre")],
                                validation, top_k)
-    out = Path(args.out)
-    png = out.with_suffix(".png")
-    draw_learning_curve(curve, png, f"validation, top_k = {top_k}",
-                        "agent / two_step (validation)")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
-    record = {
-        "env_id": "pipesched/ParamServer-v0",
-        "features": list(FEATURES), "weights": weights.tolist(), "top_k": top_k,
+    run.say(f"top_k {top_k}: oracle {oracle.mean():.4f}, ranked by pre-refine time "
+            f"{by_pre_rank.mean():.4f}")
+    fields = {
+        "top_k": top_k,
         "recipe": "two_step plus a learned choice of partition variants: candidates are "
                   f"{len(VARIANTS)} METIS variants (seed with edge-weight noise, ufactor, "
                   "speed/bandwidth target shares) with shards placed as two_step does; a "
                   "linear ranker (listwise loss on search labels: every candidate refined) "
                   f"picks the top {top_k} to refine besides two_step's own; the lowest "
                   "simulated time wins",
-        "command": "nice -n 10 python -m agents.param_server.train "
-                   f"--train {args.train} --validation {args.validation} --steps {args.steps} "
-                   f"--seed {args.seed}",
-        "seeds": {"fit": args.seed, "train_instances": f"{TRAIN_SEED_BASE}+i",
+        "seeds": {"fit": run.seed, "train_instances": f"{TRAIN_SEED_BASE}+i",
                   "validation_instances": f"{VALIDATION_SEED_BASE}+i"},
-        "train_instances": args.train, "validation_instances": args.validation,
-        "steps": args.steps, "learning_rate": args.learning_rate,
-        "wall_s": {"labels": round(labelled_s, 1),
-                   "total": round(time.perf_counter() - started, 1)},
-        "validation_curve": curve,
+        "train_instances": settings.train, "validation_instances": settings.validation,
+        "learning_rate": settings.learning_rate, "labels_wall_s": round(labelled_s, 1),
         "validation_mean_ratio_by_top_k": by_k,
         "validation_oracle_mean_ratio": float(oracle.mean()),
         "validation_mean_ratio_ranked_by_pre_refine_time": float(by_pre_rank.mean()),
-        "trained_on": f"{platform.node()} ({platform.processor() or platform.machine()}), "
-                      f"shared 2 cores, niced, numpy only; commit {commit}",
-        "config": "agents/param_server/train.py",
-        "learning_curve_png": png.name,
     }
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"top_k {top_k}: validation mean {curve[-1]['validation_mean_ratio']:.4f}, worst "
-          f"{curve[-1]['validation_worst_ratio']:.4f} (oracle {oracle.mean():.4f}, ranked by "
-          f"pre-refine time {by_pre_rank.mean():.4f}); wrote {out} and {png.name}")
+    return RankerFit(FEATURES, weights, curve, curve[-1]["step"] if curve else 0, fields,
+                     f"validation, top_k = {top_k}", "agent / two_step (validation)",
+                     stop.interrupted)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The old trainer command: names its ``train_agents.py train`` equivalent, exits 2."""
+    from agents.algos.record import moved_command
+
+    moved_command("python -m agents.param_server.train", "param_server", "listwise",
+                  sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

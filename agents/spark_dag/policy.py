@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from envs import PROBLEMS
 from envs.json_source import load_json
 from envs.shipped import MODELS_DIR
 from envs.spark_dag.observation import Decision
@@ -35,14 +36,13 @@ from envs.spark_dag.state import ClusterState
 from heuristics.spark_dag import GraphView
 
 POLICY_FORMAT = "pipesched.spark_scoring_policy/2"
-_MODELS = MODELS_DIR
 #: the shipped policies by the shape each was trained and validated for (agents.spark_dag.train):
 #: the simulator's online shapes, real Spark on 2 executors in one JVM (``local[2]``, the live
 #: bridge's agent there) and on a 2-worker standalone cluster, batch
-SHIPPED = {"online": _MODELS / "spark_dag_policy.json",
-           "real": _MODELS / "spark_dag_policy_real.json",
-           "real_cluster": _MODELS / "spark_dag_policy_real_cluster.json",
-           "batch": _MODELS / "spark_dag_policy_batch.json"}
+SHIPPED = {"online": MODELS_DIR / PROBLEMS["spark_dag"].agent,
+           "real": MODELS_DIR / "spark_dag_policy_real.json",
+           "real_cluster": MODELS_DIR / "spark_dag_policy_real_cluster.json",
+           "batch": MODELS_DIR / "spark_dag_policy_batch.json"}
 STAGE_FEATURES = (
     "bias",                    # 1
     "source_job",              # the job has free executors of its own

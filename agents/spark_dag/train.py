@@ -1,57 +1,50 @@
-"""Train the shipped Spark DAG-shop scheduler: evolution strategies over a scoring policy.
+"""The Spark DAG-shop part of ``algo: cmaes`` (:mod:`agents.algos.cmaes`): what a candidate is,
+the workloads it is scored on, and the saved policy.
 
-    python -m agents.spark_dag.train [--decima-tpch DIR] [--kinds synthetic,decima,real,batch]
-        [--init shortest_work|shortest_work_x2|fair] [--real-traces FILES]
-        [--trace-load-min 0.5] [--trace-load-max 0.95] [--generations 30] [--workers 2]
-        [--seed 0] [--out models/spark_dag_policy.json]
+    python train_agents.py train --env pipesched/SparkDagShop-v0 [--set cmaes.KEY=VALUE ...]
 
-The policy (:class:`agents.spark_dag.policy.ScoringPolicy`) scores every schedulable stage of the
-whole graph and picks a parallelism limit relative to the fair share. It starts either at
-``fair`` exactly (:func:`fair_weights`, with the source rule) or, by default, at shortest
-remaining work first at the fair share without the source rule
+The keys of the entry's ``cmaes:`` section are the fields of :class:`Settings` (see
+docs/training.md). The policy (:class:`agents.spark_dag.policy.ScoringPolicy`) scores every
+schedulable stage of the whole graph and picks a parallelism limit relative to the fair share.
+It starts either at ``fair`` exactly (:func:`fair_weights`, with the source rule) or, by
+default, at shortest remaining work first at the fair share without the source rule
 (:func:`shortest_work_weights`), a hand-set point that is already 10-20% below fair on mean
 JCT, or (``shortest_work_x2``) the same at twice the fair share, which on 2 executors is
-``sjf``; the record says which. The search is CMA-ES (the ``cma`` library): each generation
-samples ``population`` weight vectors, plays every candidate on the same training workloads
-(drawn anew each generation) with the same duration seeds (common random numbers), and ranks
-it by the mean over workloads of its objective relative to ``fair``'s on that workload (mean
-JCT online, makespan in batch), so candidates are compared on identical conditions. CMA-ES
-adapts its step sizes and their correlations, which a plain OpenAI-ES with one sigma could
-not (it left the limit weights nearly where they started; see docs/spark_dag.md). Every
-``validate_every`` generations the distribution's mean is played on held-out validation
-workloads; the best validated mean is kept (the start included), so the shipped policy is
-never worse on validation than where it started. Rollouts run in ``--workers`` processes.
+``sjf``; the record says which. A candidate is the 26 weights; its score is the mean over the
+generation's training workloads (drawn anew each generation, the same duration seeds for every
+candidate) of its objective relative to ``fair``'s on that workload (mean JCT online, makespan
+in batch). CMA-ES adapts its step sizes and their correlations, which a plain OpenAI-ES with
+one sigma could not (it left the limit weights nearly where they started; see
+docs/spark_dag.md). Validation plays the distribution's mean on held-out workloads.
 
-A requested kind whose data is missing (``decima`` without ``--decima-tpch``, a trace kind
+A requested kind whose data is missing (``decima`` without ``cmaes.decima_tpch``, a trace kind
 without traces) is refused before training starts, never dropped. Workloads, in turn:
 synthetic online workloads shaped like Decima's TPC-H jobs
-(``TPCHLikeGenerator``, 50 executors, loads 0.5..0.95, 20..40 jobs); with ``--decima-tpch``,
+(``TPCHLikeGenerator``, 50 executors, loads 0.5..0.95, 20..40 jobs); with ``decima_tpch``,
 50..100-job sequences of Decima's traces (50 executors); 20..60-job sequences of the
 shipped real-Spark traces on 2 executors (the ``local[2]`` shape, no move cost); with
-``--kinds live``, 15..40-job streams of a trace played in the live mode
+kind ``live``, 15..40-job streams of a trace played in the live mode
 (:class:`envs.spark_dag.LiveSimulator`: whole DAG nodes on ``q`` executors with their measured
-times at ``q``, as the real-Spark bridge runs them; loads ``--trace-load-min``..``max``,
+times at ``q``, as the real-Spark bridge runs them; loads ``trace_load_min``..``max``,
 contention 0.2..0.6), which is how the real-Spark policies are trained; and batch instances of
 the benchmark's batch shape (10 jobs, 20 executors), judged by makespan. The
-policy file records the executor counts it was validated on. The record next to the model
-holds every argument, seed, the wall time and the validation curve; a PNG learning curve is
-written beside it.
+policy file records the executor counts it was validated on, and the training record (every
+setting, seed, the wall time and the validation curve) under ``training``.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.algos.cmaes import CmaesProblem
+from agents.algos.record import TrainRun
 from agents.evaluate import incomplete_reason, run_episode
 from agents.spark_dag.policy import (
     STAGE_FEATURES,
@@ -106,10 +99,13 @@ BATCH_CLUSTER = {"mode": "batch", "num_jobs": 10, "num_executors": 20, "network_
 KINDS = ("synthetic", "decima", "real", "trace", "live", "batch")
 DEFAULT_KINDS = ("synthetic", "decima", "real", "batch")
 #: the kinds that need data, and what supplies it
-DATA_OF_KIND = {"decima": "--decima-tpch DIR (Decima's TPC-H traces)",
-                "real": f"--real-traces FILES (traces with waves in {TRACES})",
-                "trace": f"--real-traces FILES (traces with waves in {TRACES})",
-                "live": f"--real-traces FILES (traces with waves in {TRACES})"}
+DATA_OF_KIND = {"decima": "cmaes.decima_tpch=DIR (Decima's TPC-H traces)",
+                "real": f"cmaes.real_traces=[FILE, ...] (traces with waves in {TRACES})",
+                "trace": f"cmaes.real_traces=[FILE, ...] (traces with waves in {TRACES})",
+                "live": f"cmaes.real_traces=[FILE, ...] (traces with waves in {TRACES})"}
+#: the old command's default that the entry changed (the entry leaves decima out: its traces
+#: are not shipped)
+OLD_DEFAULTS = {"kinds": ",".join(DEFAULT_KINDS)}
 REAL_CLUSTER = {"num_executors": 2, "moving_delay_s": 0.0, "warmup_s": 0.0}
 # live-mode slowdown per other running node: fitted 0.4 on local[2] (benchmarks.spark_real);
 # drawn around it so that the policy does not lean on one machine's figure
@@ -121,15 +117,15 @@ def kinds_problem(kinds: tuple[str, ...], decima: list[Job] | None,
     """Why ``kinds`` cannot be trained on with this data (an unknown kind, or a kind whose
     data is missing: it names what supplies it), or None."""
     if not kinds:
-        return f"--kinds: no kind given (known: {', '.join(KINDS)})"
+        return f"cmaes.kinds: no kind given (known: {', '.join(KINDS)})"
     if unknown := sorted(set(kinds) - set(KINDS)):
-        return f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})"
+        return f"cmaes.kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})"
     present = {"decima": bool(decima), "real": bool(traces), "trace": bool(traces),
                "live": bool(traces)}
     for kind in kinds:
         if not present.get(kind, True):
-            return (f"--kinds: kind {kind!r} has no data; give {DATA_OF_KIND[kind]} or drop "
-                    f"it from --kinds")
+            return (f"cmaes.kinds: kind {kind!r} has no data; give {DATA_OF_KIND[kind]} or "
+                    f"drop it from cmaes.kinds")
     return None
 
 
@@ -215,126 +211,98 @@ def fair_objectives(workloads: list[Workload]) -> list[float]:
     return values
 
 
-@dataclass
-class Config:
-    generations: int = 30
-    population: int = 16         # candidates per generation
-    train_workloads: int = 8     # drawn anew every generation
-    validation_workloads: int = 12
-    validate_every: int = 3
-    sigma: float = 0.1           # initial step size of the score weights
-    limit_scale: float = 0.5     # initial steps of the limit weights relative to sigma
-    trace_load_min: float = 0.5  # offered load of the real-trace sequences, drawn uniformly
-    trace_load_max: float = 0.95
-    workers: int = 2
-    seed: int = 0
+def play_candidate(params: np.ndarray, round_: tuple[bool, list[Workload], list[float]]
+                   ) -> float:
+    """:func:`play` as :class:`agents.algos.cmaes.CmaesProblem` scores a candidate."""
+    return play((params, *round_))
 
 
-def plot_curve(history: list[dict], path: Path) -> None:
-    import matplotlib
+@dataclass(frozen=True)
+class Settings:
+    """The ``cmaes:`` section of the SparkDagShop entry (CMA-ES and its workloads)."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    generations: int
+    population: int  # candidates per generation
+    train_workloads: int  # drawn anew every generation
+    validation_workloads: int
+    validate_every: int
+    sigma: float  # initial step size of the score weights
+    limit_scale: float  # initial steps of the limit weights relative to sigma
+    trace_load_min: float  # offered load of the real-trace sequences, drawn uniformly
+    trace_load_max: float
+    workers: int
+    kinds: tuple[str, ...]
+    init: str  # one of INITS
+    real_traces: tuple[str, ...] | None  # files in data/spark_traces; None: all with waves
+    decima_tpch: str | None  # Decima's TPC-H traces folder (kind decima)
 
-    fig, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot([h["generation"] for h in history], [h["validation_vs_fair"] for h in history],
-              marker="o", label="validation (held-out workloads)")
-    axis.axhline(1.0, color="grey", linestyle="--", label="fair")
-    axis.set_xlabel("CMA-ES generation")
-    axis.set_ylabel("objective / fair's (JCT online, makespan batch)")
-    axis.set_title("Spark DAG-shop scoring policy")
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+def training_data(settings: Settings) -> tuple[list[Job] | None, dict[str, list[Job]]]:
+    """Decima's jobs (if asked for) and the traces to train on; a setting that cannot be met is
+    a ValueError naming its key."""
+    if settings.init not in INITS:
+        raise ValueError(f"cmaes.init: {settings.init!r} is not one of {', '.join(INITS)}")
+    if not 0 < settings.trace_load_min <= settings.trace_load_max:
+        raise ValueError(f"cmaes.trace_load_min/trace_load_max: need 0 < min <= max, got "
+                         f"{settings.trace_load_min}, {settings.trace_load_max}")
+    decima = load_decima_tpch(Path(settings.decima_tpch)) if settings.decima_tpch else None
+    traces = load_wave_traces(TRACES)
+    if settings.real_traces is not None:
+        missing = sorted(set(settings.real_traces) - set(traces))
+        if missing:
+            raise ValueError(f"cmaes.real_traces: {', '.join(missing)} not in {TRACES} "
+                             f"(with waves)")
+        traces = {name: traces[name] for name in settings.real_traces}
+    if problem := kinds_problem(settings.kinds, decima, traces):
+        raise ValueError(problem)
+    return decima, traces
+
+
+def cmaes_recipe(run: TrainRun, settings: Settings) -> CmaesProblem:
+    """The scoring policy as a CMA-ES problem; ``save`` writes ``policy.json`` in the run's
+    folder with the Spark fields added to the record."""
+    decima, traces = training_data(settings)
+    kinds, trace_load = settings.kinds, (settings.trace_load_min, settings.trace_load_max)
+    half = len(STAGE_FEATURES)
+    source_rule = settings.init == "fair"
+    validation = make_workloads(settings.validation_workloads, VALIDATION_SEED, decima, traces,
+                                kinds, trace_load)
+    validation_fair = fair_objectives(validation)
+
+    def training_round(generation: int) -> tuple[bool, list[Workload], list[float]]:
+        workloads = make_workloads(settings.train_workloads, TRAIN_SEED + generation * 100,
+                                   decima, traces, kinds, trace_load)
+        return source_rule, workloads, fair_objectives(workloads)
+
+    def save(params: np.ndarray, record: dict[str, Any]) -> Path:
+        shapes = {"executors": sorted({w.executors for w in validation}),
+                  "jobs": [min(len(w.jobs) for w in validation),
+                           max(len(w.jobs) for w in validation)]}
+        policy = ScoringPolicy(params[:half], params[half:], shapes=shapes,
+                               source_rule=source_rule)
+        record = {**record, "init": settings.init, "kinds": list(kinds),
+                  "decima_tpch": bool(decima), "real_traces": sorted(traces),
+                  "train_seed": TRAIN_SEED, "validation_seed": VALIDATION_SEED,
+                  "episodes": record["generations"] * (settings.population + 1)
+                  * settings.train_workloads}
+        return policy.save(run.run_dir / "policy.json", record)
+
+    return CmaesProblem(
+        start=np.concatenate(INITS[settings.init]()),
+        stds=np.concatenate([np.ones(half), np.full(half, settings.limit_scale)]),
+        score=play_candidate, training_round=training_round,
+        validate=lambda params: play((params, source_rule, validation, validation_fair)),
+        save=save, name="vs_fair", ylabel="objective / fair's (JCT online, makespan batch)",
+        title="Spark DAG-shop scoring policy",
+        start_label=f"the start ({settings.init}, {len(validation)} workloads)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.spark_dag.train")
-    parser.add_argument("--decima-tpch", type=Path,
-                        help="Decima's TPC-H traces, to train on their sequences as well")
-    for field, default in asdict(Config()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    parser.add_argument("--real-traces", help="comma-separated files in data/spark_traces to "
-                        "train on (default: every trace there that carries waves)")
-    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
-                        help=f"workload kinds to train and validate on (of {', '.join(KINDS)}); "
-                             f"decima needs --decima-tpch: without it, name the others")
-    parser.add_argument("--init", choices=sorted(INITS), default="shortest_work",
-                        help="starting point: fair (with the source rule) or shortest remaining "
-                             "work at the fair share or twice it (without it)")
-    parser.add_argument("--out", type=Path, default=Path("models/spark_dag_policy.json"))
-    args = parser.parse_args(argv)
-    config = Config(**{f: getattr(args, f) for f in asdict(Config())})
-    kinds = tuple(kind for kind in args.kinds.split(",") if kind)
-    decima = load_decima_tpch(args.decima_tpch) if args.decima_tpch else None
-    traces = load_wave_traces(TRACES)
-    if args.real_traces:
-        wanted = args.real_traces.split(",")
-        missing = sorted(set(wanted) - set(traces))
-        if missing:
-            parser.error(f"--real-traces: {', '.join(missing)} not in {TRACES} (with waves)")
-        traces = {name: traces[name] for name in wanted}
-    if problem := kinds_problem(kinds, decima, traces):
-        parser.error(problem)
-    import cma  # here, so that --help answers at once
+    """The old trainer command: names its ``train_agents.py train`` equivalent, exits 2."""
+    from agents.algos.record import moved_command
 
-    started = time.monotonic()
-    half = len(STAGE_FEATURES)
-    start = np.concatenate(INITS[args.init]())
-    source_rule = args.init == "fair"
-    search = cma.CMAEvolutionStrategy(start, config.sigma, {
-        "seed": config.seed + 1, "popsize": config.population, "verbose": -9,
-        "CMA_stds": np.concatenate([np.ones(half), np.full(half, config.limit_scale)])})
-
-    trace_load = (config.trace_load_min, config.trace_load_max)
-    if not 0 < trace_load[0] <= trace_load[1]:
-        parser.error(f"--trace-load-min/--trace-load-max: need 0 < min <= max, got {trace_load}")
-    validation = make_workloads(config.validation_workloads, VALIDATION_SEED, decima, traces,
-                                kinds, trace_load)
-    validation_fair = fair_objectives(validation)
-    best_params, best_score = start, play((start, source_rule, validation, validation_fair))
-    history = [{"generation": 0, "validation_vs_fair": best_score, "minutes": 0.0}]
-    print(f"validation ({len(validation)} workloads): the start ({args.init}) is "
-          f"{best_score:.3f} x fair", flush=True)
-    with ProcessPoolExecutor(config.workers) as pool:
-        for generation in range(1, config.generations + 1):
-            workloads = make_workloads(config.train_workloads,
-                                       TRAIN_SEED + generation * 100, decima, traces, kinds,
-                                       trace_load)
-            fair = fair_objectives(workloads)
-            candidates = search.ask()
-            fitness = np.array(list(pool.map(play, [(c, source_rule, workloads, fair)
-                                                    for c in candidates])))
-            search.tell(candidates, fitness.tolist())
-            print(f"generation {generation}: train objective/fair best {fitness.min():.3f} "
-                  f"median {np.median(fitness):.3f}", flush=True)
-            if generation % config.validate_every == 0 or generation == config.generations:
-                centre = np.array(search.mean)
-                score = play((centre, source_rule, validation, validation_fair))
-                history.append({"generation": generation, "validation_vs_fair": score,
-                                "train_median_vs_fair": float(np.median(fitness)),
-                                "minutes": (time.monotonic() - started) / 60})
-                print(f"  validation objective/fair {score:.3f}", flush=True)
-                if score < best_score:
-                    best_params, best_score = centre, score
-    shapes = {"executors": sorted({w.executors for w in validation}),
-              "jobs": [min(len(w.jobs) for w in validation), max(len(w.jobs) for w in validation)]}
-    policy = ScoringPolicy(best_params[:half], best_params[half:], shapes=shapes,
-                           source_rule=source_rule)
-    record = {"command": "python -m agents.spark_dag.train " + " ".join(
-                  str(a) for a in (argv if argv is not None else sys.argv[1:])),
-              "config": asdict(config), "init": args.init, "kinds": list(kinds),
-              "decima_tpch": bool(decima),
-              "real_traces": sorted(traces),
-              "train_seed": TRAIN_SEED, "validation_seed": VALIDATION_SEED,
-              "episodes": config.generations * (config.population + 1)
-              * config.train_workloads,
-              "wall_minutes": (time.monotonic() - started) / 60,
-              "best_validation_vs_fair": best_score, "history": history}
-    policy.save(args.out, record)
-    plot_curve(history, args.out.with_suffix(".png"))
-    print(f"saved {args.out} (validation mean JCT / fair {best_score:.3f})")
+    moved_command("python -m agents.spark_dag.train", "spark_dag", "cmaes",
+                  sys.argv[1:] if argv is None else argv, OLD_DEFAULTS)
 
 
 if __name__ == "__main__":

@@ -8,26 +8,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.env_config import check_generator, check_render_mode, resolve_config
 from envs.hetero_pipeline.closed_form import estimate_iteration_s
-from envs.hetero_pipeline.generator import HeteroPipelineGenerator, single_device_memory_bytes
+from envs.hetero_pipeline.config import HeteroPipelineConfig
+from envs.hetero_pipeline.generator import single_device_memory_bytes
 from envs.hetero_pipeline.instance import InstanceError, PipelineInstance, PipelinePlan
 from envs.hetero_pipeline.partition import minmax_cuts, single_device_plan, stage_time_matrix
 from envs.hetero_pipeline.simulator import render_gantt, simulate
 
 FEATURE_LIMIT = 100.0
-
-
-def default_config() -> dict[str, Any]:
-    """Reward terms and their weights (highway-env style)."""
-    return {
-        "reward_weights": {
-            # minus the change of the (completed) plan's iteration time / reference time
-            "iteration_time": 1.0,
-            # per invalid (masked-out) action, which is otherwise a no-op
-            "invalid_action": 0.1,
-        },
-        "max_steps_factor": 4,
-    }
 
 
 class HeteroPipelineEnv(gym.Env):
@@ -88,28 +77,28 @@ class HeteroPipelineEnv(gym.Env):
     after a truncation: the plan is then the DP's completion, not the scheduler's).
 
     ## Arguments
-    ``generator`` (callable ``rng -> PipelineInstance``; default
-    :class:`HeteroPipelineGenerator`), ``max_devices`` (8), ``max_layers`` (12), ``config``
-    (overrides :func:`default_config`), ``render_mode`` (``"ansi"`` or ``None``).
+    ``HeteroPipelineEnv(config=None, *, generator=None, render_mode=None, **overrides)``:
+    ``config`` a :class:`envs.hetero_pipeline.config.HeteroPipelineConfig` (default
+    ``HeteroPipelineConfig()``) whose fields ``overrides`` replace by name (``max_devices`` 8,
+    ``max_layers`` 12, ``reward_weights``, ``max_steps_factor`` 4; an unknown name is
+    refused); ``generator`` a callable ``rng -> PipelineInstance`` that replaces the config's
+    :class:`HeteroPipelineGenerator`; ``render_mode`` ``"ansi"`` or ``None``.
 
     ## Version History
     - v0: initial version.
+    - v0 (same dynamics): settings moved into the frozen ``HeteroPipelineConfig`` with keyword overrides.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, generator: Any = None, max_devices: int = 8, max_layers: int = 12,
-                 config: dict[str, Any] | None = None, render_mode: str | None = None) -> None:
-        self.generator = generator or HeteroPipelineGenerator()
-        self.max_devices, self.max_layers = int(max_devices), int(max_layers)
-        self.config = default_config()
-        if unknown := sorted(set(config or {}) - set(self.config)):
-            raise ValueError(f"HeteroPipelineEnv: unknown config key(s) {unknown}; known: "
-                             f"{sorted(self.config)}")
-        self.config.update(config or {})
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be 'ansi' or None, got {render_mode!r}")
+    def __init__(self, config: HeteroPipelineConfig | None = None, *, generator: Any = None,
+                 render_mode: str | None = None, **overrides: Any) -> None:
+        self.config = resolve_config(HeteroPipelineConfig, config, overrides)
+        check_generator(type(self).__name__, generator)
+        check_render_mode(type(self).__name__, self.metadata["render_modes"], render_mode)
         self.render_mode = render_mode
+        self.generator = generator if generator is not None else self.config.default_generator()
+        self.max_devices, self.max_layers = self.config.max_devices, self.config.max_layers
         self.new_stage_action = self.max_devices  # + position
         self.idle_action = 2 * self.max_devices
         self.action_space = spaces.Discrete(max(2 * self.max_devices + 1, self.max_layers))
@@ -280,7 +269,7 @@ class HeteroPipelineEnv(gym.Env):
     def step(self, action: int):
         action = int(action)
         self.steps += 1
-        weights = self.config["reward_weights"]
+        weights = self.config.reward_weights
         reward = 0.0
         if 0 <= action < self.action_space.n and self._mask[action]:
             self._apply(action)
@@ -294,7 +283,7 @@ class HeteroPipelineEnv(gym.Env):
             self.invalid_actions += 1
             reward -= weights["invalid_action"]
         terminated = self.phase == "done"
-        limit = self.config["max_steps_factor"] * (self.max_devices + self.max_layers)
+        limit = self.config.max_steps_factor * (self.max_devices + self.max_layers)
         truncated = not terminated and self.steps >= limit
         if not (terminated or truncated):
             self._mask = self._compute_mask()

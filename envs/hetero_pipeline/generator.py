@@ -15,8 +15,9 @@ from envs.hetero_pipeline.instance import (
     PipelineInstance,
     load_profile,
 )
+from envs.shipped import DATA_DIR
 
-TRAINING_PROFILE_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles" / "training"
+TRAINING_PROFILE_DIR = DATA_DIR / "profiles" / "training"
 
 
 def training_profiles(directory: str | Path = TRAINING_PROFILE_DIR) -> dict[str, ModelProfile]:

@@ -34,7 +34,8 @@ from torch import nn
 from envs.machine import cpu_model
 
 SUPPORTED_MODELS = ("resnet18", "mobilenet_v2", "vgg11")
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "profiles" / "training"
+#: relative to the current directory: run from a checkout's root to replace the shipped profiles
+DEFAULT_OUT = Path("data/profiles/training")
 
 
 def build_segments(model_name: str, num_classes: int = 10) -> list[tuple[str, nn.Module]]:

@@ -8,9 +8,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.env_config import check_generator, check_render_mode, resolve_config
 from envs.offload.bounds import latency_lower_bound
+from envs.offload.config import OffloadConfig
 from envs.offload.cuts import candidate_cuts
-from envs.offload.generator import Generator, ProfileGenerator
+from envs.offload.generator import Generator
 from envs.offload.instance import OffloadInstance
 from envs.offload.render import ansi_gantt
 from envs.offload.simulator import Plan, Timeline
@@ -75,37 +77,30 @@ class DnnOffloadEnv(gym.Env):
     scheduler's own actions placed every job).
 
     ## Arguments
-    ``max_jobs`` (6), ``max_cuts`` (80, more than any shipped profile has cuts),
-    ``generator`` (a :class:`Generator`), ``config`` (overrides of :meth:`default_config`),
-    ``render_mode`` (``"ansi"`` or None).
+    ``DnnOffloadEnv(config=None, *, generator=None, render_mode=None, **overrides)``:
+    ``config`` an :class:`envs.offload.config.OffloadConfig` (default ``OffloadConfig()``) whose
+    fields ``overrides`` replace by name (``max_jobs`` 6, ``max_cuts`` 80, ``reward_scale``,
+    ``invalid_penalty``, ``max_invalid_actions``; an unknown name is refused);
+    ``generator`` a :class:`Generator` (``rng -> OffloadInstance``) that replaces the config's
+    default; ``render_mode`` ``"ansi"`` or None.
 
     ## Version History
     - v0: chain jobs and DAG jobs (whose options are candidate predecessor-closed partitions,
       see :mod:`envs.offload.dag`), Pareto candidate cuts, lookahead features.
+    - v0 (same dynamics): settings moved into the frozen ``OffloadConfig`` with keyword overrides.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    @staticmethod
-    def default_config() -> dict[str, Any]:
-        return {
-            "reward_scale": 1.0,          # weight of the makespan-increase reward term
-            "invalid_penalty": 0.1,       # weight of the invalid-action term
-            "max_invalid_actions": 64,
-        }
-
-    def __init__(self, max_jobs: int = 6, max_cuts: int = 80, generator: Generator | None = None,
-                 config: dict[str, Any] | None = None, render_mode: str | None = None) -> None:
-        self.max_jobs = max_jobs
-        self.max_cuts = max_cuts
-        self.generator = generator or ProfileGenerator(min_jobs=2, max_jobs=max_jobs)
-        self.config = {**self.default_config(), **(config or {})}
-        unknown = set(self.config) - set(self.default_config())
-        if unknown:
-            raise ValueError(f"unknown config key(s) {sorted(unknown)}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+    def __init__(self, config: OffloadConfig | None = None, *, generator: Generator | None = None,
+                 render_mode: str | None = None, **overrides: Any) -> None:
+        self.config = resolve_config(OffloadConfig, config, overrides)
+        check_generator(type(self).__name__, generator)
+        check_render_mode(type(self).__name__, self.metadata["render_modes"], render_mode)
         self.render_mode = render_mode
+        self.max_jobs, self.max_cuts = self.config.max_jobs, self.config.max_cuts
+        max_jobs, max_cuts = self.max_jobs, self.max_cuts
+        self.generator = generator if generator is not None else self.config.default_generator()
         self.action_space = spaces.Discrete(max_jobs * max_cuts)
         self.observation_space = spaces.Dict({
             "cut_features": spaces.Box(0.0, FEATURE_MAX, (max_jobs, max_cuts, len(CUT_FEATURES)),
@@ -141,17 +136,18 @@ class DnnOffloadEnv(gym.Env):
         mask = self.action_masks()
         if not 0 <= int(action) < self.action_space.n or not mask[int(action)]:
             self.invalid_actions += 1
-            truncated = self.invalid_actions >= self.config["max_invalid_actions"]
+            truncated = self.invalid_actions >= self.config.max_invalid_actions
             if truncated:
                 self._finish_all_local()
             info = {**self._info(), "complete": False} if truncated else self._info()
-            return (self._observation(), -self.config["invalid_penalty"], False, truncated,
+            return (self._observation(), -self.config.invalid_penalty, False, truncated,
                     info)
         before_s = self.timeline.makespan_s
         cut = int(self.candidates[job][slot])
         self.timeline.add(job, cut)
         self.plan.append((job, cut))
-        reward = -self.config["reward_scale"] * (self.timeline.makespan_s - before_s) / self.lower_bound_s
+        reward = (-self.config.reward_scale * (self.timeline.makespan_s - before_s)
+                  / self.lower_bound_s)
         terminated = len(self.plan) == self.instance.num_jobs
         info = self._info()
         if terminated:

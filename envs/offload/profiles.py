@@ -15,8 +15,9 @@ from typing import Any
 
 from envs.json_source import field, reject_unknown
 from envs.offload.instance import CHAIN_LAYER_FIELDS, InstanceError, Layer, OffloadJob
+from envs.shipped import DATA_DIR
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles"
+PROFILE_DIR = DATA_DIR / "profiles"
 PROFILE_FIELDS = ("model", "input_shape", "input_bytes", "provenance", "layers", "graph")
 NODE_FIELDS = ("name", "op", "inputs", "device_s", "server_s", "output_bytes")
 

@@ -4,6 +4,7 @@
 :mod:`envs.param_server.simulator` and in ``docs/param_server.md``.
 """
 
+from envs.param_server.config import ParamServerConfig
 from envs.param_server.dataset import SparseDataset, synthesize
 from envs.param_server.env import ParamServerEnv, play_allocation
 from envs.param_server.generator import (
@@ -18,7 +19,8 @@ from envs.param_server.simulator import AllocationState, IterationResult, evalua
 
 __all__ = [
     "Allocation", "AllocationState", "ClusteredToyGenerator", "DatasetGenerator",
-    "InstanceError", "IterationResult", "MachineProfile", "MixtureGenerator", "ParamServerEnv",
+    "InstanceError", "IterationResult", "MachineProfile", "MixtureGenerator", "ParamServerConfig",
+    "ParamServerEnv",
     "ParamServerInstance", "SparseDataset", "ZipfTopicGenerator", "evaluate", "play_allocation",
     "synthesize",
 ]

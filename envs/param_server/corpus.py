@@ -35,7 +35,8 @@ from envs.param_server.dataset import SparseDataset
 
 DEFAULT_PACKAGES = ("networkx", "sympy", "matplotlib", "hypothesis", "torch", "pyspark",
                     "rich", "scipy")
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "param_server" / "sitepackages.npz"
+#: relative to the current directory: run from a checkout's root to replace the shipped file
+DEFAULT_OUT = Path("data/param_server/sitepackages.npz")
 
 
 def choose_files(root: Path, package: str, count: int) -> list[Path]:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.param_server.generator import (
-    ClusteredToyGenerator,
-    DatasetGenerator,
-    MixtureGenerator,
-    ZipfTopicGenerator,
+from envs.env_config import check_generator, check_render_mode, resolve_config
+from envs.param_server.config import (
+    SITEPACKAGES_PATH,
+    GeneratorFn,
+    ParamServerConfig,
+    named_generator,
 )
 from envs.param_server.instance import Allocation, InstanceError, ParamServerInstance
 from envs.param_server.simulator import AllocationState
-
-SITEPACKAGES_PATH = Path(__file__).resolve().parents[2] / "data" / "param_server" / \
-    "sitepackages.npz"
 
 MACHINE_FEATURES = ("valid", "fits", "speed", "bandwidth", "memory_free", "compute",
                     "comm", "machine_time", "time_if_placed", "iteration_if_placed",
@@ -29,28 +25,6 @@ ITEM_FEATURES = ("is_block", "is_shard", "size", "accessors", "blocks_done", "sh
                  "estimate", "machines")
 
 OBS_LIMIT = 1.0e4  # features are ratios of order 1; the clip only guards the Box bounds
-
-GeneratorFn = Callable[[np.random.Generator], ParamServerInstance]
-
-
-def named_generator(name: str, **kwargs: Any) -> GeneratorFn:
-    """Generators that a YAML config can name: ``zipf``, ``toy``, ``sitepackages``, ``mixed``.
-
-    ``mixed`` (agent training) draws Zipf instances with 4, 8 or 16 machines, 24-64 blocks and
-    64-256 shards, and the site-packages data on 4 or 8 machines.
-    """
-    if name == "zipf":
-        return ZipfTopicGenerator(**kwargs)
-    if name == "toy":
-        return ClusteredToyGenerator(**kwargs)
-    if name == "sitepackages":
-        return DatasetGenerator(kwargs.pop("dataset_path", SITEPACKAGES_PATH), **kwargs)
-    if name == "mixed":
-        zipf = [ZipfTopicGenerator(num_blocks=b, num_shards=s, num_machines=m)
-                for m in (4, 8, 16) for b, s in ((24, 64), (48, 128), (64, 256))]
-        real = [DatasetGenerator(SITEPACKAGES_PATH, m) for m in (4, 8)]
-        return MixtureGenerator(tuple(zipf + real))
-    raise ValueError(f"unknown generator {name!r}; expected zipf, toy, sitepackages or mixed")
 
 
 class ParamServerEnv(gym.Env):
@@ -92,7 +66,7 @@ class ParamServerEnv(gym.Env):
     - ``action_mask`` ``(max_machines,)``: 1 for valid actions.
 
     ## Rewards
-    Weighted terms (``default_config()["reward_weights"]``): ``iteration_increase`` times
+    Weighted terms (``config.reward_weights``): ``iteration_increase`` times
     ``-(estimate_after - estimate_before) / time_scale_s``, where the estimate is the
     simulator's partial-allocation estimate (placed items exact, an unplaced shard touched by
     ``k >= 2`` machines charging ``2*bytes`` to each); it never decreases and equals
@@ -105,40 +79,48 @@ class ParamServerEnv(gym.Env):
 
     ## Episode End
     Terminated when every block and shard is placed; truncated after
-    ``config["max_invalid_actions"]`` invalid actions. The final ``info`` holds
+    ``config.max_invalid_actions`` invalid actions. The final ``info`` holds
     ``iteration_s``, ``remote_bytes``, ``invalid_actions``, ``machine_s``, ``allocation``
     (``block_machine``, ``shard_machine``) and ``complete``.
 
     ## Arguments
-    - ``generator``: a callable ``rng -> ParamServerInstance`` or a name for
-      :func:`named_generator` (default ``"zipf"``); ``generator_kwargs`` for the named one.
-    - ``max_machines``: padding of the machine axis (default 16).
-    - ``config``: overrides of ``default_config()``.
+    ``ParamServerEnv(config=None, *, generator=None, render_mode=None, **overrides)``:
+    - ``config``: a :class:`envs.param_server.config.ParamServerConfig` (default
+      ``ParamServerConfig()``); ``overrides`` replace its fields by name (``generator_name``
+      "zipf" and ``generator_kwargs`` for :func:`named_generator`, ``max_machines`` 16,
+      ``reward_weights``, ``invalid_action_penalty``, ``max_invalid_actions``); an unknown
+      name is refused.
+    - ``generator``: a callable ``rng -> ParamServerInstance`` that replaces the config's
+      named one; a name (``generator="mixed"``, as YAML configs write it) is the
+      ``generator_name`` override.
     - ``render_mode``: ``"ansi"`` returns a text Gantt chart of per-machine time.
 
     ## Version History
     - v0: first version.
+    - v0 (same dynamics): settings moved into the frozen ``ParamServerConfig`` with keyword overrides.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, generator: GeneratorFn | str = "zipf",
-                 generator_kwargs: dict[str, Any] | None = None, max_machines: int = 16,
-                 config: dict[str, Any] | None = None, render_mode: str | None = None) -> None:
-        if isinstance(generator, str):
-            generator = named_generator(generator, **(generator_kwargs or {}))
-        elif generator_kwargs:
-            raise ValueError("generator_kwargs only apply to a named generator")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
-        self.generator = generator
-        self.max_machines = int(max_machines)
-        self.config = self.default_config()
-        for key, value in (config or {}).items():
-            if key not in self.config:
-                raise ValueError(f"unknown config key {key!r}; known: {sorted(self.config)}")
-            self.config[key] = value
+    def __init__(self, config: ParamServerConfig | None = None, *,
+                 generator: GeneratorFn | str | None = None, render_mode: str | None = None,
+                 **overrides: Any) -> None:
+        if isinstance(generator, str):  # the old spelling of the generator_name override
+            if "generator_name" in overrides:
+                raise ValueError(f"ParamServerEnv: generator={generator!r} and generator_name="
+                                 f"{overrides['generator_name']!r} both name the generator")
+            overrides = {**overrides, "generator_name": generator}
+            generator = None
+        self.config = resolve_config(ParamServerConfig, config, overrides)
+        check_generator(type(self).__name__, generator)
+        if generator is not None and self.config.generator_kwargs:
+            raise ValueError(f"ParamServerEnv: generator_kwargs "
+                             f"{sorted(self.config.generator_kwargs)} only apply to a named "
+                             f"generator, not to an injected {type(generator).__name__}")
+        check_render_mode(type(self).__name__, self.metadata["render_modes"], render_mode)
         self.render_mode = render_mode
+        self.generator = generator if generator is not None else self.config.default_generator()
+        self.max_machines = self.config.max_machines
         self.action_space = spaces.Discrete(self.max_machines)
         self.observation_space = spaces.Dict({
             "machine_features": spaces.Box(-OBS_LIMIT, OBS_LIMIT, (self.max_machines,
@@ -150,14 +132,6 @@ class ParamServerEnv(gym.Env):
         })
         self.instance: ParamServerInstance | None = None
         self.state: AllocationState | None = None
-
-    @staticmethod
-    def default_config() -> dict[str, Any]:
-        return {
-            "reward_weights": {"iteration_increase": 1.0, "invalid_action": 1.0},
-            "invalid_action_penalty": 0.1,
-            "max_invalid_actions": 1000,
-        }
 
     # gym API ---------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -184,12 +158,12 @@ class ParamServerEnv(gym.Env):
     def step(self, action: int):
         assert self.state is not None and self.instance is not None, "call reset() first"
         action = int(action)
-        weights = self.config["reward_weights"]
+        weights = self.config.reward_weights
         mask = self._mask
         if not (0 <= action < self.max_machines) or not mask[action]:
             self.invalid_actions += 1
-            reward = -weights["invalid_action"] * self.config["invalid_action_penalty"]
-            truncated = self.invalid_actions >= self.config["max_invalid_actions"]
+            reward = -weights["invalid_action"] * self.config.invalid_action_penalty
+            truncated = self.invalid_actions >= self.config.max_invalid_actions
             return self._observation(), float(reward), False, truncated, self._info()
         before = self.state.estimated_iteration_s
         kind, index = self.current_item
@@ -299,7 +273,7 @@ class ParamServerEnv(gym.Env):
                 "machine_s": state.machine_s.tolist(), "complete": True,
                 "allocation": allocation.to_dict(), "instance_name": self.instance.name,
             })
-        elif self.invalid_actions >= self.config["max_invalid_actions"]:
+        elif self.invalid_actions >= self.config.max_invalid_actions:
             info.update({"iteration_s": state.estimated_iteration_s,
                          "remote_bytes": state.remote_bytes, "complete": False})
         return info
@@ -335,4 +309,5 @@ def play_allocation(env: ParamServerEnv, allocation: Allocation,
             return info
 
 
-__all__ = ["ParamServerEnv", "named_generator", "play_allocation", "gantt_text"]
+__all__ = ["SITEPACKAGES_PATH", "ParamServerEnv", "gantt_text", "named_generator",
+           "play_allocation"]

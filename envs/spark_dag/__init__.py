@@ -3,6 +3,7 @@
 The model is documented in :class:`envs.spark_dag.env.SparkDagShopEnv` and docs/spark_dag.md.
 """
 
+from envs.spark_dag.config import SparkDagShopConfig
 from envs.spark_dag.env import SparkDagShopEnv
 from envs.spark_dag.generator import (
     Generator,
@@ -37,7 +38,7 @@ from envs.spark_dag.workload import (
 
 __all__ = [
     "ClusterSpec", "ClusterState", "DagShopSimulator", "Decision", "Generator", "Job",
-    "JobProgress", "ObservationLimits", "SparkDagShopEnv", "Stage", "TPCHLikeGenerator",
+    "JobProgress", "ObservationLimits", "SparkDagShopConfig", "SparkDagShopEnv", "Stage", "TPCHLikeGenerator",
     "ToyGenerator", "TraceSequenceGenerator", "Waves", "WorkloadError", "action_mask",
     "decode_action", "encode_action",
     "encode_observation", "jobs_from_json", "jobs_to_json", "load_decima_tpch", "load_wave_traces",

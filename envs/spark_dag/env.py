@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from envs.spark_dag.generator import Generator, TPCHLikeGenerator
+from envs.env_config import check_generator, check_render_mode, resolve_config
+from envs.spark_dag.config import SparkDagShopConfig
+from envs.spark_dag.generator import Generator
 from envs.spark_dag.observation import (
     Decision,
     ObservationLimits,
@@ -21,10 +22,8 @@ from envs.spark_dag.observation import (
 from envs.spark_dag.render import ansi_gantt
 from envs.spark_dag.simulator import DagShopSimulator
 from envs.spark_dag.state import ClusterState
-from envs.spark_dag.workload import ClusterSpec, Job
+from envs.spark_dag.workload import Job
 
-_RULE_KEYS = ("num_executors", "network_capacity", "moving_delay_s", "warmup_s",
-              "duration_model", "warmup_scope", "move_from_pool", "commit_when")
 
 class ClusterStateSpace(gym.spaces.Space):
     """Observation space of ``observation_mode="graph"``: a whole :class:`ClusterState`."""
@@ -51,12 +50,6 @@ class DecisionSpace(gym.spaces.Space):
 
     def sample(self, mask: Any = None, probability: Any = None) -> None:
         return None
-
-
-_REWARD_WEIGHTS = {
-    "online": {"job_seconds": -0.01, "makespan_increase_s": 0.0, "invalid_action": -1.0},
-    "batch": {"job_seconds": 0.0, "makespan_increase_s": -0.1, "invalid_action": -1.0},
-}
 
 
 class SparkDagShopEnv(gym.Env):
@@ -131,62 +124,37 @@ class SparkDagShopEnv(gym.Env):
     truncation: ``mean_jct_s`` then covers the finished jobs only).
 
     ## Arguments
-    ``config`` (dict) and/or keyword overrides of :meth:`default_config`; ``generator`` (a
-    :class:`Generator`, else one built from the config); ``render_mode="ansi"`` (text Gantt).
+    ``SparkDagShopEnv(config=None, *, generator=None, render_mode=None, **overrides)``:
+    ``config`` a :class:`envs.spark_dag.config.SparkDagShopConfig` (default
+    ``SparkDagShopConfig()``) whose fields ``overrides`` replace by name (``mode``,
+    ``num_executors``, ``observation_mode``, ...; an unknown name is refused); ``generator`` a
+    :class:`Generator` (``rng -> list[Job]``) that replaces the config's
+    :class:`TPCHLikeGenerator`; ``render_mode="ansi"`` (text Gantt).
 
     ## Version History
     * v0: initial version; reference timing rules (waves, moves from the pool, commitment
       before parents finish, limits 1..E) and ``observation_mode="graph"`` added in place, the
       older rules kept as config values.
+    * v0 (same dynamics): settings moved into the frozen ``SparkDagShopConfig`` with keyword overrides.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    @staticmethod
-    def default_config() -> dict[str, Any]:
-        return {
-            "mode": "online", "num_jobs": 30, "load": 0.85, "network_mix": 0.5,
-            "num_executors": 50, "network_capacity": 25.0, "moving_delay_s": 2.0,
-            "warmup_s": 1.0, "duration_model": "waves", "warmup_scope": "stage",
-            "move_from_pool": True, "commit_when": "parents_launched",
-            "observation_mode": "padded", "max_jobs": 16, "max_stages": 20,
-            "cap_share_multiples": [0.5, 1.0, 2.0], "reward_weights": None,
-            "max_steps": 100_000, "record": False,
-        }
-
-    def __init__(self, config: dict[str, Any] | None = None, generator: Generator | None = None,
-                 render_mode: str | None = None, **overrides: Any) -> None:
-        self.config = self.default_config()
-        for source in (config or {}, overrides):
-            unknown = set(source) - set(self.config)
-            if unknown:
-                raise ValueError(f"SparkDagShopEnv: unknown config key(s) {sorted(unknown)}")
-            self.config.update(copy.deepcopy(source))
-        cfg = self.config
-        if cfg["mode"] not in ("online", "batch"):
-            raise ValueError(f"SparkDagShopEnv: mode must be 'online' or 'batch', got "
-                             f"{cfg['mode']!r}")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"SparkDagShopEnv: render_mode must be None or 'ansi', got "
-                             f"{render_mode!r}")
-        if cfg["observation_mode"] not in ("padded", "graph"):
-            raise ValueError(f"SparkDagShopEnv: observation_mode must be 'padded' or 'graph', "
-                             f"got {cfg['observation_mode']!r}")
+    def __init__(self, config: SparkDagShopConfig | None = None, *,
+                 generator: Generator | None = None, render_mode: str | None = None,
+                 **overrides: Any) -> None:
+        self.config = resolve_config(SparkDagShopConfig, config, overrides)
+        check_generator(type(self).__name__, generator)
+        check_render_mode(type(self).__name__, self.metadata["render_modes"], render_mode)
         self.render_mode = render_mode
-        self.graph = cfg["observation_mode"] == "graph"
-        self.cluster = ClusterSpec(**{key: cfg[key] for key in _RULE_KEYS})
-        self.limits = ObservationLimits(max_jobs=cfg["max_jobs"], max_stages=cfg["max_stages"],
-                                        cap_share_multiples=tuple(cfg["cap_share_multiples"]))
-        weights = dict(_REWARD_WEIGHTS[cfg["mode"]])
-        weights.update(cfg["reward_weights"] or {})
-        self.reward_weights = weights
-        self.generator = generator or TPCHLikeGenerator(
-            num_jobs=cfg["num_jobs"], mode=cfg["mode"], load=cfg["load"],
-            num_executors=cfg["num_executors"], network_mix=cfg["network_mix"],
-            max_stages=min(20, cfg["max_stages"]))
+        self.graph = self.config.observation_mode == "graph"
+        self.cluster = self.config.cluster
+        self.limits: ObservationLimits = self.config.limits
+        self.reward_weights = self.config.weights
+        self.generator = generator if generator is not None else self.config.default_generator()
         if self.graph:
             self.observation_space = ClusterStateSpace()
-            self.action_space = DecisionSpace(cfg["num_executors"])
+            self.action_space = DecisionSpace(self.config.num_executors)
         else:
             self.observation_space = observation_space(self.limits)
             self.action_space = gym.spaces.Discrete(self.limits.num_actions)
@@ -205,7 +173,7 @@ class SparkDagShopEnv(gym.Env):
         if not jobs or not all(isinstance(job, Job) for job in jobs):
             raise ValueError("SparkDagShopEnv.reset: options['instance'] must be a non-empty "
                              "list of envs.spark_dag.Job")
-        if self.config["mode"] == "batch":
+        if self.config.mode == "batch":
             jobs = [job if job.arrival_s == 0 else job.with_arrival(0.0) for job in jobs]
         if not self.graph:
             for job in jobs:
@@ -214,7 +182,7 @@ class SparkDagShopEnv(gym.Env):
                                      f"max_stages={self.limits.max_stages} (the padded view's "
                                      f"limit; observation_mode='graph' has none)")
         self.jobs = jobs
-        self.sim = DagShopSimulator(jobs, self.cluster, record=bool(self.config["record"]),
+        self.sim = DagShopSimulator(jobs, self.cluster, record=self.config.record,
                                     rng=self.np_random)
         self.invalid_actions = 0
         self.decisions = 0
@@ -249,7 +217,7 @@ class SparkDagShopEnv(gym.Env):
         terms["makespan_increase_s"] = sim.time_s - before_time
         reward = float(sum(self.reward_weights[k] * v for k, v in terms.items()))
         terminated = sim.done
-        truncated = not terminated and self.steps >= self.config["max_steps"]
+        truncated = not terminated and self.steps >= self.config.max_steps
         info = self._info()
         info["reward_terms"] = terms
         if terminated or truncated:

@@ -62,7 +62,8 @@ def test_a_misspelt_key_in_a_shipped_file_names_that_file(tmp_path: Path, monkey
 
 def test_dagger_rounds_need_their_episodes(tmp_path: Path, monkeypatch) -> None:
     shipped = tmp_path / "offload.yaml"
-    shipped.write_text(f"{OFFLOAD}:\n  pretrain: {{expert: 'heuristics.offload:joint', "
+    shipped.write_text(f"{OFFLOAD}:\n  algo: maskable_ppo\n  pretrain: {{expert: "
+                       f"'heuristics.offload:joint', "
                        f"instances: 2, epochs: 1, dagger_rounds: 2}}\n")
     monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
     with pytest.raises(ConfigError, match="pretrain needs dagger_instances"):
@@ -107,6 +108,14 @@ def test_train_reports_the_bad_key_in_one_line(tmp_path: Path,
     assert len(err.splitlines()) == 1 and "unknown key pretrain.dagger_roundz" in err, err
 
 
+def test_a_shipped_entry_without_algo_is_refused(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "offload.yaml").write_text(f"{OFFLOAD}:\n  demo_timesteps: 10\n")
+    monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="offload.yaml: pipesched/DnnOffload-v0: no algo key "
+                                          r"\(one of maskable_ppo, listwise, cmaes\)"):
+        load_config(OFFLOAD)
+
+
 def test_the_pipeline_env_refuses_an_unknown_config_key() -> None:
     with pytest.raises(ValueError, match="unknown config key.*max_step_factor"):
-        gym.make("pipesched/HeteroPipeline-v0", config={"max_step_factor": 2})
+        gym.make("pipesched/HeteroPipeline-v0", max_step_factor=2)

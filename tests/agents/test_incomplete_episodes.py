@@ -50,7 +50,7 @@ def two_jobs() -> OffloadInstance:
 
 def offload_env() -> gym.Env:
     return gym.make("pipesched/DnnOffload-v0", max_jobs=2, max_cuts=4,
-                    config={"max_invalid_actions": 3}).unwrapped
+                    max_invalid_actions=3).unwrapped
 
 
 def test_offload_final_info_says_who_completed_the_plan() -> None:
@@ -83,7 +83,7 @@ def test_offload_comparison_counts_the_agent_as_failed() -> None:
 
 def test_param_server_truncation_is_incomplete(zipf_instance_small) -> None:
     env = gym.make("pipesched/ParamServer-v0", max_machines=8,
-                   config={"max_invalid_actions": 2}).unwrapped
+                   max_invalid_actions=2).unwrapped
     info = run_episode(env, GiveUpAfter(3), options={"instance": zipf_instance_small})
     assert info["complete"] is False
     with pytest.raises(IncompleteEpisode):
@@ -93,7 +93,7 @@ def test_param_server_truncation_is_incomplete(zipf_instance_small) -> None:
 
 
 def test_pipeline_truncation_is_not_scored_on_the_dp_completion() -> None:
-    env = gym.make("pipesched/HeteroPipeline-v0", config={"max_steps_factor": 1}).unwrapped
+    env = gym.make("pipesched/HeteroPipeline-v0", max_steps_factor=1).unwrapped
     info = run_episode(env, GiveUpAfter(1), seed=3)
     # the env completed the plan by its DP and simulated it; that figure is not the agent's
     assert math.isfinite(info["iteration_s"]) and info["complete"] is False

@@ -13,18 +13,18 @@ from agents.spark_dag.policy import ScoringPolicy, fair_weights
 from envs.spark_dag import Job, Stage
 from heuristics.spark_dag import make_heuristic
 
-TINY = ["--generations", "1", "--population", "2", "--train-workloads", "1",
-        "--validation-workloads", "1", "--workers", "1"]
+TINY = ["--budget", "1", "--set", "cmaes.population=2", "--set", "cmaes.train_workloads=1",
+        "--set", "cmaes.validation_workloads=1", "--set", "cmaes.workers=1"]
 
 
 def test_decima_without_its_traces_is_refused_not_dropped() -> None:
-    with pytest.raises(ValueError, match="'decima' has no data; give --decima-tpch"):
+    with pytest.raises(ValueError, match="'decima' has no data; give cmaes.decima_tpch"):
         train_spark_dag.make_workloads(4, 0, None, {}, ("synthetic", "decima"))
 
 
 @pytest.mark.parametrize("kind", ["real", "trace", "live"])
 def test_trace_kinds_without_traces_are_refused(kind: str) -> None:
-    with pytest.raises(ValueError, match=f"'{kind}' has no data; give --real-traces"):
+    with pytest.raises(ValueError, match=f"'{kind}' has no data; give cmaes.real_traces"):
         train_spark_dag.make_workloads(2, 0, None, {}, (kind,))
 
 
@@ -36,13 +36,14 @@ def test_an_unknown_kind_is_refused_not_made_synthetic() -> None:
 @pytest.mark.parametrize("kinds", ["decima", "synthetic,decima,real,batch"])
 def test_the_cli_refuses_in_one_line_before_training(kinds: str, tmp_path,
                                                     capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "policy.json"
-    with pytest.raises(SystemExit) as exit_info:
-        train_spark_dag.main(["--kinds", kinds, *TINY, "--out", str(out)])
+    from train_agents import main
+
+    code = main(["train", "--env", "pipesched/SparkDagShop-v0", "--set", f"cmaes.kinds=[{kinds}]",
+                 *TINY, "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and "--decima-tpch DIR" in err[-1]
+    assert code == 2 and len(err) == 1 and "cmaes.decima_tpch=DIR" in err[-1]
     assert "kind 'decima' has no data" in err[-1]
-    assert not out.exists()
+    assert not list(tmp_path.iterdir())
 
 
 def stalled_workload() -> train_spark_dag.Workload:

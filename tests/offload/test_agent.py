@@ -6,6 +6,8 @@ import yaml
 
 from agents import load_scheduler
 from agents.algos.maskable_ppo import train
+from agents.algos.record import TrainRun
+from agents.config import load_config
 from agents.offload.planning import plan_with_model
 from envs.offload import ProfileGenerator, simulate
 from heuristics.offload import joint
@@ -24,8 +26,10 @@ def test_short_maskable_ppo_run_trains_saves_and_plans(tmp_path):
         "pretrain": {"expert": "heuristics.offload:joint", "instances": 4, "epochs": 2,
                      "dagger_rounds": 1, "dagger_instances": 2, "dagger_epochs": 1},
     }}))
-    result = train("pipesched/DnnOffload-v0", timesteps=128, seed=0, n_envs=1,
-                   config_path=config, out_dir=tmp_path, progress_bar=False)
+    run = TrainRun("pipesched/DnnOffload-v0", load_config("pipesched/DnnOffload-v0", config),
+                   seed=0, run_dir=tmp_path, command="(this test)")
+    run.config.demo_timesteps = 128
+    result = train(run, progress_bar=False)
     scheduler = load_scheduler(str(result.model_path))
     pretrained_path = result.model_path.parent / "model_pretrained.zip"
     pretrained = load_scheduler(str(pretrained_path))

@@ -57,7 +57,7 @@ def test_fixed_instance_replay_and_too_many_jobs():
 
 
 def test_truncation_after_too_many_invalid_actions_still_gives_a_full_plan():
-    env = gym.make("pipesched/DnnOffload-v0", config={"max_invalid_actions": 3}).unwrapped
+    env = gym.make("pipesched/DnnOffload-v0", max_invalid_actions=3).unwrapped
     _, info = env.reset(seed=0)
     invalid = int(np.flatnonzero(~info["action_mask"])[0])
     for _ in range(3):

@@ -1,5 +1,6 @@
-"""The Spark policy trainer on the live-mode kind: a tiny run writes the model, its record and
-curve, and reruns to the same weights (the shipped models' reproducibility in small)."""
+"""The Spark policy trainer (``algo: cmaes``) on the live-mode kind: a tiny run through
+``train_agents.py train`` writes the model, its record and curve, and reruns to the same
+weights (the shipped models' reproducibility in small)."""
 
 import json
 
@@ -9,13 +10,16 @@ import pytest
 
 from agents.spark_dag import train as train_spark_dag
 from agents.spark_dag.policy import load_policy
+from envs import PROBLEMS
 from envs.spark_dag import NodeJob
+from train_agents import main
 
 TRACE = "tpch_sf1_local_e1-2.json"
-ARGS = ["--kinds", "live", "--real-traces", TRACE, "--init",
-        "shortest_work_x2", "--generations", "2", "--population", "4", "--train-workloads", "2",
-        "--validation-workloads", "2", "--validate-every", "1", "--workers", "1",
-        "--trace-load-min", "1.0", "--trace-load-max", "1.5"]
+ENV_ID = PROBLEMS["spark_dag"].env_id
+SETS = {"kinds": "[live]", "real_traces": f"[{TRACE}]", "init": "shortest_work_x2",
+        "population": 4, "train_workloads": 2, "validation_workloads": 2, "validate_every": 1,
+        "workers": 1, "trace_load_min": 1.0, "trace_load_max": 1.5}
+ARGS = [word for key, value in SETS.items() for word in ("--set", f"cmaes.{key}={value}")]
 
 
 def test_live_workloads_are_node_streams_at_the_asked_load():
@@ -33,9 +37,10 @@ def test_tiny_live_training_is_reproducible(tmp_path):
     fair = train_spark_dag.fair_objectives(validation)
     start = np.concatenate(train_spark_dag.INITS["shortest_work_x2"]())
     weights = []
-    for name in ("a.json", "b.json"):
-        out = tmp_path / name
-        train_spark_dag.main([*ARGS, "--out", str(out)])
+    for name in ("a", "b"):
+        assert main(["train", "--env", ENV_ID, *ARGS, "--budget", "2",
+                     "--out", str(tmp_path / name)]) == 0
+        out = tmp_path / name / ENV_ID.replace("/", "_") / "seed0" / "policy.json"
         policy = load_policy(out, executors=2)
         record = json.loads(out.read_text())["training"]
         assert record["kinds"] == ["live"] and record["init"] == "shortest_work_x2"

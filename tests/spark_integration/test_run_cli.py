@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from spark_integration.run import main
+from spark_integration.tracegen import default_trace_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,19 +119,20 @@ def test_a_master_that_never_answers_ends_in_one_line(tmp_path: Path) -> None:
     assert _processes_with(marker) == []
 
 
-def test_a_scale_without_a_trace_is_calibrated_in_the_session(tmp_path: Path, tables) -> None:
-    """Run from a directory without data/spark_traces: no trace covers the queries, so the
-    session times them alone first and sjf observes those templates, not made-up work."""
-    data = Path(tables["lineitem"]).parents[1]  # the TPC-H root the tests generated
+def test_a_scale_without_a_trace_is_calibrated_in_the_session(tmp_path: Path) -> None:
+    """Scale 0.01 ships no trace: the session times the queries alone first and sjf observes
+    those templates, not made-up work."""
+    (tmp_path / "tpch").mkdir()  # tables are generated under it
     run = subprocess.run(
         [sys.executable, "-m", "spark_integration.run", "--master", "local[2]", "--scheduler",
-         "sjf", "--queries", "q6,q14", "--scale", "0.1", "--data", str(data), "--lean-jvm",
-         "--json", str(tmp_path / "run.json")],
+         "sjf", "--queries", "q6,q14", "--scale", "0.01", "--data", str(tmp_path / "tpch"),
+         "--lean-jvm", "--json", str(tmp_path / "run.json")],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
         text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert ("no trace at data/spark_traces/tpch_sf0.1.json covers ['q14', 'q6']: timing each "
-            "query alone on 2 executors in this session first") in run.stderr
+    assert not default_trace_path(0.01).exists()
+    assert (f"no trace at {default_trace_path(0.01)} covers ['q14', 'q6']: timing each query "
+            f"alone on 2 executors in this session first") in run.stderr
     assert "note:" not in run.stderr
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["spark"]["templates"] == "calibrated in this session"
