@@ -73,7 +73,9 @@ def test_offload_trains_maskable_ppo(tmp_path: Path) -> None:
 def test_rankers_train_listwise(problem: str, options: list[str], tmp_path: Path) -> None:
     table = PROBLEMS[problem]
     if problem == "param_server":
-        options = [*options, "--set", f"listwise.labels={tmp_path / 'labels'}"]
+        # the record writes --set keys before --budget, as given here
+        options = [*options[:-2], "--set", f"listwise.labels={tmp_path / 'labels'}",
+                   *options[-2:]]
     run_dir = train(table.env_id, options, tmp_path)
     path = run_dir / "model.ranker.json"
     record = json.loads(path.read_text())

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -46,7 +47,7 @@ def test_real_pipeline_counts_bytes_and_keeps_the_plan_order(real_run):
                  "one_device": simulate(framed, one_device).iteration_s}
     assert simulated["data_parallel"] > 1.3 * simulated["one_device"]
     runs = {name: run_pipeline(instance, plan, "mobilenet_v2", micro_batch_size=8,
-                               image_size=64, iterations=2, timeout_s=120)
+                               image_size=64, iterations=4, timeout_s=120)
             for name, plan in (("data_parallel", data_parallel), ("one_device", one_device))}
     run = runs["data_parallel"]
     assert run.devices == [0, 1, 2] and run.stages == [0, 1, 1]
@@ -57,5 +58,9 @@ def test_real_pipeline_counts_bytes_and_keeps_the_plan_order(real_run):
     assert sum(run.tx_bytes[r][-1] for r in range(3)) == pytest.approx(
         sum(run.rx_bytes[r][-1] for r in range(3)), rel=0.02)
     assert runs["one_device"].wire_bytes[-1] == 0
-    assert runs["data_parallel"].iteration_s[-1] > runs["one_device"].iteration_s[-1]
+    # measured about 2.0 s against 1.75 s (the simulator's 1.6x gap shrinks to ~1.1x on this
+    # machine); the median of the timed iterations after the first keeps one slow one from
+    # deciding it, which a single iteration did on a loaded host
+    assert (np.median(runs["data_parallel"].iteration_s[1:])
+            > np.median(runs["one_device"].iteration_s[1:]))
     assert all(loss > 0 for loss in run.losses)
