@@ -282,6 +282,7 @@ def encode_observation(state: ClusterState, limits: ObservationLimits) -> dict[s
         # the share column is overwritten after the shared log1p
         features[:, 8] = net
         features[:, 9] = state.stage_remaining_compute_s[rows]
+        features[:, 10] = 0.0  # np.empty's garbage times the share's 0 scale could be inf * 0
         task_s = task_time_s(state)
         features[:, 11] = (_relax(task_s, layout.sorted_edges)[rows] if layout.sorted_edges
                            else task_s[rows])
