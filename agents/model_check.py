@@ -8,9 +8,18 @@ from typing import Any
 
 from envs import PROBLEMS, problem_for
 
+RANKER = ".ranker.json"
+
 
 class ModelError(ValueError):
     """A model file that is missing, unreadable or made for another env."""
+
+
+def model_kind(path: str | Path) -> str:
+    """A model file's kind by its name: ``.ranker.json`` (a planner agent), ``.json`` (a Spark
+    graph policy) or its suffix (``.zip``: MaskablePPO)."""
+    path = Path(path)
+    return RANKER if path.name.endswith(RANKER) else path.suffix
 
 
 def check_model_file(path: str | Path, env_id: str) -> None:
@@ -23,11 +32,10 @@ def check_model_file(path: str | Path, env_id: str) -> None:
             raise ModelError(f"{path}: not a model .zip saved by train_agents.py train "
                              f"(nor a policy or ranker .json)")
         return
-    kind = ".ranker.json" if path.name.endswith(".ranker.json") else ".json"
-    runs_on = [p.env_id for p in PROBLEMS.values() if p.agent.endswith(kind)
-               and (kind == ".ranker.json" or not p.agent.endswith(".ranker.json"))]
+    kind = model_kind(path)
+    runs_on = [p.env_id for p in PROBLEMS.values() if model_kind(p.agent) == kind]
     if env_id not in runs_on:
-        what = "ranker" if kind == ".ranker.json" else "Spark graph policy"
+        what = "ranker" if kind == RANKER else "Spark graph policy"
         raise ModelError(f"{path} is a {what} file; it runs on {', '.join(runs_on)}, not "
                          f"{env_id}")
 
@@ -44,7 +52,7 @@ def load_for_env(path: str | Path, env_id: str, env_space: Any | None = None,
     from agents.scheduler import load_scheduler
 
     check_model_file(path, env_id)
-    if str(path).endswith(".ranker.json"):  # a planner agent; its loader checks the file
+    if model_kind(path) == RANKER:  # a planner agent; its loader checks the file
         return problem_for(env_id).load("agent_loader")(path)
     try:
         scheduler = load_scheduler(str(path))

@@ -23,12 +23,10 @@ from typing import Any
 def model_payload(models: dict[str, str]) -> dict[str, dict]:
     """name -> ``{"suffix", "data"}``: the model files as bytes, for a payload (the suffix
     says the kind: ``.zip``, ``.json`` or ``.ranker.json``)."""
-    return {name: {"suffix": _kind_suffix(Path(path)), "data": Path(path).read_bytes()}
+    from agents.model_check import model_kind
+
+    return {name: {"suffix": model_kind(path), "data": Path(path).read_bytes()}
             for name, path in models.items()}
-
-
-def _kind_suffix(path: Path) -> str:
-    return ".ranker.json" if path.name.endswith(".ranker.json") else path.suffix
 
 
 def materialise_models(models: dict[str, dict]) -> dict[str, str]:

@@ -29,6 +29,7 @@ from agents.algos.record import (
     TrainRun,
     base_record,
     draw_curve,
+    front_door_command,
     seed_all,
     write_json,
 )
@@ -40,12 +41,13 @@ class RankerFileError(ValueError):
     """A ranker file that is missing or does not fit this code (one-line message)."""
 
 
-def read_ranker(path: str | Path, features: Sequence[str], what: str, trainer: str
+def read_ranker(path: str | Path, features: Sequence[str], what: str, env_id: str
                 ) -> tuple[dict[str, Any], np.ndarray]:
     """The JSON of a ranker file and its weights, checked against ``features``."""
     path = Path(path)
     if not path.is_file():
-        raise RankerFileError(f"{what} not found: {path} (train it with python -m {trainer})")
+        raise RankerFileError(f"{what} not found: {path} (train it with "
+                              f"{front_door_command(env_id)})")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:

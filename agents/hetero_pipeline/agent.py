@@ -177,7 +177,8 @@ class HeteroPipelineAgent:
 
 
 def load_agent(path: str | Path = DEFAULT_MODEL) -> HeteroPipelineAgent:
-    data, weights = read_ranker(path, FEATURES, "pipeline agent", "agents.hetero_pipeline.train")
+    data, weights = read_ranker(path, FEATURES, "pipeline agent",
+                                PROBLEMS["hetero_pipeline"].env_id)
     for key in ("top_k", "max_rounds"):
         if not isinstance(data.get(key), int) or data[key] < 1:
             raise AgentModelError(f"{path}: field '{key}' must be an integer >= 1, got "

@@ -76,7 +76,7 @@ class ParamServerAgent:
 
 def load_agent(path: str | Path = DEFAULT_MODEL) -> ParamServerAgent:
     data, weights = read_ranker(path, FEATURES, "parameter-server agent",
-                                "agents.param_server.train")
+                                PROBLEMS["param_server"].env_id)
     top_k = data.get("top_k")
     if not isinstance(top_k, int) or top_k < 0:
         raise AgentModelError(f"{path}: field 'top_k' must be an integer >= 0, got {top_k!r}")
