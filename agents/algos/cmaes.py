@@ -88,26 +88,28 @@ def search(problem: CmaesProblem, generations: int, population: int, sigma: floa
     say(f"validation: {problem.start_label} scores {best_score:.3f}")
     done = 0
     pool = ProcessPoolExecutor(workers, initializer=ignore_sigint)
-    with interruptible() as stop:
-        for generation in range(1, generations + 1):
-            round_ = problem.training_round(generation)
-            candidates = engine.ask()
-            fitness = np.array(list(pool.map(_score, [(problem.score, c, round_)
-                                                      for c in candidates])))
-            engine.tell(candidates, fitness.tolist())
-            done = generation
-            say(f"generation {generation}: train score best {fitness.min():.3f} median "
-                f"{np.median(fitness):.3f}")
-            if generation % validate_every == 0 or generation == generations:
-                centre = np.array(engine.mean)
-                score = problem.validate(centre)
-                history.append({"generation": generation, f"validation_{key}": score,
-                                f"train_median_{key}": float(np.median(fitness)),
-                                "minutes": (time.monotonic() - started) / 60})
-                say(f"  validation score {score:.3f}")
-                if score < best_score:
-                    best, best_score = centre, score
-    pool.shutdown(cancel_futures=True)
+    try:  # the workers go with the search, whatever ends it
+        with interruptible() as stop:
+            for generation in range(1, generations + 1):
+                round_ = problem.training_round(generation)
+                candidates = engine.ask()
+                fitness = np.array(list(pool.map(_score, [(problem.score, c, round_)
+                                                          for c in candidates])))
+                engine.tell(candidates, fitness.tolist())
+                done = generation
+                say(f"generation {generation}: train score best {fitness.min():.3f} median "
+                    f"{np.median(fitness):.3f}")
+                if generation % validate_every == 0 or generation == generations:
+                    centre = np.array(engine.mean)
+                    score = problem.validate(centre)
+                    history.append({"generation": generation, f"validation_{key}": score,
+                                    f"train_median_{key}": float(np.median(fitness)),
+                                    "minutes": (time.monotonic() - started) / 60})
+                    say(f"  validation score {score:.3f}")
+                    if score < best_score:
+                        best, best_score = centre, score
+    finally:
+        pool.shutdown(cancel_futures=True)
     return SearchOutcome(best, best_score, history, done, stop.interrupted)
 
 
