@@ -22,6 +22,14 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
 - ``contention``: online and batch workloads whose network phases contend
   (``TPCHLikeGenerator`` network mix 0.5, capacity 25 of 50 executors' full rate, and a
   stricter one): ``contention_free`` against ``fair``, paired.
+- ``bed_traces``: the traces recorded on the multi-slot bed (``tracegen --bed``: several
+  executors behind each shaped worker link), with each link carrying the full-rate flows and
+  per-flow overhead the contention law measured at that rate (``data/spark_link_law.json``,
+  written by ``python -m benchmarks.spark_contention --ship``): ``contention_free`` against
+  ``fair`` (and ``sjf``), online mean JCT (load 0.7) and batch makespan (10 jobs at 0),
+  paired, at the recorded rate and at 1/2 and 1/4 of it, with the recorded links and with
+  every slot behind one link. Targets: ``contention_free <= 0.90 x fair`` at the recorded
+  regime and in the best one (named). ``--only bed_traces`` runs this section alone.
 - ``speed``: CPU seconds per episode and decisions per CPU second for 50, 200 and 1000 jobs
   (``fair``), on Decima's traces when given, else the synthetic workloads.
 - ``batch`` / ``small``: makespan over the lower bound (10 jobs) and over the CP-SAT optimum
@@ -76,10 +84,13 @@ from envs.spark_dag import (
     load_decima_tpch,
     load_live_templates,
     load_wave_traces,
+    scale_network,
 )
 from heuristics.spark_dag import HEURISTICS, make_heuristic
 
 TRACES = DATA_DIR / "spark_traces"
+LINK_LAW = DATA_DIR / "spark_link_law.json"   # benchmarks.spark_contention --ship
+NETWORK_SCALES = (1.0, 2.0, 4.0)   # the bed's link rate, then half and a quarter of it
 POLICIES = {"agent": SHIPPED["online"], "agent_real": SHIPPED["real"],
             "agent_real_cluster": SHIPPED["real_cluster"], "agent_batch": SHIPPED["batch"]}
 LIVE_POLICIES = ("agent_real", "agent_real_cluster")
@@ -198,6 +209,75 @@ def bench_real_traces(num_jobs: int, seeds: int, missing: Missing
         rows += cell
         tables[name] = summarize(cell)
     return rows, tables
+
+
+def bed_network(trace: str) -> dict[str, float] | None:
+    """The network a trace recorded on the multi-slot bed ran on: its worker links, each
+    carrying the full-rate flows the contention law measured at the bed's link rate
+    (:data:`LINK_LAW`), and the law's per-flow overhead; ``None`` for a trace without a bed.
+    A bed rate with no measured law is a ValueError naming the command that measures it."""
+    bed = json.loads((TRACES / trace).read_text()).get("source", {}).get("bed")
+    if not bed:
+        return None
+    if not LINK_LAW.exists():
+        raise ValueError(f"{LINK_LAW} not found: run python -m benchmarks.spark_contention "
+                         f"--ship")
+    law = json.loads(LINK_LAW.read_text())["rates"].get(f"{bed['link_mbps']:g}")
+    if law is None:
+        raise ValueError(f"{LINK_LAW}: no law measured at {bed['link_mbps']:g} Mbit/s, the rate "
+                         f"{trace} was recorded at (benchmarks.spark_contention --rates "
+                         f"{bed['link_mbps']:g} --ship)")
+    return {"links": bed["workers"], "capacity": bed["workers"] * law["flows_per_link"],
+            "beta": law["beta"], "link_mbps": bed["link_mbps"]}
+
+
+def bed_workloads(templates: list[Job], mode: str, num_jobs: int, executors: int,
+                  seeds: int) -> list[list[Job]]:
+    """Online: sequences at offered load 0.7 of the recorded cluster; batch: ten jobs at 0."""
+    gap = float(np.mean([job.work_s for job in templates])) / (0.7 * executors)
+    generator = TraceSequenceGenerator(templates, num_jobs=num_jobs if mode == "online" else 10,
+                                       mean_interarrival_s=gap if mode == "online" else 0.0)
+    return [generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
+
+
+def bench_bed_traces(num_jobs: int, seeds: int, missing: Missing
+                     ) -> tuple[list[dict], list[dict]]:
+    """contention_free against fair (and sjf) on the traces recorded on the multi-slot bed,
+    under the measured link law, at the recorded link rate and slower ones
+    (:data:`NETWORK_SCALES`), with the recorded links and with every slot behind one link."""
+    rows, summary = [], []
+    for name, templates in load_wave_traces(TRACES).items():
+        try:
+            network = bed_network(name)
+        except (OSError, ValueError, KeyError) as error:
+            missing.add(f"bed_traces {name}", str(error))
+            continue
+        if network is None:
+            continue
+        executors = int(max(c for job in templates for s in job.stages for c in s.waves))
+        for factor in NETWORK_SCALES:
+            scaled = scale_network(templates, factor)
+            for links in sorted({int(network["links"]), 1}, reverse=True):
+                capacity = network["capacity"] * links / network["links"]
+                for mode in ("online", "batch"):
+                    env = graph_env(mode=mode, num_executors=executors, moving_delay_s=0.0,
+                                    warmup_s=0.0, network_capacity=capacity,
+                                    network_flow_overhead=network["beta"])
+                    workloads = bed_workloads(scaled, mode, num_jobs, executors, seeds)
+                    labels = {"trace": name, "mode": mode, "link_mbps":
+                              network["link_mbps"] / factor, "slots_per_link":
+                              executors // links}
+                    cell = compare(env, workloads, "bed_traces", missing,
+                                   names=("fair", "contention_free", "sjf"), **labels)
+                    rows += cell
+                    objective = "mean_jct_s" if mode == "online" else "makespan_s"
+                    by = {(r["scheduler"], r["seed"]): r[objective] for r in cell}
+                    ratio = [by[("contention_free", s)] / by[("fair", s)] for s in range(seeds)]
+                    mean, half = mean_ci(ratio)
+                    summary.append({**labels, "objective": objective,
+                                    "contention_free_over_fair": mean, "ci95": half,
+                                    "median": float(np.median(ratio)), "seeds": seeds})
+    return rows, summary
 
 
 def bench_live_traces(num_jobs: int, seeds: int, missing: Missing
@@ -414,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "DECIMA_TPCH") else None,
                         help="Decima's TPC-H traces (spark_env/tpch of a decima-sim checkout; "
                              "default $DECIMA_TPCH)")
+    parser.add_argument("--only", choices=["bed_traces"],
+                        help="run this section alone (its targets only)")
     return parser
 
 
@@ -466,6 +548,35 @@ def live_trace_section(report: Report, quick: bool, missing: Missing) -> dict[st
             markdown_table(table, [c for c in JCT_COLUMNS if c != "executor_moves"], ".2f"),
             ""]
     return live_tables
+
+
+def bed_section(report: Report, quick: bool, seeds: int, missing: Missing) -> dict[str, dict]:
+    """contention_free / fair on the bed's traces; the thesis's targets, at the recorded rate
+    and links and in the best regime found."""
+    rows, summary = bench_bed_traces(20 if quick else 40, seeds, missing)
+    report.rows += rows
+    report.extra["bed_summary"] = summary
+    if not summary:
+        report.sections += ["## Traces of the multi-slot bed", "", "**missing**: no shipped "
+                            "trace carries a bed (spark_integration.tracegen --bed).", ""]
+        return {f"contention_free_over_fair_{m}_bed": target(None, 0.90, "<=", "no bed trace")
+                for m in ("online", "batch")}
+    report.sections += ["## Traces of the multi-slot bed: contention_free / fair (paired, "
+                        "measured link law)", "", markdown_table(summary, list(summary[0]),
+                                                                 ".3f"), ""]
+    targets = {}
+    for mode in ("online", "batch"):
+        cells = [r for r in summary if r["mode"] == mode]
+        recorded = max(cells, key=lambda r: (r["link_mbps"], -r["slots_per_link"]))
+        best = min(cells, key=lambda r: r["contention_free_over_fair"])
+        targets[f"contention_free_over_fair_{mode}_bed"] = target(
+            recorded["contention_free_over_fair"], 0.90, "<=")
+        targets[f"contention_free_over_fair_{mode}_best_regime"] = target(
+            best["contention_free_over_fair"], 0.90, "<=",
+            None if best["ci95"] == best["ci95"] else "one seed")
+        targets[f"contention_free_over_fair_{mode}_best_regime"]["regime"] = (
+            f"{best['link_mbps']:g} Mbit/s, {best['slots_per_link']} slots per link")
+    return targets
 
 
 def online_section(report: Report, quick: bool, missing: Missing) -> list[dict]:
@@ -533,6 +644,15 @@ def spark_targets(speed: list[dict], online_table: list[dict], decima_table: lis
     return targets
 
 
+def finish(report: Report, targets: dict[str, dict], missing: Missing, out: Path,
+           name: str) -> None:
+    """Write ``<name>.json`` / ``.md`` and print the sections and targets."""
+    report.extra["missing"] = missing.entries
+    write_report(name, out, report.rows, targets, "\n".join(report.sections), extra=report.extra)
+    print("\n".join(report.sections))
+    print_targets(targets)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args("spark_dag", argv, build_parser())
     quick, out = args.quick, Path(args.out)
@@ -544,6 +664,10 @@ def main(argv: list[str] | None = None) -> None:
                     "synthetic workloads)")
     seeds = 2 if quick else 5
     report = Report()
+    if args.only == "bed_traces":
+        finish(report, bed_section(report, quick, seeds, missing), missing, out,
+               "spark_dag_bed")
+        return
     decima_table = decima_section(report, decima, quick, seeds, missing)
     real_trace_section(report, quick, seeds, missing)
     live_tables = live_trace_section(report, quick, missing)
@@ -552,15 +676,12 @@ def main(argv: list[str] | None = None) -> None:
     speed = speed_section(report, decima, quick)
     batch_table = batch_sections(report, quick, missing)
     targets = spark_targets(speed, online_table, decima_table, live_tables, batch_table)
+    targets.update(bed_section(report, quick, seeds, missing))
     if decima_table:
         best = min((r for r in decima_table if r["scheduler"] in HEURISTICS),
                    key=lambda r: r["mean_jct_s"])
         report.extra["decima_best_heuristic"] = best["scheduler"]
-    report.extra["missing"] = missing.entries
-    write_report("spark_dag", out, report.rows, targets, "\n".join(report.sections),
-                 extra=report.extra)
-    print("\n".join(report.sections))
-    print_targets(targets)
+    finish(report, targets, missing, out, "spark_dag")
 
 
 if __name__ == "__main__":

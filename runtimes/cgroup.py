@@ -7,7 +7,10 @@ period is short (20 ms) so that a throttled process runs in fine slices: a slow 
 that is shorter than the period still takes about ``t / v``, not ``t`` plus a whole
 throttled period. Groups live under ``<cpu hierarchy>/pipesched/<owner pid>-<tag>-<i>``; the
 owner's pid in the name lets the next run remove groups of a killed run
-(:func:`remove_stale`).
+(:func:`remove_stale`). The owner is the creating process unless given: a Spark cluster whose
+``up`` command exits names its master daemon, so its groups live as long as the cluster.
+A process started inside a group from birth (:meth:`CpuQuotas.preexec`) takes every child it
+forks along (a JVM's executors included).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtimes.netns import KernelRefused, pid_alive
@@ -62,6 +65,26 @@ def _remove(group: Path) -> None:
     raise KernelRefused(f"cannot remove cgroup {group}: processes remain")
 
 
+def remove_groups(groups: Sequence[Path]) -> None:
+    """Delete ``groups`` (their processes killed), then their parent unless another run still
+    has groups in it."""
+    for group in reversed(groups):
+        _remove(group)
+    if groups:
+        try:
+            groups[0].parent.rmdir()
+        except OSError:
+            pass
+
+
+def throttled_s(group: Path) -> float:
+    """Seconds the kernel held ``group`` back at its quota so far (``cpu.stat``)."""
+    fields = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+    if "throttled_time" in fields:   # v1: nanoseconds
+        return int(fields["throttled_time"]) / 1e9
+    return int(fields.get("throttled_usec", 0)) / 1e6
+
+
 def remove_stale(root: Path) -> None:
     parent = root / PARENT
     if not parent.is_dir():
@@ -75,13 +98,14 @@ def remove_stale(root: Path) -> None:
 class CpuQuotas:
     """One cgroup per process with ``speeds[i]`` CPUs; a context manager."""
 
-    def __init__(self, tag: str, speeds: Sequence[float]) -> None:
+    def __init__(self, tag: str, speeds: Sequence[float], owner: int | None = None) -> None:
         for index, speed in enumerate(speeds):
             if not (speed * PERIOD_US >= MIN_QUOTA_US):
                 raise ValueError(f"process {index}: a quota of {speed:g} CPUs is below the "
                                  f"smallest one the kernel takes ({MIN_QUOTA_US / PERIOD_US:g}"
                                  " CPUs)")
         self.tag, self.speeds = tag, tuple(speeds)
+        self.owner = os.getpid() if owner is None else owner
         self.groups: list[Path] = []
         self.version = 0
 
@@ -108,7 +132,7 @@ class CpuQuotas:
             else:
                 (parent / "cpu.shares").write_text(str(PARENT_SHARES))
             for index, speed in enumerate(self.speeds):
-                group = parent / f"{os.getpid()}-{self.tag}-{index}"
+                group = parent / f"{self.owner}-{self.tag}-{index}"
                 group.mkdir()
                 self.groups.append(group)
                 quota = int(round(speed * PERIOD_US))
@@ -128,14 +152,17 @@ class CpuQuotas:
         """Put process ``pid`` (all its threads) into group ``index``."""
         (self.groups[index] / "cgroup.procs").write_text(str(pid))
 
+    def preexec(self, index: int) -> Callable[[], None]:
+        """A ``subprocess.Popen(preexec_fn=...)`` that starts the child in group ``index``."""
+        procs = str(self.groups[index] / "cgroup.procs")
+
+        def join() -> None:
+            with open(procs, "w") as out:   # "0": the writing process itself
+                out.write("0")
+        return join
+
     def down(self) -> None:
-        for group in reversed(self.groups):
-            _remove(group)
-        if self.groups:
-            try:   # the parent too, unless another run still has groups in it
-                self.groups[0].parent.rmdir()
-            except OSError:
-                pass
+        remove_groups(self.groups)
         self.groups = []
 
 

@@ -2,7 +2,7 @@
 each daemon in its own network namespace.
 
     python -m spark_integration.cluster up --workers 2 [--cores 1] [--memory 1g] \
-        [--netns | --link-mbps 100] [--prefix psc]
+        [--netns | --link-mbps 100] [--cpus 0.9] [--prefix psc]
     python -m spark_integration.cluster status
     python -m spark_integration.cluster kill-worker 1     # simulate a lost worker
     python -m spark_integration.cluster down
@@ -21,6 +21,15 @@ the driver cross kernel-shaped links. Run the driver as a client of a cluster it
 ``ip netns exec <prefix>_drv python -m spark_integration.run --master spark://10.213.0.1:PORT
 --executors N``; it reaches the master and the executors reach it over the bridge only.
 ``down`` deletes the namespaces.
+
+``--cpus C`` starts each worker daemon inside its own cpu cgroup with a quota of C CPUs
+(:mod:`runtimes.cgroup`); the executors it forks inherit the group, so a worker's K task slots
+share C CPUs whatever else the machine runs, and compute stays steady while links are shared.
+The groups are named after the master's pid (they live as long as the cluster) and ``down``
+deletes them.
+
+The multi-slot bed of docs/spark_integration.md (executors sharing a link):
+``up --workers 2 --cores 2 --link-mbps 50 --cpus 0.9``.
 """
 
 from __future__ import annotations
@@ -35,11 +44,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyspark
 
+from runtimes.cgroup import CpuQuotas, remove_groups
 from spark_integration.session import LEAN_JVM_OPTIONS
 
 DEFAULT_STATE_DIR = Path(".cache/spark-cluster")
@@ -59,6 +70,8 @@ class ClusterInfo:
     link_mbps: float | None = None
     namespaces: list[str] = field(default_factory=list)
     prefix: str = DEFAULT_PREFIX
+    cpus_per_worker: float | None = None
+    cpu_groups: list[str] = field(default_factory=list)
 
     @property
     def total_cores(self) -> int:
@@ -173,12 +186,12 @@ def links_down(namespaces: list[str]) -> None:
 
 
 def _start(args: list[str], log: Path, env: dict[str, str], namespace: str | None = None,
-           ) -> int:
+           preexec: Callable[[], None] | None = None) -> int:
     prefix = [] if namespace is None else ["ip", "netns", "exec", namespace]
     with log.open("ab") as out:
         process = subprocess.Popen([*prefix, str(_spark_class()), *args], stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, start_new_session=True)
+                                   env=env, start_new_session=True, preexec_fn=preexec)
     return process.pid
 
 
@@ -205,9 +218,13 @@ def _hub_master_state(web_port: int, prefix: str, timeout_s: float = 5.0) -> dic
     """The master's JSON status read from inside the hub namespace (not reachable from here)."""
     fetch = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], "
              "timeout=2).read().decode())")
-    result = subprocess.run(["ip", "netns", "exec", hub_ns(prefix), sys.executable, "-c", fetch,
-                             f"http://{HUB_IP}:{web_port}/json/"], capture_output=True,
-                            text=True, timeout=timeout_s)
+    try:
+        result = subprocess.run(["ip", "netns", "exec", hub_ns(prefix), sys.executable, "-c",
+                                 fetch, f"http://{HUB_IP}:{web_port}/json/"],
+                                capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise OSError(f"master status in {hub_ns(prefix)}: no answer in {timeout_s:.0f} s"
+                      ) from None
     if result.returncode != 0:
         raise OSError(f"master status in {hub_ns(prefix)}: {result.stderr.strip()[-200:]}")
     return json.loads(result.stdout)
@@ -232,13 +249,16 @@ def load_info(state_dir: str | Path = DEFAULT_STATE_DIR) -> ClusterInfo:
 
 def up(workers: int = 2, cores: int = 1, memory: str = "1g",
        state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 90.0,
-       link_mbps: float | None = None, netns: bool = False, prefix: str = DEFAULT_PREFIX
-       ) -> ClusterInfo:
+       link_mbps: float | None = None, netns: bool = False, prefix: str = DEFAULT_PREFIX,
+       cpus: float | None = None) -> ClusterInfo:
     """Start a master and ``workers`` workers; return once every worker is ALIVE. With
     ``netns`` (or ``link_mbps``) every daemon runs in its own network namespace, behind links
-    rate-limited to ``link_mbps`` when given (module docstring)."""
+    rate-limited to ``link_mbps`` when given; with ``cpus`` each worker and its executors
+    share a quota of that many CPUs (module docstring)."""
     if workers < 1 or cores < 1:
         raise ValueError(f"need workers >= 1 and cores >= 1, got {workers}, {cores}")
+    if cpus is not None and not cpus > 0:
+        raise ValueError(f"--cpus must be > 0 CPUs per worker, got {cpus}")
     state_dir = Path(state_dir).resolve()
     if state_file(state_dir).exists():
         info = load_info(state_dir)
@@ -261,9 +281,14 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
         links_down(namespaces)
         raise
     info = ClusterInfo(master_url, master_pid, web_port, [], cores, str(state_dir), link_mbps,
-                       namespaces, prefix)
+                       namespaces, prefix, cpus)
     state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
     try:
+        quotas = CpuQuotas("spark", [cpus] * workers, owner=master_pid) if cpus else None
+        if quotas is not None:
+            quotas.up()
+            info.cpu_groups = [str(group) for group in quotas.groups]
+            state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
         for index in range(workers):
             address = worker_ip(index) if namespaces else LOOPBACK
             pid = _start(["org.apache.spark.deploy.worker.Worker", "--host", address,
@@ -271,7 +296,8 @@ def up(workers: int = 2, cores: int = 1, memory: str = "1g",
                           "--webui-port", str(_free_port()), master_url],
                          state_dir / "logs" / f"worker-{index}.log",
                          _daemon_env(state_dir, address),
-                         worker_ns(index, prefix) if namespaces else None)
+                         worker_ns(index, prefix) if namespaces else None,
+                         quotas.preexec(index) if quotas is not None else None)
             info.worker_pids.append(pid)
             state_file(state_dir).write_text(json.dumps(asdict(info), indent=2))
         deadline = time.monotonic() + timeout_s
@@ -335,6 +361,7 @@ def down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 20.0) -> 
         if _alive(pid):
             _stop_group(pid, signal.SIGKILL)
         _reap(pid)
+    remove_groups([Path(group) for group in info.cpu_groups])
     links_down(info.namespaces)
     path.unlink()
     return pids
@@ -354,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                             "rate-limited to this many Mbit/s each way (implies --netns)")
     start.add_argument("--netns", action="store_true",
                        help="run each daemon in its own network namespace (10.213.0.0/24)")
+    start.add_argument("--cpus", type=float,
+                       help="CPUs per worker: each worker and its executors run under a cpu "
+                            "cgroup quota of this many CPUs")
     start.add_argument("--prefix", default=DEFAULT_PREFIX,
                        help="namespace name prefix (two namespaced clusters need two)")
     sub.add_parser("down", help="stop the cluster")
@@ -364,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             info = up(args.workers, args.cores, args.memory, args.state_dir,
-                      link_mbps=args.link_mbps, netns=args.netns, prefix=args.prefix)
+                      link_mbps=args.link_mbps, netns=args.netns, prefix=args.prefix,
+                      cpus=args.cpus)
             print(f"master {info.master_url} with {len(info.worker_pids)} workers x "
                   f"{info.cores_per_worker} cores (state {state_file(args.state_dir)})")
             if info.namespaces:

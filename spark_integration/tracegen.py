@@ -556,17 +556,30 @@ def multi_count_trace(runs: Sequence[CountRun], dags: Sequence[QueryDag], repeat
     return payload
 
 
+def bed_of(state_dir: str | Path) -> dict[str, Any]:
+    """The shape of a cluster ``spark_integration.cluster up`` started (its state directory):
+    worker links, task slots behind each, link rate and CPU quota per worker."""
+    from spark_integration.cluster import load_info
+
+    info = load_info(state_dir)
+    return {"workers": len(info.worker_pids), "cores_per_worker": info.cores_per_worker,
+            "link_mbps": info.link_mbps, "cpus_per_worker": info.cpus_per_worker}
+
+
 def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
                   master: str = "local[2]", event_log_dir: str | Path | None = None,
                   repeats: int = 1, cache_dir: str | Path | None = None,
                   executor_counts: Sequence[int] | None = None,
-                  extra_conf: Mapping[str, str] | None = None) -> Path:
+                  extra_conf: Mapping[str, str] | None = None,
+                  bed: Mapping[str, Any] | None = None) -> Path:
     """Run each query alone with event logging on; write the calibrated trace to ``out``.
 
     With ``repeats > 1`` each query runs that many times and the run with the median total
     wall time is kept (the first run of a fresh JVM is slow). Every (repeat, count) is its own
     application (:func:`record_counts`). With ``executor_counts`` every node is partitioned as
-    at the largest count and every stage gains ``waves`` (:func:`multi_count_trace`)."""
+    at the largest count and every stage gains ``waves`` (:func:`multi_count_trace`). ``bed``
+    (the cluster's workers, cores, link rate and CPU quota: :func:`bed_of`) is kept in the
+    trace's ``source`` so a simulator can give its links their measured capacity."""
     dags = [QUERIES[q] for q in queries]
     data_dir = ensure_tpch(scale_factor, *(() if cache_dir is None else (cache_dir,)))
     log_dir = Path(event_log_dir or tempfile.mkdtemp(prefix="pipesched-eventlog-"))
@@ -575,6 +588,8 @@ def trace_queries(scale_factor: float, queries: Sequence[str], out: str | Path,
     prefix = f"tpch-{scale_label(scale_factor)}"
     source: dict[str, Any] = {"scale_factor": scale_factor, "master": master,
                               "repeats": repeats, "conf": dict(extra_conf or {})}
+    if bed is not None:
+        source["bed"] = dict(bed)
     counts = sorted(set(executor_counts or [executors_of_master(master) or 2]))
     if counts[0] < 1:
         raise ValueError(f"executor counts must be >= 1, got {list(executor_counts or [])}")
@@ -672,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help=f"output workload JSON (default: {OUTPUT_TRACE_DIR}/"
                                       f"tpch_<scale>.json; an existing trace of the same "
                                       f"scale keeps the queries not traced now)")
+    parser.add_argument("--bed", metavar="STATE_DIR",
+                        help="state directory of the `cluster up` bed traced (its workers, "
+                             "cores, link rate and CPU quota go into the trace's source)")
     parser.add_argument("--force", action="store_true",
                         help="allow replacing a shipped file under data/")
     parser.add_argument("--log-level", help=f"Spark's log level (default ${LOG_LEVEL_ENV} or "
@@ -707,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
             previous = json.loads(out.read_text()) if out.exists() else None
             out = trace_queries(args.scale, queries, out, args.master, args.event_log_dir,
                                 args.repeats, executor_counts=counts,
-                                extra_conf=extra_conf)
+                                extra_conf=extra_conf,
+                                bed=bed_of(args.bed) if args.bed else None)
             if previous is not None and set(queries) != set(QUERIES):
                 merged = merge_trace(previous, json.loads(out.read_text()), out)
                 out.write_text(json.dumps(merged, indent=1))

@@ -34,6 +34,7 @@ from envs.spark_dag.workload import (
     load_wave_traces,
     load_workload,
     save_workload,
+    scale_network,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "ToyGenerator", "TraceSequenceGenerator", "Waves", "WorkloadError", "action_mask",
     "decode_action", "encode_action",
     "encode_observation", "jobs_from_json", "jobs_to_json", "load_decima_tpch", "load_wave_traces",
+    "scale_network",
     "load_workload", "observation_space", "save_workload",
 ]
 

@@ -41,6 +41,7 @@ class SparkDagShopConfig:
     # the timing rules default to the simulator's own (ClusterSpec); the env's network is wider
     num_executors: int = ClusterSpec.num_executors
     network_capacity: float = 25.0
+    network_flow_overhead: float = ClusterSpec.network_flow_overhead
     moving_delay_s: float = ClusterSpec.moving_delay_s
     warmup_s: float = ClusterSpec.warmup_s
     duration_model: str = ClusterSpec.duration_model
@@ -69,6 +70,7 @@ class SparkDagShopConfig:
         require(self, "network_mix", is_number(self.network_mix, 0.0) and self.network_mix <= 1,
                 "a number in [0, 1]")
         require_number(self, "network_capacity", 0.0, strict=True)
+        require_number(self, "network_flow_overhead", 0.0)
         require_number(self, "moving_delay_s", 0.0)
         require_number(self, "warmup_s", 0.0)
         for flag in ("move_from_pool", "record"):

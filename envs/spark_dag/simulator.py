@@ -24,8 +24,9 @@ Timing rules (defaults follow decima-sim and spark-sched-sim; each rule is a
 - A task holds its executor for its whole duration: first its network phase (the share
   ``network_fraction`` of a drawn duration, or ``network_s``), then compute + write. Network
   phases share the capacity ``C`` by processor sharing: with ``n`` active each progresses at
-  ``min(1, C / n)``; implemented exactly with a virtual clock ``V`` (``dV/dt = min(1, C / n)``),
-  so a change of ``n`` never re-keys the heap.
+  ``min(1, C / n) / (1 + beta * (n - 1))`` (``beta = network_flow_overhead``, 0 by default:
+  work-conserving); implemented exactly with a virtual clock ``V`` (``dV/dt`` that rate), so a
+  change of ``n`` never re-keys the heap.
 - An executor that ends a task continues, without a decision, on the next unlaunched task of
   the same stage, else of another opened schedulable stage of its job (earliest opened first;
   it waits there if that stage is not yet runnable), while its job holds no more than its
@@ -139,6 +140,7 @@ class DagShopSimulator:
         self.cluster = cluster
         self.num_executors = cluster.num_executors
         self.capacity = float(cluster.network_capacity)
+        self.flow_overhead = float(cluster.network_flow_overhead)
         self._rng = rng if rng is not None else np.random.default_rng(0)
         self._uniform: list[float] = []
         self._uniform_next = 0
@@ -403,6 +405,8 @@ class DagShopSimulator:
         next_time = events[0][0] if events else math.inf
         flows = self._flows
         rate = 1.0 if flows <= self.capacity else self.capacity / flows
+        if flows > 1 and self.flow_overhead:
+            rate /= 1.0 + self.flow_overhead * (flows - 1)
         if net_events:
             net_time = self.time_s + (net_events[0][0] - self._virtual) / rate
             if net_time < next_time:

@@ -365,6 +365,9 @@ class ClusterSpec:
     network phases: while ``n`` tasks are in their network phase each progresses at rate
     ``min(1, network_capacity / n)`` (processor sharing). If one task's link reads ``B_task``
     bytes/s and the cluster's aggregate is ``B_total``, ``network_capacity = B_total / B_task``.
+    ``network_flow_overhead`` (``beta``, default 0: work-conserving sharing) is a per-flow
+    cost measured on shared links (``python -m benchmarks.spark_contention``): with ``n``
+    phases active each progresses at ``min(1, C / n) / (1 + beta * (n - 1))``.
 
     Rules (defaults = the reference simulators' semantics, decima-sim and spark-sched-sim):
 
@@ -387,6 +390,7 @@ class ClusterSpec:
 
     num_executors: int = 50
     network_capacity: float = 10.0
+    network_flow_overhead: float = 0.0
     moving_delay_s: float = 2.0
     warmup_s: float = 1.0
     duration_model: str = "waves"
@@ -402,7 +406,7 @@ class ClusterSpec:
         if not (math.isfinite(self.network_capacity) and self.network_capacity > 0):
             raise WorkloadError(f"cluster: network_capacity must be > 0, "
                                 f"got {self.network_capacity!r}")
-        for name in ("moving_delay_s", "warmup_s"):
+        for name in ("network_flow_overhead", "moving_delay_s", "warmup_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise WorkloadError(f"cluster: {name} must be finite and >= 0, got {value!r}")
@@ -419,6 +423,32 @@ class ClusterSpec:
         rules = {"duration_model": "fixed", "warmup_scope": "job", "move_from_pool": False,
                  "commit_when": "parents_finished"}
         return cls(**{**rules, **overrides})
+
+
+def scale_network(jobs: Iterable[Job], factor: float) -> list[Job]:
+    """``jobs`` with every network phase ``factor`` times as long (a link ``factor`` times
+    slower), compute and write unchanged: per-task ``network_s`` and, in measured waves,
+    each duration ``d`` with network fraction ``f`` becomes ``d (1 - f + factor f)``."""
+    if not (math.isfinite(factor) and factor > 0):
+        raise WorkloadError(f"network scale factor must be > 0, got {factor!r}")
+    scaled = []
+    for job in jobs:
+        stages = []
+        for stage in job.stages:
+            waves = None
+            if stage.waves:
+                waves = {}
+                for count, w in stage.waves.items():
+                    stretch = 1.0 - w.network_fraction + factor * w.network_fraction
+                    waves[count] = Waves(tuple(d * stretch for d in w.first_wave),
+                                         tuple(d * stretch for d in w.rest_wave),
+                                         tuple(d * stretch for d in w.fresh),
+                                         factor * w.network_fraction / stretch)
+            stages.append(Stage(stage.id, stage.parents, stage.num_tasks,
+                                stage.network_s * factor, stage.compute_s, stage.write_s,
+                                stage.network_bytes, stage.name, job.name, waves))
+        scaled.append(Job(job.name, job.arrival_s, stages))
+    return scaled
 
 
 def jobs_to_json(jobs: Iterable[Job]) -> dict[str, Any]:

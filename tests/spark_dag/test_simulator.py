@@ -45,6 +45,19 @@ def test_staggered_flows_share_exactly():
     assert info["makespan_s"] == pytest.approx(3.0, abs=1e-6)
 
 
+def test_per_flow_overhead_slows_every_shared_phase():
+    # C = 2, beta = 0.25: four 2 s phases progress at (2/4) / (1 + 0.25 * 3) = 2/7 -> 7 s,
+    # where work-conserving sharing gives 4 s; one phase alone is not slowed
+    job = single_stage_job(num_tasks=4, network_s=2.0, compute_s=0.5)
+    info, env = run([job], num_executors=4, network_capacity=2.0, network_flow_overhead=0.25,
+                    warmup_s=0.0, moving_delay_s=0.0, mode="batch")
+    np.testing.assert_allclose(env.sim.record.network_end_s, 7.0)
+    alone = single_stage_job(num_tasks=1, network_s=2.0, compute_s=0.5)
+    info, _ = run([alone], num_executors=1, network_capacity=2.0, network_flow_overhead=0.25,
+                  warmup_s=0.0, moving_delay_s=0.0, mode="batch")
+    assert info["makespan_s"] == pytest.approx(2.5)
+
+
 def test_chain_waits_for_parent():
     job = Job("j", 0.0, [Stage(0, (), 2, compute_s=[1.0, 3.0]), Stage(1, (0,), 2, compute_s=1.0)])
     info, env = run([job], num_executors=2, warmup_s=0.0, moving_delay_s=0.0, mode="batch")
