@@ -28,8 +28,11 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
   written by ``python -m benchmarks.spark_contention --ship``): ``contention_free`` against
   ``fair`` (and ``sjf``), online mean JCT (load 0.7) and batch makespan (10 jobs at 0),
   paired, at the recorded rate and at 1/2 and 1/4 of it, with the recorded links and with
-  every slot behind one link. Targets: ``contention_free <= 0.90 x fair`` at the recorded
-  regime and in the best one (named). ``--only bed_traces`` runs this section alone.
+  every slot behind one link, and the same workloads on an uncontended network (every flow
+  at full rate), so the part of a gain that is contention avoidance shows. Targets:
+  ``contention_free <= 0.90 x fair`` at the recorded regime, and its ratio under the law over
+  its ratio uncontended <= 0.90 in the best regime (named). ``--only bed_traces`` runs this
+  section alone.
 - ``speed``: CPU seconds per episode and decisions per CPU second for 50, 200 and 1000 jobs
   (``fair``), on Decima's traces when given, else the synthetic workloads.
 - ``batch`` / ``small``: makespan over the lower bound (10 jobs) and over the CP-SAT optimum
@@ -201,9 +204,16 @@ def bench_real_traces(num_jobs: int, seeds: int, missing: Missing
         gap = mean_work / (0.7 * executors)
         generator = TraceSequenceGenerator(templates, num_jobs=num_jobs, mean_interarrival_s=gap)
         workloads = [generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
-        # one executor per worker link when recorded: the links carry E full-rate phases
+        # one executor per worker link when recorded (the links carry E full-rate phases),
+        # unless the trace comes from the multi-slot bed: then its links under the law
+        try:
+            network = bed_network(name) or {"capacity": float(executors), "beta": 0.0}
+        except (OSError, ValueError, KeyError) as error:
+            missing.add(f"real_traces {name}", str(error))
+            continue
         env = graph_env(num_executors=executors, moving_delay_s=0.0, warmup_s=0.0,
-                        network_capacity=float(executors))
+                        network_capacity=network["capacity"],
+                        network_flow_overhead=network["beta"])
         cell = compare(env, workloads, "real_traces", missing,
                        names=all_schedulers(*LIVE_POLICIES), trace=name, executors=executors)
         rows += cell
@@ -240,6 +250,13 @@ def bed_workloads(templates: list[Job], mode: str, num_jobs: int, executors: int
     return [generator(np.random.default_rng(TEST_SEED + s)) for s in range(seeds)]
 
 
+def paired_ratio(cell: list[dict], mode: str, seeds: int) -> list[float]:
+    """contention_free / fair per seed on the mode's objective."""
+    objective = "mean_jct_s" if mode == "online" else "makespan_s"
+    by = {(r["scheduler"], r["seed"]): r[objective] for r in cell}
+    return [by[("contention_free", s)] / by[("fair", s)] for s in range(seeds)]
+
+
 def bench_bed_traces(num_jobs: int, seeds: int, missing: Missing
                      ) -> tuple[list[dict], list[dict]]:
     """contention_free against fair (and sjf) on the traces recorded on the multi-slot bed,
@@ -260,23 +277,29 @@ def bench_bed_traces(num_jobs: int, seeds: int, missing: Missing
             for links in sorted({int(network["links"]), 1}, reverse=True):
                 capacity = network["capacity"] * links / network["links"]
                 for mode in ("online", "batch"):
-                    env = graph_env(mode=mode, num_executors=executors, moving_delay_s=0.0,
-                                    warmup_s=0.0, network_capacity=capacity,
-                                    network_flow_overhead=network["beta"])
-                    workloads = bed_workloads(scaled, mode, num_jobs, executors, seeds)
                     labels = {"trace": name, "mode": mode, "link_mbps":
                               network["link_mbps"] / factor, "slots_per_link":
                               executors // links}
-                    cell = compare(env, workloads, "bed_traces", missing,
-                                   names=("fair", "contention_free", "sjf"), **labels)
-                    rows += cell
-                    objective = "mean_jct_s" if mode == "online" else "makespan_s"
-                    by = {(r["scheduler"], r["seed"]): r[objective] for r in cell}
-                    ratio = [by[("contention_free", s)] / by[("fair", s)] for s in range(seeds)]
-                    mean, half = mean_ci(ratio)
-                    summary.append({**labels, "objective": objective,
-                                    "contention_free_over_fair": mean, "ci95": half,
-                                    "median": float(np.median(ratio)), "seeds": seeds})
+                    workloads = bed_workloads(scaled, mode, num_jobs, executors, seeds)
+                    ratios = {}
+                    # the same workloads on a network nobody waits for: what is left of
+                    # contention_free's gain there is not contention avoidance
+                    for network_name, cap, beta in (
+                            ("law", capacity, network["beta"]),
+                            ("uncontended", float(executors), 0.0)):
+                        env = graph_env(mode=mode, num_executors=executors,
+                                        moving_delay_s=0.0, warmup_s=0.0,
+                                        network_capacity=cap, network_flow_overhead=beta)
+                        cell = compare(env, workloads, "bed_traces", missing,
+                                       names=("fair", "contention_free", "sjf"),
+                                       network=network_name, **labels)
+                        rows += cell
+                        ratios[network_name] = paired_ratio(cell, mode, seeds)
+                    mean, half = mean_ci(ratios["law"])
+                    summary.append({**labels, "contention_free_over_fair": mean, "ci95": half,
+                                    "median": float(np.median(ratios["law"])),
+                                    "uncontended": float(np.mean(ratios["uncontended"])),
+                                    "seeds": seeds})
     return rows, summary
 
 
@@ -568,13 +591,14 @@ def bed_section(report: Report, quick: bool, seeds: int, missing: Missing) -> di
     for mode in ("online", "batch"):
         cells = [r for r in summary if r["mode"] == mode]
         recorded = max(cells, key=lambda r: (r["link_mbps"], -r["slots_per_link"]))
-        best = min(cells, key=lambda r: r["contention_free_over_fair"])
+        best = min(cells, key=lambda r: r["contention_free_over_fair"] / r["uncontended"])
         targets[f"contention_free_over_fair_{mode}_bed"] = target(
             recorded["contention_free_over_fair"], 0.90, "<=")
-        targets[f"contention_free_over_fair_{mode}_best_regime"] = target(
-            best["contention_free_over_fair"], 0.90, "<=",
-            None if best["ci95"] == best["ci95"] else "one seed")
-        targets[f"contention_free_over_fair_{mode}_best_regime"]["regime"] = (
+        # the thesis's claim is about contention: the gain over the same policy's ratio on an
+        # uncontended network, in the regime where it is largest
+        targets[f"contention_free_gain_from_the_network_{mode}_best_regime"] = target(
+            best["contention_free_over_fair"] / best["uncontended"], 0.90, "<=")
+        targets[f"contention_free_gain_from_the_network_{mode}_best_regime"]["regime"] = (
             f"{best['link_mbps']:g} Mbit/s, {best['slots_per_link']} slots per link")
     return targets
 
