@@ -3,13 +3,15 @@
 - :func:`predict_live`, the *executor model*: a thin call into the simulator's live mode
   (:class:`envs.spark_dag.live.LiveSimulator`, timing rules in :mod:`envs.spark_dag.live`),
   which admits nodes by the same rules as the :class:`DagExecutor`
-  (:mod:`envs.spark_dag.admission`): a node launched at parallelism ``q`` holds ``q``
-  executors from launch to end (driver-side phase included, as the executor's admission
-  control counts it) and needs its isolated wall time at ``q`` (:class:`NodeTimes`, measured
-  node after node in the same session as the run) times ``speed``; running nodes share the
-  machine, each progressing at ``1 / (1 + contention * (others running))`` of full speed.
-  ``speed`` and ``contention`` (:class:`LiveModel`) are fitted to the node durations of one
-  run (:func:`fit_live_model`) and then fixed for the held-out runs.
+  (:mod:`envs.spark_dag.admission`): a node launched at parallelism ``q`` counts ``q``
+  executors as held from launch to end, and runs on what Spark's FAIR scheduler gives its pool
+  (``minShare = q``): at least ``q`` slots, plus a fair share of the idle ones, up to its task
+  count (the :class:`~envs.spark_dag.live.PartitionRule` the run used). Its progress rate on
+  ``s`` slots is ``1 / (speed * wall at s)``, the wall times alone on ``s`` slots measured in
+  the run's own session (:class:`NodeTimes`, :func:`calibrate_in_session`, which holds the
+  other slots idle with :func:`slots_held`); ``contention`` is an extra slowdown per other
+  node running. ``speed`` and ``contention`` (:class:`LiveModel`) are fitted to the node
+  durations of one run (:func:`fit_live_model`) and then fixed for the held-out runs.
 - :func:`simulate`, the SparkDagShop simulator the agent is trained in: task-level, each task
   holds one executor and executors return to the pool task by task, on traced templates
   calibrated to the isolated wall times at full parallelism.
@@ -18,7 +20,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +33,23 @@ import numpy as np
 from agents.evaluate import run_episode
 from agents.scheduler import Scheduler
 from envs.spark_dag import Job, ObservationLimits
-from envs.spark_dag.live import LiveSimulator, NodeJob, NodeTiming
-from spark_integration.executor import RunResult
+from envs.spark_dag.live import (
+    EXECUTOR_PARTITIONS,
+    LiveSimulator,
+    NodeJob,
+    NodeTiming,
+    PartitionRule,
+    fair_slots,
+)
+from spark_integration.executor import NodeRecord, RunResult
 from spark_integration.jobs import JobSpec
 
 
 @dataclass
 class NodeTimes:
-    """Isolated node wall times: ``walls_s[query][node][parallelism]`` seconds (median over
-    the repeats of :func:`spark_integration.tracegen.time_nodes`)."""
+    """Isolated node wall times: ``walls_s[query][node][slots]`` seconds, the node alone on
+    that many task slots (the others held idle by :func:`slots_held`; median over the repeats
+    of :func:`spark_integration.tracegen.time_nodes`)."""
 
     walls_s: dict[str, dict[str, dict[int, float]]]
 
@@ -53,7 +66,7 @@ class NodeTimes:
                         for n, levels in nodes.items()} for q, nodes in samples.items()})
 
     def timing(self, query: str, node: str) -> NodeTiming:
-        """The node's isolated wall times as the live mode's per-parallelism table."""
+        """The node's isolated wall times as the live mode's per-slot-count table."""
         try:
             return NodeTiming(walls_s=self.walls_s[query][node])
         except KeyError:
@@ -81,22 +94,94 @@ class NodeTimes:
 EVENT_LOG_CONF = {"spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
 
 
+#: how long a ballast task of :func:`slots_held` sleeps unless cancelled first
+BALLAST_HOLD_S = 3600.0
+
+
+def _active_tasks(context: Any, group: str) -> int:
+    """Running tasks of the Spark jobs in job group ``group``."""
+    tracker = context.statusTracker()
+    active = 0
+    for job_id in tracker.getJobIdsForGroup(group):
+        info = tracker.getJobInfo(job_id)
+        for stage_id in info.stageIds if info is not None else ():
+            stage = tracker.getStageInfo(stage_id)
+            active += stage.numActiveTasks if stage is not None else 0
+    return active
+
+
+@contextmanager
+def slots_held(spark: Any, slots: int, timeout_s: float = 60.0) -> Iterator[None]:
+    """Hold ``slots`` task slots of ``spark`` with sleeping tasks (a ballast Spark job in a
+    thread of its own, cancelled on exit), so that what runs meanwhile gets only the other
+    slots: Spark never takes a slot back from a running task. Entered once every ballast task
+    runs; a ballast that fails, is not running within ``timeout_s`` or ends before the exit
+    is a RuntimeError."""
+    if slots < 1:
+        yield
+        return
+    from pyspark import InheritableThread
+
+    context = spark.sparkContext
+    group = f"ballast|{uuid.uuid4().hex[:8]}"
+    ended: list[BaseException | None] = []
+
+    def hold() -> None:
+        context.setJobGroup(group, f"hold {slots} slot(s) idle for a timing",
+                            interruptOnCancel=True)
+        try:
+            context.parallelize(range(slots), slots).foreach(
+                lambda _: time.sleep(BALLAST_HOLD_S))
+            ended.append(None)
+        except Exception as error:  # deliberate: the cancel on exit ends it so; else re-raised
+            ended.append(error)
+
+    thread = InheritableThread(target=hold, daemon=True, name=f"pipesched-{group}")
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while (active := _active_tasks(context, group)) < slots:
+            if ended:
+                raise RuntimeError(f"the ballast holding {slots} slot(s) ended before it "
+                                   f"held them: {ended[0]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the ballast holds {active} of {slots} slot(s) after "
+                                   f"{timeout_s:g} s (fewer free slots than the session has?)")
+            time.sleep(0.05)
+        yield
+        if ended:
+            raise RuntimeError(f"the ballast holding {slots} slot(s) ended while a timing ran "
+                               f"(it then had more slots): {ended[0]}")
+    finally:
+        context.cancelJobGroup(group)
+        thread.join()
+
+
 def calibrate_in_session(spark: Any, tables: dict[str, str], queries: Sequence[str],
                          repeats: int, work: Path, event_log_dir: Path, label: str,
                          executors: int, partition_level: int | None = None,
                          levels: Sequence[int] | None = None) -> tuple[NodeTimes, dict[str, Job]]:
-    """Time every query alone, node after node, at each parallelism of ``levels`` (default
-    1..``executors``) in this session (started with event logging into ``event_log_dir``), and
-    turn the session's event log into calibrated templates (full parallelism, median repeat).
-    ``partition_level`` fixes every node's partitioning (the fixed partition rule)."""
+    """Time every query alone, node after node, on each slot count of ``levels`` (default
+    1..``executors``; the other slots held idle by :func:`slots_held`) in this session
+    (started with event logging into ``event_log_dir``), and turn the session's event log into
+    calibrated templates (all slots, median repeat). ``partition_level`` fixes every node's
+    partitioning (the fixed partition rule); else a node timed on ``s`` slots has the
+    partitions of parallelism ``s``."""
     from spark_integration.nodes import NodeRunner
     from spark_integration.queries import QUERIES
     from spark_integration.tracegen import calibrated_jobs, time_nodes
 
     levels = sorted(set(levels or range(1, executors + 1)) | {executors})
     dags = [QUERIES[q] for q in queries]
-    timed = time_nodes(NodeRunner(spark, tables), dags, levels, repeats, work,
-                       partition_level=partition_level)
+    runner = NodeRunner(spark, tables)
+    timed: dict[tuple[str, int], dict[int, dict[str, float]]] = {}
+    for repeat in range(repeats):
+        for level in levels:
+            with slots_held(spark, executors - level):
+                part = time_nodes(runner, dags, [level], 1, work,
+                                  partition_level=partition_level, first_repeat=repeat)
+            for key, by_level in part.items():
+                timed.setdefault(key, {}).update(by_level)
     app_id = spark.sparkContext.applicationId
     logs = [p for p in Path(event_log_dir).iterdir() if app_id in p.name]
     if not logs:
@@ -110,8 +195,9 @@ def calibrate_in_session(spark: Any, tables: dict[str, str], queries: Sequence[s
 @dataclass(frozen=True)
 class LiveModel:
     """Free parameters of :func:`predict_live`: ``speed`` multiplies every isolated node time
-    (the JVM keeps warming up between the timing and the runs); ``contention`` is the slowdown
-    each other running node causes (shared cores, shared driver)."""
+    (the JVM keeps warming up between the timing and the runs); ``contention`` is the extra
+    slowdown each other running node causes beyond sharing the slots (shared driver, cores
+    beyond the slots)."""
 
     speed: float = 1.0
     contention: float = 0.0
@@ -142,10 +228,15 @@ def template_of(spec: JobSpec, templates: dict[str, Job]) -> Job:
 
 def predict_live(specs: Sequence[JobSpec], times: NodeTimes, templates: dict[str, Job],
                  scheduler: Scheduler, limits: ObservationLimits, num_executors: int,
-                 model: LiveModel = LiveModel()) -> dict[str, float]:
+                 model: LiveModel = LiveModel(),
+                 partitions: PartitionRule = EXECUTOR_PARTITIONS
+                 ) -> dict[str, float]:
     """Job name -> predicted JCT of a DagExecutor run of ``specs`` under ``scheduler``: the
     simulator's live mode (:class:`envs.spark_dag.live.LiveSimulator`) on the queries'
-    templates with each node's isolated wall times from ``times``."""
+    templates with each node's isolated wall times per slot count from ``times``.
+    ``partitions`` must be the run's rule: ``PartitionRule(fixed=P)`` for
+    ``DagExecutor(fixed_partitions=P)``, else ``PartitionRule(tasks_per_executor=k)`` (the
+    executor's default, ``k = 2``)."""
     jobs = []
     for spec in specs:
         template = template_of(spec, templates)
@@ -157,23 +248,42 @@ def predict_live(specs: Sequence[JobSpec], times: NodeTimes, templates: dict[str
         jobs.append(NodeJob(spec.name, spec.arrival_s, template,
                             tuple(times.timing(spec.dag.name, node.name)
                                   for node in spec.dag.nodes)))
-    simulator = LiveSimulator(num_executors, limits, model.speed, model.contention)
+    simulator = LiveSimulator(num_executors, limits, model.speed, model.contention, partitions)
     return simulator.run(jobs, scheduler).jct_s
 
 
-def node_samples(result: RunResult, times: NodeTimes) -> np.ndarray:
-    """Per finished node of a live run: ``(measured s, isolated s at its parallelism, mean
-    number of other nodes running during it)``."""
-    nodes = [(job.query, node) for job in result.jobs for node in job.nodes
-             if node.duration_s is not None and not node.error]
-    samples = []
-    for query, node in nodes:
-        others = sum(max(0.0, min(node.end_s, other.end_s) - max(node.launch_s, other.launch_s))
-                     for _, other in nodes if other is not node)
-        duration = max(node.duration_s, 1e-3)
-        samples.append((duration, times.wall_s(query, node.name, node.parallelism),
-                        others / duration))
-    return np.array(samples, dtype=float).reshape(-1, 3)
+def _launched(result: RunResult) -> list[tuple[str, str, NodeRecord]]:
+    """``(job, query, node)`` of every node of ``result`` that launched and ended (failed
+    ones too: they held slots); a node without its partition count is a ValueError."""
+    nodes = [(job.name, job.query, node) for job in result.jobs for node in job.nodes
+             if node.launch_s is not None and node.end_s is not None]
+    for name, _, node in nodes:
+        if node.partitions < 1:
+            raise ValueError(f"{result.scheduler} run, job {name} node {node.name}: no "
+                             f"partition count recorded (partitions={node.partitions})")
+    return nodes
+
+
+def node_samples(result: RunResult, times: NodeTimes) -> list[np.ndarray]:
+    """Per finished node of a live run that took time: rows ``(seconds, alone progress rate
+    on its slots, other nodes running)``, one per interval between consecutive launches and
+    ends of the run's nodes within its life. Its slots in an interval are those the live
+    mode's rule (:func:`envs.spark_dag.live.fair_slots`) gives it beside the nodes measured
+    running then, with their recorded parallelism (floor) and partitions."""
+    nodes = _launched(result)
+    total = result.total_executors
+    cuts = sorted({t for _, _, node in nodes for t in (node.launch_s, node.end_s)})
+    rows: dict[int, list[tuple[float, float, int]]] = {}
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        running = [(query, node) for _, query, node in nodes
+                   if node.launch_s <= start and node.end_s >= end]
+        slots = fair_slots([node.parallelism for _, node in running],
+                           [min(node.partitions, total) for _, node in running], total)
+        for (query, node), share in zip(running, slots, strict=True):
+            if not node.error:
+                rows.setdefault(id(node), []).append(
+                    (end - start, times.timing(query, node.name).rate(share), len(running) - 1))
+    return [np.array(rows[id(node)], dtype=float) for _, _, node in nodes if id(node) in rows]
 
 
 def fit_live_model(results: Sequence[RunResult], times: NodeTimes,
@@ -182,24 +292,26 @@ def fit_live_model(results: Sequence[RunResult], times: NodeTimes,
                    contentions: Sequence[float] = tuple(np.round(np.arange(0.0, 1.501, 0.05),
                                                                  2)),
                    ) -> LiveModel:
-    """The :class:`LiveModel` whose node durations ``speed * pace * isolated * (1 +
-    contention * others)`` best match the measured durations of every node of ``results``
-    (least mean absolute log ratio; ``others`` = mean number of other nodes running alongside;
-    ``pace`` = the run's machine pace, see :func:`pace_of`, default 1)."""
+    """The :class:`LiveModel` under which every finished node of ``results``, run over its
+    measured interval on the slots of :func:`node_samples`, makes progress closest to 1 (least
+    mean absolute log of ``sum(seconds * rate / (speed * pace * (1 + contention * others)))``;
+    ``pace`` = the run's machine pace, see :func:`pace_of`, default 1). Nothing of a job's JCT
+    enters the fit."""
     paces = [1.0] * len(results) if paces is None else list(paces)
     if not results:
         raise ValueError("fit_live_model: no run to fit on")
-    samples = np.concatenate([node_samples(r, times) * np.array([1.0, pace, 1.0])
-                              for r, pace in zip(results, paces, strict=True)])
-    if not len(samples):
+    samples = [(rows, pace) for result, pace in zip(results, paces, strict=True)
+               for rows in node_samples(result, times)]
+    if not samples:
         raise ValueError(f"fit_live_model: no finished node in the runs "
                          f"{[r.scheduler for r in results]} to fit speed and contention on")
-    measured, isolated, others = samples.T
+    # progress each node makes at speed 1, per contention
+    progress = {c: np.array([np.sum(rows[:, 0] * rows[:, 1] / (1.0 + c * rows[:, 2])) / pace
+                             for rows, pace in samples]) for c in contentions}
     best, best_error = LiveModel(), math.inf
     for speed in speeds:
         for contention in contentions:
-            predicted = speed * isolated * (1.0 + contention * others)
-            error = float(np.mean(np.abs(np.log(predicted / measured))))
+            error = float(np.mean(np.abs(np.log(progress[contention] / speed))))
             if error < best_error:
                 best, best_error = LiveModel(float(speed), float(contention)), error
     return best

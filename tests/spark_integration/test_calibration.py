@@ -1,18 +1,22 @@
-"""The executor model (spark_integration/calibration.py), no Spark session needed:
-``predict_live`` is the simulator's live mode and reproduces, on recorded live runs, the
-predictions its earlier stand-alone implementation made; the admission rule on hand-computed
-cases; the fit of speed and contention."""
+"""The executor model (spark_integration/calibration.py): ``predict_live`` is the simulator's
+live mode, whose rule without spreading (one task per executor held) reproduces on recorded
+live runs the predictions of its earlier stand-alone hard-cap implementation; the admission
+and partition rules on hand-computed cases; the fit of speed and contention on the slots the
+rule gives each measured node; and, on the tests' real local[2] session, that
+:func:`slots_held` leaves a timed job only the other slots."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from envs.spark_dag import Decision, Job, ObservationLimits, Stage, jobs_from_json
+from envs.spark_dag import ClusterState, Decision, Job, ObservationLimits, Stage, jobs_from_json
+from envs.spark_dag.live import PartitionRule
 from heuristics.spark_dag import make_heuristic
 from spark_integration.calibration import (
     LiveModel,
@@ -22,6 +26,7 @@ from spark_integration.calibration import (
     node_samples,
     pace_of,
     predict_live,
+    slots_held,
     summarize,
     workload_for,
 )
@@ -30,6 +35,8 @@ from spark_integration.jobs import JobSpec
 from spark_integration.queries import QUERIES
 
 LIMITS = ObservationLimits()
+#: one task per executor held: no node runs beyond its floor (the hard cap of cdf3bed)
+NO_SPREAD = PartitionRule(tasks_per_executor=1)
 # one local[2] and one standalone session (8 TPC-H jobs, one run per pipesched driver), with
 # the predictions of predict_live at commit cdf3bed, before it became a call into
 # envs/spark_dag/live.py; written by fixtures/record_live_runs.py
@@ -69,16 +76,10 @@ def _recorded(path: Path) -> tuple[dict, list[JobSpec], NodeTimes, dict[str, Job
     return data, specs, times, templates
 
 
-def _run_result(record: dict) -> RunResult:
-    jobs = [JobRecord(j["name"], j["query"], j["arrival_s"],
-                      [NodeRecord(n["name"], n["parents"], n["launch_s"], n["end_s"],
-                                  n["parallelism"]) for n in j["nodes"]],
-                      j["start_s"], j["end_s"], j["status"]) for j in record["jobs"]]
-    return RunResult(record["scheduler"], jobs, record["total_executors"], record["wall_s"])
-
-
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-def test_predict_live_reproduces_the_recorded_predictions(path: Path) -> None:
+def test_without_spreading_predict_live_reproduces_the_hard_cap_predictions(path: Path) -> None:
+    # the hard cap of cdf3bed (a node runs on exactly its q executors) is the live mode with
+    # one task per executor held; the recorded runs themselves had 2 q tasks per node
     data, specs, times, templates = _recorded(path)
     assert {r["scheduler"] for r in data["runs"]} >= {"fair", "sjf", "contention_free"}
     for run in data["runs"]:
@@ -86,24 +87,30 @@ def test_predict_live_reproduces_the_recorded_predictions(path: Path) -> None:
         replay = Replay(run["actions"], run["observation_mode"])
         predicted = predict_live(specs, times, templates, replay,
                                  ObservationLimits.from_json(run["limits"]),
-                                 data["source"]["executors"], model)
+                                 data["source"]["executors"], model, NO_SPREAD)
         assert replay.played == len(run["actions"]), run["scheduler"]
         assert predicted.keys() == run["predicted_jct_s"].keys()
         for job, jct in run["predicted_jct_s"].items():
             assert abs(predicted[job] - jct) <= 1e-9, (run["scheduler"], job)
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-def test_fit_on_the_recorded_fair_run_gives_the_recorded_model(path: Path) -> None:
-    data, _, times, _ = _recorded(path)
-    fair = next(r for r in data["runs"] if r["scheduler"] == "fair")
-    model = fit_live_model([_run_result(fair["record"])], times, [fair["pace"]])
-    assert model == LiveModel(data["model"]["speed"], data["model"]["contention"])
-
-
 def _templates(*queries: str) -> dict[str, Job]:
     """Equal-work templates (two one-second tasks per node) of ``queries``."""
     return {q: structure_template(JobSpec(q, QUERIES[q]), 2) for q in queries}
+
+
+class LimitOne:
+    """A graph policy: the first schedulable node, at limit 1."""
+
+    observation_mode = "graph"
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, state: ClusterState, schedulable: np.ndarray) -> Decision:
+        row = int(np.flatnonzero(schedulable)[0])
+        job = int(state.stage_job[row])
+        return Decision(job, int(state.stage_id[row]), 1, state.job_names[job])
 
 
 def test_executor_model_replays_the_admission_rule() -> None:
@@ -112,7 +119,7 @@ def test_executor_model_replays_the_admission_rule() -> None:
                                "count": {1: 1.0, 2: 0.5}}})
     templates = _templates("q6", "q12")
     both = [JobSpec("q6#0", QUERIES["q6"], 0.0), JobSpec("q6#1", QUERIES["q6"], 0.0)]
-    # fair: one executor each, side by side, each slowed by the other
+    # fair: floor 1 each fills both slots, side by side, each slowed by the other
     fair = predict_live(both, times, templates, make_heuristic("fair"), LIMITS, 2,
                         LiveModel(speed=1.0, contention=0.5))
     assert fair == pytest.approx({"q6#0": 3.0, "q6#1": 3.0})
@@ -124,6 +131,17 @@ def test_executor_model_replays_the_admission_rule() -> None:
     alone = predict_live([JobSpec("q12#0", QUERIES["q12"], 0.0)], times, templates,
                          make_heuristic("sjf"), LIMITS, 2)
     assert alone == pytest.approx({"q12#0": 0.8 + 0.6 + 0.5})
+
+
+def test_predict_live_follows_the_partition_rule_it_is_given() -> None:
+    # one q6 job admitted at q = 1 on E = 2: with 2 or 4 tasks its node spreads to both slots
+    # (1.5 s); with 1 task per executor held it stays on its floor (2 s)
+    times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.5}}})
+    spec = [JobSpec("q6#0", QUERIES["q6"], 0.0)]
+    for rule, jct in ((PartitionRule(), 1.5), (PartitionRule(fixed=4), 1.5), (NO_SPREAD, 2.0),
+                      (PartitionRule(fixed=1), 2.0)):
+        assert predict_live(spec, times, _templates("q6"), LimitOne(), LIMITS, 2,
+                            partitions=rule) == pytest.approx({"q6#0": jct}), rule
 
 
 def test_a_query_without_a_template_is_refused_not_made_up() -> None:
@@ -148,30 +166,33 @@ def test_a_template_of_another_dag_is_rejected() -> None:
                      make_heuristic("fair"), LIMITS, 2)
 
 
+def _node_run(name: str, launch_s: float, end_s: float, parallelism: int, partitions: int,
+              status: str = "done", error: str = "") -> JobRecord:
+    node = NodeRecord("revenue", [], launch_s, end_s, parallelism, partitions, error=error)
+    return JobRecord(name, "q6", launch_s, [node], launch_s, end_s, status)
+
+
 def test_fit_recovers_speed_and_contention_from_node_durations() -> None:
     times = NodeTimes({"q6": {"revenue": {1: 2.0, 2: 1.0}}})
     speed, contention = 1.3, 0.4
-    jobs = []
-    # two q6 jobs side by side at parallelism 1, then one alone at parallelism 2
-    for name, launch, parallelism, others in (("q6#0", 0.0, 1, 1), ("q6#1", 0.0, 1, 1),
-                                              ("q6#2", 10.0, 2, 0)):
-        duration = speed * times.wall_s("q6", "revenue", parallelism) * (1 + contention * others)
-        node = NodeRecord("revenue", [], launch, launch + duration, parallelism)
-        jobs.append(JobRecord(name, "q6", launch, [node], launch, launch + duration, "done"))
+    # two q6 nodes side by side at q = 1 (their floors fill both slots: 1 slot each, slowed
+    # by each other), then one alone at q = 1 with 4 tasks (it spreads to both slots)
+    pair = speed * 2.0 * (1 + contention)
+    jobs = [_node_run("q6#0", 0.0, pair, 1, 2), _node_run("q6#1", 0.0, pair, 1, 2),
+            _node_run("q6#2", 10.0, 10.0 + speed * 1.0, 1, 4)]
     result = RunResult("fair", jobs, 2, 20.0)
-    assert node_samples(result, times)[:, 2] == pytest.approx([1.0, 1.0, 0.0])
+    samples = node_samples(result, times)
+    # (seconds, alone rate on its slots, others running): the lone node's rate is that of 2
+    # slots, not of its floor
+    assert [rows.shape for rows in samples] == [(1, 3)] * 3
+    assert np.concatenate(samples).ravel().tolist() == pytest.approx(
+        [pair, 0.5, 1, pair, 0.5, 1, speed, 1.0, 0])
     assert fit_live_model([result], times) == LiveModel(speed, contention)
     # a run on a machine found twice as slow by the probe (pace 2) fits the same model
-    slow = RunResult("fair", [JobRecord(j.name, j.query, j.arrival_s, [NodeRecord(
-        n.name, [], n.launch_s * 2, n.end_s * 2, n.parallelism) for n in j.nodes])
-        for j in jobs], 2, 40.0)
+    slow = RunResult("fair", [_node_run(j.name, j.nodes[0].launch_s * 2, j.nodes[0].end_s * 2,
+                                        1, j.nodes[0].partitions) for j in jobs], 2, 40.0)
     assert fit_live_model([slow], times, [2.0]) == LiveModel(speed, contention)
     assert pace_of(times, {"q6": {"revenue": 2.0}}, 2) == pytest.approx(2.0)
-
-
-def _one_node_run(status: str, error: str = "") -> RunResult:
-    node = NodeRecord("revenue", [], 0.0, 2.0, 1, error=error)
-    return RunResult("fair", [JobRecord("q6#0", "q6", 0.0, [node], 0.0, 2.0, status)], 2, 2.0)
 
 
 def test_a_fit_without_samples_is_an_error_naming_the_runs() -> None:
@@ -179,10 +200,17 @@ def test_a_fit_without_samples_is_an_error_naming_the_runs() -> None:
     with pytest.raises(ValueError, match="no run to fit on"):
         fit_live_model([], times)
     # the run's only node failed: nothing to fit, not the default model
+    failed = RunResult("fair", [_node_run("q6#0", 0.0, 2.0, 1, 2, "failed", "boom")], 2, 2.0)
     with pytest.raises(ValueError, match=r"no finished node in the runs \['fair'\]"):
-        fit_live_model([_one_node_run("failed", "boom")], times)
-    # one good node measured 2 s against 2 s alone: speed 1, contention unidentified (0 first)
-    assert fit_live_model([_one_node_run("done")], times) == LiveModel(1.0, 0.0)
+        fit_live_model([failed], times)
+    # one node at q = 1 with 2 tasks measured 2 s: alone it ran on both slots (1 s there), so
+    # speed 2; contention unidentified (0 first)
+    done = RunResult("fair", [_node_run("q6#0", 0.0, 2.0, 1, 2)], 2, 2.0)
+    assert fit_live_model([done], times) == LiveModel(2.0, 0.0)
+    # a record without its partition count cannot be placed on slots
+    unknown = RunResult("fair", [_node_run("q6#0", 0.0, 2.0, 1, 0)], 2, 2.0)
+    with pytest.raises(ValueError, match=r"fair run, job q6#0 node revenue: no partition count"):
+        fit_live_model([unknown], times)
 
 
 def test_untimed_parallelism_and_empty_probes_are_errors() -> None:
@@ -194,9 +222,30 @@ def test_untimed_parallelism_and_empty_probes_are_errors() -> None:
 
 
 def test_compare_refuses_a_finished_job_without_prediction() -> None:
-    result = _one_node_run("done")
+    result = RunResult("fair", [_node_run("q6#0", 0.0, 2.0, 1, 2)], 2, 2.0)
     assert compare(result, {"q6#0": 3.0}) == [{"job": "q6#0", "measured_jct_s": 2.0,
                                                "predicted_jct_s": 3.0, "rel_error": 0.5}]
     with pytest.raises(KeyError, match="no predicted JCT for job q6#0 of the fair run"):
         compare(result, {})
     assert summarize([])["jobs"] == 0 and np.isnan(summarize([])["share_within_25pct"])
+
+
+def _two_tasks_s(spark) -> float:
+    """Wall seconds of a Spark job of two tasks that sleep 1 s each."""
+    started = time.monotonic()
+    spark.sparkContext.parallelize(range(2), 2).foreach(lambda _: time.sleep(1.0))
+    return time.monotonic() - started
+
+
+def test_slots_held_leaves_a_timed_job_the_other_slots_only(spark) -> None:
+    # local[2]: with one slot held the two 1-s tasks run one after the other (>= 2 s; side by
+    # side they take about 1 s); on exit the ballast job is gone
+    with slots_held(spark, 1):
+        assert _two_tasks_s(spark) >= 2.0
+    tracker = spark.sparkContext.statusTracker()
+    assert tracker.getActiveJobsIds() == []
+    # more slots than the session has: a one-line error, and nothing is left holding
+    with pytest.raises(RuntimeError, match=r"the ballast holds [0-2] of 3 slot\(s\) after 5 s"):
+        with slots_held(spark, 3, timeout_s=5.0):
+            pass
+    assert tracker.getActiveJobsIds() == []
