@@ -77,14 +77,6 @@ def remove_groups(groups: Sequence[Path]) -> None:
             pass
 
 
-def throttled_s(group: Path) -> float:
-    """Seconds the kernel held ``group`` back at its quota so far (``cpu.stat``)."""
-    fields = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
-    if "throttled_time" in fields:   # v1: nanoseconds
-        return int(fields["throttled_time"]) / 1e9
-    return int(fields.get("throttled_usec", 0)) / 1e6
-
-
 def remove_stale(root: Path) -> None:
     parent = root / PARENT
     if not parent.is_dir():
