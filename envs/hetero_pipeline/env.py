@@ -304,7 +304,9 @@ class HeteroPipelineEnv(gym.Env):
         device_stage = np.zeros((D, D), np.float32)
         current = self.order[self.cursor] if self.phase == "assign" else -1
         for d in range(K):
-            devices[d] = [inst.speeds[d] / inst.speeds.max(), inst.memories[d] / self._need,
+            # a model that needs no memory fits anywhere: the ratio's ceiling, not inf
+            fits = (inst.memories[d] / self._need if self._need > 0 else FEATURE_LIMIT)
+            devices[d] = [inst.speeds[d] / inst.speeds.max(), fits,
                           inst.devices[d].bandwidth_mbps / 1000.0, self.stage_of[d] >= 0,
                           self.stage_of[d] == -1, d == current]
             if self.stage_of[d] >= 0:
