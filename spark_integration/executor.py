@@ -608,7 +608,8 @@ class DagExecutor:
         for tag in list(threads):
             self.sc.cancelJobsWithTag(tag)
         for thread in list(threads.values()):
-            thread.join(timeout=30)
+            if thread.ident is not None:   # Ctrl-C inside start(): that node never ran
+                thread.join(timeout=30)
         for record in records.values():
             if record.status in ("pending", "running"):
                 record.status = "cancelled"
