@@ -236,29 +236,18 @@ def law_rows(records: Sequence[dict[str, Any]], quick: bool) -> list[dict[str, A
     return rows
 
 
-def summarise_ratios(ratios: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise(rows: Sequence[dict[str, Any]], cell: tuple[str, str], value: str,
+              count: str) -> list[dict[str, Any]]:
+    """``value`` per ``cell`` (two keys): count, mean, 95% CI half-width and median."""
     by_cell: dict[tuple, list[float]] = defaultdict(list)
-    for row in ratios:
-        by_cell[(row["rate_mbps"], row["k"])].append(row["ratio"])
-    rows = []
-    for (rate, k), values in sorted(by_cell.items()):
+    for row in rows:
+        by_cell[(row[cell[0]], row[cell[1]])].append(row[value])
+    table = []
+    for (first, second), values in sorted(by_cell.items()):
         mean, half = mean_ci(values)
-        rows.append({"rate_mbps": rate, "k": k, "stages": len(values), "shared/alone": mean,
-                     "ci95": half, "median": float(np.median(values)),
-                     "work-conserving k": k})
-    return rows
-
-
-def summarise_goodput(links: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_cell: dict[tuple, list[float]] = defaultdict(list)
-    for row in links:
-        by_cell[(row["rate_mbps"], row["reducers"])].append(row["efficiency"])
-    rows = []
-    for (rate, reducers), values in sorted(by_cell.items()):
-        mean, half = mean_ci(values)
-        rows.append({"rate_mbps": rate, "reducers_on_link": reducers, "samples": len(values),
-                     "goodput/rate": mean, "ci95": half, "median": float(np.median(values))})
-    return rows
+        table.append({cell[0]: first, cell[1]: second, count: len(values), value: mean,
+                      "ci95": half, "median": float(np.median(values))})
+    return table
 
 
 def ship_law(laws: Sequence[dict[str, Any]]) -> None:
@@ -329,11 +318,13 @@ def report(args: argparse.Namespace, records: Sequence[dict[str, Any]]) -> None:
                    "quick: fitted and scored on the same rounds" if args.quick else None))
     body = "\n".join([
         "## Fetch time shared / alone, per stage", "",
-        markdown_table(summarise_ratios(ratios), ["rate_mbps", "k", "stages", "shared/alone",
-                                                  "ci95", "median", "work-conserving k"]), "",
+        markdown_table(summarise(ratios, ("rate_mbps", "k"), "ratio", "stages"),
+                       ["rate_mbps", "k", "stages", "ratio", "ci95", "median"]), "",
+        "(ratio: shared / alone; work-conserving sharing of saturated links gives k)", "",
         "## Link goodput by reducers fetching over the link", "",
-        markdown_table(summarise_goodput(links), ["rate_mbps", "reducers_on_link", "samples",
-                                                  "goodput/rate", "ci95", "median"]), "",
+        markdown_table(summarise(links, ("rate_mbps", "reducers"), "efficiency", "samples"),
+                       ["rate_mbps", "reducers", "samples", "efficiency", "ci95", "median"]), "",
+        "(efficiency: link goodput / rate)", "",
         "## Laws: the simulator's network fitted on half the rounds, scored on the rest", "",
         markdown_table(laws, ["rate_mbps", "law", "efficiency", "flows_per_link", "fixed_s", "beta",
                               "fit_rounds", "fit_abs_error", "scored_stages",
