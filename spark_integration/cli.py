@@ -21,8 +21,13 @@ def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int
     """``work()``'s exit status (None counts as 0), or the one-line endings above."""
     interrupted: list[bool] = []
 
+    py4j = logging.getLogger("py4j")
+    py4j_level = py4j.level
+
     def on_interrupt(signum: int, frame: object) -> None:
         interrupted.append(True)
+        # the interrupted gateway's own shutdown then logs broken pipes at ERROR
+        py4j.setLevel(logging.CRITICAL + 1)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
@@ -41,5 +46,7 @@ def guarded(parser: argparse.ArgumentParser, debug: bool, work: Callable[[], int
     finally:
         signal.signal(signal.SIGINT, previous)
         root.removeFilter(_not_py4j_interrupt)
+        if not interrupted:  # after Ctrl-C, the gateway's exit-time shutdown logs too
+            py4j.setLevel(py4j_level)
     print(f"{parser.prog}: interrupted; nothing written", file=sys.stderr)
     return 130
