@@ -17,8 +17,9 @@ Sections (all with the reference timing rules, ``observation_mode="graph"``):
   phases), on the cluster size they were recorded at.
 - ``live_traces``: the real-Spark bridge's own system (:class:`envs.spark_dag.LiveSimulator`:
   whole DAG nodes admitted on ``q`` executors, processor sharing) on 20-job streams of every
-  2-executor trace at ``benchmarks.spark_real``'s offered load 1.5, each node taking its
-  measured time alone at ``q`` (the trace's per-count calibration).
+  trace with per-count node times, on the executors it was recorded at, at
+  ``benchmarks.spark_real``'s offered load 1.5, each node taking its measured time alone at
+  ``q`` (the trace's per-count calibration).
 - ``contention``: online and batch workloads whose network phases contend
   (``TPCHLikeGenerator`` network mix 0.5, capacity 25 of 50 executors' full rate, and a
   stricter one): ``contention_free`` against ``fair``, paired.
@@ -87,6 +88,7 @@ from envs.spark_dag import (
     load_decima_tpch,
     load_live_templates,
     load_wave_traces,
+    recorded_executors,
     scale_network,
 )
 from heuristics.spark_dag import HEURISTICS, make_heuristic
@@ -95,8 +97,9 @@ TRACES = DATA_DIR / "spark_traces"
 LINK_LAW = DATA_DIR / "spark_link_law.json"   # benchmarks.spark_contention --ship
 NETWORK_SCALES = (1.0, 2.0, 4.0)   # the bed's link rate, then half and a quarter of it
 POLICIES = {"agent": SHIPPED["online"], "agent_real": SHIPPED["real"],
-            "agent_real_cluster": SHIPPED["real_cluster"], "agent_batch": SHIPPED["batch"]}
-LIVE_POLICIES = ("agent_real", "agent_real_cluster")
+            "agent_real_cluster": SHIPPED["real_cluster"], "agent_real_bed": SHIPPED["real_bed"],
+            "agent_batch": SHIPPED["batch"]}
+LIVE_POLICIES = ("agent_real", "agent_real_cluster", "agent_real_bed")
 TEST_SEED = 20_000  # held-out workloads (training used 0..9_999, validation 10_000..)
 DECIMA_CLUSTER = {"num_executors": 50, "moving_delay_s": 2.0, "warmup_s": 1.0}
 LIVE_LOAD, LIVE_CONTENTION = 1.5, 0.4  # benchmarks.spark_real's load; the local[2] fit
@@ -140,6 +143,19 @@ def runnable(names: Sequence[str], cluster_size: int, missing: Missing, section:
                 continue
         names_ok.append(name)
     return names_ok, failed
+
+
+def live_policies(executors: int) -> tuple[str, ...]:
+    """The live policies meant for ``executors`` slots (validated for that count), and every
+    absent one (so that :func:`runnable` reports it): a policy trained for another cluster
+    size is not run there, as ``spark_integration.schedulers.agent_path`` would not pick it."""
+    def meant(path: Path) -> bool:
+        if not path.exists():
+            return True
+        shapes = json.loads(path.read_text()).get("shapes", {})
+        return executors in shapes.get("executors", [])
+
+    return tuple(name for name in LIVE_POLICIES if meant(POLICIES[name]))
 
 
 def shipped_for(policy: str) -> list[str]:
@@ -215,7 +231,8 @@ def bench_real_traces(num_jobs: int, seeds: int, missing: Missing
                         network_capacity=network["capacity"],
                         network_flow_overhead=network["beta"])
         cell = compare(env, workloads, "real_traces", missing,
-                       names=all_schedulers(*LIVE_POLICIES), trace=name, executors=executors)
+                       names=all_schedulers(*live_policies(executors)), trace=name,
+                       executors=executors)
         rows += cell
         tables[name] = summarize(cell)
     return rows, tables
@@ -306,8 +323,9 @@ def bench_bed_traces(num_jobs: int, seeds: int, missing: Missing
 def bench_live_traces(num_jobs: int, seeds: int, missing: Missing
                       ) -> tuple[list[dict], dict[str, list[dict]]]:
     """Live-mode streams (:class:`LiveSimulator`: nodes admitted whole, processor sharing) of
-    every 2-executor trace with per-count node times, at ``benchmarks.spark_real``'s offered
-    load 1.5 and the contention fitted on local[2] (0.4): the real-Spark bridge's system."""
+    every trace with per-count node times, on the executors it was recorded at
+    (:func:`recorded_executors`), at ``benchmarks.spark_real``'s offered load 1.5 and the
+    contention fitted on local[2] (0.4): the real-Spark bridge's system."""
     rows, tables = [], {}
     for name in sorted(load_wave_traces(TRACES)):
         try:
@@ -315,16 +333,18 @@ def bench_live_traces(num_jobs: int, seeds: int, missing: Missing
         except WorkloadError as error:
             missing.add(f"live_traces {name}", str(error))
             continue
-        names, failed = runnable([*HEURISTICS, *LIVE_POLICIES], 2, missing, "live_traces",
-                                 trace=name)
+        executors = recorded_executors(templates)
+        names, failed = runnable([*HEURISTICS, *live_policies(executors)], executors, missing,
+                                 "live_traces", trace=name)
         rows += failed
         generator = LiveSequenceGenerator(templates, num_jobs=num_jobs, load=LIVE_LOAD,
-                                          num_executors=2)
+                                          num_executors=executors)
         for seed in range(seeds):
             jobs = generator(np.random.default_rng(TEST_SEED + seed))
             for scheduler_name in names:
-                run = LiveSimulator(2, ObservationLimits(), contention=LIVE_CONTENTION).run(
-                    jobs, scheduler(scheduler_name, 2))
+                run = LiveSimulator(executors, ObservationLimits(),
+                                    contention=LIVE_CONTENTION).run(
+                    jobs, scheduler(scheduler_name, executors))
                 rows.append({"section": "live_traces", "trace": name, "seed": seed,
                              "scheduler": scheduler_name,
                              "mean_jct_s": run.mean_jct_s,

@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ from pyspark.sql import SparkSession
 
 from agents.scheduler import Scheduler
 from envs.spark_dag import ClusterState, Job, ObservationLimits, Stage
-from envs.spark_dag.admission import AdmissionJob, Choice, admit, live_state
+from envs.spark_dag.admission import AdmissionJob, Choice, admit, live_state, next_decision
+from envs.spark_dag.observation import Decision
 from spark_integration.errors import SPARK_ERRORS, is_spark_failure
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import NodeRunner
@@ -130,6 +131,28 @@ def latency_summary_ms(latencies_s: list[float]) -> dict[str, float]:
 
 
 @dataclass
+class ShadowTally:
+    """At each decision the scheduler was asked for, what ``shadow`` (another scheduler, asked
+    the same state, its answer never acted on) would have done: how often it named the same
+    stage, and the same stage with the same executor limit (a wait matches only a wait)."""
+
+    shadow: str
+    decisions: int = 0
+    same_stage: int = 0
+    same_decision: int = 0
+
+    def add(self, ours: Decision | None, theirs: Decision | None) -> None:
+        def stage(d: Decision | None) -> tuple[int, int] | None:
+            return None if d is None else (d.job_index, d.stage_id)
+
+        self.decisions += 1
+        if stage(ours) == stage(theirs):
+            self.same_stage += 1
+            if ours is None or theirs is None or ours.parallelism == theirs.parallelism:
+                self.same_decision += 1
+
+
+@dataclass
 class RunResult:
     """What happened in one live run (times in seconds from the run's start)."""
 
@@ -141,6 +164,7 @@ class RunResult:
     invalid_actions: int = 0
     executor_counts: list[int] = field(default_factory=list)
     decision_latency_s: list[float] = field(default_factory=list)
+    shadow: ShadowTally | None = None
 
     @property
     def finished(self) -> list[JobRecord]:
@@ -171,6 +195,7 @@ class RunResult:
                 "failed_jobs": [j.name for j in self.failed],
                 "executor_counts": sorted(set(self.executor_counts)),
                 "decision_latency_ms": latency_summary_ms(self.decision_latency_s),
+                **({"shadow": asdict(self.shadow)} if self.shadow else {}),
                 "jobs": [j.to_json() for j in self.jobs]}
 
     def to_workload(self) -> list[Job]:
@@ -241,6 +266,7 @@ class _Run:
     invalid: int = 0
     executor_counts: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    shadow: ShadowTally | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.start
@@ -261,7 +287,8 @@ class DagExecutor:
     ``keep_outputs`` (keep node results under ``work_dir``; ``JobRecord.output`` names the
     answer), ``fixed_partitions`` (every node's partition count; module docstring),
     ``node_hook(spec, node_name, attempt)`` (called in the node thread before each attempt;
-    fault injection in tests).
+    fault injection in tests), ``shadow`` (a scheduler asked the same state at every decision,
+    never acted on: :class:`ShadowTally` in ``RunResult.shadow``).
     """
 
     def __init__(self, spark: SparkSession, scheduler: Scheduler | None, *,
@@ -272,7 +299,8 @@ class DagExecutor:
                  poll_interval_s: float = 0.5, progress: bool = True,
                  name: str | None = None, keep_outputs: bool = False,
                  fixed_partitions: int | None = None,
-                 node_hook: Callable[[JobSpec, str, int], None] | None = None) -> None:
+                 node_hook: Callable[[JobSpec, str, int], None] | None = None,
+                 shadow: Scheduler | None = None) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         if fixed_partitions is not None and fixed_partitions < 1:
@@ -291,6 +319,7 @@ class DagExecutor:
         self.progress = progress
         self.name = name or ("spark-native" if scheduler is None else type(scheduler).__name__)
         self.node_hook = node_hook
+        self.shadow = shadow
         self.keep_outputs = keep_outputs
         self.work_dir = Path(work_dir)
         self.runner = NodeRunner(spark, tables, tasks_per_executor)
@@ -405,7 +434,7 @@ class DagExecutor:
             raise
         return RunResult(self.name, [run.records[s.name] for s in specs],
                          self.total_executors(), run.now(), run.decisions, run.invalid,
-                         run.executor_counts, run.latencies)
+                         run.executor_counts, run.latencies, run.shadow)
 
     def _start_run(self, specs: Sequence[JobSpec]) -> _Run:
         """Check the templates, reset the scheduler and start the clock of a new run."""
@@ -420,6 +449,9 @@ class DagExecutor:
         if self.scheduler is not None:
             self.scheduler.reset()
         run = _Run(run_id, time.monotonic(), templates, records, list(order), free_pools)
+        if self.shadow is not None:
+            self.shadow.reset()
+            run.shadow = ShadowTally(getattr(self.shadow, "name", type(self.shadow).__name__))
         run.last_total = self.total_executors()
         return run
 
@@ -499,7 +531,12 @@ class DagExecutor:
         pending = bool(run.arrivals) or any(j.running for j in run.live)
         held = sum(j.held for j in run.live)
         state = self._state(run.now(), active, pending, total, held)
+        # asked first: admit() sets the chosen job's limit, which the shadow must not see
+        shadow = (next_decision(self.shadow, state, self.limits) if self.shadow is not None
+                  else None)
         choice, executors = admit(scheduler, state, active, self.limits)
+        if shadow is not None and choice.asked:
+            run.shadow.add(choice.decision, shadow.decision)
         run.decisions += choice.asked
         run.invalid += choice.invalid
         if choice.asked:

@@ -15,14 +15,29 @@ SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR poo
 #: the live bridge's ``agent`` per deployment, each trained in the live mode on a scale-1 trace
 #: of that deployment: in ``local[N]`` the executors are threads of the driver's JVM and a node
 #: on 2 executors runs ~1.4x faster than on 1; on a cluster of 1-core workers it does not
-#: (0.94x), so the two want different parallelism limits
-AGENTS = {"local": SHIPPED["real"], "cluster": SHIPPED["real_cluster"]}
+#: (0.94x), so the two want different parallelism limits; the multi-slot bed (2 workers x 2
+#: one-core executors sharing a shaped link) has its own, trained on the bed's trace at E = 4
+AGENTS = {"local": (SHIPPED["real"],),
+          "cluster": (SHIPPED["real_cluster"], SHIPPED["real_bed"])}
 
 
-def agent_path(master: str | None = None) -> Path:
+def agent_path(master: str | None = None, executors: int | None = None) -> Path:
     """The shipped policy ``agent`` means on ``master`` (a URL or a benchmark label; None:
-    local)."""
-    return AGENTS["local" if master is None or master.startswith("local") else "cluster"]
+    local) with ``executors`` slots: the deployment's first policy validated for that count
+    (None: the first)."""
+    candidates = AGENTS["local" if master is None or master.startswith("local") else "cluster"]
+    if executors is not None:
+        for path in candidates:
+            if executors in _validated_executors(path):
+                return path
+    return candidates[0]
+
+
+def _validated_executors(path: Path) -> list[int]:
+    try:
+        return list(json.loads(path.read_text()).get("shapes", {}).get("executors", []))
+    except (OSError, ValueError):
+        return []  # a missing or broken file: load_policy says which and why
 
 
 @dataclass
@@ -68,7 +83,7 @@ def make_driver(name: str, limits: ObservationLimits | None = None,
     if name in HEURISTICS:
         limits = limits or ObservationLimits()
         return Driver(name, make_heuristic(name), limits)
-    path = agent_path(master) if name == "agent" else Path(name)
+    path = agent_path(master, executors) if name == "agent" else Path(name)
     if path.suffix == ".json":
         from agents.spark_dag.policy import load_policy
 

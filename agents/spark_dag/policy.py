@@ -38,10 +38,12 @@ from heuristics.spark_dag import GraphView
 POLICY_FORMAT = "pipesched.spark_scoring_policy/2"
 #: the shipped policies by the shape each was trained and validated for (agents.spark_dag.train):
 #: the simulator's online shapes, real Spark on 2 executors in one JVM (``local[2]``, the live
-#: bridge's agent there) and on a 2-worker standalone cluster, batch
+#: bridge's agent there), on a 2-worker standalone cluster and on the multi-slot bed (4
+#: executors sharing shaped links), batch
 SHIPPED = {"online": MODELS_DIR / PROBLEMS["spark_dag"].agent,
            "real": MODELS_DIR / "spark_dag_policy_real.json",
            "real_cluster": MODELS_DIR / "spark_dag_policy_real_cluster.json",
+           "real_bed": MODELS_DIR / "spark_dag_policy_real_bed.json",
            "batch": MODELS_DIR / "spark_dag_policy_batch.json"}
 STAGE_FEATURES = (
     "bias",                    # 1

@@ -25,11 +25,12 @@ synthetic online workloads shaped like Decima's TPC-H jobs
 shipped real-Spark traces on 2 executors (the ``local[2]`` shape, no move cost); with
 kind ``live``, 15..40-job streams of a trace played in the live mode
 (:class:`envs.spark_dag.LiveSimulator`: whole DAG nodes on ``q`` executors with their measured
-times at ``q``, as the real-Spark bridge runs them; loads ``trace_load_min``..``max``,
-contention 0.2..0.6), which is how the real-Spark policies are trained; and batch instances of
-the benchmark's batch shape (10 jobs, 20 executors), judged by makespan. The
-policy file records the executor counts it was validated on, and the training record (every
-setting, seed, the wall time and the validation curve) under ``training``.
+times at ``q``, as the real-Spark bridge runs them; on as many executors as the trace was
+recorded at, 1..E; loads ``trace_load_min``..``max``, contention 0.2..0.6), which is how the
+real-Spark policies are trained; and batch instances of the benchmark's batch shape (10 jobs,
+20 executors), judged by makespan. The policy file records the executor counts it was
+validated on, and the training record (every setting, seed, the wall time and the validation
+curve) under ``training``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from envs.spark_dag import (
     load_decima_tpch,
     load_live_templates,
     load_wave_traces,
+    recorded_executors,
 )
 from heuristics.spark_dag import make_heuristic
 
@@ -158,10 +160,12 @@ def make_workloads(count: int, base_seed: int, decima: list[Job] | None,
             workloads.append(Workload(generator(rng), REAL_CLUSTER, seed))
         elif kind == "live":
             name = names[k // len(kinds) % len(names)]
-            generator = LiveSequenceGenerator(live_templates(name), int(rng.integers(15, 41)),
-                                              float(rng.uniform(*trace_load)),
-                                              REAL_CLUSTER["num_executors"])
-            workloads.append(Workload(generator(rng), REAL_CLUSTER, seed,
+            templates = live_templates(name)
+            executors = recorded_executors(templates)
+            generator = LiveSequenceGenerator(templates, int(rng.integers(15, 41)),
+                                              float(rng.uniform(*trace_load)), executors)
+            workloads.append(Workload(generator(rng), {**REAL_CLUSTER,
+                                                       "num_executors": executors}, seed,
                                       live_contention=float(rng.uniform(*LIVE_CONTENTION))))
         elif kind == "batch":
             env = SparkDagShopEnv(observation_mode="graph", **BATCH_CLUSTER)

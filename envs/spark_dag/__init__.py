@@ -52,7 +52,8 @@ from envs.spark_dag.live import LiveRun, LiveSimulator, NodeJob, NodeRun, NodeTi
 from envs.spark_dag.live_generator import (  # noqa: E402
     LiveSequenceGenerator,
     load_live_templates,
+    recorded_executors,
 )
 
 __all__ += ["LiveRun", "LiveSequenceGenerator", "LiveSimulator", "NodeJob", "NodeRun",
-            "NodeTiming", "load_live_templates"]
+            "NodeTiming", "load_live_templates", "recorded_executors"]

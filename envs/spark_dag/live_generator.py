@@ -53,6 +53,19 @@ def load_live_templates(path: str | Path) -> dict[str, NodeJob]:
     return templates
 
 
+def recorded_executors(templates: dict[str, NodeJob]) -> int:
+    """The largest E whose counts ``1..E`` every node of ``templates`` was recorded at: the
+    cluster size a trace's streams are played on (0 when some node lacks count 1)."""
+    def contiguous(walls_s: dict[int, float]) -> int:
+        count = 0
+        while count + 1 in walls_s:
+            count += 1
+        return count
+
+    return min(contiguous(timing.walls_s) for template in templates.values()
+               for timing in template.timings)
+
+
 @dataclass
 class LiveSequenceGenerator:
     """``num_jobs`` jobs drawn uniformly from ``templates`` (named ``"<query>#<k>"``), the first

@@ -17,6 +17,7 @@ from benchmarks.spark_real import (
     Plan,
     all_targets,
     calibrate,
+    decisions_target,
     pace_check,
     pooled_ratios,
     spark_real_markdown,
@@ -122,3 +123,19 @@ def test_the_report_has_a_table_per_master_and_load_and_lists_the_runs_set_aside
     not_measured = {m["what"] for m in missing.entries}
     assert "target agent_decisions_differ_from_sjf" in not_measured
     assert "target best_pipesched_over_spark_fair_le0.95_local_load1" in not_measured
+
+
+def test_the_decision_target_pools_the_counted_agent_runs_only():
+    def agent(counted: bool, decisions: int, same_stage: int, same: int) -> dict:
+        return {**_row(0, 0, "agent", 5.0, counted),
+                "shadow": {"shadow": "sjf", "decisions": decisions, "same_stage": same_stage,
+                           "same_decision": same}}
+
+    rows = [agent(True, 10, 9, 8), agent(True, 30, 20, 12), agent(False, 100, 100, 100),
+            _row(0, 0, "sjf", 5.0)]
+    entry = decisions_target(rows)
+    assert entry["decisions"] == 40
+    assert entry["value"] == 1 - 20 / 40 and entry["met"]
+    assert entry["stage_differs"] == 1 - 29 / 40
+    assert decisions_target([agent(True, 10, 10, 10)])["met"] is False
+    assert decisions_target(rows[2:])["reason"].startswith("not measured")

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.spark_dag import LiveSequenceGenerator, WorkloadError, load_live_templates
+from envs.spark_dag import (
+    LiveSequenceGenerator,
+    WorkloadError,
+    load_live_templates,
+    recorded_executors,
+)
 
 TRACE = Path(__file__).resolve().parents[2] / "data" / "spark_traces" / "tpch_sf1_local_e1-2.json"
 
@@ -21,6 +26,15 @@ def test_templates_carry_every_recorded_executor_count():
     for stage, timing in zip(q1.template.stages, q1.timings, strict=True):
         assert timing.walls_s == {int(level): calibration[level]["q1"][stage.name]["wall_s"]
                                   for level in calibration}
+
+
+def test_a_trace_is_played_on_the_executor_counts_it_was_recorded_at():
+    assert recorded_executors(load_live_templates(TRACE)) == 2
+    bed = load_live_templates(TRACE.with_name("tpch_sf0.2_bed10_e1-4.json"))
+    assert recorded_executors(bed) == 4
+    q1 = bed["q1"]
+    del q1.timings[0].walls_s[3]  # one node without count 3: the stream can use 1..2 only
+    assert recorded_executors(bed) == 2
 
 
 def test_stream_follows_the_benchmark_load_definition():

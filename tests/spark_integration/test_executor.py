@@ -40,11 +40,14 @@ def test_heuristic_drives_a_job_stream_end_to_end(spark, tables, tmp_path) -> No
              JobSpec("q6#2", QUERIES["q6"], 1.0)]
     executor = DagExecutor(spark, make_heuristic("sjf"), tables=tables,
                            work_dir=tmp_path, limits=LIMITS, templates=templates,
-                           keep_outputs=True, progress=False)
+                           keep_outputs=True, progress=False, shadow=make_heuristic("sjf"))
     result = executor.run(specs)
     assert [j.status for j in result.jobs] == ["done"] * 3
     assert result.invalid_actions == 0
     assert result.decisions >= sum(len(s.dag.nodes) for s in specs)
+    # sjf asked the same states as sjf agrees with it at every decision
+    assert result.shadow.shadow == "sjf"
+    assert result.shadow.decisions == result.decisions == result.shadow.same_decision
     for job in result.jobs:
         assert job.start_s >= job.arrival_s and job.jct_s > 0
         ends = {n.name: n.end_s for n in job.nodes}
@@ -84,15 +87,20 @@ def test_results_match_detects_a_wrong_answer(spark, all_queries_run) -> None:
 
 
 def test_agent_is_the_policy_of_the_deployment() -> None:
-    """``agent`` is the local[2] policy in local mode and the cluster policy on any cluster
-    master (URL or benchmark label); each refuses other executor counts."""
+    """``agent`` is the local[2] policy in local mode and on a cluster master (URL or benchmark
+    label) the cluster policy validated for its executor count (2: the 2-worker cluster, 4: the
+    multi-slot bed); a count no policy was validated for is refused."""
     assert agent_path() == agent_path("local") == agent_path("local[2]") == SHIPPED["real"]
     assert agent_path("spark://10.0.0.1:7077") == agent_path("standalone@10.213.0.1") == \
-        agent_path("yarn") == SHIPPED["real_cluster"]
-    cluster = make_driver("agent", executors=2, master="spark://10.0.0.1:7077").scheduler
-    assert cluster.limit_weights.tolist() == load_policy(SHIPPED["real_cluster"]).limit_weights.tolist()
+        agent_path("yarn") == agent_path("yarn", 2) == SHIPPED["real_cluster"]
+    assert agent_path("spark://10.0.0.1:7077", 4) == SHIPPED["real_bed"]
+    for executors, shipped in ((2, "real_cluster"), (4, "real_bed")):
+        cluster = make_driver("agent", executors=executors,
+                              master="spark://10.0.0.1:7077").scheduler
+        assert cluster.limit_weights.tolist() == \
+            load_policy(SHIPPED[shipped]).limit_weights.tolist()
     with pytest.raises(ShapeError):
-        make_driver("agent", executors=4, master="spark://10.0.0.1:7077")
+        make_driver("agent", executors=3, master="spark://10.0.0.1:7077")
 
 
 def test_shipped_agent_drives_live_spark(spark, tables, tmp_path) -> None:
