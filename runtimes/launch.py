@@ -5,7 +5,10 @@ Each process is ``python -m <module> worker <spec> <rank> <out>`` started by ``i
 once set up (:func:`runtimes.cgroup.join_assigned_group`); torch.distributed meets at node
 0's address. Any process that fails stops the run: the others are killed, and the caller's
 ``with`` blocks remove the namespaces and cgroups. SIGTERM is turned into
-``KeyboardInterrupt`` for the same clean-up as Ctrl-C.
+``KeyboardInterrupt`` for the same clean-up as Ctrl-C. While the nodes run, Ctrl-C (and
+SIGTERM) is only noted, and raised as ``KeyboardInterrupt`` at the next check of the polling
+loop: raised inside torch's C++ (its save, load or import), it ended the process in
+``std::terminate`` before any clean-up.
 """
 
 from __future__ import annotations
@@ -50,6 +53,30 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def deferred_interrupts() -> Iterator[Callable[[], None]]:
+    """Within the block, SIGINT and SIGTERM are noted; the yielded ``check()`` raises
+    ``KeyboardInterrupt`` once one was (main thread only; elsewhere ``check`` does nothing and
+    signals keep their handlers)."""
+    noted: list[int] = []
+
+    def check() -> None:
+        if noted:
+            raise KeyboardInterrupt(f"signal {noted[0]}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield check
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: noted.append(signum)) for s in signals}
+    try:
+        yield check
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    check()
+
+
 def _last_line(path: Path) -> str:
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
@@ -79,7 +106,8 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "eth0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory(prefix="pipesched_run_") as scratch:
+    with deferred_interrupts() as check, \
+            tempfile.TemporaryDirectory(prefix="pipesched_run_") as scratch:
         if quotas is not None:
             env[JOIN_ENV] = scratch
         import torch  # here, not at import: `--help` and argument errors answer at once
@@ -98,6 +126,7 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
                                                       cwd=ROOT, env=env))
             deadline = time.monotonic() + timeout_s
             while True:
+                check()
                 if quotas is not None:
                     _move_ready(Path(scratch), processes, quotas)
                 failure = _failure(processes, logs)
@@ -115,7 +144,8 @@ def run_nodes(module: str, spec: dict[str, Any], fabric: Fabric, quotas: CpuQuot
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-        return [torch.load(out, weights_only=False) for out in outs]
+        results = [torch.load(out, weights_only=False) for out in outs]
+    return results
 
 
 def worker_entry(argv: list[str], worker_main: Callable[[dict[str, Any], int], Any]) -> None:
