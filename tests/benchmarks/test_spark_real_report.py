@@ -20,6 +20,7 @@ from benchmarks.spark_real import (
     decisions_target,
     pace_check,
     pooled_ratios,
+    prediction_per_driver_target,
     spark_real_markdown,
     stream_ratios,
     summarize,
@@ -139,3 +140,19 @@ def test_the_decision_target_pools_the_counted_agent_runs_only():
     assert entry["stage_differs"] == 1 - 29 / 40
     assert decisions_target([agent(True, 10, 10, 10)])["met"] is False
     assert decisions_target(rows[2:])["reason"].startswith("not measured")
+
+
+def test_the_prediction_target_is_judged_on_the_worst_driver():
+    def job(scheduler: str, error: float, held_out: bool = True) -> dict:
+        return {"master": "local", "scheduler": scheduler, "rel_error": error,
+                "held_out": held_out}
+
+    calibration = [job("sjf", 0.1), job("sjf", 0.2), job("sjf", 0.3), job("sjf", 0.1),
+                   job("agent", 0.1), job("agent", 0.5), job("fair", 0.9, held_out=False)]
+    rows = [_row(0, 0, "sjf", 5.0)]
+    entry = prediction_per_driver_target(calibration, rows, ["local"])
+    assert entry["value"] == 0.5 and entry["worst"] == "agent on local" and not entry["met"]
+    good = prediction_per_driver_target(calibration[:4], rows, ["local"])
+    assert good["value"] == 0.75 and not good["met"]
+    assert prediction_per_driver_target(calibration[:2], rows, ["local"])["met"]
+    assert prediction_per_driver_target([], rows, ["local"])["reason"].startswith("no held-out")
