@@ -1,7 +1,8 @@
 """``benchmarks.spark_real`` after the runs, on hand-made rows and run records (no Spark): the
 executor model is fitted on the first *counted* ``fair`` run and predicts every run on its own
 stream; the report has a table per (master, load) and lists the runs set aside; the decision
-target is reported not measured."""
+target pools the counted agent runs' shadow tallies (not measured without them); the
+per-driver prediction target is the worst driver's share."""
 
 from __future__ import annotations
 
