@@ -346,7 +346,7 @@ def bench_live_traces(num_jobs: int, seeds: int, missing: Missing
                                     contention=LIVE_CONTENTION).run(
                     jobs, scheduler(scheduler_name, executors))
                 rows.append({"section": "live_traces", "trace": name, "seed": seed,
-                             "scheduler": scheduler_name,
+                             "executors": executors, "scheduler": scheduler_name,
                              "mean_jct_s": run.mean_jct_s,
                              "makespan_s": max(n.end_s for n in run.nodes) - jobs[0].arrival_s,
                              "executor_moves": float("nan"),  # not a live-mode notion
@@ -583,9 +583,11 @@ def live_trace_section(report: Report, quick: bool, missing: Missing) -> dict[st
     live_rows, live_tables = bench_live_traces(20, 4 if quick else 10, missing)
     report.rows += live_rows
     report.extra["live_trace_summary"] = live_tables
+    executors = {r["trace"]: r["executors"] for r in live_rows if "executors" in r}
     for name, table in live_tables.items():
         report.sections += [
-            f"## Live mode: `{name}` (2 executors, 20 jobs at offered load {LIVE_LOAD:g} as "
+            f"## Live mode: `{name}` ({executors[name]} executors, 20 jobs at offered "
+            f"load {LIVE_LOAD:g} as "
             f"benchmarks.spark_real, contention {LIVE_CONTENTION:g}; nodes admitted whole as "
             f"the live Spark bridge runs them)", "",
             markdown_table(table, [c for c in JCT_COLUMNS if c != "executor_moves"], ".2f"),
