@@ -65,7 +65,13 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import run_episode
-from agents.spark_dag.policy import SHIPPED, ScoringPolicy, load_policy, shortest_work_weights
+from agents.spark_dag.policy import (
+    SHIPPED,
+    ScoringPolicy,
+    load_policy,
+    shortest_work_weights,
+    validated_executors,
+)
 from benchmarks.report import (
     Missing,
     markdown_table,
@@ -149,13 +155,8 @@ def live_policies(executors: int) -> tuple[str, ...]:
     """The live policies meant for ``executors`` slots (validated for that count), and every
     absent one (so that :func:`runnable` reports it): a policy trained for another cluster
     size is not run there, as ``spark_integration.schedulers.agent_path`` would not pick it."""
-    def meant(path: Path) -> bool:
-        if not path.exists():
-            return True
-        shapes = json.loads(path.read_text()).get("shapes", {})
-        return executors in shapes.get("executors", [])
-
-    return tuple(name for name in LIVE_POLICIES if meant(POLICIES[name]))
+    return tuple(name for name in LIVE_POLICIES if not POLICIES[name].exists()
+                 or executors in validated_executors(POLICIES[name]))
 
 
 def shipped_for(policy: str) -> list[str]:

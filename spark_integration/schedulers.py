@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.scheduler import Scheduler
-from agents.spark_dag.policy import SHIPPED
+from agents.spark_dag.policy import SHIPPED, validated_executors
 from envs.spark_dag import ObservationLimits
 
 SPARK_NATIVE = {"spark-fifo": False, "spark-fair": True}  # name -> one FAIR pool per job
@@ -28,16 +28,9 @@ def agent_path(master: str | None = None, executors: int | None = None) -> Path:
     candidates = AGENTS["local" if master is None or master.startswith("local") else "cluster"]
     if executors is not None:
         for path in candidates:
-            if executors in _validated_executors(path):
+            if executors in validated_executors(path):
                 return path
     return candidates[0]
-
-
-def _validated_executors(path: Path) -> list[int]:
-    try:
-        return list(json.loads(path.read_text()).get("shapes", {}).get("executors", []))
-    except (OSError, ValueError):
-        return []  # a missing or broken file: load_policy says which and why
 
 
 @dataclass

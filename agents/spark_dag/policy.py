@@ -163,6 +163,15 @@ class ScoringPolicy:
         return path
 
 
+def validated_executors(path: str | Path) -> list[int]:
+    """The executor counts the policy file at ``path`` was validated for ([] for a missing or
+    unreadable file: :func:`load_policy` says which and why when it is loaded)."""
+    try:
+        return list(json.loads(Path(path).read_text()).get("shapes", {}).get("executors", []))
+    except (OSError, ValueError):
+        return []
+
+
 class ShapeError(ValueError):
     """A policy used at a cluster shape it was not validated for."""
 
