@@ -41,11 +41,15 @@ a mean gap = the stream's mean isolated job time at full parallelism (timed in i
    machine spreads over all drivers.
 
 Pace check: right before every run a probe (q6, q12, q14 timed alone at parallelism E) gives
-the run's ``pace`` = probe time / the same queries' calibration time. A run whose pace lies
-outside ``[1 / (1 + t), 1 + t]`` (``--pace-tolerance`` t, default 0.25: probe walls > 1.25x or
-< 0.8x those at calibration) is *disturbed*: its row is kept with status ``disturbed, re-run``
-and the run is repeated once, probe first; if the second probe is out of the band as well,
-that row's status is ``disturbed twice, excluded`` and the driver has no run in that block.
+the run's ``pace`` = probe time / the same queries' calibration time (it scales the executor
+model's speed for the predictions). The reference the check compares with is the session's
+own: the median pace of :data:`REFERENCE_PROBES` probes taken right after the calibration, when
+the JVMs are as warm as in the runs (the calibration itself times cold single queries, and on
+the bed it ran slower than every run: paces 0.55-0.86). A run whose ``drift`` = pace /
+reference lies outside ``[1 / (1 + t), 1 + t]`` (``--pace-tolerance`` t, default 0.25: probe
+walls > 1.25x or < 0.8x the session's reference) is *disturbed*: its row is kept with status
+``disturbed, re-run`` and the run is repeated once, probe first; if the second probe is out of
+the band as well, that row's status is ``disturbed twice, excluded`` and the driver has no run in that block.
 Only ``counted`` runs enter the ratios; the report lists every other run and counts them.
 
 Fairness: with ``--partition-rule fixed`` (default) every node of every driver, both Spark
@@ -137,6 +141,7 @@ PARTITION_RULES = ("fixed", "parallelism")
 SEEDS = (0, 1, 2)
 LOADS = (1.0, 1.5)
 PACE_TOLERANCE = 0.25
+REFERENCE_PROBES = 3
 COUNTED, RE_RUN, EXCLUDED = "counted", "disturbed, re-run", "disturbed twice, excluded"
 
 
@@ -184,23 +189,25 @@ def stream_gap_s(times: Any, stream: Stream, executors: int) -> float:
                  ) / stream.load
 
 
-def pace_disturbed(pace: float, tolerance: float) -> bool:
-    """The probe ran more than ``1 + tolerance`` times slower or faster than at calibration
-    (NaN counts as disturbed)."""
-    return not 1.0 / (1.0 + tolerance) <= pace <= 1.0 + tolerance
+def pace_disturbed(drift: float, tolerance: float) -> bool:
+    """The probe ran more than ``1 + tolerance`` times slower or faster than the session's
+    reference (``drift`` = pace / reference pace; NaN counts as disturbed)."""
+    return not 1.0 / (1.0 + tolerance) <= drift <= 1.0 + tolerance
 
 
-def run_checked(attempt: Callable[[int], dict[str, Any]], tolerance: float
-                ) -> list[dict[str, Any]]:
+def run_checked(attempt: Callable[[int], dict[str, Any]], tolerance: float,
+                reference_pace: float = 1.0) -> list[dict[str, Any]]:
     """One driver's run in a paired block, with the pace check: ``attempt(0)`` (probe, then the
-    run; a row with its ``pace``), once more when that pace is disturbed; every attempt's row
-    with ``attempt``, ``disturbed``, ``status`` and ``counted``."""
+    run; a row with its ``pace``), once more when its drift (pace / ``reference_pace``) is
+    disturbed; every attempt's row with ``drift``, ``attempt``, ``disturbed``, ``status`` and
+    ``counted``."""
     rows = []
     for number in range(2):
         row = attempt(number)
-        disturbed = pace_disturbed(row["pace"], tolerance)
+        drift = row["pace"] / reference_pace
+        disturbed = pace_disturbed(drift, tolerance)
         status = COUNTED if not disturbed else (RE_RUN if number == 0 else EXCLUDED)
-        row.update(attempt=number, disturbed=disturbed, status=status,
+        row.update(drift=drift, attempt=number, disturbed=disturbed, status=status,
                    counted=status == COUNTED)
         rows.append(row)
         if not disturbed:
@@ -395,11 +402,15 @@ def run_master(master: str, drivers: Sequence[str], streams: Sequence[Stream], t
                         session)
         bench = Bench(spark, master, tables, times, templates, executors, fixed,
                       partition_rule, work)
+        reference = float(np.median([probe_pace(bench) for _ in range(REFERENCE_PROBES)]))
+        session["reference_pace"] = reference
+        print(f"{master}: reference pace {reference:.2f} (median of {REFERENCE_PROBES} probes)",
+              flush=True)
         for repeat, stream, order in run_order(streams, drivers, repeats):
             for name in order:
                 run.rows += run_checked(
                     measure(bench, name, stream, repeat, specs[stream.key], run),
-                    pace_tolerance)
+                    pace_tolerance, reference)
     finally:
         stop_session(spark)
         if info is not None:
@@ -693,15 +704,15 @@ def prediction_per_driver_target(calibration: Sequence[dict[str, Any]],
 
 def pace_check(rows: Sequence[dict[str, Any]], tolerance: float) -> dict[str, Any]:
     """The pace check in numbers: the band, the runs (attempts), how many were disturbed,
-    re-run and excluded, and the paces seen."""
-    paces = [r["pace"] for r in rows]
+    re-run and excluded, and the drifts seen."""
+    paces = [r["drift"] for r in rows]
     return {"tolerance": tolerance, "band": [1.0 / (1.0 + tolerance), 1.0 + tolerance],
             "runs": len(rows), "counted": sum(r["status"] == COUNTED for r in rows),
             "disturbed": sum(r["disturbed"] for r in rows),
             "re_run": sum(r["status"] == RE_RUN for r in rows),
             "excluded": sum(r["status"] == EXCLUDED for r in rows),
-            "pace_min": float(np.min(paces)) if paces else float("nan"),
-            "pace_max": float(np.max(paces)) if paces else float("nan")}
+            "drift_min": float(np.min(paces)) if paces else float("nan"),
+            "drift_max": float(np.max(paces)) if paces else float("nan")}
 
 
 def parse_list(flag: str, text: str, kind: type) -> list:
@@ -996,13 +1007,13 @@ def set_aside_text(rows: Sequence[dict[str, Any]], check: dict[str, Any]) -> str
     """Every run that is not in the ratios, as a table, or the sentence that there is none."""
     band = f"[{check['band'][0]:.2f}, {check['band'][1]:.2f}]"
     aside = [{**r, "load": f"{r['load']:g}"} for r in rows if r["status"] != COUNTED]
-    head = (f"{check['runs']} runs, {check['disturbed']} disturbed (probe pace outside "
-            f"{band}), {check['re_run']} re-run, {check['excluded']} excluded; pace "
-            f"{check['pace_min']:.2f}-{check['pace_max']:.2f}.")
+    head = (f"{check['runs']} runs, {check['disturbed']} disturbed (probe drift outside "
+            f"{band}), {check['re_run']} re-run, {check['excluded']} excluded; drift "
+            f"{check['drift_min']:.2f}-{check['drift_max']:.2f}.")
     if not aside:
         return head
     return "\n".join([head, "", markdown_table(
-        aside, ["master", "load", "seed", "repeat", "scheduler", "attempt", "pace",
+        aside, ["master", "load", "seed", "repeat", "scheduler", "attempt", "drift",
                 "mean_jct_s", "failed_jobs", "status"], ".2f")])
 
 
@@ -1049,8 +1060,12 @@ def spark_real_markdown(args: argparse.Namespace, plan: Plan, summary: list[dict
                         "pace_max", "failed_jobs", "decision_ms_median", "decision_ms_p99"],
                        ".2f"), "",
         "`pace`: the probe queries' time right before a run over their calibration time (1 = "
-        "as fast as at calibration). `decision_ms`: wall time of the scheduler's act() per "
-        "decision on the driver (median of runs' medians; the largest p99).", "",
+        "as fast as at calibration); `drift` (the pace check): pace over the session's "
+        "reference pace (the median of the probes right after calibration: "
+        + ", ".join(f"{m} {v['session'].get('reference_pace', float('nan')):.2f}"
+                    for m, v in per_master.items())
+        + "). `decision_ms`: wall time of the scheduler's act() per decision on the driver "
+        "(median of runs' medians; the largest p99).", "",
         "## Predicted vs measured JCT per job (held-out runs)", "",
         f"Executor model fitted on each master's first counted `fair` run ({models}); "
         f"rel_error columns: executor model; sim_ columns: the task-level SparkDagShop "
@@ -1130,7 +1145,7 @@ def benchmark(args: argparse.Namespace) -> None:
                         "missing": missing.entries,
                         "load_average": {"before": load_before, "after": load_after}})
     print(f"runs: {check['runs']}, disturbed {check['disturbed']}, re-run {check['re_run']}, "
-          f"excluded {check['excluded']}; pace {check['pace_min']:.2f}-{check['pace_max']:.2f}")
+          f"excluded {check['excluded']}; drift {check['drift_min']:.2f}-{check['drift_max']:.2f}")
     for p in pooled:
         print(f"  {p['master']} load {p['load']:g} {p['ratio']}: "
               + _pooled_cell(p["mean"], p["ci95"], p["median"], p["streams"]))

@@ -94,7 +94,8 @@ def test_without_a_counted_fair_run_there_is_no_model_and_a_missing_line():
 def _row(seed: int, repeat: int, name: str, jct: float, counted: bool = True) -> dict:
     return {"master": "local", "load": 1.5, "seed": seed, "repeat": repeat, "scheduler": name,
             "mean_jct_s": jct, "makespan_s": 2 * jct, "failed_jobs": 0,
-            "pace": 1.0 if counted else 1.6, "counted": counted, "disturbed": not counted,
+            "pace": 1.0 if counted else 1.6, "drift": 1.0 if counted else 1.6,
+            "counted": counted, "disturbed": not counted,
             "status": "counted" if counted else EXCLUDED, "attempt": int(not counted),
             "decision_ms": {"median": 0.3, "p99": 0.9}}
 
@@ -112,12 +113,13 @@ def test_the_report_has_a_table_per_master_and_load_and_lists_the_runs_set_aside
     targets = all_targets(rows, pooled, [], plan, missing)
     text = spark_real_markdown(argparse.Namespace(partition_rule="fixed"), plan,
                                summarize(rows), per_stream, pooled, rows, check, [], [],
-                               {"local": {"model": None}}, 1.0, (1.0,), (1.0,))
+                               {"local": {"model": None, "session": {"reference_pace": 1.0}}}, 1.0,
+                               (1.0,), (1.0,))
     assert "## local, load 1.5" in text
     # best pipesched / FIFO per stream 0.6, 0.7, 0.8: pooled 0.700 +- 0.248, median 0.700
     assert "| 0.700 ± 0.248, median 0.700 (3) |" in text
     assert "| seed 2 | 10.000 | 8.000 |" in text  # the counted sjf run, not the excluded 55 s
-    assert "7 runs, 1 disturbed (probe pace outside [0.80, 1.25]), 0 re-run, 1 excluded" in text
+    assert "7 runs, 1 disturbed (probe drift outside [0.80, 1.25]), 0 re-run, 1 excluded" in text
     assert f"| local | 1.5 | 2 | 0 | sjf | 1 | 1.60 | 55.00 | 0 | {EXCLUDED} |" in text
     assert "| seed 2 | none | none | none | 0.800 | none | none |" in text
     decision = targets["agent_decisions_differ_from_sjf"]

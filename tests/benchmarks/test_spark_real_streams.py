@@ -40,7 +40,7 @@ T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
 def _row(seed: int, repeat: int, name: str, jct: float, load: float = 1.5, counted: bool = True,
          failed: int = 0, master: str = "local") -> dict:
     return {"master": master, "load": load, "seed": seed, "repeat": repeat, "scheduler": name,
-            "mean_jct_s": jct, "makespan_s": 2 * jct, "failed_jobs": failed, "pace": 1.0,
+            "mean_jct_s": jct, "makespan_s": 2 * jct, "failed_jobs": failed, "pace": 1.0, "drift": 1.0,
             "counted": counted, "disturbed": not counted,
             "status": COUNTED if counted else EXCLUDED, "attempt": 0,
             "decision_ms": {}}
@@ -120,6 +120,16 @@ def test_a_disturbed_run_is_re_run_once_and_the_re_run_counts():
     assert asked == [0, 1]
     assert [(r["attempt"], r["status"], r["counted"]) for r in rows] == [
         (0, RE_RUN, False), (1, COUNTED, True)]
+
+
+def test_the_band_is_around_the_sessions_reference_pace_not_the_calibration():
+    # the calibration ran slow (reference 0.6): a probe at 0.62 is quiet, one at 1.0 is not
+    attempt, asked = _attempts([0.62])
+    rows = run_checked(attempt, 0.25, reference_pace=0.6)
+    assert rows[0]["counted"] and rows[0]["drift"] == pytest.approx(0.62 / 0.6)
+    attempt, asked = _attempts([1.0, 0.7])
+    rows = run_checked(attempt, 0.25, reference_pace=0.6)
+    assert [r["status"] for r in rows] == [RE_RUN, COUNTED]
 
 
 def test_a_run_disturbed_twice_is_kept_as_rows_but_excluded():
