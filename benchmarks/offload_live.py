@@ -336,7 +336,8 @@ def start_server(models: Sequence[str], token_file: Path, kernel_path: bool,
                "--host", host, "--port", "0", "--token-file", str(token_file),
                "--threads", str(threads), "--device", device, "--log-level", "WARNING"]
     if kernel_path:
-        command = netem.netns_command(netem.SERVER_NS, command)
+        # the veth pair between two namespaces of this machine: no one else is on that wire
+        command = netem.netns_command(netem.SERVER_NS, [*command, "--insecure-plaintext"])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     ready, _, _ = select.select([process.stdout], [], [], 300)
     line = process.stdout.readline() if ready else ""
@@ -654,6 +655,7 @@ def live_server(args: argparse.Namespace,
     token_file = Path(args.out) / ".offload_live_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token_file.write_bytes(TOKEN)
+    token_file.chmod(0o600)  # the server refuses a token others can read
     kernel_delay = False
     previous_ns = None
     if settings.kernel_path:

@@ -20,14 +20,18 @@ is ready to upload at once (it needs no device time), as in the simulator. A seq
 average of measured upload rates drifts more than ``--replan-drift`` from the bandwidth the
 plan assumed, the jobs not yet started are re-planned with the measured bandwidth.
 
-If the server dies, every job it had not answered is finished on the device from the tensor
-at its cut, and later jobs run whole on the device; the client tries to reconnect before each
-job start (at most once per ``reconnect_interval_s``) and offloads again once it is back.
-Exit status 0 when every job has a result. ``OUT`` holds ``makespan_s``, the simulator's
-``predicted_makespan_s`` for the executed plan, one entry per job with ``name``, ``cut``,
-``where`` (``server`` or ``local``), ``latency_s``, ``fallback`` (planned to use the server,
-finished on the device) and ``reason`` (why, for a fallback), a ``summary`` counting them,
-and the instance, for replay.
+No server can stop the device from finishing its work. If the server cannot be reached,
+refuses us, fails to prove the token, sends anything malformed or unexpected (at connect, on
+a reconnect or mid-batch), stalls, or dies, it is dropped (the reason recorded), every job it
+had not answered is finished on the device from the tensor at its cut, and later jobs run
+whole on the device; the client tries to reconnect before each job start (at most once per
+``reconnect_interval_s``) and offloads again once it is back. Exit status 0 when every job
+has a result, whatever the server did; 2 only for bad arguments (a token shorter than 32
+bytes, or a token file open to group or others, included). ``OUT`` holds ``makespan_s``,
+the simulator's ``predicted_makespan_s`` for the executed plan, one entry per job with
+``name``, ``cut``, ``where`` (``server`` or ``local``), ``latency_s``, ``fallback`` (planned
+to use the server, finished on the device) and ``reason`` (why, for a fallback), a
+``summary`` counting them, and the instance, for replay.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from device_bridge import protocol
-from device_bridge.link import HandshakeError, ServerLink
+from device_bridge.link import HANDSHAKE_TIMEOUT_S, STALL_TIMEOUT_S, HandshakeError, ServerLink
 from device_bridge.model_names import SUPPORTED_MODELS
 from device_bridge.shaping import ShapedSender
 from device_bridge.tls import PinnedServerTls
@@ -216,7 +220,10 @@ class OffloadClient:
                  replan_drift: float = 0.25, reconnect_interval_s: float = 1.0,
                  result_timeout_s: float = 60.0, calibrate: bool = True,
                  threads: int = 1, profile_repetitions: int = 0,
-                 tls: PinnedServerTls | None = None):
+                 tls: PinnedServerTls | None = None,
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 stall_timeout_s: float = STALL_TIMEOUT_S):
+        protocol.check_token(token)
         if bandwidth_mbps is not None and bandwidth_mbps <= 0:
             raise ValueError(f"bandwidth_mbps must be > 0, got {bandwidth_mbps}")
         if threads < 1 or profile_repetitions < 0:
@@ -238,8 +245,11 @@ class OffloadClient:
         self.server = server
         self.token = token
         self.tls = tls
+        self.handshake_timeout_s = handshake_timeout_s
+        self.stall_timeout_s = stall_timeout_s
         self.link: ServerLink | None = None
         self.link_down_reason = "not connected yet"
+        self.drops: Counter[str] = Counter()  # why the server was dropped, this batch
         self.set_uplink(bandwidth_mbps, latency_s, shape_uplink)
         self.fp16 = fp16
         self.replan_drift = replan_drift
@@ -263,7 +273,7 @@ class OffloadClient:
         self._rate_mbps: float | None = None
         self._rate_samples = 0
         self._reset_batch_state()
-        self.try_connect(refusal_is_fatal=True)
+        self.try_connect()
 
     def set_uplink(self, bandwidth_mbps: float | None, latency_s: float,
                    shape: bool = True) -> None:
@@ -278,24 +288,26 @@ class OffloadClient:
             self.link.sender = self.sender
 
     # ---- connection -------------------------------------------------------------------
-    def try_connect(self, refusal_is_fatal: bool = False) -> bool:
-        """Connect and authenticate; ``False`` when the server is unreachable or (unless
-        ``refusal_is_fatal``) refuses us."""
+    def try_connect(self) -> bool:
+        """Connect and authenticate; ``False`` (the reason in ``link_down_reason``) when the
+        server is unreachable, refuses us or fails the handshake in any way."""
         self._last_connect_attempt = time.perf_counter()
+        output_shapes = {name: split.boundary_shape(split.num_segments)
+                         for name, split in self.splits.items()}
         link = ServerLink(self.server[0], self.server[1], self.token, self.hashes, self.sender,
                           self._on_result, self._on_link_failure, connect_timeout_s=2.0,
-                          tls=self.tls)
+                          tls=self.tls, handshake_timeout_s=self.handshake_timeout_s,
+                          output_shapes=output_shapes, stall_timeout_s=self.stall_timeout_s)
         try:
             link.connect()
         except HandshakeError as error:
-            if refusal_is_fatal:
-                raise
-            LOG.warning("server %s:%d refused the handshake: %s", *self.server, error)
-            self.link_down_reason = f"handshake failed: {error}"
+            LOG.warning("server %s:%d failed the handshake, jobs run on the device: %s",
+                        *self.server, error)
+            self._dropped(f"handshake failed: {error}")
             return False
         except OSError as error:
             LOG.info("server %s:%d unavailable: %s", *self.server, error)
-            self.link_down_reason = f"server unavailable: {error}"
+            self._dropped(f"server unavailable: {error}")
             return False
         with self._cv:
             self.link = link
@@ -303,8 +315,13 @@ class OffloadClient:
         for name, server_s in link.server_whole_model_s.items():
             if (self.calibrate or name in self.device_profiles) and server_s > 0:
                 self.server_speedup[name] = self.device_whole_model_s(name) / server_s
-        LOG.info("connected to %s:%d (server device %s)", *self.server, link.server_device)
+        LOG.info("connected to %s:%d (server device %r)", *self.server, link.server_device)
         return True
+
+    def _dropped(self, reason: str) -> None:
+        """The server is not usable now, for ``reason`` (given to the jobs this affects)."""
+        self.link_down_reason = reason
+        self.drops[reason] += 1
 
     def device_whole_model_s(self, model: str) -> float:
         """The whole-model device time the instance's layer times add up to."""
@@ -325,16 +342,28 @@ class OffloadClient:
         link = self.link
         if link is None:
             raise ConnectionError("no server connection")
+        timeout_s = self.result_timeout_s
         with device_load(self.splits.values() if under_load else ()):
-            link.probe(0)  # the first round trip pays connection warm-up
-            empty_s = min(link.probe(0) for _ in range(3))
+            link.probe(0, timeout_s)  # the first round trip pays connection warm-up
+            empty_s = min(link.probe(0, timeout_s) for _ in range(3))
             nominal = self.nominal_bandwidth_mbps or 100.0
             large = int(min(max(nominal * 1e6 / 8 * probe_seconds, 32 * 1024), 8 * 2**20))
             small = large // 4
-            small_s, large_s = link.probe(small), link.probe(large)
+            small_s, large_s = link.probe(small, timeout_s), link.probe(large, timeout_s)
         self.measured_latency_s = empty_s
         self.measured_bandwidth_mbps = 8 * (large - small) / max(large_s - small_s, 1e-6) / 1e6
         return self.measured_bandwidth_mbps, self.measured_latency_s
+
+    def _try_measure_link(self) -> None:
+        """``measure_link`` if connected; a server that fails the probes is dropped (the
+        batch is planned with the nominal rate and latency, and runs on the device)."""
+        link = self.link
+        if link is None:
+            return
+        try:
+            self.measure_link()
+        except OSError as error:
+            link.fail(f"link probe failed: {error}")
 
     def close(self) -> None:
         with self._cv:
@@ -356,7 +385,7 @@ class OffloadClient:
         with self._cv:
             if self.link is link:
                 self.link = None
-            self.link_down_reason = f"server connection lost: {reason}"
+            self._dropped(f"server connection lost: {reason}")
             for job in self._inflight.values():
                 job.state, job.reason = "orphan", self.link_down_reason
                 self._orphans.append(job)
@@ -407,11 +436,11 @@ class OffloadClient:
         for _, model in jobs:
             if model not in self.splits:
                 raise ValueError(f"model {model!r} was not loaded by this client")
+        self.drops = Counter()
         if self.link is None:
             self.try_connect()
         if instance is None:
-            if self.link is not None:
-                self.measure_link()
+            self._try_measure_link()
             instance = self.plan_instance(jobs)
         plan = planner(instance)
         predicted = simulate(instance, plan).makespan_s
@@ -450,7 +479,8 @@ class OffloadClient:
                            {"planned_bandwidth_mbps": instance.bandwidth_mbps,
                             "planned_latency_s": instance.latency_s,
                             "measured_upload_mbps": self._rate_mbps,
-                            "server_device": self.server_device})
+                            "server_device": self.server_device,
+                            "server_drops": dict(self.drops)})
 
     def _apply_plan(self, steps: list[tuple[int, int]]) -> None:
         """Install ``steps`` for jobs not yet started; called with the lock held or before run."""
@@ -654,7 +684,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "sizes the bandwidth probe, --latency-ms is still added")
     parser.add_argument("--latency-ms", type=float, default=5.0,
                         help="emulated one-way latency added before each upload")
-    parser.add_argument("--token-file", required=True)
+    parser.add_argument("--token-file", required=True,
+                        help="shared secret, >= 32 bytes, no group or other access (chmod 600)")
     parser.add_argument("--json", dest="json_out", help="write the result JSON here")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for the device compute (1 = one core, "
@@ -687,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                not args.no_shaping, args.replan_drift,
                                calibrate=not args.no_calibrate, threads=args.threads,
                                profile_repetitions=args.profile_repetitions, tls=tls)
-    except (ValueError, HandshakeError) as error:
+    except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     from tqdm import tqdm
 

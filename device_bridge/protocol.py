@@ -46,6 +46,14 @@ answered by a PROBE_ACK) in any order; the server answers each INFER with a RESU
 
 ERROR payloads carry a fixed ``code`` (``ErrorCode``); a ``reason`` text is added only for
 a peer that has proven the token, and never holds internal exception text.
+
+Everything a peer sends is untrusted: every way a frame can be malformed (header, JSON,
+tensor) raises ``ProtocolError`` before the frame is returned, and text the peer chose goes
+into logs and exception messages only through ``peer_text`` (``repr``, cut short). A
+``FrameReader`` may be given an ``admit`` check (the receiver's limits, applied to the header
+before any payload byte is read), a ``ByteBudget`` shared by connections (payload buffers
+are charged before they are allocated) and a per-frame deadline; ``send_frame`` takes a
+deadline for the whole frame.
 """
 
 from __future__ import annotations
@@ -53,14 +61,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import socket
 import ssl
+import stat
 import struct
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -82,6 +94,10 @@ INITIAL_PAYLOAD_BYTES = 256 * 1024
 # arrived while the sender hashes the same bytes (two cores instead of one after the other)
 OVERLAP_TAG_MIN_BYTES = 64 * 1024
 KEY_LABELS = (b"pipesched-v2 client-to-server|", b"pipesched-v2 server-to-client|")
+MIN_TOKEN_BYTES = 32
+PEER_TEXT_CHARS = 80
+# a TLS socket has no sendmsg; under a deadline its bytes leave in pieces of this size
+TLS_SEND_BYTES = 64 * 1024
 
 
 class MessageType(IntEnum):
@@ -114,9 +130,10 @@ class ErrorCode(StrEnum):
     BAD_FRAME = "bad_frame"                  # malformed or unexpected frame
     AUTH_FAILED = "auth_failed"              # AUTH tag wrong: the peer lacks the token
     HANDSHAKE_TIMEOUT = "handshake_timeout"  # the whole handshake outlived its deadline
-    SERVER_BUSY = "server_busy"              # connection or handshake cap reached
+    SERVER_BUSY = "server_busy"              # a cap or a shared budget is reached
     INTEGRITY = "integrity"                  # a frame failed its tag after the handshake
     IDLE_TIMEOUT = "idle_timeout"            # authenticated, then silent too long
+    FRAME_TIMEOUT = "frame_timeout"          # a frame's bytes outlived the frame deadline
     BAD_REQUEST = "bad_request"              # authenticated; ``reason`` says what
     INTERNAL = "internal_error"              # logged on the server, no detail sent
 
@@ -163,8 +180,45 @@ class IntegrityError(ProtocolError):
     """A frame whose tag does not match: tampered, replayed, reordered or foreign."""
 
 
+class ResourceLimit(ProtocolError):
+    """A well-formed frame the receiver will not take now: a shared budget or cap is reached."""
+
+
 class ConnectionClosed(ConnectionError):
     """The peer closed the connection (possibly in the middle of a frame)."""
+
+
+class IdleTimeout(TimeoutError):
+    """No byte of a next frame arrived in time; nothing of the stream was consumed."""
+
+
+def peer_text(value: object, limit: int = PEER_TEXT_CHARS) -> str:
+    """``repr`` of something the peer chose, cut to ``limit`` characters: one safe log line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+class ByteBudget:
+    """Bytes of payload buffers held by all connections together, at most ``limit``."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"a byte budget must be >= 1, got {limit}")
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def charge(self, count: int) -> None:
+        """Reserve ``count`` bytes or raise ResourceLimit (nothing reserved)."""
+        with self._lock:
+            if self.used + count > self.limit:
+                raise ResourceLimit(f"payload buffers of all connections would hold "
+                                    f"{self.used + count} bytes; the budget is {self.limit}")
+            self.used += count
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self.used -= count
 
 
 @dataclass
@@ -180,11 +234,12 @@ class Frame:
     tag: bytes = b""
 
     def json(self) -> dict[str, Any]:
+        # ValueError covers bad UTF-8, bad JSON and an integer of more than 4300 digits
         try:
             value = json.loads(self.payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise ProtocolError(f"{self.msg_type.name} payload is not JSON: "
-                                f"{type(error).__name__}") from error
+        except (ValueError, RecursionError) as error:
+            raise ProtocolError(f"{self.msg_type.name} payload is not readable JSON: "
+                                f"{type(error).__name__}") from None
         if not isinstance(value, dict):
             raise ProtocolError(f"{self.msg_type.name} payload must be a JSON object")
         return value
@@ -300,6 +355,16 @@ def encode_frame(msg_type: MessageType, *, request_id: int = 0, model_id: int = 
     return [header, payload]
 
 
+def _time_left(sock: socket.socket, deadline: float | None) -> None:
+    """Give the socket's next blocking call what is left until ``deadline`` (if any)."""
+    if deadline is None:
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    sock.settimeout(remaining)
+
+
 def recv_exact_into(sock: socket.socket, view: memoryview, mac: Any = None,
                     deadline: float | None = None) -> None:
     """Fill ``view`` (a writable byte view) from ``sock`` or raise ConnectionClosed; each
@@ -308,11 +373,7 @@ def recv_exact_into(sock: socket.socket, view: memoryview, mac: Any = None,
     size = len(view)
     received = 0
     while received < size:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("deadline passed")
-            sock.settimeout(remaining)
+        _time_left(sock, deadline)
         count = sock.recv_into(view[received:], size - received)
         if count == 0:
             raise ConnectionClosed(f"peer closed after {received} of {size} bytes")
@@ -328,7 +389,22 @@ def recv_exact(sock: socket.socket, size: int) -> bytearray:
     return buffer
 
 
-def decode_header(header: bytes | bytearray | memoryview, max_frame_bytes: int) -> tuple:
+class Header(NamedTuple):
+    msg_type: MessageType
+    request_id: int
+    model_id: int
+    cut: int
+    elapsed_s: float
+    dtype: DType
+    shape: tuple[int, ...]
+    payload_len: int
+    tagged: bool
+
+
+Admit = Callable[[Header], None]
+
+
+def decode_header(header: bytes | bytearray | memoryview, max_frame_bytes: int) -> Header:
     (magic, version, type_code, flags, model_id, cut, request_id, elapsed_s, dtype_code, ndim,
      *rest) = HEADER.unpack_from(header)
     shape, payload_len = rest[:MAX_NDIM], rest[MAX_NDIM]
@@ -353,25 +429,52 @@ def decode_header(header: bytes | bytearray | memoryview, max_frame_bytes: int) 
         if payload_len > MAX_CONTROL_BYTES:
             raise ProtocolError(f"control payload of {payload_len} bytes is too large")
     else:
-        numel = 1
-        for s in shape[:ndim]:
-            numel *= s
-        itemsize = _dtype_tables()[2][dtype]
-        if numel * itemsize != payload_len:
-            raise ProtocolError(
-                f"payload length {payload_len} != {numel} x {itemsize} bytes for shape "
-                f"{tuple(shape[:ndim])}")
-        if any(shape[ndim:]):
-            raise ProtocolError("non-zero shape entries beyond ndim")
-    return (msg_type, request_id, model_id, cut, elapsed_s, dtype, tuple(shape[:ndim]),
-            payload_len, bool(flags & FLAG_TAGGED))
+        _check_tensor_header(dtype, shape, ndim, payload_len, max_frame_bytes)
+    return Header(msg_type, request_id, model_id, cut, elapsed_s, dtype, tuple(shape[:ndim]),
+                  payload_len, bool(flags & FLAG_TAGGED))
+
+
+def _check_tensor_header(dtype: DType, shape: tuple[int, ...], ndim: int, payload_len: int,
+                         max_frame_bytes: int) -> None:
+    numel = bounded = 1
+    for s in shape[:ndim]:
+        numel *= s
+        bounded *= max(s, 1)
+    itemsize = _dtype_tables()[2][dtype]
+    if numel * itemsize != payload_len:
+        raise ProtocolError(
+            f"payload length {payload_len} != {numel} x {itemsize} bytes for shape "
+            f"{tuple(shape[:ndim])}")
+    if any(shape[ndim:]):
+        raise ProtocolError("non-zero shape entries beyond ndim")
+    # a zero-size shape is bounded as if each 0 were 1, so its other dims stay frame-sized
+    # (a (0, 2**32-1, 2**32-1) header would otherwise overflow torch's stride computation)
+    if bounded * itemsize > max_frame_bytes:
+        raise ProtocolError(f"shape {tuple(shape[:ndim])} exceeds the {max_frame_bytes} "
+                            f"byte limit")
+
+
+def _tensor_over(buffer: bytearray | None, dtype: DType, shape: tuple[int, ...],
+                 count: int) -> torch.Tensor:
+    """A tensor over ``buffer`` (None: an empty tensor) as a ProtocolError if torch refuses."""
+    import torch
+
+    torch_dtype = _dtype_tables()[0][dtype]
+    try:
+        if buffer is None:
+            return torch.empty(shape, dtype=torch_dtype)
+        return torch.frombuffer(buffer, dtype=torch_dtype, count=count).view(shape)
+    except (RuntimeError, ValueError) as error:
+        raise ProtocolError(f"no {dtype.name} tensor of shape {shape}: "
+                            f"{type(error).__name__}") from None
 
 
 class FrameReader:
     """Reads the frames of one socket; the payload lands in its tensor's memory.
 
     The header is read into a fixed 70-byte buffer and fully validated before any payload
-    byte is read. The payload is received into a buffer that starts at
+    byte is read: by ``decode_header`` and then by ``admit`` (the receiver's own limits; it
+    raises ProtocolError). The payload is received into a buffer that starts at
     ``INITIAL_PAYLOAD_BYTES`` and doubles as bytes arrive, so memory follows what the peer
     really sent, not what its header claims; the tensor is built over it with
     ``torch.frombuffer`` (no copy).
@@ -385,43 +488,73 @@ class FrameReader:
     (dtype, shape), so a shape seen before costs no allocation and no tensor construction. A
     returned tensor is then only valid until the next ``read``: for a consumer that is done
     with a frame before reading the next (the server). Without it each payload gets its own
-    buffer and its tensor may be kept.
+    buffer and its tensor may be kept. With ``budget`` (``reuse_payload`` only) the buffer
+    is charged to it before it is allocated (``ResourceLimit`` when it cannot be) and given
+    back by ``release``.
+
+    Time: a frame's first byte may wait ``idle_timeout_s`` (None: the socket's own timeout;
+    ``IdleTimeout`` when nothing came), the rest of it must arrive within
+    ``frame_timeout_s`` of that byte (``TimeoutError``), however the bytes trickle in.
     """
 
     MAX_CACHED_SHAPES = 256
 
     def __init__(self, sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 reuse_payload: bool = False, mac: FrameMac | None = None):
+                 reuse_payload: bool = False, mac: FrameMac | None = None, *,
+                 admit: Admit | None = None, budget: ByteBudget | None = None,
+                 idle_timeout_s: float | None = None, frame_timeout_s: float | None = None):
+        if budget is not None and not reuse_payload:
+            raise ValueError("a byte budget needs reuse_payload (buffers handed out are not "
+                             "tracked)")
         self.sock = sock
         self.max_frame_bytes = max_frame_bytes
         self.reuse_payload = reuse_payload
         self.mac = mac
+        self.admit = admit
+        self.budget = budget
+        self.idle_timeout_s = idle_timeout_s
+        self.frame_timeout_s = frame_timeout_s
         self._header = bytearray(HEADER.size)
         self._header_view = memoryview(self._header)
         self._tag = bytearray(TAG_BYTES)
         self._buffer = bytearray()
         self._targets: dict[tuple, tuple[memoryview, torch.Tensor]] = {}
 
+    def release(self) -> None:
+        """Drop the payload buffer and give its bytes back to the budget."""
+        if self.budget is not None:
+            self.budget.release(len(self._buffer))
+        self._buffer = bytearray()
+        self._targets.clear()
+
+    def _grow(self, old: bytearray, size: int, keep: int) -> bytearray:
+        """A ``size``-byte buffer holding the first ``keep`` bytes of ``old``; with a budget it
+        is charged before it is allocated, and ``old`` (the reused buffer) given back after."""
+        if self.budget is not None:
+            self.budget.charge(size)
+        grown = bytearray(size)
+        memoryview(grown)[:keep] = memoryview(old)[:keep]
+        if self.reuse_payload:
+            if self.budget is not None:
+                self.budget.release(len(self._buffer))
+            self._buffer = grown
+            self._targets.clear()  # their tensors point at the old buffer
+        return grown
+
     def _receive_growing(self, payload_len: int, mac: Any,
                          deadline: float | None) -> bytearray:
         """``payload_len`` bytes in a buffer that is at most twice what has arrived."""
         buffer = self._buffer if self.reuse_payload else bytearray()
         if len(buffer) < min(payload_len, INITIAL_PAYLOAD_BYTES):
-            buffer = bytearray(min(payload_len, INITIAL_PAYLOAD_BYTES))
+            buffer = self._grow(buffer, min(payload_len, INITIAL_PAYLOAD_BYTES), 0)
         received = 0
         while True:
             end = min(len(buffer), payload_len)
             recv_exact_into(self.sock, memoryview(buffer)[received:end], mac, deadline)
             received = end
             if received == payload_len:
-                break
-            grown = bytearray(min(payload_len, 2 * len(buffer)))
-            memoryview(grown)[:received] = memoryview(buffer)[:received]
-            buffer = grown
-        if self.reuse_payload and buffer is not self._buffer:
-            self._buffer = buffer
-            self._targets.clear()  # their tensors point at the old buffer
-        return buffer
+                return buffer
+            buffer = self._grow(buffer, min(payload_len, 2 * len(buffer)), received)
 
     def _receive_tensor(self, dtype: DType, shape: tuple[int, ...], payload_len: int,
                         mac: Any, deadline: float | None) -> torch.Tensor:
@@ -430,48 +563,66 @@ class FrameReader:
         if target is not None:
             recv_exact_into(self.sock, target[0], mac, deadline)
             return target[1]
-        import torch
-
-        torch_dtypes, _, itemsize, _ = _dtype_tables()
         buffer = self._receive_growing(payload_len, mac, deadline)
-        tensor = torch.frombuffer(buffer, dtype=torch_dtypes[dtype],
-                                  count=payload_len // itemsize[dtype]).view(shape)
+        tensor = _tensor_over(buffer, dtype, shape, payload_len // _dtype_tables()[2][dtype])
         if self.reuse_payload:
             if len(self._targets) >= self.MAX_CACHED_SHAPES:
                 self._targets.clear()
             self._targets[key] = (memoryview(buffer)[:payload_len], tensor)
         return tensor
 
+    def _frame_start(self, deadline: float | None) -> tuple[int, float | None]:
+        """Wait for the frame's first bytes (one receive, up to a whole header); returns how
+        many arrived and the deadline for the rest of the frame."""
+        try:
+            if deadline is None and self.idle_timeout_s is not None:
+                self.sock.settimeout(self.idle_timeout_s)
+            else:
+                _time_left(self.sock, deadline)
+            count = self.sock.recv_into(self._header_view)
+        except TimeoutError:
+            raise IdleTimeout("no frame arrived in time") from None
+        if count == 0:
+            raise ConnectionClosed(f"peer closed after 0 of {HEADER.size} bytes")
+        if self.frame_timeout_s is None:
+            return count, deadline
+        frame_deadline = time.monotonic() + self.frame_timeout_s
+        return count, frame_deadline if deadline is None else min(deadline, frame_deadline)
+
     def read(self, deadline: float | None = None) -> Frame:
-        """One frame; raises ProtocolError for a malformed one, IntegrityError for a wrong
-        tag, ConnectionClosed on EOF, TimeoutError past ``deadline``."""
-        recv_exact_into(self.sock, self._header_view, deadline=deadline)
-        msg_type, request_id, model_id, cut, elapsed_s, dtype, shape, payload_len, tagged = \
-            decode_header(self._header, self.max_frame_bytes)
+        """One frame; raises ProtocolError for a malformed or refused one, IntegrityError for
+        a wrong tag, ConnectionClosed on EOF, TimeoutError past ``deadline`` or the frame
+        deadline (IdleTimeout when no byte of it came)."""
+        arrived, deadline = self._frame_start(deadline)
+        recv_exact_into(self.sock, self._header_view[arrived:], deadline=deadline)
+        header = decode_header(self._header, self.max_frame_bytes)
+        if self.admit is not None:
+            self.admit(header)
         mac = None
         if self.mac is not None:
-            if not tagged:
-                raise IntegrityError(f"untagged {msg_type.name} on an authenticated connection")
+            if not header.tagged:
+                raise IntegrityError(f"untagged {header.msg_type.name} on an authenticated "
+                                     f"connection")
             mac = self.mac.start()
             mac.update(self._header)
-        frame = Frame(msg_type, request_id, model_id, cut, elapsed_s)
-        if dtype == DType.NONE:
-            payload = bytearray(payload_len)  # at most MAX_CONTROL_BYTES
+        frame = Frame(header.msg_type, header.request_id, header.model_id, header.cut,
+                      header.elapsed_s)
+        if header.dtype == DType.NONE:
+            payload = bytearray(header.payload_len)  # at most MAX_CONTROL_BYTES
             recv_exact_into(self.sock, memoryview(payload), mac, deadline)
             frame.payload = bytes(payload)
-        elif payload_len == 0:
-            import torch
-
-            frame.tensor = torch.empty(shape, dtype=_dtype_tables()[0][dtype])
+        elif header.payload_len == 0:
+            frame.tensor = _tensor_over(None, header.dtype, header.shape, 0)
         else:
-            frame.tensor = self._receive_tensor(dtype, shape, payload_len, mac, deadline)
-        if tagged:
+            frame.tensor = self._receive_tensor(header.dtype, header.shape, header.payload_len,
+                                                mac, deadline)
+        if header.tagged:
             recv_exact_into(self.sock, memoryview(self._tag), deadline=deadline)
             if mac is None:
                 frame.header, frame.tag = bytes(self._header), bytes(self._tag)
             elif not hmac.compare_digest(FrameMac.finish(mac), self._tag):
-                raise IntegrityError(f"{msg_type.name} tag does not match (tampered, replayed, "
-                                     f"reordered or foreign frame)")
+                raise IntegrityError(f"{header.msg_type.name} tag does not match (tampered, "
+                                     f"replayed, reordered or foreign frame)")
         return frame
 
 
@@ -481,15 +632,29 @@ def read_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYT
     return FrameReader(sock, max_frame_bytes).read(deadline)
 
 
-def send_buffers(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
+def _send_tls(sock: ssl.SSLSocket, buffer: bytes | memoryview, deadline: float) -> None:
+    view = memoryview(buffer).cast("B")
+    sent = 0
+    while sent < len(view):
+        _time_left(sock, deadline)
+        sent += sock.send(view[sent:sent + TLS_SEND_BYTES])
+
+
+def send_buffers(sock: socket.socket, buffers: list[bytes | memoryview],
+                 deadline: float | None = None) -> int:
     """Send every buffer with one scatter-gather ``sendmsg`` (a blocking socket normally
     takes it all at once), continuing after a partial send. Returns the bytes written.
-    A TLS socket has no ``sendmsg``: its buffers go one ``sendall`` each."""
+    A TLS socket has no ``sendmsg``: its buffers go one ``sendall`` each. With ``deadline``
+    (``time.monotonic()``) the whole send raises TimeoutError once it has passed."""
     total = sum(map(len, buffers))
     if isinstance(sock, ssl.SSLSocket):
         for buffer in buffers:
-            sock.sendall(buffer)
+            if deadline is None:
+                sock.sendall(buffer)
+            else:
+                _send_tls(sock, buffer, deadline)
         return total
+    _time_left(sock, deadline)
     sent = sock.sendmsg(buffers)
     if sent == total:
         return total
@@ -504,26 +669,29 @@ def send_buffers(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
                 sent = 0
         if not pending:
             return total
+        _time_left(sock, deadline)
         sent = sock.sendmsg(pending)
 
 
 def send_tagged(sock: socket.socket, buffers: list[bytes | memoryview],
-                mac: FrameMac | None) -> int:
+                mac: FrameMac | None, deadline: float | None = None) -> int:
     """Send an encoded frame and, with ``mac``, its tag (the header must carry TAGGED). A
     small frame leaves with its tag in one ``sendmsg``; a large one leaves first and its tag
     follows, computed while the receiver is already hashing the payload."""
     if mac is None:
-        return send_buffers(sock, buffers)
+        return send_buffers(sock, buffers, deadline)
     if sum(map(len, buffers)) < OVERLAP_TAG_MIN_BYTES:
-        return send_buffers(sock, [*buffers, mac.tag(buffers)])
-    sent = send_buffers(sock, buffers)
-    return sent + send_buffers(sock, [mac.tag(buffers)])
+        return send_buffers(sock, [*buffers, mac.tag(buffers)], deadline)
+    sent = send_buffers(sock, buffers, deadline)
+    return sent + send_buffers(sock, [mac.tag(buffers)], deadline)
 
 
 def send_frame(sock: socket.socket, msg_type: MessageType, mac: FrameMac | None = None,
-               **fields: Any) -> int:
-    """Send one frame (tagged under ``mac`` when given); returns the bytes written."""
-    return send_tagged(sock, encode_frame(msg_type, tagged=mac is not None, **fields), mac)
+               deadline: float | None = None, **fields: Any) -> int:
+    """Send one frame (tagged under ``mac`` when given, by ``deadline`` when given); returns
+    the bytes written."""
+    return send_tagged(sock, encode_frame(msg_type, tagged=mac is not None, **fields), mac,
+                       deadline)
 
 
 def error_payload(code: ErrorCode, reason: str | None = None) -> dict[str, str]:
@@ -531,22 +699,36 @@ def error_payload(code: ErrorCode, reason: str | None = None) -> dict[str, str]:
 
 
 def describe_error(frame: Frame) -> str:
-    """``code`` or ``code: reason`` of an ERROR frame, for logs and exceptions."""
+    """``code`` or ``code: reason`` of an ERROR frame, each quoted (``peer_text``), for logs
+    and exceptions."""
     try:
         body = frame.json()
     except ProtocolError:
         return "unreadable ERROR"
-    code, reason = str(body.get("code", "?"))[:40], body.get("reason")
-    return f"{code}: {str(reason)[:300]}" if reason else code
+    code, reason = peer_text(body.get("code", "?"), 40), body.get("reason")
+    return f"{code}: {peer_text(reason, 300)}" if reason else code
+
+
+def check_token(token: bytes, source: str = "token") -> None:
+    """A shared secret of at least ``MIN_TOKEN_BYTES`` bytes, or ValueError naming ``source``."""
+    if len(token) < MIN_TOKEN_BYTES:
+        raise ValueError(f"{source}: token has {len(token)} bytes; use at least "
+                         f"{MIN_TOKEN_BYTES} (e.g. python -c 'import secrets; "
+                         f"print(secrets.token_hex(32))')")
 
 
 def read_token_file(path: str) -> bytes:
-    """The shared secret: the file's content without surrounding whitespace (>= 16 bytes)."""
+    """The shared secret: the file's content without surrounding whitespace. The file must
+    not be readable or writable by group or others, and the token must have at least
+    ``MIN_TOKEN_BYTES`` bytes."""
     try:
         with open(path, "rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
             token = handle.read().strip()
     except OSError as error:
         raise ValueError(f"token file {path}: {error.strerror}") from error
-    if len(token) < 16:
-        raise ValueError(f"token file {path}: token has {len(token)} bytes; use at least 16")
+    if mode & 0o077:
+        raise ValueError(f"token file {path}: mode {mode:04o} lets group or others access it; "
+                         f"chmod 600 {path}")
+    check_token(token, f"token file {path}")
     return token

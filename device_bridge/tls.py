@@ -1,10 +1,12 @@
-"""Optional TLS (stdlib ``ssl``) under the frame protocol, with the server certificate pinned.
+"""TLS 1.3 (stdlib ``ssl``) under the frame protocol, with the server certificate pinned.
 
 The frame MACs already authenticate both ends and every frame; TLS adds confidentiality
-(activations and results are otherwise readable on the wire). The client trusts exactly one
-certificate, the server's, given as a file: it is the only trust anchor, and the peer's
-certificate must also match it byte for byte (SHA-256 of the DER), so no CA and no host name
-are involved. Make a pair with
+(activations and results are otherwise readable on the wire, and a server impersonator would
+get an AUTH tag to test token guesses against offline). The server requires it when it binds
+an address other than loopback (``device_bridge.server``). Both sides accept TLS 1.3 only.
+The client trusts exactly one certificate, the server's, given as a file: it is the only
+trust anchor, and the peer's certificate must also match it byte for byte (SHA-256 of the
+DER), so no CA and no host name are involved. Make a pair with
 
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \\
         -subj /CN=pipesched-server -keyout server.key -out server.crt
@@ -62,7 +64,7 @@ class ServerTls:
     def __init__(self, cert_file: str, key_file: str):
         _certificate_der(cert_file)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
         try:
             self.context.load_cert_chain(cert_file, key_file)
         except (OSError, ssl.SSLError) as error:
@@ -81,7 +83,7 @@ class PinnedServerTls:
     def __init__(self, cert_file: str):
         self.fingerprint = hashlib.sha256(_certificate_der(cert_file)).digest()
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
         self.context.check_hostname = False  # the pin, not a name, identifies the server
         self.context.load_verify_locations(cafile=cert_file)
 

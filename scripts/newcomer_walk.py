@@ -115,6 +115,7 @@ def _offloader_client(work: Path) -> list[str]:
     """Start the README's server on a free loopback port; the step is the client."""
     token = work / "token.txt"
     token.write_text(os.urandom(32).hex() + "\n")
+    token.chmod(0o600)  # the server refuses a token file others can read
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -194,6 +194,7 @@ def test_installed_device_bridge_serves_a_run(installed: Path, tmp_path: Path) -
     env = isolated_env(installed)
     token = tmp_path / "token.txt"
     token.write_text(os.urandom(32).hex() + "\n")
+    token.chmod(0o600)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -1,10 +1,12 @@
 """Issue 16: mutual authentication, per-frame integrity and bounded resources, each against
 a real server on 127.0.0.1 and each checked for threads and sockets left behind."""
 
+import contextlib
 import secrets
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -16,7 +18,7 @@ import torch
 from device_bridge import protocol
 from device_bridge.link import HandshakeError, ServerLink
 from device_bridge.protocol import FrameMac, MessageType
-from device_bridge.server import OffloadServer
+from device_bridge.server import OffloadServer, ServerLimits
 from device_bridge.shaping import ShapedSender
 from device_bridge.tls import PinnedServerTls, ServerTls
 
@@ -34,8 +36,9 @@ def leaks(server):
 @pytest.fixture(scope="module")
 def small_server(server):
     """Caps of 3 connections, 2 of them in their handshake; idle timeout 2 s."""
-    instance = OffloadServer(("alexnet",), TOKEN, device="cpu", handshake_timeout_s=5.0,
-                             idle_timeout_s=2.0, max_connections=3, max_handshakes=2).start()
+    limits = ServerLimits(handshake_timeout_s=5.0, idle_timeout_s=2.0, max_connections=3,
+                          max_handshakes=2, max_handshakes_per_address=2)
+    instance = OffloadServer(("alexnet",), TOKEN, device="cpu", limits=limits).start()
     yield instance
     instance.close()
 
@@ -84,7 +87,7 @@ def test_trickling_handshake_is_dropped_at_the_deadline(server, leaks):
         if select.select([sock], [], [], 0.25)[0] or time.monotonic() - start > 10:
             break
     assert closing_error(sock) == {"code": "handshake_timeout"}
-    assert time.monotonic() - start < server.handshake_timeout_s + 1.0
+    assert time.monotonic() - start < server.limits.handshake_timeout_s + 1.0
 
 
 def test_connection_cap_holds_and_refuses_with_a_reason(small_server):
@@ -122,7 +125,7 @@ def test_idle_authenticated_connection_is_closed_with_a_tagged_error(small_serve
     waited = time.monotonic() - start
     sock.close()
     assert error.json() == {"code": "idle_timeout"}
-    assert small_server.idle_timeout_s <= waited < small_server.idle_timeout_s + 2.0
+    assert small_server.limits.idle_timeout_s <= waited < small_server.limits.idle_timeout_s + 2.0
     check.assert_clean()
 
 
@@ -168,7 +171,7 @@ class RogueServer:
         self.thread.join(5)
 
 
-@pytest.mark.parametrize("welcome_key", [None, b"guessed-token-0123456789"],
+@pytest.mark.parametrize("welcome_key", [None, b"guessed-token-0123456789-0123456789"],
                          ids=["untagged-welcome", "wrong-token"])
 def test_rogue_server_without_the_token_is_refused(server, welcome_key):
     check = LeakCheck()
@@ -186,17 +189,20 @@ def test_rogue_server_without_the_token_is_refused(server, welcome_key):
 def test_wrong_token_client_gets_only_a_fixed_code(server, leaks):
     sock, challenge = raw_connection(server)
     send_auth(sock, challenge, {"resnet18": server.models["resnet18"].weights_sha256},
-              token=b"not-the-token-0123456789")
+              token=b"not-the-token-0123456789-0123456789")
     assert closing_error(sock) == {"code": "auth_failed"}
 
 
-def test_internal_errors_of_unauthenticated_peers_are_not_echoed(server, leaks):
+@pytest.mark.parametrize("payload", [
+    b"[" * 20000 + b"]" * 20000,  # a RecursionError in json.loads
+    b'{"nonce": ' + b"1" * 5000 + b"}",  # a ValueError: more than 4300 digits
+], ids=["deep-nesting", "huge-integer"])
+def test_internal_errors_of_unauthenticated_peers_are_not_echoed(server, leaks, payload):
     sock, _ = raw_connection(server)
-    nested = b"[" * 20000 + b"]" * 20000  # a RecursionError in json.loads
     header = protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, int(MessageType.AUTH), 0,
-                                  0, 0, 0, 0.0, 0, 0, *[0] * 8, len(nested))
-    sock.sendall(header + nested)
-    assert closing_error(sock) == {"code": "bad_frame"}
+                                  0, 0, 0, 0.0, 0, 0, *[0] * 8, len(payload))
+    sock.sendall(header + payload)
+    assert closing_error(sock) == {"code": "bad_frame"}  # not internal_error
 
 
 # ---- per-frame integrity -----------------------------------------------------------------
@@ -289,14 +295,15 @@ def tls_server(server, tmp_path_factory):
     directory = tmp_path_factory.mktemp("tls")
     cert, key = _certificate(directory, "server")
     other_cert, _ = _certificate(directory, "impostor")
-    instance = OffloadServer(("alexnet",), TOKEN, device="cpu", handshake_timeout_s=3.0,
+    instance = OffloadServer(("alexnet",), TOKEN, device="cpu",
+                             limits=ServerLimits(handshake_timeout_s=3.0),
                              tls=ServerTls(cert, key)).start()
-    yield instance, cert, other_cert
+    yield instance, cert, key, other_cert
     instance.close()
 
 
 def test_tls_with_the_pinned_certificate_serves_correct_results(tls_server):
-    instance, cert, other_cert = tls_server
+    instance, cert, _, other_cert = tls_server
     check = LeakCheck(instance)
     link = _link(instance, tls=PinnedServerTls(cert), model="alexnet")
     split = instance.models["alexnet"].split
@@ -311,4 +318,40 @@ def test_tls_with_the_pinned_certificate_serves_correct_results(tls_server):
         ServerLink("127.0.0.1", instance.port, TOKEN,
                    {"alexnet": instance.models["alexnet"].weights_sha256}, ShapedSender(None),
                    lambda *a: None, lambda *a: None, handshake_timeout_s=1.0).connect()
+    check.assert_clean()
+
+
+def _tls12_only(context: ssl.SSLContext) -> ssl.SSLContext:
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def test_tls_below_1_3_is_refused_both_ways(tls_server):
+    instance, cert, key, _ = tls_server
+    check = LeakCheck(instance)
+    old_client = _tls12_only(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    old_client.check_hostname, old_client.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", instance.port), timeout=5) as raw, \
+            pytest.raises(ssl.SSLError, match="VERSION|PROTOCOL"):
+        old_client.wrap_socket(raw)
+    # a server that offers only TLS 1.2 (with the pinned certificate even) is refused
+    old_server = _tls12_only(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    old_server.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            old_server.wrap_socket(conn, server_side=True)
+
+    thread = threading.Thread(target=serve_once)
+    thread.start()
+    link = ServerLink("127.0.0.1", listener.getsockname()[1], TOKEN,
+                      {"alexnet": instance.models["alexnet"].weights_sha256}, ShapedSender(None),
+                      lambda *a: None, lambda *a: None, tls=PinnedServerTls(cert),
+                      handshake_timeout_s=3.0)
+    with pytest.raises(ssl.SSLError, match="VERSION|PROTOCOL"):
+        link.connect()
+    thread.join(5)
+    listener.close()
     check.assert_clean()

@@ -121,10 +121,33 @@ def test_session_keys_depend_on_token_both_nonces_and_the_challenge():
 def test_token_file_errors_name_the_file(tmp_path):
     short = tmp_path / "short"
     short.write_text("abc")
-    with pytest.raises(ValueError, match="short: token has 3 bytes"):
+    short.chmod(0o600)
+    with pytest.raises(ValueError, match="short: token has 3 bytes; use at least 32"):
         protocol.read_token_file(str(short))
     with pytest.raises(ValueError, match="missing"):
         protocol.read_token_file(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o620])
+def test_token_file_open_to_group_or_others_is_refused(tmp_path, mode):
+    path = tmp_path / "token"
+    path.write_text("a" * 64 + "\n")
+    path.chmod(mode)
+    with pytest.raises(ValueError, match=f"token: mode {mode:04o} lets group or others access "
+                                         f"it; chmod 600"):
+        protocol.read_token_file(str(path))
+    path.chmod(0o600)
+    assert protocol.read_token_file(str(path)) == b"a" * 64
+
+
+def test_tokens_under_32_bytes_are_refused_everywhere():
+    from device_bridge.server import OffloadServer
+
+    with pytest.raises(ValueError, match="token has 31 bytes; use at least 32"):
+        protocol.check_token(b"x" * 31)
+    protocol.check_token(b"x" * 32)
+    with pytest.raises(ValueError, match="token has 16 bytes"):  # before any model loads
+        OffloadServer(("alexnet",), b"x" * 16)
 
 
 def test_token_bucket_never_beats_its_rate(pair):

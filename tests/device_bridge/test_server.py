@@ -61,7 +61,7 @@ def _check_served(server, local_models):
 def test_wrong_token_is_refused_then_good_client_served(server, local_models):
     rejected = server.stats.rejected
     with pytest.raises(HandshakeError, match="auth_failed"):
-        _link(server, token=b"wrong-token-0123456789")
+        _link(server, token=b"wrong-token-0123456789-0123456789")
     assert server.stats.rejected == rejected + 1
     _check_served(server, local_models)
 
