@@ -11,13 +11,10 @@ import argparse
 import pytest
 
 from benchmarks.report import Missing
-from benchmarks.spark_real import (
-    EXCLUDED,
-    LiveRun,
-    MasterRun,
+from benchmarks.spark_real_runs import EXCLUDED, LiveRun, MasterRun, calibrate
+from benchmarks.spark_real_stats import (
     Plan,
     all_targets,
-    calibrate,
     decisions_target,
     pace_check,
     pooled_ratios,

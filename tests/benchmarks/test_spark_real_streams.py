@@ -11,25 +11,25 @@ import pytest
 
 from benchmarks import spark_real
 from benchmarks.report import Missing, parse_args
-from benchmarks.spark_real import (
+from benchmarks.spark_real import agent_problem, build_parser, plan_benchmark
+from benchmarks.spark_real_runs import (
     COUNTED,
     EXCLUDED,
     RE_RUN,
-    agent_problem,
-    build_parser,
+    pace_disturbed,
+    plan_streams,
+    run_checked,
+    run_order,
+    stream_gap_s,
+)
+from benchmarks.spark_real_stats import (
     failed_jobs_reason,
     pace_check,
-    pace_disturbed,
-    plan_benchmark,
-    plan_streams,
     pooled_ratios,
     prediction_target,
     ratio_table,
     ratio_targets,
-    run_checked,
-    run_order,
     set_aside_text,
-    stream_gap_s,
     stream_ratios,
 )
 from spark_integration.calibration import NodeTimes
