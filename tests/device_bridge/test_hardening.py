@@ -415,3 +415,71 @@ def test_a_client_without_tls_refuses_an_untagged_offer_before_its_auth(server):
             link.connect()
     assert received == []  # no AUTH: nothing to test token guesses against
     check.assert_clean()
+
+
+class BitFlippingRelay:
+    """A TCP relay to the server on ``port`` that flips one bit of the client's byte ``at``:
+    an on-path attacker altering a frame inside TLS."""
+
+    def __init__(self, port: int, at: int):
+        self.target, self.at = port, at
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.pipes: list[threading.Thread] = []
+        self.accepting = threading.Thread(target=self._accept)
+        self.accepting.start()
+
+    def _accept(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+        self.sockets += [client, server]
+        for source, sink, flip in ((client, server, True), (server, client, False)):
+            pipe = threading.Thread(target=self._pipe, args=(source, sink, flip))
+            pipe.start()
+            self.pipes.append(pipe)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, flip: bool) -> None:
+        seen = 0
+        try:
+            while data := bytearray(source.recv(65536)):
+                if flip and seen <= self.at < seen + len(data):
+                    data[self.at - seen] ^= 0x01
+                seen += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass  # one side is gone
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.accepting.join(5)
+        for pipe in self.pipes:
+            pipe.join(10)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_bit_flipped_inside_tls_closes_the_connection_unserved(tls_server):
+    instance, cert, _, _ = tls_server
+    check = LeakCheck(instance)
+    requests = instance.stats.requests
+    relay = BitFlippingRelay(instance.port, at=100_000)  # inside the INFER's 602 kB payload
+    failures: list[str] = []
+    link = ServerLink("127.0.0.1", relay.port, TOKEN,
+                      {"alexnet": instance.models["alexnet"].weights_sha256}, ShapedSender(None),
+                      lambda *a: None, lambda link, reason: failures.append(reason),
+                      tls=PinnedServerTls(cert)).connect()
+    assert link.frame_tags is False  # the record's AEAD tag is all that guards the frame
+    split = instance.models["alexnet"].split
+    with contextlib.suppress(OSError):  # the server may close while the frame still leaves
+        link.send_infer(1, "alexnet", 0, torch.randn(split.input_shape))
+    deadline = time.monotonic() + 10
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures, "the link outlived a tampered TLS record"
+    assert instance.stats.requests == requests  # the altered frame was never served
+    link.close()
+    relay.close()
+    check.assert_clean()
