@@ -4,13 +4,13 @@ Channel cost, for 1 MiB float32 frames, every kind side by side in one run: roun
 ``sendall``; the frame without tag; with its HMAC-SHA256 tag (the plain-TCP channel); with a
 keyed BLAKE2b tag; over TLS 1.3 with the server certificate pinned, untagged (the TLS
 channel); and over TLS with the HMAC tag as well (the protocol before the channel was
-negotiated). The order rotates each round, each send is timed until the receiver's 1-byte
-ack, and the receiver is its own process (as the server is) reading through the protocol's
-``FrameReader``. Paths: loopback; an 18.88 Mbit/s (WiFi) token bucket; the same rate as a
-kernel-shaped uplink; and a 1 Gbit/s full-duplex kernel link (veth pair between the network
-namespaces ``pch_dev`` and ``pch_srv``, each direction rate-limited by its own ``tbf``). Per
-kind: the median time and the per-round ratio to raw, its median with a distribution-free
-95% CI.
+negotiated). The order rotates each round, each send is timed until the receiver's 1-byte ack,
+the sender's sockets set as the client's link sets them, and the receiver is its own process
+(as the server is) reading through the protocol's ``FrameReader``. Paths: loopback; an 18.88
+Mbit/s (WiFi) token bucket; the same rate as a kernel-shaped uplink; and a 1 Gbit/s
+full-duplex kernel link (veth pair between the network namespaces ``pch_dev`` and ``pch_srv``,
+each direction rate-limited by its own ``tbf``). Per kind: the median time and the per-round
+ratio to raw, its median with a distribution-free 95% CI.
 
 CPU per MiB of each primitive: the standard library's keyed MACs (one pass, one end), and
 TLS 1.3 (its AEAD through ``ssl``) as send + receive of 1 MiB sends on a loopback connection
@@ -42,6 +42,7 @@ import torch
 from benchmarks.report import markdown_table, median_ci, target
 from device_bridge import netem, protocol
 from device_bridge.client import device_load
+from device_bridge.link import SEND_BUFFER_BYTES
 from device_bridge.protocol import FrameMac, MessageType
 from device_bridge.shaping import ShapedSender
 from device_bridge.tls import PinnedServerTls, ServerTls, self_signed_pair
@@ -68,6 +69,7 @@ MAC_CANDIDATES = {
     "blake2s-keyed": lambda key, data: hashlib.blake2s(data, key=key, digest_size=16).digest(),
     "hmac-md5": lambda key, data: hmac.new(key, data, "md5").digest(),
 }
+PATHS = ("loopback", "wifi_bucket", "wifi_kernel", "gigabit_kernel")
 TLS_CPU_MIB = 32
 TLS_CPU_REPETITIONS = 5
 CONNECT_TIMEOUT_S = 60.0
@@ -128,8 +130,10 @@ def _receiver(namespace: str | None, host: str, pipe, kinds: list[str], raw_size
 
 
 def _connect(host: str, port: int) -> socket.socket:
+    """A sending socket with the options of the client's link."""
     sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
     return sock
 
 
@@ -377,9 +381,6 @@ def protocol_section(quick: bool, latency_ms: float, kernel_path: bool, splits: 
             print(_overhead_line(section[name]), flush=True)
     print(_cpu_line(section), flush=True)
     return section
-
-
-PATHS = ("loopback", "wifi_bucket", "wifi_kernel", "gigabit_kernel")
 
 
 def _percent(entry: dict[str, float]) -> str:
