@@ -16,26 +16,23 @@ planner that raises is a failed row (``status`` ``"failed: ..."``) that fails th
 target ("k of n rows failed"); a missing agent prints a ``MISSING`` line, its rows say
 ``"missing: ..."`` and the JSON lists it under ``"missing"``.
 
-Also measured (alone with ``--protocol-only``): the protocol's overhead against a raw socket
-send of the same 1 MiB, framed without and with the per-frame HMAC-SHA256 tag (loopback, and
-through a WiFi-rate token bucket and kernel link; each send timed until the receiver's 1-byte
-ack), the keyed MACs of the standard library per MiB, and the rate each shaper delivers with
-the device idle and computing; the link is probed idle and while the device computes (the
-plan uses the latter); and 8 concurrent clients against one server.
+Also measured (alone with ``--protocol-only``; ``benchmarks.offload_live_protocol``): the
+channel's cost against a raw socket send of the same 1 MiB (framed, HMAC-SHA256 or keyed
+BLAKE2b tags, TLS 1.3 untagged and tagged; loopback, a WiFi-rate token bucket and kernel
+uplink, and a 1 Gbit/s full-duplex kernel link, with the targets on the last), the CPU per
+MiB of each primitive, and the rate each shaper delivers with the device idle and computing;
+the link is probed idle and while the device computes (the plan uses the latter); and 8
+concurrent clients against one server.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import itertools
 import math
-import multiprocessing
 import os
 import random
 import select
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +46,12 @@ from typing import Any
 
 import torch
 
+from benchmarks.offload_live_protocol import (
+    print_beside_targets,
+    protocol_markdown,
+    protocol_section,
+    protocol_targets,
+)
 from benchmarks.report import (
     Missing,
     failed_rows_reason,
@@ -58,11 +61,10 @@ from benchmarks.report import (
     target,
     write_report,
 )
-from device_bridge import netem, protocol
-from device_bridge.client import OffloadClient, device_load, make_planner, parse_jobs
+from device_bridge import netem
+from device_bridge.client import OffloadClient, make_planner, parse_jobs
 from device_bridge.graph_split import SplitModel
 from device_bridge.link import ServerLink
-from device_bridge.protocol import FrameMac, MessageType
 from device_bridge.shaping import ShapedSender
 from envs import PROBLEMS
 from envs.offload import simulate
@@ -80,252 +82,6 @@ FULL_JOBS = "alexnet:6,vgg16:6,resnet50:4"
 QUICK_JOBS = "alexnet:3,vgg16:3,resnet50:2"
 AGENT_PATH = MODELS_DIR / PROBLEMS["offload"].agent
 TOKEN = os.urandom(24).hex().encode()
-
-
-# ---- protocol overhead, MAC choice, shaper under load -------------------------------------
-PROTOCOL_WARMUP_PAIRS = 20
-BENCH_KEY = b"offload-live-benchmark-frame-key"
-# raw: a ready byte view sent bare; framed: header + payload, no tag (the protocol before
-# issue 16); tagged: header + payload + HMAC-SHA256 tag (the protocol now); raw_tensor: a
-# bare sendall(tensor.numpy())
-SEND_KINDS = ("raw", "framed", "tagged", "raw_tensor")
-MAC_CANDIDATES = {
-    "hmac-sha256": lambda key, data: hmac.new(key, data, "sha256").digest(),
-    "hmac-sha1": lambda key, data: hmac.new(key, data, "sha1").digest(),
-    "hmac-sha512": lambda key, data: hmac.new(key, data, "sha512").digest(),
-    "blake2b-keyed": lambda key, data: hashlib.blake2b(data, key=key, digest_size=16).digest(),
-    "blake2s-keyed": lambda key, data: hashlib.blake2s(data, key=key, digest_size=16).digest(),
-    "hmac-md5": lambda key, data: hmac.new(key, data, "md5").digest(),
-}
-
-
-def _pair_order(pair: int) -> tuple[str, ...]:
-    """The send kinds of one round, rotated each round so none always follows another."""
-    shift = pair % len(SEND_KINDS)
-    return SEND_KINDS[shift:] + SEND_KINDS[:shift]
-
-
-def _receiver(namespace: str | None, host: str, pipe, kinds: list[str], raw_size: int) -> None:
-    """Receives ``kinds`` in order on one connection, acking each with one byte. Raw sends
-    land in a preallocated buffer, frames go through the server's reader (header checks,
-    growing buffer, torch.frombuffer; tags checked as bytes arrive)."""
-    if namespace is not None:
-        netem.enter_namespace(namespace)
-    listener = socket.create_server((host, 0))
-    pipe.send(listener.getsockname()[1])
-    conn, _ = listener.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    raw_buffer = memoryview(bytearray(raw_size))
-    framed = protocol.FrameReader(conn, reuse_payload=True)
-    tagged = protocol.FrameReader(conn, reuse_payload=True, mac=FrameMac(BENCH_KEY))
-    with listener, conn:
-        for kind in kinds:
-            if kind == "framed":
-                framed.read()
-            elif kind == "tagged":
-                tagged.read()
-            else:
-                protocol.recv_exact_into(conn, raw_buffer)
-            conn.sendall(b"k")
-
-
-@contextmanager
-def receiver_connection(kinds: list[str], raw_size: int, kernel: bool) -> Iterator[socket.socket]:
-    """A connection to a ``_receiver`` process (its own process, as the server is: no GIL
-    shared with the sender); through the veth pair with ``kernel``."""
-    host = netem.SERVER_IP if kernel else "127.0.0.1"
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("fork").Process(
-        target=_receiver, args=(netem.SERVER_NS if kernel else None, host, child, kinds,
-                                raw_size))
-    process.start()
-    if not parent.poll(30):
-        process.kill()
-        raise RuntimeError("benchmark receiver did not start")
-    port = parent.recv()
-    previous = netem.enter_namespace(netem.DEVICE_NS) if kernel else None
-    try:
-        sock = socket.create_connection((host, port), timeout=60)
-    finally:
-        if previous is not None:
-            netem.leave_namespace(previous)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        yield sock
-    finally:
-        sock.close()
-        process.join(30)
-
-
-def protocol_overhead(pairs: int, rate_mbps: float | None = None,
-                      kernel: bool = False) -> dict[str, float]:
-    """Rounds of a raw send of 1 MiB, the same tensor framed without and with its tag, and a
-    bare ``sendall(tensor.numpy())``, on one connection to a receiver process; each send is
-    timed until the receiver's 1-byte ack. Same socket and options for all, the order
-    rotates, and ``PROTOCOL_WARMUP_PAIRS`` untimed rounds come first. With ``rate_mbps`` all
-    go through the same token bucket; with ``kernel`` through the kernel-shaped veth pair
-    (set up by the caller).
-
-    The target compares ``tagged`` against ``raw``; ``framed`` against ``raw``, measured in
-    the same rounds, is the protocol's cost before the tag (the earlier figure)."""
-    sender = ShapedSender(rate_mbps) if rate_mbps is not None else None
-    payload = torch.randn(2**18)  # 1 MiB of float32
-    raw_bytes = protocol.tensor_bytes(payload)
-    warmup = PROTOCOL_WARMUP_PAIRS if rate_mbps is None and not kernel else 1
-    orders = [_pair_order(pair) for pair in range(warmup + pairs)]
-    expected = ["raw" if kind == "raw_tensor" else kind for order in orders for kind in order]
-    send_mac = FrameMac(BENCH_KEY)
-    ack = memoryview(bytearray(1))
-
-    def send(sock: socket.socket, kind: str) -> float:
-        start = time.perf_counter()
-        if kind in ("raw", "raw_tensor"):
-            bare = raw_bytes if kind == "raw" else memoryview(payload.numpy()).cast("B")
-            if sender is None:
-                sock.sendall(bare if kind == "raw" else payload.numpy())
-            else:
-                sender.send_message(sock, [bare])
-        else:
-            mac = send_mac if kind == "tagged" else None
-            buffers = protocol.encode_frame(MessageType.INFER, request_id=1, tensor=payload,
-                                            tagged=mac is not None)
-            if sender is None:
-                protocol.send_tagged(sock, buffers, mac)
-            else:
-                sender.send_message(sock, buffers, mac)
-        protocol.recv_exact_into(sock, ack)
-        return time.perf_counter() - start
-
-    times: dict[str, list[float]] = {kind: [] for kind in SEND_KINDS}
-    with receiver_connection(expected, len(raw_bytes), kernel) as sock:
-        for pair, order in enumerate(orders):
-            for kind in order:
-                seconds = send(sock, kind)
-                if pair >= warmup:
-                    times[kind].append(seconds)
-    medians = {kind: statistics.median(values) for kind, values in times.items()}
-    ratios = sorted(t / r for t, r in zip(times["tagged"], times["raw"], strict=True))
-    return {"raw_median_ms": medians["raw"] * 1e3,
-            "framed_median_ms": medians["framed"] * 1e3,
-            "protocol_median_ms": medians["tagged"] * 1e3,
-            "raw_tensor_median_ms": medians["raw_tensor"] * 1e3,
-            "overhead": medians["tagged"] / medians["raw"] - 1.0,
-            "overhead_untagged": medians["framed"] / medians["raw"] - 1.0,
-            "overhead_vs_raw_tensor": medians["tagged"] / medians["raw_tensor"] - 1.0,
-            "paired_ratio_median": statistics.median(ratios),
-            "paired_ratio_p25": ratios[len(ratios) // 4],
-            "paired_ratio_p75": ratios[3 * len(ratios) // 4],
-            "pairs": pairs, "rate_mbps": rate_mbps,
-            "link": "veth+tbf (kernel)" if kernel else
-            ("loopback+token bucket" if rate_mbps else "loopback")}
-
-
-def mac_candidates(repetitions: int = 40) -> dict[str, float]:
-    """Median milliseconds per MiB of each keyed MAC the standard library offers."""
-    data, key = os.urandom(2**20), os.urandom(32)
-    result = {}
-    for name, mac in MAC_CANDIDATES.items():
-        samples = []
-        for _ in range(repetitions):
-            start = time.perf_counter()
-            mac(key, data)
-            samples.append(time.perf_counter() - start)
-        result[name] = statistics.median(samples) * 1e3
-    return result
-
-
-def shaper_under_load(splits: Sequence[Any], rates_mbps: Sequence[float], kernel: bool,
-                      latency_ms: float, seconds: float = 1.5) -> list[dict[str, Any]]:
-    """Uplink rate delivered to a receiver process, tagged frames of a quarter second each
-    sent back to back from a backlog (all ready at the start, as queued uploads), idle and
-    while a thread keeps the device computing (as during a batch); through the token bucket
-    on loopback, or the kernel's qdisc with ``kernel``."""
-    rows = []
-    for rate in rates_mbps:
-        if kernel:
-            netem.set_rate(rate, latency_ms)
-        frame_bytes = int(rate * 1e6 / 8 * 0.25)
-        frames = max(2, round(seconds / 0.25))
-        tensor = torch.zeros(frame_bytes, dtype=torch.uint8)
-        for loaded in (False, True):
-            sender = ShapedSender(None if kernel else rate)
-            mac = FrameMac(BENCH_KEY)
-            ack = memoryview(bytearray(1))
-            with receiver_connection(["tagged"] * (frames + 1), 0, kernel) as sock, \
-                    device_load(splits if loaded else ()):
-                sent, start = 0, None
-                for frame in range(frames + 1):  # the first frame warms the path up
-                    if frame == 1:
-                        sent, start = 0, time.perf_counter()
-                    # a backlog, as the uploader's queue: every frame is ready from the start
-                    sent += sender.send_message(sock, protocol.encode_frame(
-                        MessageType.PROBE, tensor=tensor, tagged=True), mac, start)
-                    protocol.recv_exact_into(sock, ack)
-                elapsed = time.perf_counter() - start
-            delivered = 8 * sent / elapsed / 1e6
-            rows.append({"link": "veth+tbf (kernel)" if kernel else "loopback+token bucket",
-                         "nominal_mbps": rate, "device_computing": loaded,
-                         "delivered_mbps": delivered, "delivered_over_nominal": delivered / rate})
-            print(f"  shaper {rows[-1]['link']} {rate} Mbit/s, device "
-                  f"{'computing' if loaded else 'idle'}: {delivered:.2f} Mbit/s", flush=True)
-    return rows
-
-
-def protocol_section(args: argparse.Namespace, kernel_path: bool,
-                     splits: Sequence[Any]) -> dict[str, Any]:
-    """Protocol overhead (loopback, WiFi-rate token bucket, WiFi-rate kernel link), the MAC
-    candidates, and the shapers' delivered rate with the device idle and computing."""
-    wifi = BANDWIDTH_CLASSES_MBPS["WiFi"]
-    section: dict[str, Any] = {
-        "mac_ms_per_mib": mac_candidates(),
-        "loopback": protocol_overhead(200 if args.quick else 1000),
-        "wifi_bucket": protocol_overhead(3 if args.quick else 6, wifi)}
-    shaper_rates = (BANDWIDTH_CLASSES_MBPS["4G"], wifi)
-    section["shaper_rows"] = shaper_under_load(splits, shaper_rates, False, args.latency_ms)
-    if kernel_path:
-        netem.up(wifi, args.latency_ms)
-        try:
-            section["wifi_kernel"] = protocol_overhead(3 if args.quick else 6, kernel=True)
-            section["shaper_rows"] += shaper_under_load(splits, shaper_rates, True,
-                                                        args.latency_ms)
-        finally:
-            netem.down()
-    for name in ("loopback", "wifi_bucket", "wifi_kernel"):
-        if name in section:
-            entry = section[name]
-            print(f"protocol overhead on 1 MiB, {entry['link']}: {entry['overhead'] * 100:.2f}% "
-                  f"with the tag, {entry['overhead_untagged'] * 100:.2f}% without", flush=True)
-    return section
-
-
-def protocol_markdown(section: dict[str, Any]) -> str:
-    loop = section["loopback"]
-    lines = [
-        f"Protocol vs raw socket, 1 MiB on loopback (medians of {loop['pairs']} rounds, order "
-        f"rotating, each send timed to the receiver's ack): raw {loop['raw_median_ms']:.3f} "
-        f"ms, framed without tag {loop['framed_median_ms']:.3f} ms "
-        f"({loop['overhead_untagged'] * 100:+.1f}%, the protocol before the tag), framed with "
-        f"the HMAC-SHA256 tag {loop['protocol_median_ms']:.3f} ms (the target: "
-        f"{loop['overhead'] * 100:+.1f}%; per-round ratio median "
-        f"{loop['paired_ratio_median']:.3f}, quartiles {loop['paired_ratio_p25']:.3f} to "
-        f"{loop['paired_ratio_p75']:.3f}); a bare `sendall(tensor.numpy())` "
-        f"{loop['raw_tensor_median_ms']:.3f} ms.", ""]
-    for name in ("wifi_bucket", "wifi_kernel"):
-        if name in section:
-            entry = section[name]
-            lines.append(f"Through a {BANDWIDTH_CLASSES_MBPS['WiFi']} Mbit/s link "
-                         f"({entry['link']}, median of {entry['pairs']} rounds): raw "
-                         f"{entry['raw_median_ms']:.1f} ms, framed {entry['framed_median_ms']:.1f}"
-                         f" ms ({entry['overhead_untagged'] * 100:+.2f}%), tagged "
-                         f"{entry['protocol_median_ms']:.1f} ms "
-                         f"({entry['overhead'] * 100:+.2f}%).")
-    macs = ", ".join(f"{name} {ms:.3f}" for name, ms in section["mac_ms_per_mib"].items())
-    lines += ["", f"Keyed MACs of the standard library, ms per MiB (median): {macs}.", "",
-              "Shaped uplink, delivered rate with the device idle and computing:", "",
-              markdown_table(section["shaper_rows"], ["link", "nominal_mbps",
-                                                      "device_computing", "delivered_mbps",
-                                                      "delivered_over_nominal"])]
-    return "\n".join(lines)
 
 
 # ---- server process -----------------------------------------------------------------------
@@ -536,8 +292,7 @@ def _row_reason(row: dict[str, Any] | None, what: str) -> str | None:
     return None if row["status"] == "ok" else f"{what}: {row['status']}"
 
 
-def live_targets(rows: list[dict[str, Any]], overhead: dict[str, float],
-                 concurrency: dict[str, Any]) -> dict[str, dict]:
+def live_targets(rows: list[dict[str, Any]], concurrency: dict[str, Any]) -> dict[str, dict]:
     """The live targets. A failed row (its planner raised) fails the accuracy target with
     "k of n rows failed"; rows skipped as too long or missing (listed apart) are not runs.
     ``joint_over_neurosurgeon_4g`` fails with the reason when either 4G row did not run."""
@@ -554,7 +309,6 @@ def live_targets(rows: list[dict[str, Any]], overhead: dict[str, float],
         "joint_over_neurosurgeon_4g": target(ratio, 0.8, "<=", reason),
         "max_abs_measured_vs_predicted": target(max(errors) if errors else None, 0.15, "<=",
                                                 failed),
-        "protocol_overhead_1mb": target(overhead["overhead"], 0.05, "<="),
         "concurrent_client_errors_8": target(concurrency["errors"], 0, "<="),
     }
 
@@ -636,13 +390,13 @@ def resolve_settings(args: argparse.Namespace) -> LiveSettings:
 
 def write_protocol_report(args: argparse.Namespace, settings: LiveSettings,
                           protocol_results: dict[str, Any]) -> None:
-    """The ``--protocol-only`` report: the protocol target and the shaper rows."""
-    targets = {"protocol_overhead_1mb": target(protocol_results["loopback"]["overhead"], 0.05,
-                                               "<=")}
+    """The ``--protocol-only`` report: the channel targets and the shaper rows."""
+    targets = protocol_targets(protocol_results)
     path = write_report(NAME, args.out, protocol_results["shaper_rows"], targets,
                         protocol_markdown(protocol_results),
                         extra={"protocol": protocol_results, "link": settings.link_kind})
     print_targets(targets)
+    print_beside_targets(protocol_results)
     print(f"wrote {path}")
 
 
@@ -767,14 +521,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(NAME, argv, build_parser())
     settings = resolve_settings(args)
     torch.set_num_threads(args.device_threads)  # the device load computes as the device
-    protocol_results = protocol_section(args, settings.kernel_path,
-                                        [SplitModel(model) for model in settings.models])
+    protocol_results = protocol_section(
+        args.quick, args.latency_ms, settings.kernel_path,
+        [SplitModel(model) for model in settings.models], BANDWIDTH_CLASSES_MBPS["WiFi"],
+        (BANDWIDTH_CLASSES_MBPS["4G"], BANDWIDTH_CLASSES_MBPS["WiFi"]))
     if args.protocol_only:
         write_protocol_report(args, settings, protocol_results)
         return
     missing = Missing()
     live = run_live(args, settings, missing)
-    targets = live_targets(live.rows, protocol_results["loopback"], live.concurrency)
+    targets = {**live_targets(live.rows, live.concurrency), **protocol_targets(protocol_results)}
     body = live_markdown(args, settings, live, protocol_results)
     path = write_report(NAME, args.out, live.rows, targets, body, extra={
         "missing": missing.entries, "protocol": protocol_results,
@@ -785,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                             for name, profile in live.device_profiles.items()},
         "traces": live.traces, "agent_note": live.agent_note})
     print_targets(targets)
+    print_beside_targets(protocol_results)
     print(f"wrote {path}")
 
 

@@ -59,6 +59,20 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
+def median_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """Median and its distribution-free 95% interval (order statistics of the binomial): at
+    least 95% coverage for any distribution; the whole range for 6 values or fewer."""
+    from scipy import stats
+
+    ordered = np.sort(np.asarray(values, dtype=float))
+    if ordered.size == 0:
+        return math.nan, math.nan, math.nan
+    below = int(stats.binom.ppf(0.025, ordered.size, 0.5))  # values that may lie below
+    low = ordered[max(below - 1, 0)]
+    high = ordered[min(ordered.size - below, ordered.size - 1)]
+    return float(np.median(ordered)), float(low), float(high)
+
+
 def target(value: float | None, threshold: float, op: str,
            reason: str | None = None) -> dict[str, Any]:
     """One target entry; ``met`` is ``value <op> threshold``. A target with a ``reason`` (rows

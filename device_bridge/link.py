@@ -12,7 +12,9 @@ any exception that would end the receiver. A RESULT is admitted from its header,
 payload is read, only for a request in flight, as float32 of the shape that request's output
 has (``output_shapes``). Reads and writes that make no progress for ``stall_timeout_s`` fail
 the link. Uploads go through a ``ShapedSender`` (token bucket + latency) so the emulated
-uplink sits on this socket; every frame in both directions carries its tag.
+uplink sits on this socket. On plain TCP every frame in both directions carries its tag;
+inside TLS the frames after the handshake go untagged, as the CHALLENGE offers, and a CHALLENGE
+offering untagged frames on a connection that is not TLS is refused (a downgrade).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class ServerLink:
         self.model_ids: dict[str, int] = {}
         self.server_device = ""
         self.server_whole_model_s: dict[str, float] = {}
+        self.frame_tags: bool | None = None  # agreed in the handshake
         self.sock: socket.socket | None = None
         self.receiver: threading.Thread | None = None
         self._send_mac: FrameMac | None = None
@@ -128,7 +131,7 @@ class ServerLink:
 
     def _handshake(self, sock: socket.socket, deadline: float) -> None:
         challenge = protocol.read_frame(sock, protocol.MAX_CONTROL_BYTES, deadline)
-        server_nonce = self._read_offer(challenge)
+        server_nonce, frame_tags = self._read_offer(challenge)
         client_nonce = secrets.token_bytes(protocol.NONCE_BYTES)
         to_server, to_client = protocol.session_keys(self.token, server_nonce, client_nonce,
                                                      challenge.payload)
@@ -145,10 +148,14 @@ class ServerLink:
         except protocol.IntegrityError:
             raise HandshakeError("the server did not prove it knows the token (WELCOME tag "
                                  "missing or wrong): not our server") from None
-        self._accept_welcome(reply.json())
+        self._accept_welcome(reply.json(), frame_tags)
+        if not frame_tags:  # TLS records protect every later frame
+            self._send_mac = self._receive_mac = None
+        self.frame_tags = frame_tags
 
-    def _read_offer(self, challenge: protocol.Frame) -> bytes:
-        """Check the CHALLENGE (version, our models with our weights); its nonce."""
+    def _read_offer(self, challenge: protocol.Frame) -> tuple[bytes, bool]:
+        """Check the CHALLENGE (version, our models with our weights, the channel); its nonce
+        and whether frames are tagged."""
         if challenge.msg_type == MessageType.ERROR:
             raise HandshakeError(f"server refused: {protocol.describe_error(challenge)}")
         if challenge.msg_type != MessageType.CHALLENGE:
@@ -167,10 +174,23 @@ class ServerLink:
             if hosted[name] != digest:
                 raise HandshakeError(f"{name}: server weights differ from ours "
                                      f"({peer_text(hosted[name], 20)} != {digest[:12]})")
-        return protocol.parse_nonce(offer.get("nonce"))
+        return protocol.parse_nonce(offer.get("nonce")), self._offered_frame_tags(offer)
 
-    def _accept_welcome(self, welcome: dict[str, Any]) -> None:
-        """Take the model ids, device and whole-model times of a WELCOME whose tag checked."""
+    def _offered_frame_tags(self, offer: dict[str, Any]) -> bool:
+        """The CHALLENGE's ``frame_tags``: untagged frames only inside our own TLS connection
+        (an untagged offer on plain TCP is a downgrade, refused before AUTH leaves)."""
+        frame_tags = offer.get("frame_tags")
+        if not isinstance(frame_tags, bool):
+            raise ProtocolError(f"CHALLENGE frame_tags must be true or false, got "
+                                f"{peer_text(frame_tags)}")
+        if not frame_tags and self.tls is None:
+            raise HandshakeError("the server offered untagged frames on a connection without "
+                                 "TLS (a downgrade): refused")
+        return frame_tags
+
+    def _accept_welcome(self, welcome: dict[str, Any], frame_tags: bool) -> None:
+        """Take the model ids, device and whole-model times of a WELCOME whose tag checked,
+        which must confirm the channel the CHALLENGE offered."""
         models = welcome.get("models")
         if not (isinstance(models, list) and all(isinstance(name, str) for name in models)
                 and sorted(models) == sorted(self.model_hashes)):
@@ -186,6 +206,9 @@ class ServerLink:
                 for name, value in seconds.items())):
             raise ProtocolError(f"WELCOME whole_model_s must map our models to seconds, got "
                                 f"{peer_text(seconds)}")
+        if welcome.get("frame_tags") is not frame_tags:
+            raise HandshakeError(f"WELCOME frame_tags {peer_text(welcome.get('frame_tags'))} "
+                                 f"differs from the CHALLENGE's {frame_tags}")
         self.model_ids = {name: i for i, name in enumerate(models)}
         self.server_device = device
         self.server_whole_model_s = {name: float(value) for name, value in seconds.items()}
@@ -196,7 +219,7 @@ class ServerLink:
         emulated uplink starts it then if it was free); returns bytes sent. Raises OSError."""
         buffers = protocol.encode_frame(MessageType.INFER, request_id=request_id,
                                         model_id=self.model_ids[model], cut=cut, tensor=tensor,
-                                        tagged=True)
+                                        tagged=self._send_mac is not None)
         batch, output = tuple(tensor.shape[:1]), self.output_shapes.get(model)
         expected = (batch + tuple(output[1:]), True) if output else (batch, False)
         with self._expected_lock:  # before it leaves: its RESULT may come back at once
@@ -208,7 +231,8 @@ class ServerLink:
         import torch
 
         payload = torch.zeros(payload_bytes, dtype=torch.uint8)
-        buffers = protocol.encode_frame(MessageType.PROBE, tensor=payload, tagged=True)
+        buffers = protocol.encode_frame(MessageType.PROBE, tensor=payload,
+                                        tagged=self._send_mac is not None)
         self._probe_done.clear()
         start = time.perf_counter()
         self._send(buffers)
@@ -265,7 +289,8 @@ class ServerLink:
 
     def _receive_frames(self) -> None:
         # results outlive the read: fresh buffers
-        reader = protocol.FrameReader(self.sock, mac=self._receive_mac, admit=self._admit)
+        reader = protocol.FrameReader(self.sock, mac=self._receive_mac, admit=self._admit,
+                                      untagged_channel=self._receive_mac is None)
         while True:
             try:
                 frame = reader.read()

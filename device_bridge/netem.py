@@ -11,7 +11,9 @@ delays). Needs root (CAP_NET_ADMIN) and iproute2; ``netem_unavailable()`` says w
 cannot be built.
 Run the server under ``ip netns exec psdb_srv`` and enter the device namespace with
 ``enter_namespace(DEVICE_NS)`` (per thread: only sockets the calling thread creates afterwards
-live in it).
+live in it). Every function takes a ``VethPair`` (default the one above), so a second path
+with other names (``VethPair.named("pch", 212)``) can live beside it; ``up_duplex`` shapes
+both directions, each veth end's egress by its own ``tbf``, as a full-duplex link.
 
     python -m device_bridge.netem up --bandwidth-mbps 5.85 --latency-ms 5
     python -m device_bridge.netem down
@@ -26,11 +28,35 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-DEVICE_NS, SERVER_NS = "psdb_dev", "psdb_srv"
-DEVICE_IF, SERVER_IF = "psdb-dev", "psdb-srv"
-DEVICE_IP, SERVER_IP = "10.211.0.1", "10.211.0.2"
+
+@dataclass(frozen=True)
+class VethPair:
+    """Two network namespaces, the device's and the server's, joined by a veth pair."""
+
+    device_ns: str
+    server_ns: str
+    device_if: str
+    server_if: str
+    device_ip: str
+    server_ip: str
+
+    @classmethod
+    def named(cls, prefix: str, subnet: int) -> VethPair:
+        """``PREFIX_dev`` / ``PREFIX_srv`` with veths ``PREFIX-dev`` / ``PREFIX-srv`` on
+        10.SUBNET.0.1 and .2 (/30)."""
+        return cls(f"{prefix}_dev", f"{prefix}_srv", f"{prefix}-dev", f"{prefix}-srv",
+                   f"10.{subnet}.0.1", f"10.{subnet}.0.2")
+
+
+DEFAULT_PAIR = VethPair.named("psdb", 211)
+DEVICE_NS, SERVER_NS = DEFAULT_PAIR.device_ns, DEFAULT_PAIR.server_ns
+DEVICE_IF, SERVER_IF = DEFAULT_PAIR.device_if, DEFAULT_PAIR.server_if
+DEVICE_IP, SERVER_IP = DEFAULT_PAIR.device_ip, DEFAULT_PAIR.server_ip
 CLONE_NEWNET = 0x40000000
+# the token bucket of tbf holds this much traffic; 10 ms at WiFi rates is two full frames
+DEFAULT_BURST_S = 0.01
 
 
 def _run(*command: str) -> None:
@@ -61,16 +87,17 @@ def netem_unavailable() -> str | None:
     return None
 
 
-def _tbf_args(bandwidth_mbps: float) -> list[str]:
-    # a bucket of ~10 ms of traffic (at least two full frames), a deep queue so TCP is not
+def _tbf_args(bandwidth_mbps: float, burst_s: float = DEFAULT_BURST_S) -> list[str]:
+    # a bucket of burst_s of traffic (at least two full frames), a deep queue so TCP is not
     # policed; GSO super-packets larger than the bucket are segmented by tbf
-    burst = max(3028, int(bandwidth_mbps * 1e6 / 8 / 100))
+    burst = max(3028, int(bandwidth_mbps * 1e6 / 8 * burst_s))
     return ["tbf", "rate", f"{bandwidth_mbps}mbit", "burst", str(burst), "limit", str(4 * 2**20)]
 
 
-def _qdisc(verb: str, bandwidth_mbps: float, latency_ms: float) -> bool:
+def _qdisc(verb: str, bandwidth_mbps: float, latency_ms: float, pair: VethPair) -> bool:
     """Install the uplink qdisc; True when netem (delay + rate), False for tbf (rate only)."""
-    base = ["ip", "netns", "exec", DEVICE_NS, "tc", "qdisc", verb, "dev", DEVICE_IF, "root"]
+    base = ["ip", "netns", "exec", pair.device_ns, "tc", "qdisc", verb, "dev", pair.device_if,
+            "root"]
     try:
         _run(*base, "netem", "delay", f"{latency_ms}ms", "rate", f"{bandwidth_mbps}mbit",
              "limit", "10000")
@@ -82,29 +109,44 @@ def _qdisc(verb: str, bandwidth_mbps: float, latency_ms: float) -> bool:
     return False
 
 
-def up(bandwidth_mbps: float, latency_ms: float) -> bool:
-    """Create both namespaces, the veth pair, addresses and the uplink qdisc (fresh).
-
-    Returns True when the kernel also applies the latency (netem), False when only the rate."""
-    down()
-    _run("ip", "netns", "add", DEVICE_NS)
-    _run("ip", "netns", "add", SERVER_NS)
-    _run("ip", "link", "add", DEVICE_IF, "netns", DEVICE_NS, "type", "veth", "peer", "name",
-         SERVER_IF, "netns", SERVER_NS)
-    for namespace, interface, address in ((DEVICE_NS, DEVICE_IF, DEVICE_IP),
-                                          (SERVER_NS, SERVER_IF, SERVER_IP)):
+def _create(pair: VethPair) -> None:
+    """Both namespaces, the veth pair and its addresses, fresh (no qdisc)."""
+    down(pair)
+    _run("ip", "netns", "add", pair.device_ns)
+    _run("ip", "netns", "add", pair.server_ns)
+    _run("ip", "link", "add", pair.device_if, "netns", pair.device_ns, "type", "veth", "peer",
+         "name", pair.server_if, "netns", pair.server_ns)
+    for namespace, interface, address in ((pair.device_ns, pair.device_if, pair.device_ip),
+                                          (pair.server_ns, pair.server_if, pair.server_ip)):
         _run("ip", "-n", namespace, "addr", "add", f"{address}/30", "dev", interface)
         _run("ip", "-n", namespace, "link", "set", interface, "up")
         _run("ip", "-n", namespace, "link", "set", "lo", "up")
-    return _qdisc("add", bandwidth_mbps, latency_ms)
 
 
-def set_rate(bandwidth_mbps: float, latency_ms: float) -> bool:
-    return _qdisc("replace", bandwidth_mbps, latency_ms)
+def up(bandwidth_mbps: float, latency_ms: float, pair: VethPair = DEFAULT_PAIR) -> bool:
+    """Create both namespaces, the veth pair, addresses and the uplink qdisc (fresh).
+
+    Returns True when the kernel also applies the latency (netem), False when only the rate."""
+    _create(pair)
+    return _qdisc("add", bandwidth_mbps, latency_ms, pair)
 
 
-def down() -> None:
-    for namespace in (DEVICE_NS, SERVER_NS):
+def up_duplex(bandwidth_mbps: float, pair: VethPair, burst_s: float = DEFAULT_BURST_S) -> None:
+    """Create the pair with both directions rate-limited on their own (each veth end's egress
+    by a ``tbf`` of ``bandwidth_mbps``), as a full-duplex link; no added latency."""
+    _create(pair)
+    for namespace, interface in ((pair.device_ns, pair.device_if),
+                                 (pair.server_ns, pair.server_if)):
+        _run("ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", interface, "root",
+             *_tbf_args(bandwidth_mbps, burst_s))
+
+
+def set_rate(bandwidth_mbps: float, latency_ms: float, pair: VethPair = DEFAULT_PAIR) -> bool:
+    return _qdisc("replace", bandwidth_mbps, latency_ms, pair)
+
+
+def down(pair: VethPair = DEFAULT_PAIR) -> None:
+    for namespace in (pair.device_ns, pair.server_ns):
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
 
 

@@ -5,7 +5,7 @@ then (when flag ``TAGGED`` is set) a 16-byte tag.
 
     offset size field
     0      4    magic         b"PSDB"
-    4      1    version       2
+    4      1    version       3
     5      1    msg_type      MessageType
     6      2    flags         bit 0 TAGGED: a tag follows the payload; other bits 0
     8      2    model_id      index into the model list agreed in the handshake
@@ -27,22 +27,29 @@ Control payloads (CHALLENGE, AUTH, WELCOME, ERROR) are small UTF-8 JSON objects.
 
 Handshake (mutual: each side answers the other's nonce):
 
-1. server -> CHALLENGE ``{"protocol": 2, "nonce": hex(32 random bytes) Ns, "models":
-   {name: weights_sha256}}`` (untagged);
+1. server -> CHALLENGE ``{"protocol": 3, "nonce": hex(32 random bytes) Ns, "models":
+   {name: weights_sha256}, "frame_tags": bool}`` (untagged); ``frame_tags`` is false exactly
+   when the server's end of the connection is TLS;
 2. client -> AUTH ``{"nonce": hex Nc, "models": {name: weights_sha256}}``, tagged under the
-   client-to-server key;
+   client-to-server key; a client whose own connection is not TLS refuses a CHALLENGE with
+   ``frame_tags`` false before sending it (a downgrade to untagged frames on plain TCP);
 3. server -> WELCOME ``{"models": [names in the client's order], "device": ...,
-   "whole_model_s": {...}}``, tagged under the server-to-client key (model_id = position in
-   that list), or an untagged ERROR ``{"code": ...}`` and close.
+   "whole_model_s": {...}, "frame_tags": bool}``, tagged under the server-to-client key
+   (model_id = position in that list; ``frame_tags`` must repeat the CHALLENGE's), or an
+   untagged ERROR ``{"code": ...}`` and close.
 
 The keys are ``HMAC-SHA256(token, label | Ns | Nc | SHA-256(CHALLENGE payload))`` with one
 label per direction, so a valid AUTH tag proves the client knows the token and saw this
-challenge, and a valid WELCOME tag proves the same of the server. Every frame from AUTH on
-carries ``tag = HMAC-SHA256(direction key, seq || header || payload)[:16]``, where ``seq`` is
-the frame's implicit 64-bit position in its direction (0 for AUTH and WELCOME): a flipped bit,
-a replayed, reordered or dropped frame, or a frame of another session fails the tag and
-closes the connection. Afterwards the client sends INFER and PROBE frames (payload discarded,
-answered by a PROBE_ACK) in any order; the server answers each INFER with a RESULT.
+challenge (``frame_tags`` included), and a valid WELCOME tag proves the same of the server.
+With ``frame_tags`` every frame from AUTH on carries ``tag = HMAC-SHA256(direction key, seq ||
+header || payload)[:16]``, where ``seq`` is the frame's implicit 64-bit position in its
+direction (0 for AUTH and WELCOME): a flipped bit, a replayed, reordered or dropped frame, or
+a frame of another session fails the tag and closes the connection. Without it (TLS) only
+AUTH and WELCOME are tagged, as the proofs of the token, and every later frame is untagged (a
+tagged one is a ProtocolError): TLS 1.3 records are AEAD with their own sequence numbers and
+give the same integrity, replay and reorder protection, end to end with the pinned server.
+Afterwards the client sends INFER and PROBE frames (payload discarded, answered by a
+PROBE_ACK) in any order; the server answers each INFER with a RESULT.
 
 ERROR payloads carry a fixed ``code`` (``ErrorCode``); a ``reason`` text is added only for
 a peer that has proven the token, and never holds internal exception text.
@@ -80,7 +87,7 @@ if TYPE_CHECKING:
     import torch
 
 MAGIC = b"PSDB"
-VERSION = 2
+VERSION = 3
 MAX_NDIM = 8
 HEADER = struct.Struct("!4sBBHHHQdBB8IQ")
 FLAG_TAGGED = 0x1
@@ -93,7 +100,7 @@ INITIAL_PAYLOAD_BYTES = 256 * 1024
 # larger frames leave before their tag is computed, so the receiver hashes what has
 # arrived while the sender hashes the same bytes (two cores instead of one after the other)
 OVERLAP_TAG_MIN_BYTES = 64 * 1024
-KEY_LABELS = (b"pipesched-v2 client-to-server|", b"pipesched-v2 server-to-client|")
+KEY_LABELS = (b"pipesched-v3 client-to-server|", b"pipesched-v3 server-to-client|")
 MIN_TOKEN_BYTES = 32
 PEER_TEXT_CHARS = 80
 # a TLS socket has no sendmsg; under a deadline its bytes leave in pieces of this size
@@ -245,16 +252,23 @@ class Frame:
         return value
 
 
+# the per-frame MAC; keyed BLAKE2b is the benchmark's comparison (docs/device_bridge.md)
+FRAME_MACS: dict[str, Callable[[bytes], Any]] = {
+    "hmac-sha256": lambda key: hmac.new(key, digestmod="sha256"),
+    "blake2b": lambda key: hashlib.blake2b(key=key, digest_size=TAG_BYTES),
+}
+
+
 class FrameMac:
     """One direction of a session: ``HMAC-SHA256(key, seq || header || payload)[:16]`` with
     ``seq`` counting that direction's frames from 0 (never sent: both ends count).
 
-    HMAC-SHA256 is the fastest keyed MAC the standard library offers where the CPU has SHA
-    instructions (OpenSSL; about 0.6 ms per MiB here, against 1.2 for keyed BLAKE2b and
-    1.3 for HMAC-SHA512; see docs/device_bridge.md)."""
+    HMAC-SHA256 is the fastest keyed MAC of the standard library not built on a deprecated
+    hash where the CPU has SHA instructions (OpenSSL; see docs/device_bridge.md, "Channel
+    choice"). ``algorithm`` picks another entry of ``FRAME_MACS`` (the benchmark's)."""
 
-    def __init__(self, key: bytes):
-        self._keyed = hmac.new(key, digestmod="sha256")
+    def __init__(self, key: bytes, algorithm: str = "hmac-sha256"):
+        self._keyed = FRAME_MACS[algorithm](key)
         self.sequence = 0
 
     def start(self) -> Any:
@@ -481,8 +495,10 @@ class FrameReader:
 
     With ``mac`` (the connection's receiving ``FrameMac``) every frame must be tagged: the
     MAC is fed as each piece arrives and the tag is checked once the payload is in
-    (``IntegrityError`` otherwise; the frame is never returned). Without it, a tagged
-    frame's header and tag are kept on the Frame for a later ``FrameMac.check``.
+    (``IntegrityError`` otherwise; the frame is never returned). With ``untagged_channel``
+    (a TLS session that agreed on untagged frames) a tagged frame is a ProtocolError, read no
+    further. With neither (the handshake), a tagged frame's header and tag are kept on the
+    Frame for a later ``FrameMac.check``.
 
     With ``reuse_payload`` one buffer serves every frame, and the tensor over it is kept per
     (dtype, shape), so a shape seen before costs no allocation and no tensor construction. A
@@ -502,14 +518,18 @@ class FrameReader:
     def __init__(self, sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  reuse_payload: bool = False, mac: FrameMac | None = None, *,
                  admit: Admit | None = None, budget: ByteBudget | None = None,
-                 idle_timeout_s: float | None = None, frame_timeout_s: float | None = None):
+                 idle_timeout_s: float | None = None, frame_timeout_s: float | None = None,
+                 untagged_channel: bool = False):
         if budget is not None and not reuse_payload:
             raise ValueError("a byte budget needs reuse_payload (buffers handed out are not "
                              "tracked)")
+        if untagged_channel and mac is not None:
+            raise ValueError("a channel is either tagged (mac) or untagged, not both")
         self.sock = sock
         self.max_frame_bytes = max_frame_bytes
         self.reuse_payload = reuse_payload
         self.mac = mac
+        self.untagged_channel = untagged_channel
         self.admit = admit
         self.budget = budget
         self.idle_timeout_s = idle_timeout_s
@@ -596,6 +616,8 @@ class FrameReader:
         arrived, deadline = self._frame_start(deadline)
         recv_exact_into(self.sock, self._header_view[arrived:], deadline=deadline)
         header = decode_header(self._header, self.max_frame_bytes)
+        if header.tagged and self.untagged_channel:
+            raise ProtocolError(f"tagged {header.msg_type.name} on a channel agreed untagged")
         if self.admit is not None:
             self.admit(header)
         mac = None

@@ -19,17 +19,19 @@ thread, which also survives failures of ``accept`` itself (EMFILE: logged, brief
 The mutual handshake (see ``device_bridge.protocol``; TLS first with ``--tls-cert``) must
 finish within ``--handshake-timeout-s`` as a whole, however the bytes trickle in. After it,
 INFER frames are answered by RESULT frames that carry the server compute time, every frame
-tagged under the session keys. Bounds for authenticated peers: a connection silent for
-``--idle-timeout-s`` is closed (``idle_timeout``); once a frame's first byte is in, the rest
-must arrive within ``--frame-timeout-s``, and each reply must leave within it
-(``frame_timeout``); an INFER is checked from its header before its payload is read (model,
-cut, shape, dtype, batch at most ``--max-batch``); payload buffers of all connections hold at
-most ``--max-buffered-mb`` together, and at most ``--max-concurrent`` inferences run at once,
-a request waiting up to ``--queue-timeout-s`` for a slot (``server_busy`` otherwise). A
-malformed, oversized, unauthenticated, tampered, replayed or refused frame gets an ERROR with
-a fixed code (plus a one-line reason only for a peer that proved the token) and closes that
-connection only, with the reason logged (peer-chosen text quoted by ``repr``). Every request
-is logged with its model, cut, bytes and compute time.
+tagged under the session keys on plain TCP, untagged inside TLS (its records protect them; the
+CHALLENGE says which, and a client refuses untagged frames without TLS). Bounds for
+authenticated peers: a connection silent for ``--idle-timeout-s`` is closed
+(``idle_timeout``); once a frame's first byte is in, the rest must arrive within
+``--frame-timeout-s``, and each reply must leave within it (``frame_timeout``); an INFER is
+checked from its header before its payload is read (model, cut, shape, dtype, batch at most
+``--max-batch``); payload buffers of all connections hold at most ``--max-buffered-mb``
+together, and at most ``--max-concurrent`` inferences run at once, a request waiting up to
+``--queue-timeout-s`` for a slot (``server_busy`` otherwise). A malformed, oversized,
+unauthenticated, tampered, replayed or refused frame gets an ERROR with a fixed code (plus a
+one-line reason only for a peer that proved the token) and closes that connection only, with
+the reason logged (peer-chosen text quoted by ``repr``). Every request is logged with its
+model, cut, bytes and compute time.
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ class ServerStats:
 @dataclass(eq=False)
 class Session:
     """One connection's state: proven once the AUTH tag checked, welcomed once WELCOME left
-    (from then on every frame it sends is tagged); errored once an ERROR went out."""
+    (from then on every frame it sends is tagged under ``send_mac``, or untagged when that is
+    None inside TLS); errored once an ERROR went out."""
     sock: socket.socket
     where: str
     address: str
@@ -446,7 +449,8 @@ class OffloadServer:
                 session.sock, self.limits.max_frame_bytes, reuse_payload=True, mac=receive_mac,
                 admit=lambda header: self._admit_frame(header, hosted_list),
                 budget=self.budget, idle_timeout_s=self.limits.idle_timeout_s,
-                frame_timeout_s=self.limits.frame_timeout_s)
+                frame_timeout_s=self.limits.frame_timeout_s,
+                untagged_channel=receive_mac is None)
             self._serve_requests(session, reader, hosted_list)
         except Exception as error:  # deliberate: every failure closes this connection only
             self._fail(session, error)
@@ -533,12 +537,17 @@ class OffloadServer:
             raise WriteStalled(f"the peer did not take a {msg_type.name} within the frame "
                                f"deadline of {timeout_s} s") from None
 
-    def _handshake(self, session: Session, deadline: float) -> tuple[list[HostedModel], FrameMac]:
+    def _handshake(self, session: Session,
+                   deadline: float) -> tuple[list[HostedModel], FrameMac | None]:
+        """The hosted models the peer asked for and the MAC of its frames (None: untagged,
+        inside TLS)."""
         sock = session.sock
         nonce = secrets.token_bytes(protocol.NONCE_BYTES)
+        frame_tags = self.tls is None  # inside TLS its AEAD records protect every frame
         challenge = protocol.encode_frame(MessageType.CHALLENGE, control={
             "protocol": protocol.VERSION, "nonce": nonce.hex(),
-            "models": {name: hosted.weights_sha256 for name, hosted in self.models.items()}})
+            "models": {name: hosted.weights_sha256 for name, hosted in self.models.items()},
+            "frame_tags": frame_tags})
         protocol.send_buffers(sock, challenge, deadline)
         frame = protocol.read_frame(sock, protocol.MAX_CONTROL_BYTES, deadline)
         if frame.msg_type != MessageType.AUTH:
@@ -568,8 +577,12 @@ class OffloadServer:
         protocol.send_frame(sock, MessageType.WELCOME, mac=session.send_mac, deadline=deadline,
                             control={"models": list(requested), "device": str(self.device),
                                      "whole_model_s": {name: self.models[name].whole_model_s
-                                                       for name in requested}})
-        LOG.info("%s: authenticated for %s", session.where, ", ".join(requested))
+                                                       for name in requested},
+                                     "frame_tags": frame_tags})
+        LOG.info("%s: authenticated for %s (%s frames)", session.where, ", ".join(requested),
+                 "tagged" if frame_tags else "untagged TLS")
+        if not frame_tags:
+            session.send_mac = receive_mac = None
         return hosted_list, receive_mac
 
     # ---- requests -----------------------------------------------------------------------

@@ -1,15 +1,21 @@
 """TLS 1.3 (stdlib ``ssl``) under the frame protocol, with the server certificate pinned.
 
-The frame MACs already authenticate both ends and every frame; TLS adds confidentiality
-(activations and results are otherwise readable on the wire, and a server impersonator would
-get an AUTH tag to test token guesses against offline). The server requires it when it binds
-an address other than loopback (``device_bridge.server``). Both sides accept TLS 1.3 only.
+TLS adds confidentiality (activations and results are otherwise readable on the wire, and a
+server impersonator would get an AUTH tag to test token guesses against offline) and takes
+over the frames' integrity: inside TLS the frames after the handshake carry no HMAC tag, since
+TLS 1.3 records are AEAD (AES-GCM here) with their own sequence numbers, while the tagged AUTH
+and WELCOME still prove the token both ways inside the session (``device_bridge.protocol``).
+No client certificate is needed: the server end is pinned, so the client's token proof
+cannot be relayed from another session. The server requires TLS when it binds an address
+other than loopback (``device_bridge.server``). Both sides accept TLS 1.3 only.
 The client trusts exactly one certificate, the server's, given as a file: it is the only
 trust anchor, and the peer's certificate must also match it byte for byte (SHA-256 of the
 DER), so no CA and no host name are involved. Make a pair with
 
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \\
         -subj /CN=pipesched-server -keyout server.key -out server.crt
+
+(``self_signed_pair`` runs it).
 
 The TLS handshake runs non-blocking under the caller's deadline, so a peer that trickles
 handshake bytes cannot hold the connection past it.
@@ -21,7 +27,9 @@ import hashlib
 import select
 import socket
 import ssl
+import subprocess
 import time
+from pathlib import Path
 
 
 def _certificate_der(cert_file: str) -> bytes:
@@ -30,6 +38,23 @@ def _certificate_der(cert_file: str) -> bytes:
             return ssl.PEM_cert_to_DER_cert(handle.read())
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"certificate file {cert_file}: {error}") from None
+
+
+def self_signed_pair(directory: str | Path, name: str = "pipesched-server",
+                     days: int = 365) -> tuple[str, str]:
+    """A fresh P-256 certificate and its key in ``directory`` (the ``openssl req`` above):
+    their paths; ValueError in one line when openssl is missing or fails."""
+    cert, key = Path(directory) / f"{name}.crt", Path(directory) / f"{name}.key"
+    command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+               "ec_paramgen_curve:prime256v1", "-nodes", "-days", str(days), "-subj",
+               f"/CN={name}", "-keyout", str(key), "-out", str(cert)]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ValueError("openssl is not installed: cannot make a certificate") from None
+    except subprocess.CalledProcessError as error:
+        raise ValueError(f"openssl req failed: {error.stderr.strip()[-200:]}") from None
+    return str(cert), str(key)
 
 
 def _handshake(sock: ssl.SSLSocket, deadline: float) -> None:

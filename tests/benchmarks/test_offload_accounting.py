@@ -5,9 +5,9 @@ from pathlib import Path
 
 from benchmarks import offload_dag
 from benchmarks.offload_live import live_targets, planners
+from benchmarks.offload_live_protocol import protocol_targets
 from benchmarks.report import Missing
 
-OVERHEAD = {"overhead": 0.01}
 CONCURRENCY = {"errors": 0}
 
 
@@ -25,7 +25,7 @@ def test_a_failed_planner_row_fails_the_accuracy_target() -> None:
             live_row("4G", "agent", "failed: planning: ValueError: 9 jobs > 6"),
             live_row("3G", "joint", "skipped: predicted 300.0 s > 120 s"),
             live_row("3G", "agent", "missing: agent not found")]
-    targets = live_targets(rows, OVERHEAD, CONCURRENCY)
+    targets = live_targets(rows, CONCURRENCY)
     accuracy = targets["max_abs_measured_vs_predicted"]
     assert accuracy["value"] == 0.0 and accuracy["met"] is False
     assert accuracy["reason"] == "1 of 3 rows failed"
@@ -35,16 +35,29 @@ def test_a_failed_planner_row_fails_the_accuracy_target() -> None:
 def test_a_failed_4g_row_fails_the_speedup_target_with_its_reason() -> None:
     rows = [live_row("4G", "joint", "failed: planning: RuntimeError: boom"),
             live_row("4G", "neurosurgeon")]
-    entry = live_targets(rows, OVERHEAD, CONCURRENCY)["joint_over_neurosurgeon_4g"]
+    entry = live_targets(rows, CONCURRENCY)["joint_over_neurosurgeon_4g"]
     assert entry["met"] is False and entry["value"] is None
     assert entry["reason"] == "4G joint: failed: planning: RuntimeError: boom"
 
 
 def test_no_rows_fail_every_row_target() -> None:
-    targets = live_targets([], OVERHEAD, CONCURRENCY)
+    targets = live_targets([], CONCURRENCY)
     assert targets["max_abs_measured_vs_predicted"]["met"] is False
     assert targets["joint_over_neurosurgeon_4g"]["reason"] == "no 4G joint row"
-    assert targets["protocol_overhead_1mb"]["met"] is True
+
+
+def _channel(overhead_high: float) -> dict:
+    return {"overhead": overhead_high / 2, "overhead_low": 0.0, "overhead_high": overhead_high}
+
+
+def test_channel_targets_judge_the_upper_ci_at_1_gbit_and_fail_without_the_link() -> None:
+    gigabit = {"kinds": {"tls": _channel(0.04), "hmac-sha256": _channel(0.06)}}
+    targets = protocol_targets({"gigabit_kernel": gigabit})
+    assert targets["tls_channel_overhead_1mib_1gbit_upper95"]["met"] is True
+    hmac_target = targets["hmac_channel_overhead_1mib_1gbit_upper95"]
+    assert hmac_target["value"] == 0.06 and hmac_target["met"] is False
+    for entry in protocol_targets({}).values():  # loopback only: no data never passes
+        assert entry["met"] is False and "no 1 Gbit/s kernel link" in entry["reason"]
 
 
 def test_a_missing_agent_is_a_missing_line(tmp_path: Path, capsys) -> None:

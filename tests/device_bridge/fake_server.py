@@ -52,7 +52,7 @@ def send_challenge(conn: socket.socket, hashes: dict[str, str],
     nonce = secrets.token_bytes(protocol.NONCE_BYTES)
     if payload is None:
         payload = json.dumps({"protocol": protocol.VERSION, "nonce": nonce.hex(),
-                              "models": hashes}).encode()
+                              "models": hashes, "frame_tags": True}).encode()
     conn.sendall(raw_frame(MessageType.CHALLENGE, payload))
     return nonce, payload
 
@@ -69,7 +69,7 @@ def handshake(conn: socket.socket, hashes: dict[str, str], token: bytes = TOKEN,
     receive_mac.start()  # AUTH took sequence number 0 (unchecked: a rogue cannot check it)
     if welcome is None:
         welcome = json.dumps({"models": list(auth.json()["models"]), "device": "fake",
-                              "whole_model_s": {}}).encode()
+                              "whole_model_s": {}, "frame_tags": True}).encode()
     conn.sendall(raw_frame(MessageType.WELCOME, welcome, mac=send_mac))
     return Session(conn, send_mac, protocol.FrameReader(conn, mac=receive_mac))
 

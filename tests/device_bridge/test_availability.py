@@ -92,7 +92,8 @@ def _challenge(payload: bytes):
 
 def _challenge_fields(**fields):
     def script(conn, fake):
-        offer = {"protocol": 2, "nonce": "ab" * 32, "models": fake.hashes, **fields}
+        offer = {"protocol": protocol.VERSION, "nonce": "ab" * 32, "models": fake.hashes,
+                 "frame_tags": True, **fields}
         send_challenge(conn, fake.hashes, json.dumps(offer).encode())
         wait_for_close(conn)
     return script
@@ -121,12 +122,13 @@ def _untagged_welcome(conn, fake):
 
 
 def _welcome_fields(**fields) -> bytes:
-    return json.dumps({"models": [MODEL], "device": "fake", **fields}).encode()
+    return json.dumps({"models": [MODEL], "device": "fake", "frame_tags": True,
+                       **fields}).encode()
 
 
 CONNECT_KINDS = {  # kind: (script, what the recorded reason says)
     "bad-magic": (_raw(b"HTTP/1.1 400 Bad Request\r\n".ljust(70, b" ")), "bad magic"),
-    "huge-integer-json": (_challenge(b'{"protocol": 2, "nonce": ' + HUGE_INTEGER + b"}"),
+    "huge-integer-json": (_challenge(b'{"protocol": 3, "nonce": ' + HUGE_INTEGER + b"}"),
                           "not readable JSON: ValueError"),
     "not-utf8": (_challenge(b"\xff\xfe{}"), "not readable JSON"),
     "deep-nesting": (_challenge(b"[" * 20000 + b"]" * 20000), "not readable JSON: RecursionError"),
@@ -135,6 +137,8 @@ CONNECT_KINDS = {  # kind: (script, what the recorded reason says)
                                            shape=(0, HUGE_DIM, HUGE_DIM))), "exceeds"),
     "bad-nonce": (_challenge_fields(nonce="zz"), "nonce must be 32 bytes"),
     "models-not-an-object": (_challenge_fields(models=[1]), "models must be an object"),
+    "untagged-offer-without-tls": (_challenge_fields(frame_tags=False),
+                                   "untagged frames on a connection without TLS"),
     "wrong-proof": (_welcome(token=b"a guess at the token, 32 bytes long"),
                     "did not prove it knows the token"),
     "untagged-welcome": (_untagged_welcome, "did not prove it knows the token"),
@@ -147,6 +151,8 @@ CONNECT_KINDS = {  # kind: (script, what the recorded reason says)
                                     "whole_model_s must map our models to seconds"),
     "welcome-long-device": (_welcome(_welcome_fields(device="x" * 1000)),
                             "device must be a short string"),
+    "welcome-other-channel": (_welcome(_welcome_fields(frame_tags=False)),
+                              "differs from the CHALLENGE's True"),
     "refusal": (_raw(raw_frame(MessageType.ERROR, b'{"code": "server_busy"}')),
                 "server refused: 'server_busy'"),
     "refusal-forging-a-log-line": (_raw(raw_frame(
@@ -185,7 +191,7 @@ def test_every_hostile_reconnect_is_survived_in_one_batch(hashes):
 def test_cli_exits_0_with_every_result_when_the_challenge_is_malformed(hashes, token_file,
                                                                       tmp_path):
     out = tmp_path / "run.json"
-    script = _challenge(b'{"protocol": 2, "nonce": ' + HUGE_INTEGER + b"}")
+    script = _challenge(b'{"protocol": 3, "nonce": ' + HUGE_INTEGER + b"}")
     with FakeServer(hashes, [script]) as fake, pytest.raises(SystemExit) as exit_info:
         client_module.main([
             "--server", f"127.0.0.1:{fake.port}", "--jobs", f"{MODEL}:2",

@@ -2,12 +2,12 @@
 a real server on 127.0.0.1 and each checked for threads and sockets left behind."""
 
 import contextlib
+import json
 import secrets
 import select
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -20,9 +20,10 @@ from device_bridge.link import HandshakeError, ServerLink
 from device_bridge.protocol import FrameMac, MessageType
 from device_bridge.server import OffloadServer, ServerLimits
 from device_bridge.shaping import ShapedSender
-from device_bridge.tls import PinnedServerTls, ServerTls
+from device_bridge.tls import PinnedServerTls, ServerTls, self_signed_pair
 
 from .conftest import TOKEN
+from .fake_server import FakeServer, send_challenge
 from .wire import LeakCheck, authenticated, closing_error, raw_connection, send_auth
 
 
@@ -146,7 +147,8 @@ class RogueServer:
         with conn:
             nonce = secrets.token_bytes(32)
             challenge = protocol.encode_frame(MessageType.CHALLENGE, control={
-                "protocol": protocol.VERSION, "nonce": nonce.hex(), "models": self.hashes})
+                "protocol": protocol.VERSION, "nonce": nonce.hex(), "models": self.hashes,
+                "frame_tags": True})
             protocol.send_buffers(conn, challenge)
             auth = protocol.read_frame(conn)
             models = list(auth.json()["models"])
@@ -279,22 +281,13 @@ def test_lying_header_reserves_no_memory_on_the_server(server, leaks):
 
 
 # ---- TLS with a pinned certificate ---------------------------------------------------------
-def _certificate(directory, name: str) -> tuple[str, str]:
-    cert, key = str(directory / f"{name}.crt"), str(directory / f"{name}.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
-                    f"/CN={name}", "-keyout", key, "-out", cert],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def tls_server(server, tmp_path_factory):
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not installed")
     directory = tmp_path_factory.mktemp("tls")
-    cert, key = _certificate(directory, "server")
-    other_cert, _ = _certificate(directory, "impostor")
+    cert, key = self_signed_pair(directory, "server", days=1)
+    other_cert, _ = self_signed_pair(directory, "impostor", days=1)
     instance = OffloadServer(("alexnet",), TOKEN, device="cpu",
                              limits=ServerLimits(handshake_timeout_s=3.0),
                              tls=ServerTls(cert, key)).start()
@@ -306,6 +299,7 @@ def test_tls_with_the_pinned_certificate_serves_correct_results(tls_server):
     instance, cert, _, other_cert = tls_server
     check = LeakCheck(instance)
     link = _link(instance, tls=PinnedServerTls(cert), model="alexnet")
+    assert link.frame_tags is False  # TLS records protect the frames: no per-frame tag
     split = instance.models["alexnet"].split
     x = torch.randn(split.input_shape, generator=torch.Generator().manual_seed(3))
     cut = 5
@@ -354,4 +348,138 @@ def test_tls_below_1_3_is_refused_both_ways(tls_server):
         link.connect()
     thread.join(5)
     listener.close()
+    check.assert_clean()
+
+
+def _tls_handshake_by_hand(instance, cert) -> tuple[ssl.SSLSocket, FrameMac]:
+    """A TLS client speaking the protocol by hand up to WELCOME; its socket and send MAC."""
+    raw = socket.create_connection(("127.0.0.1", instance.port), timeout=10)
+    sock = PinnedServerTls(cert).wrap(raw, time.monotonic() + 5)
+    challenge = protocol.read_frame(sock)
+    assert challenge.json()["frame_tags"] is False
+    send_mac, receive_mac = send_auth(sock, challenge,
+                                      {"alexnet": instance.models["alexnet"].weights_sha256})
+    welcome = protocol.read_frame(sock)
+    receive_mac.check(welcome)  # the server still proves the token by a tag
+    assert welcome.json()["frame_tags"] is False
+    return sock, send_mac
+
+
+def test_inside_tls_frames_go_untagged_both_ways_and_a_tagged_one_is_refused(tls_server):
+    instance, cert, _, _ = tls_server
+    check = LeakCheck(instance)
+    sock, send_mac = _tls_handshake_by_hand(instance, cert)
+    split = instance.models["alexnet"].split
+    cut = split.num_segments - 1
+    x = torch.randn(split.boundary_shape(cut))
+    protocol.send_frame(sock, MessageType.INFER, request_id=7, cut=cut, tensor=x)
+    result = protocol.read_frame(sock)
+    assert result.msg_type == MessageType.RESULT and result.request_id == 7
+    assert result.tag == b""  # untagged on the wire
+    torch.testing.assert_close(result.tensor, split.run_range(cut, split.num_segments, x))
+    protocol.send_frame(sock, MessageType.INFER, mac=send_mac, request_id=8, cut=cut, tensor=x)
+    error = protocol.read_frame(sock)
+    assert error.tag == b"" and error.json() == {
+        "code": "bad_request", "reason": "tagged INFER on a channel agreed untagged"}
+    sock.close()
+    check.assert_clean()
+
+
+def test_an_offer_rewritten_to_untagged_fails_the_token_proof(server, leaks):
+    """On plain TCP the server offers tagged frames; an on-path rewrite of the CHALLENGE to
+    untagged ones changes the keys (they bind the CHALLENGE), so the AUTH fails."""
+    sock, challenge = raw_connection(server)
+    offer = challenge.json()
+    assert offer["frame_tags"] is True
+    rewritten = protocol.Frame(MessageType.CHALLENGE, payload=json.dumps(
+        {**offer, "frame_tags": False}).encode())
+    send_auth(sock, rewritten, {"resnet18": server.models["resnet18"].weights_sha256})
+    assert closing_error(sock) == {"code": "auth_failed"}
+
+
+def test_a_client_without_tls_refuses_an_untagged_offer_before_its_auth(server):
+    check = LeakCheck()
+    hashes = {"resnet18": server.models["resnet18"].weights_sha256}
+    received: list[MessageType] = []
+
+    def offer_untagged(conn, fake):
+        send_challenge(conn, hashes, json.dumps({
+            "protocol": protocol.VERSION, "nonce": "ab" * 32, "models": hashes,
+            "frame_tags": False}).encode())
+        received.append(protocol.read_frame(conn).msg_type)  # EOF expected: the client left
+
+    with FakeServer(hashes, [offer_untagged]) as fake:
+        link = ServerLink("127.0.0.1", fake.port, TOKEN, hashes, ShapedSender(None),
+                          lambda *a: None, lambda *a: None)
+        with pytest.raises(HandshakeError, match="untagged frames on a connection without TLS"):
+            link.connect()
+    assert received == []  # no AUTH: nothing to test token guesses against
+    check.assert_clean()
+
+
+class BitFlippingRelay:
+    """A TCP relay to the server on ``port`` that flips one bit of the client's byte ``at``:
+    an on-path attacker altering a frame inside TLS."""
+
+    def __init__(self, port: int, at: int):
+        self.target, self.at = port, at
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.pipes: list[threading.Thread] = []
+        self.accepting = threading.Thread(target=self._accept)
+        self.accepting.start()
+
+    def _accept(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+        self.sockets += [client, server]
+        for source, sink, flip in ((client, server, True), (server, client, False)):
+            pipe = threading.Thread(target=self._pipe, args=(source, sink, flip))
+            pipe.start()
+            self.pipes.append(pipe)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, flip: bool) -> None:
+        seen = 0
+        try:
+            while data := bytearray(source.recv(65536)):
+                if flip and seen <= self.at < seen + len(data):
+                    data[self.at - seen] ^= 0x01
+                seen += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass  # one side is gone
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.accepting.join(5)
+        for pipe in self.pipes:
+            pipe.join(10)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_bit_flipped_inside_tls_closes_the_connection_unserved(tls_server):
+    instance, cert, _, _ = tls_server
+    check = LeakCheck(instance)
+    requests = instance.stats.requests
+    relay = BitFlippingRelay(instance.port, at=100_000)  # inside the INFER's 602 kB payload
+    failures: list[str] = []
+    link = ServerLink("127.0.0.1", relay.port, TOKEN,
+                      {"alexnet": instance.models["alexnet"].weights_sha256}, ShapedSender(None),
+                      lambda *a: None, lambda link, reason: failures.append(reason),
+                      tls=PinnedServerTls(cert)).connect()
+    assert link.frame_tags is False  # the record's AEAD tag is all that guards the frame
+    split = instance.models["alexnet"].split
+    with contextlib.suppress(OSError):  # the server may close while the frame still leaves
+        link.send_infer(1, "alexnet", 0, torch.randn(split.input_shape))
+    deadline = time.monotonic() + 10
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures, "the link outlived a tampered TLS record"
+    assert instance.stats.requests == requests  # the altered frame was never served
+    link.close()
+    relay.close()
     check.assert_clean()

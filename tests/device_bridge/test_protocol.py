@@ -299,3 +299,40 @@ def test_truncated_payload_into_a_reused_buffer_raises(pair):
     left.shutdown(socket.SHUT_WR)
     with pytest.raises(protocol.ConnectionClosed, match="60 of 400"):
         reader.read()
+
+
+def test_an_untagged_channel_reads_untagged_frames_and_refuses_tagged_ones(pair):
+    left, right = pair
+    tensor = torch.randn(1000)
+    untagged = b"".join(bytes(b) for b in protocol.encode_frame(
+        MessageType.RESULT, request_id=1, tensor=tensor))
+    tagged = _tagged_wire(FrameMac(b"k" * 32), tensor, 2)
+    reader = protocol.FrameReader(right, untagged_channel=True)
+    sender_thread = threading.Thread(target=_send_until_closed,
+                                     args=(left, untagged + bytes(tagged)))
+    sender_thread.start()
+    frame = reader.read()
+    assert frame.request_id == 1 and torch.equal(frame.tensor, tensor) and frame.tag == b""
+    with pytest.raises(ProtocolError, match="tagged RESULT on a channel agreed untagged"):
+        reader.read()
+    right.close()
+    sender_thread.join(10)
+    with pytest.raises(ValueError, match="either tagged"):
+        protocol.FrameReader(right, mac=FrameMac(b"k" * 32), untagged_channel=True)
+
+
+def test_keyed_blake2b_frame_tags_check_like_hmac(pair):
+    left, right = pair
+    tensor, key = torch.randn(100_000), b"k" * 32
+    reader = protocol.FrameReader(right, mac=FrameMac(key, "blake2b"))
+    wire = _tagged_wire(FrameMac(key, "blake2b"), tensor, 1)
+    hmac_sha256 = FrameMac(key)
+    hmac_sha256.start()  # the right sequence number (1), the other algorithm
+    wire += _tagged_wire(hmac_sha256, tensor, 2)
+    sender_thread = threading.Thread(target=_send_until_closed, args=(left, bytes(wire)))
+    sender_thread.start()
+    assert torch.equal(reader.read().tensor, tensor)
+    with pytest.raises(IntegrityError):
+        reader.read()
+    right.close()
+    sender_thread.join(10)
