@@ -4,8 +4,9 @@ Each :class:`QueryDag` splits one TPC-H query along its plan: leaf nodes scan, f
 project (or pre-aggregate) base tables, inner nodes join or aggregate their parents' results,
 and the single sink node produces the query's answer. Every node's SQL names base tables and
 parent results as ``{table}`` / ``{node}`` placeholders that :func:`node_dataframe` fills
-through ``SparkSession.sql(..., **frames)``. ``reference_sql`` is the standard single-statement
-query (TPC-H validation parameters) that the DAG's answer is checked against.
+through ``SparkSession.sql(..., **frames)``. ``reference_sql`` is the query's single statement in
+:data:`spark_integration.tpch_sql.STATEMENTS` (TPC-H validation parameters) that the DAG's
+answer is checked against.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_integration.tpch import TABLES
+from spark_integration.tpch_sql import STATEMENTS
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -92,14 +94,7 @@ def _q(name: str, reference: str, *nodes: tuple, ordered: bool = True) -> QueryD
 REV = "l_extendedprice * (1 - l_discount)"
 
 QUERIES: dict[str, QueryDag] = {q.name: q for q in [
-    _q("q1", """
-        select l_returnflag, l_linestatus, sum(l_quantity) as sum_qty,
-          sum(l_extendedprice) as sum_base_price, sum(l_extendedprice * (1 - l_discount)) as
-          sum_disc_price, sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge,
-          avg(l_quantity) as avg_qty, avg(l_extendedprice) as avg_price,
-          avg(l_discount) as avg_disc, count(*) as count_order
-        from lineitem where l_shipdate <= date '1998-09-02'
-        group by l_returnflag, l_linestatus order by l_returnflag, l_linestatus""",
+    _q("q1", STATEMENTS["q1"],
        ("agg", f"""select l_returnflag, l_linestatus, sum(l_quantity) as sum_qty,
           sum(l_extendedprice) as sum_base_price, sum({REV}) as sum_disc_price,
           sum({REV} * (1 + l_tax)) as sum_charge, sum(l_discount) as sum_disc,
@@ -112,14 +107,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
           cast(sum_base_price / count_order as decimal(19, 6)) as avg_price,
           cast(sum_disc / count_order as decimal(19, 6)) as avg_disc,
           count_order from {agg} order by l_returnflag, l_linestatus""", ["agg"])),
-    _q("q3", """
-        select l_orderkey, sum(l_extendedprice * (1 - l_discount)) as revenue, o_orderdate,
-          o_shippriority
-        from customer, orders, lineitem
-        where c_mktsegment = 'BUILDING' and c_custkey = o_custkey and l_orderkey = o_orderkey
-          and o_orderdate < date '1995-03-15' and l_shipdate > date '1995-03-15'
-        group by l_orderkey, o_orderdate, o_shippriority
-        order by revenue desc, o_orderdate limit 10""",
+    _q("q3", STATEMENTS["q3"],
        ("cust", "select c_custkey from {customer} where c_mktsegment = 'BUILDING'"),
        ("ord", """select o_orderkey, o_custkey, o_orderdate, o_shippriority from {orders}
           where o_orderdate < date '1995-03-15'"""),
@@ -131,12 +119,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
           from {line} join {cust_ord} on l_orderkey = o_orderkey
           group by l_orderkey, o_orderdate, o_shippriority
           order by revenue desc, o_orderdate limit 10""", ["line", "cust_ord"])),
-    _q("q4", """
-        select o_orderpriority, count(*) as order_count from orders
-        where o_orderdate >= date '1993-07-01' and o_orderdate < date '1993-10-01'
-          and exists (select * from lineitem where l_orderkey = o_orderkey
-                      and l_commitdate < l_receiptdate)
-        group by o_orderpriority order by o_orderpriority""",
+    _q("q4", STATEMENTS["q4"],
        ("ord", """select o_orderkey, o_orderpriority from {orders}
           where o_orderdate >= date '1993-07-01' and o_orderdate < date '1993-10-01'"""),
        ("late", """select distinct l_orderkey from {lineitem}
@@ -144,14 +127,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
        ("count", """select o_orderpriority, count(*) as order_count
           from {ord} left semi join {late} on l_orderkey = o_orderkey
           group by o_orderpriority order by o_orderpriority""", ["ord", "late"])),
-    _q("q5", """
-        select n_name, sum(l_extendedprice * (1 - l_discount)) as revenue
-        from customer, orders, lineitem, supplier, nation, region
-        where c_custkey = o_custkey and l_orderkey = o_orderkey and l_suppkey = s_suppkey
-          and c_nationkey = s_nationkey and s_nationkey = n_nationkey
-          and n_regionkey = r_regionkey and r_name = 'ASIA'
-          and o_orderdate >= date '1994-01-01' and o_orderdate < date '1995-01-01'
-        group by n_name order by revenue desc""",
+    _q("q5", STATEMENTS["q5"],
        ("asia", """select n_nationkey, n_name from {nation} join {region}
           on n_regionkey = r_regionkey where r_name = 'ASIA'"""),
        ("ord", """select o_orderkey, o_custkey from {orders}
@@ -166,26 +142,11 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
           from {{lineitem}} join {{cust_ord}} on l_orderkey = o_orderkey
           join {{sup}} on l_suppkey = s_suppkey and c_nationkey = s_nationkey
           group by n_name order by revenue desc""", ["cust_ord", "sup"])),
-    _q("q6", """
-        select sum(l_extendedprice * l_discount) as revenue from lineitem
-        where l_shipdate >= date '1994-01-01' and l_shipdate < date '1995-01-01'
-          and l_discount between 0.05 and 0.07 and l_quantity < 24""",
+    _q("q6", STATEMENTS["q6"],
        ("revenue", """select sum(l_extendedprice * l_discount) as revenue from {lineitem}
           where l_shipdate >= date '1994-01-01' and l_shipdate < date '1995-01-01'
             and l_discount between 0.05 and 0.07 and l_quantity < 24""")),
-    _q("q7", """
-        select supp_nation, cust_nation, l_year, sum(volume) as revenue from (
-          select n1.n_name as supp_nation, n2.n_name as cust_nation,
-            extract(year from l_shipdate) as l_year,
-            l_extendedprice * (1 - l_discount) as volume
-          from supplier, lineitem, orders, customer, nation n1, nation n2
-          where s_suppkey = l_suppkey and o_orderkey = l_orderkey and c_custkey = o_custkey
-            and s_nationkey = n1.n_nationkey and c_nationkey = n2.n_nationkey
-            and ((n1.n_name = 'FRANCE' and n2.n_name = 'GERMANY')
-              or (n1.n_name = 'GERMANY' and n2.n_name = 'FRANCE'))
-            and l_shipdate between date '1995-01-01' and date '1996-12-31') as shipping
-        group by supp_nation, cust_nation, l_year
-        order by supp_nation, cust_nation, l_year""",
+    _q("q7", STATEMENTS["q7"],
        ("nat", """select n_nationkey, n_name from {nation}
           where n_name in ('FRANCE', 'GERMANY')"""),
        ("sup", """select s_suppkey, n_name as supp_nation from {supplier}
@@ -203,19 +164,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
           where supp_nation <> cust_nation
           group by supp_nation, cust_nation, l_year
           order by supp_nation, cust_nation, l_year""", ["line", "ord"])),
-    _q("q8", """
-        select o_year, sum(case when nation = 'BRAZIL' then volume else 0 end) / sum(volume)
-          as mkt_share from (
-          select extract(year from o_orderdate) as o_year,
-            l_extendedprice * (1 - l_discount) as volume, n2.n_name as nation
-          from part, supplier, lineitem, orders, customer, nation n1, nation n2, region
-          where p_partkey = l_partkey and s_suppkey = l_suppkey and l_orderkey = o_orderkey
-            and o_custkey = c_custkey and c_nationkey = n1.n_nationkey
-            and n1.n_regionkey = r_regionkey and r_name = 'AMERICA'
-            and s_nationkey = n2.n_nationkey
-            and o_orderdate between date '1995-01-01' and date '1996-12-31'
-            and p_type = 'ECONOMY ANODIZED STEEL') as all_nations
-        group by o_year order by o_year""",
+    _q("q8", STATEMENTS["q8"],
        ("part_f", "select p_partkey from {part} where p_type = 'ECONOMY ANODIZED STEEL'"),
        ("cust", """select c_custkey from {customer}
           join {nation} on c_nationkey = n_nationkey
@@ -232,15 +181,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
           from {line} join {ord} on l_orderkey = o_orderkey
           join {sup} on s_suppkey = l_suppkey
           group by o_year order by o_year""", ["line", "ord", "sup"])),
-    _q("q9", """
-        select nation, o_year, sum(amount) as sum_profit from (
-          select n_name as nation, extract(year from o_orderdate) as o_year,
-            l_extendedprice * (1 - l_discount) - ps_supplycost * l_quantity as amount
-          from part, supplier, lineitem, partsupp, orders, nation
-          where s_suppkey = l_suppkey and ps_suppkey = l_suppkey and ps_partkey = l_partkey
-            and p_partkey = l_partkey and o_orderkey = l_orderkey
-            and s_nationkey = n_nationkey and p_name like '%green%') as profit
-        group by nation, o_year order by nation, o_year desc""",
+    _q("q9", STATEMENTS["q9"],
        ("part_f", "select p_partkey from {part} where p_name like '%green%'"),
        ("sup", """select s_suppkey, n_name as nation from {supplier}
           join {nation} on s_nationkey = n_nationkey"""),
@@ -255,15 +196,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
             sum(amount) as sum_profit
           from {profit} join {orders} on o_orderkey = l_orderkey
           group by nation, o_year order by nation, o_year desc""", ["profit"])),
-    _q("q10", """
-        select c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) as revenue,
-          c_acctbal, n_name, c_address, c_phone, c_comment
-        from customer, orders, lineitem, nation
-        where c_custkey = o_custkey and l_orderkey = o_orderkey
-          and o_orderdate >= date '1993-10-01' and o_orderdate < date '1994-01-01'
-          and l_returnflag = 'R' and c_nationkey = n_nationkey
-        group by c_custkey, c_name, c_acctbal, c_phone, n_name, c_address, c_comment
-        order by revenue desc limit 20""",
+    _q("q10", STATEMENTS["q10"],
        ("ord", """select o_orderkey, o_custkey from {orders}
           where o_orderdate >= date '1993-10-01' and o_orderdate < date '1994-01-01'"""),
        ("line", f"""select l_orderkey, {REV} as rev from {{lineitem}}
@@ -276,14 +209,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
           from {by_cust} join {customer} on c_custkey = o_custkey
           join {nation} on c_nationkey = n_nationkey
           order by revenue desc limit 20""", ["by_cust"])),
-    _q("q11", """
-        select ps_partkey, sum(ps_supplycost * ps_availqty) as value
-        from partsupp, supplier, nation
-        where ps_suppkey = s_suppkey and s_nationkey = n_nationkey and n_name = 'GERMANY'
-        group by ps_partkey having sum(ps_supplycost * ps_availqty) > (
-          select sum(ps_supplycost * ps_availqty) * 0.0001 from partsupp, supplier, nation
-          where ps_suppkey = s_suppkey and s_nationkey = n_nationkey and n_name = 'GERMANY')
-        order by value desc""",
+    _q("q11", STATEMENTS["q11"],
        ("sup", """select s_suppkey from {supplier} join {nation} on s_nationkey = n_nationkey
           where n_name = 'GERMANY'"""),
        ("value", """select ps_partkey, sum(ps_supplycost * ps_availqty) as value
@@ -292,17 +218,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
        ("threshold", "select sum(value) * 0.0001 as threshold from {value}", ["value"]),
        ("report", """select ps_partkey, value from {value} cross join {threshold}
           where value > threshold order by value desc""", ["value", "threshold"])),
-    _q("q12", """
-        select l_shipmode,
-          sum(case when o_orderpriority = '1-URGENT' or o_orderpriority = '2-HIGH'
-              then 1 else 0 end) as high_line_count,
-          sum(case when o_orderpriority <> '1-URGENT' and o_orderpriority <> '2-HIGH'
-              then 1 else 0 end) as low_line_count
-        from orders, lineitem
-        where o_orderkey = l_orderkey and l_shipmode in ('MAIL', 'SHIP')
-          and l_commitdate < l_receiptdate and l_shipdate < l_commitdate
-          and l_receiptdate >= date '1994-01-01' and l_receiptdate < date '1995-01-01'
-        group by l_shipmode order by l_shipmode""",
+    _q("q12", STATEMENTS["q12"],
        ("line", """select l_orderkey, l_shipmode from {lineitem}
           where l_shipmode in ('MAIL', 'SHIP') and l_commitdate < l_receiptdate
             and l_shipdate < l_commitdate and l_receiptdate >= date '1994-01-01'
@@ -314,37 +230,21 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
             sum(case when high then 0 else 1 end) as low_line_count
           from {line} join {ord} on o_orderkey = l_orderkey
           group by l_shipmode order by l_shipmode""", ["line", "ord"])),
-    _q("q13", """
-        select c_count, count(*) as custdist from (
-          select c_custkey, count(o_orderkey) as c_count
-          from customer left outer join orders on c_custkey = o_custkey
-            and o_comment not like '%special%requests%'
-          group by c_custkey) as c_orders
-        group by c_count order by custdist desc, c_count desc""",
+    _q("q13", STATEMENTS["q13"],
        ("ord", """select o_custkey, count(*) as n_orders from {orders}
           where o_comment not like '%special%requests%' group by o_custkey"""),
        ("cust", """select c_custkey, coalesce(n_orders, 0) as c_count
           from {customer} left outer join {ord} on c_custkey = o_custkey""", ["ord"]),
        ("dist", """select c_count, count(*) as custdist from {cust}
           group by c_count order by custdist desc, c_count desc""", ["cust"])),
-    _q("q14", """
-        select 100.00 * sum(case when p_type like 'PROMO%'
-            then l_extendedprice * (1 - l_discount) else 0 end)
-          / sum(l_extendedprice * (1 - l_discount)) as promo_revenue
-        from lineitem, part
-        where l_partkey = p_partkey and l_shipdate >= date '1995-09-01'
-          and l_shipdate < date '1995-10-01'""",
+    _q("q14", STATEMENTS["q14"],
        ("line", f"""select l_partkey, {REV} as rev from {{lineitem}}
           where l_shipdate >= date '1995-09-01' and l_shipdate < date '1995-10-01'"""),
        ("part_f", "select p_partkey, p_type like 'PROMO%' as promo from {part}"),
        ("share", """select 100.00 * sum(case when promo then rev else 0 end) / sum(rev)
             as promo_revenue
           from {line} join {part_f} on l_partkey = p_partkey""", ["line", "part_f"])),
-    _q("q17", """
-        select sum(l_extendedprice) / 7.0 as avg_yearly from lineitem, part
-        where p_partkey = l_partkey and p_brand = 'Brand#23' and p_container = 'MED BOX'
-          and l_quantity < (select 0.2 * avg(l_quantity) from lineitem
-                            where l_partkey = p_partkey)""",
+    _q("q17", STATEMENTS["q17"],
        ("part_f", """select p_partkey from {part}
           where p_brand = 'Brand#23' and p_container = 'MED BOX'"""),
        ("line", """select l_partkey, l_quantity, l_extendedprice from {lineitem}
@@ -354,14 +254,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
        ("avg_yearly", """select sum(l_extendedprice) / 7.0 as avg_yearly
           from {line} join {limit} on l_partkey = partkey
           where l_quantity < max_quantity""", ["line", "limit"])),
-    _q("q18", """
-        select c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice, sum(l_quantity)
-        from customer, orders, lineitem
-        where o_orderkey in (select l_orderkey from lineitem group by l_orderkey
-                             having sum(l_quantity) > 300)
-          and c_custkey = o_custkey and o_orderkey = l_orderkey
-        group by c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice
-        order by o_totalprice desc, o_orderdate limit 100""",
+    _q("q18", STATEMENTS["q18"],
        ("big", """select l_orderkey, sum(l_quantity) as quantity from {lineitem}
           group by l_orderkey having sum(l_quantity) > 300"""),
        ("ord", """select o_orderkey, o_custkey, o_orderdate, o_totalprice, quantity
@@ -369,20 +262,7 @@ QUERIES: dict[str, QueryDag] = {q.name: q for q in [
        ("top", """select c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice, quantity
           from {ord} join {customer} on c_custkey = o_custkey
           order by o_totalprice desc, o_orderdate limit 100""", ["ord"])),
-    _q("q19", """
-        select sum(l_extendedprice * (1 - l_discount)) as revenue from lineitem, part
-        where (p_partkey = l_partkey and p_brand = 'Brand#12'
-            and p_container in ('SM CASE', 'SM BOX', 'SM PACK', 'SM PKG')
-            and l_quantity >= 1 and l_quantity <= 11 and p_size between 1 and 5
-            and l_shipmode in ('AIR', 'AIR REG') and l_shipinstruct = 'DELIVER IN PERSON')
-          or (p_partkey = l_partkey and p_brand = 'Brand#23'
-            and p_container in ('MED BAG', 'MED BOX', 'MED PKG', 'MED PACK')
-            and l_quantity >= 10 and l_quantity <= 20 and p_size between 1 and 10
-            and l_shipmode in ('AIR', 'AIR REG') and l_shipinstruct = 'DELIVER IN PERSON')
-          or (p_partkey = l_partkey and p_brand = 'Brand#34'
-            and p_container in ('LG CASE', 'LG BOX', 'LG PACK', 'LG PKG')
-            and l_quantity >= 20 and l_quantity <= 30 and p_size between 1 and 15
-            and l_shipmode in ('AIR', 'AIR REG') and l_shipinstruct = 'DELIVER IN PERSON')""",
+    _q("q19", STATEMENTS["q19"],
        ("line", f"""select l_partkey, l_quantity, {REV} as rev from {{lineitem}}
           where l_shipmode in ('AIR', 'AIR REG') and l_shipinstruct = 'DELIVER IN PERSON'
             and l_quantity between 1 and 30"""),

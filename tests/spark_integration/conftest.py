@@ -21,7 +21,11 @@ def spark(event_log_dir: Path):
 
     session = build_session("local[2]", app_name="pipesched-tests", pool_levels=(1, 2),
                             event_log_dir=event_log_dir, shuffle_partitions=4, lean_jvm=True,
-                            conf={"spark.eventLog.compress": "false"})
+                            min_pools_per_level=8,
+                            # a task's OutOfMemoryError ends a local-mode JVM (Spark's
+                            # uncaught-exception handler), taking every later test with it
+                            conf={"spark.eventLog.compress": "false",
+                                  "spark.driver.memory": "3g"})
     yield session
     session.stop()
 

@@ -201,6 +201,7 @@ def test_ctrl_c_cancels_every_job_tag_and_leaves_no_node_thread(spark, tables,
         with pytest.raises(KeyboardInterrupt):
             executor.run(specs)
     finally:
+        timer.cancel()  # a run that ended before the timer must not interrupt later tests
         timer.join()
         signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 60
