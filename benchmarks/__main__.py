@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 ORDER = ["offload", "offload_dag", "offload_live", "spark_dag", "spark_live_room",
-         "spark_reference", "spark_real", "param_server", "ps_real", "hetero_pipeline",
+         "spark_reference", "spark_real", "spark_sql", "param_server", "ps_real", "hetero_pipeline",
          "pipeline_real", "runner"]
 
 

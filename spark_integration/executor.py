@@ -67,7 +67,7 @@ from envs.spark_dag.observation import Decision
 from spark_integration.errors import SPARK_ERRORS, is_spark_failure
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import NodeRunner
-from spark_integration.session import POOL_PREFIX, read_allocation_file
+from spark_integration.session import POOL_PREFIX, read_allocation_file, task_slots
 
 
 class FailedNode(RuntimeError):
@@ -344,22 +344,7 @@ class DagExecutor:
 
     def total_executors(self) -> int:
         """Task slots now: fixed, ``local[N]``'s N, or the live executors' cores."""
-        if self.fixed_executors is not None:
-            return self.fixed_executors
-        master = self.sc.master
-        if master.startswith("local"):
-            return int(self.sc.defaultParallelism)
-        return max(1, self._live_executor_cores())
-
-    def _live_executor_cores(self) -> int:
-        """Cores of the active executors, from the driver's status store."""
-        executors = self.sc._jsc.sc().statusStore().executorList(True).iterator()
-        cores = 0
-        while executors.hasNext():
-            summary = executors.next()
-            if summary.id() != "driver":
-                cores += int(summary.totalCores())
-        return cores
+        return task_slots(self.sc, self.fixed_executors)
 
     def _node_progress(self, group: str) -> float:
         """Completed fraction of the tasks Spark has created so far for a node's job group."""

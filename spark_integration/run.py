@@ -6,6 +6,12 @@
         [--data DIR_OR_URI] [--json run.json] [--workload-out replay.json] \
         [--kill-worker 1 --kill-after 5] [--log-level WARN]
 
+``--sql-file FILE`` schedules the user's own SQL instead (one job per statement, run as written
+by the :class:`~spark_integration.policy_scheduler.PolicyScheduler`, the TPC-H tables of
+``--scale`` registered as views; ``--history FILE`` keeps what earlier runs cost); without it
+the project's TPC-H query DAGs run node by node (:class:`~spark_integration.executor.
+DagExecutor`).
+
 ``--scheduler``: ``spark-fifo``, ``spark-fair``, a heuristic of ``heuristics.spark_dag``,
 ``agent`` or a model ``.zip``. Without ``--jobs`` every query runs once as a batch at time 0.
 ``--master`` and the other cluster flags: :mod:`spark_integration.settings`. ``--data``: where
@@ -38,8 +44,9 @@ from envs.spark_dag import Job, save_workload
 from spark_integration import cluster
 from spark_integration.calibration import EVENT_LOG_CONF, calibrate_in_session
 from spark_integration.cli import guarded
-from spark_integration.executor import DagExecutor
+from spark_integration.executor import DagExecutor, RunResult
 from spark_integration.jobs import batch, poisson_stream
+from spark_integration.policy_scheduler import PolicyScheduler, UserJob
 from spark_integration.queries import QUERIES
 from spark_integration.schedulers import make_driver
 from spark_integration.session import (
@@ -62,6 +69,7 @@ from spark_integration.tpch import (
     scale_label,
     table_paths,
 )
+from spark_integration.tpch_sql import register_tables, statements_from_file
 from spark_integration.tracegen import default_trace_path, load_templates
 
 
@@ -70,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--scheduler", default="sjf")
     parser.add_argument("--queries", default=",".join(QUERIES))
+    parser.add_argument("--sql-file", help="schedule the statements of this SQL file (';'-"
+                                           "separated) as they are, instead of --queries")
+    parser.add_argument("--history", help="--sql-file: JSON file of earlier runs' costs (read "
+                                          "and extended)")
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--jobs", type=int, help="Poisson stream of this many jobs")
     parser.add_argument("--interarrival", type=float, default=2.0, help="mean gap, seconds")
@@ -103,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = argument_problem(args)
         if problem is not None:
             raise ValueError(problem)
+        if args.sql_file:
+            return run_sql(args, cluster_settings(args))
         return run(args, cluster_settings(args))
 
     return guarded(parser, args.debug, work)
@@ -111,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 def argument_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments that needs no cluster, or None (the cluster flags are
     checked by :func:`spark_integration.settings.cluster_settings`); no JVM is started."""
+    if args.sql_file:
+        statements_from_file(args.sql_file)  # ValueError naming the file: one line
     unknown = [q for q in args.queries.split(",") if q and q not in QUERIES]
     if unknown:
         return f"--queries: unknown {unknown}; known: {sorted(QUERIES)}"
@@ -206,14 +222,62 @@ def run(args: argparse.Namespace, settings: ClusterSettings) -> int:
                      "templates": source[0]}
         finally:
             stop_session(spark)
-    summary = {**result.to_json(), "spark": where}
-    print(f"{driver.name}: {len(result.finished)}/{len(result.jobs)} jobs finished, "
-          f"{len(result.failed)} failed, mean JCT of the finished {result.mean_jct_s:.2f} s, "
-          f"makespan {result.makespan_s:.2f} s, executors seen {summary['executor_counts']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+    report(result, where, args.json,
+           f", executors seen {sorted(set(result.executor_counts))}")
     if args.workload_out:
         save_workload(result.to_workload(), args.workload_out)
+    return 0 if len(result.finished) == len(result.jobs) else 1
+
+
+def report(result: RunResult, where: dict, json_path: str | None, extra: str = "") -> None:
+    """The run's one summary line, and its record (with ``where``) in ``json_path``."""
+    print(f"{result.scheduler}: {len(result.finished)}/{len(result.jobs)} jobs finished, "
+          f"{len(result.failed)} failed, mean JCT of the finished {result.mean_jct_s:.2f} s, "
+          f"makespan {result.makespan_s:.2f} s{extra}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({**result.to_json(), "spark": where}, indent=1))
+
+
+def sql_stream(statements: list[tuple[str, str]], jobs: int | None, interarrival_s: float,
+               rng: np.random.Generator) -> list[UserJob]:
+    """Every statement once at time 0, or ``jobs`` statements drawn uniformly with exponential
+    gaps (the first at 0)."""
+    if jobs is None:
+        return [UserJob(name, text, 0.0) for name, text in statements]
+    picks = rng.integers(len(statements), size=jobs)
+    gaps = rng.exponential(interarrival_s, jobs)
+    gaps[0] = 0.0
+    return [UserJob(f"{statements[k][0]}@{i}", statements[k][1], float(t))
+            for i, (k, t) in enumerate(zip(picks, np.cumsum(gaps), strict=True))]
+
+
+def run_sql(args: argparse.Namespace, settings: ClusterSettings) -> int:
+    """``--sql-file``: the statements as a stream under the PolicyScheduler."""
+    stream = sql_stream(statements_from_file(args.sql_file), args.jobs, args.interarrival,
+                        np.random.default_rng(args.seed))
+    data = data_location(args.scale, args.data) if is_local(args.data or "") else None
+    spark = None
+    try:
+        spark = build_session(settings.master, app_name=f"pipesched-sql-{args.scheduler}",
+                              max_executors=settings.executors, lean_jvm=args.lean_jvm,
+                              conf=settings.conf, log_level=args.log_level,
+                              start_timeout_s=settings.start_timeout_s,
+                              pool_levels=range(1, settings.executors + 1),
+                              min_pools_per_level=len(stream))
+        if settings.kind != LOCAL:
+            wait_for_executors(spark, settings.processes, args.wait_executors)
+        if data is None:
+            data = data_location(args.scale, args.data, spark)
+        register_tables(spark, table_paths(data))
+        with PolicyScheduler(spark, args.scheduler, history=args.history,
+                             total_executors=None if args.allow_any_shape
+                             else settings.executors, progress=True) as sched:
+            result = sched.run(stream)
+        where = {"master": settings.master, "app_id": spark.sparkContext.applicationId,
+                 "data": data, "sql_file": args.sql_file}
+    finally:
+        stop_session(spark)
+    report(result, where, args.json)
     return 0 if len(result.finished) == len(result.jobs) else 1
 
 

@@ -11,9 +11,10 @@ Quiet by default: the driver JVM logs through a log4j2 file at the level of
 else ``WARN``. Fixed start-up notices that say nothing about this run are dropped: the JVM's
 incubator-module warning (Spark's launcher always triggers it), Hadoop's missing native
 library, the loopback-hostname warning (the driver's JVM gets ``SPARK_LOCAL_IP`` at its bind
-address), pyspark's pandas-version warning, and the per-job "pool not configured" notice of the
-Spark FAIR baseline (it creates one pool per job on purpose). Everything else still reaches
-the terminal.
+address), pyspark's pandas-version warning, the per-job "pool not configured" notice of the
+Spark FAIR baseline (it creates one pool per job on purpose) and the "Lost task ... TaskKilled
+(Stage cancelled" line of each task of a job that was cancelled on purpose. Everything else
+still reaches the terminal.
 """
 
 from __future__ import annotations
@@ -50,15 +51,20 @@ DEFAULT_LOG_LEVEL = "WARN"
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 # Printed by the JVM itself (Spark's launcher always adds --add-modules=jdk.incubator.vector),
 # so no log level reaches it.
-_JVM_NOISE = re.compile(r"WARNING: Using incubator modules: ")
+# A task killed because its job was cancelled (Ctrl-C, a cancelled job of the PolicyScheduler) is
+# what was asked for, not a failure.
+_JVM_NOISE = re.compile(r"WARNING: Using incubator modules: |"
+                        r".* WARN TaskSetManager: Lost task .*: TaskKilled \(Stage cancelled")
 
 
 def pool_name(level: int, slot: int) -> str:
     return f"{POOL_PREFIX}{level}_{slot}"
 
 
-def pool_ladder(levels: Sequence[int], max_executors: int) -> dict[int, list[str]]:
-    """Parallelism level -> names of the pools declared for it."""
+def pool_ladder(levels: Sequence[int], max_executors: int,
+                min_pools: int = 1) -> dict[int, list[str]]:
+    """Parallelism level -> names of the pools declared for it: ``max_executors // level`` of
+    them, at least ``min_pools`` (jobs of the PolicyScheduler outnumber the slots' share)."""
     if max_executors < 1:
         raise ValueError(f"max_executors must be >= 1, got {max_executors}")
     ladder: dict[int, list[str]] = {}
@@ -66,7 +72,8 @@ def pool_ladder(levels: Sequence[int], max_executors: int) -> dict[int, list[str
         if level < 1:
             raise ValueError(f"pool levels must be >= 1, got {level}")
         if level <= max_executors:
-            ladder[level] = [pool_name(level, s) for s in range(max_executors // level)]
+            ladder[level] = [pool_name(level, s)
+                             for s in range(max(max_executors // level, min_pools))]
     if not ladder:
         raise ValueError(f"no pool level in {list(levels)} fits {max_executors} executors")
     return ladder
@@ -183,10 +190,12 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
                   shuffle_partitions: int = 4, lean_jvm: bool = False,
                   conf: Mapping[str, str] | None = None,
                   log_level: str | None = None,
-                  start_timeout_s: float | None = None) -> SparkSession:
+                  start_timeout_s: float | None = None,
+                  min_pools_per_level: int = 1) -> SparkSession:
     """Start (or return the running) SparkSession configured for pipesched.
 
-    ``scheduler_mode`` is ``"FAIR"`` (with the pool ladder for ``pool_levels``) or ``"FIFO"``.
+    ``scheduler_mode`` is ``"FAIR"`` (with the pool ladder for ``pool_levels``, at least
+    ``min_pools_per_level`` pools per level) or ``"FIFO"``.
     ``max_executors`` defaults to N of ``local[N]``; give it for cluster masters.
     ``lean_jvm`` starts the driver and executor JVMs with :data:`LEAN_JVM_OPTIONS`.
     ``log_level`` (default: ``$PIPESCHED_SPARK_LOG_LEVEL`` or ``WARN``) is the JVM's log level.
@@ -214,7 +223,7 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
         slots = max_executors or executors_of_master(master)
         if slots is None:
             raise ValueError(f"max_executors is needed for master {master!r}")
-        path = write_allocation_file(pool_ladder(pool_levels, slots))
+        path = write_allocation_file(pool_ladder(pool_levels, slots, min_pools_per_level))
         options["spark.scheduler.allocation.file"] = str(path)
     if event_log_dir is not None:
         log_dir = Path(event_log_dir).resolve()
@@ -263,6 +272,22 @@ def build_session(master: str = "local[2]", app_name: str = "pipesched",
                            f"{start_timeout_s:.0f} s (is it a Spark master?)") from None
     session.sparkContext.setLogLevel(level)
     return session
+
+
+def task_slots(sc, fixed: int | None = None) -> int:
+    """Task slots of a running SparkContext: ``fixed`` when given, N of ``local[N]``, else the
+    cores of the executors registered now (so a lost worker shrinks it)."""
+    if fixed is not None:
+        return fixed
+    if sc.master.startswith("local"):
+        return int(sc.defaultParallelism)
+    executors = sc._jsc.sc().statusStore().executorList(True).iterator()
+    cores = 0
+    while executors.hasNext():
+        summary = executors.next()
+        if summary.id() != "driver":
+            cores += int(summary.totalCores())
+    return max(1, cores)
 
 
 def wait_for_executors(spark: SparkSession, count: int, timeout_s: float = 120.0) -> int:

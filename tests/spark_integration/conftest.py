@@ -3,7 +3,11 @@ pool ladder, UI off, few shuffle partitions, event logging into a temporary dire
 
 from __future__ import annotations
 
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +60,56 @@ def all_queries_run(spark, tables, tmp_path_factory: pytest.TempPathFactory):
         expected = dict(zip(QUERIES, pool.map(runner.reference_rows, QUERIES.values()),
                             strict=True))
     return result, expected
+
+
+EVENT_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class StatementRun:
+    """One TPC-H statement run once in the shared session: its answer, plan_dag's estimate
+    before and after the run (timed against Spark's own physical planning) and the stages Spark
+    ran (from the event log)."""
+
+    rows: list[Any]
+    estimate: Any
+    estimate_after_run: Any
+    planning_ms: float
+    plan_dag_ms: float
+    ran: Any
+
+
+@pytest.fixture(scope="session")
+def tpch_views(spark, tables) -> None:
+    from spark_integration.tpch_sql import register_tables
+
+    register_tables(spark, tables)
+
+
+@pytest.fixture(scope="session")
+def statement_runs(spark, tpch_views, event_log_dir: Path) -> dict[str, StatementRun]:
+    """The 22 single-statement TPC-H queries, each once, one after another: shared by the
+    answer checks (test_tpch_sql) and the stage-DAG checks (test_plan_dag)."""
+    from spark_integration.plan_dag import plan_dag, stages_ran
+    from spark_integration.tpch_sql import STATEMENTS
+
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+    tag = uuid.uuid4().hex[:8]
+    runs = {}
+    for name, sql in STATEMENTS.items():
+        group = f"statement-{tag}-{name}"
+        df = spark.sql(sql)
+        start = time.perf_counter()
+        df._jdf.queryExecution().executedPlan()
+        planned = time.perf_counter()
+        estimate = plan_dag(df)
+        done = time.perf_counter()
+        spark.sparkContext.setJobGroup(group, group)
+        try:
+            rows = df.collect()
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        runs[name] = StatementRun(rows, estimate, plan_dag(df), (planned - start) * 1e3,
+                                  (done - planned) * 1e3,
+                                  stages_ran(event_log_dir, group, EVENT_WAIT_S))
+    return runs

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from spark_integration.run import main
+from spark_integration.tpch_sql import STATEMENTS
 from spark_integration.tracegen import default_trace_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def _closed_port() -> int:
     (["--queries", "q6,q99"], "--queries: unknown ['q99']"),
     (["--master", "yarn", "--executors", "2"], "needs HADOOP_CONF_DIR or YARN_CONF_DIR"),
     (["--log-level", "loud"], "--log-level: unknown Spark log level 'loud'"),
+    (["--sql-file", "/no/such.sql"], "/no/such.sql: cannot read SQL file"),
     (["--traces", "/no/such/trace.json"], "--traces: /no/such/trace.json does not exist"),
     (["--traces", "{q6_only}", "--queries", "q6,q14,q3"],
      "--traces: {q6_only} has no template for ['q14', 'q3']; record them with python -m "
@@ -75,12 +77,19 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_ctrl_c_mid_run_leaves_no_jvm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["dag", "sql-file"])
+def test_ctrl_c_mid_run_leaves_no_jvm(tmp_path: Path, mode: str) -> None:
+    """The DAG executor and the PolicyScheduler (the user's own SQL) alike."""
     marker = f"spark.pipesched.test={uuid.uuid4().hex}"
+    queries = ["q6", "q14", "q3", "q12"]
+    jobs = ["--queries", ",".join(queries)]
+    if mode == "sql-file":
+        sql_file = tmp_path / "mine.sql"
+        sql_file.write_text("".join(f"-- name: {q}\n{STATEMENTS[q]};\n" for q in queries))
+        jobs = ["--sql-file", str(sql_file)]
     run = subprocess.Popen(
         [sys.executable, "-m", "spark_integration.run", "--master", "local[1]", "--scheduler",
-         "sjf", "--queries", "q6,q14,q3,q12", "--lean-jvm", "--conf", marker,
-         "--json", str(tmp_path / "run.json")],
+         "sjf", *jobs, "--lean-jvm", "--conf", marker, "--json", str(tmp_path / "run.json")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = run.stdout.readline()
@@ -92,7 +101,10 @@ def test_ctrl_c_mid_run_leaves_no_jvm(tmp_path: Path) -> None:
         if run.poll() is None:
             run.kill()
     assert run.returncode == 130
-    assert stderr == "python -m spark_integration.run: interrupted; nothing written\n"
+    *before, last = stderr.splitlines()
+    assert last == "python -m spark_integration.run: interrupted; nothing written"
+    # the one visible warning of a first run: no history yet for the work estimates
+    assert all(line.startswith("no run recorded yet") for line in before), stderr
     assert not (tmp_path / "run.json").exists()
     deadline = time.monotonic() + 5
     while _processes_with(marker) and time.monotonic() < deadline:
