@@ -65,13 +65,6 @@ class NodeRunner:
             paths[node.name] = str(out)
         return self.spark.read.parquet(paths[dag.sink.name]).collect()
 
-    def reference_rows(self, dag: QueryDag) -> list[Row]:
-        """The answer of the single-statement TPC-H query."""
-        session = self.session_for(1)
-        for table, path in self.tables.items():
-            session.read.parquet(path).createOrReplaceTempView(table)
-        return session.sql(dag.reference_sql).collect()
-
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, Decimal | float):

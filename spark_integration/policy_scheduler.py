@@ -251,7 +251,9 @@ class PolicyScheduler:
 
     # ----------------------------------------------------------------- preparing a job
     def _prepare(self, name: str, work: Work) -> _Job:
-        """Plan the job (SQL queries: analysed and planned, not run) and estimate its stages."""
+        """Plan the job (SQL queries: analysed and planned, not run) and estimate its stages;
+        its JCT counts from now, planning included."""
+        submitted = self._now()
         frame, dag = None, None
         if isinstance(work, str):
             if not work.strip():
@@ -274,10 +276,9 @@ class PolicyScheduler:
             work_s, source = self.history.job_work_s(signature)
             stages = [Stage(id=i, parents=(i - 1,) if i else (), num_tasks=1, compute_s=w,
                             job_name=name) for i, w in enumerate(work_s)]
-        now = self._now()
-        template = Job(name, now, stages)
-        return _Job(name, work, Future(), now, signature, dag,
-                    _Admission(name, now, template), source, frame=frame)
+        template = Job(name, submitted, stages)
+        return _Job(name, work, Future(), submitted, signature, dag,
+                    _Admission(name, submitted, template), source, frame=frame)
 
     # ----------------------------------------------------------------- the decider thread
     def _decide_loop(self) -> None:

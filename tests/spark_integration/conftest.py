@@ -42,25 +42,18 @@ def tables() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def all_queries_run(spark, tables, tmp_path_factory: pytest.TempPathFactory):
-    """Every query DAG once as a Spark-native batch (outputs kept) and every single-SQL
-    reference answer; shared by the correctness, comparison and trace tests."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def all_queries_run(spark, tables, statement_runs, tmp_path_factory: pytest.TempPathFactory):
+    """Every query DAG once as a Spark-native batch (outputs kept), and the answer of its
+    single-SQL statement (from ``statement_runs``); shared by the correctness, comparison and
+    trace tests."""
     from spark_integration.executor import DagExecutor
     from spark_integration.jobs import batch
-    from spark_integration.nodes import NodeRunner
     from spark_integration.queries import QUERIES
 
     executor = DagExecutor(spark, None, tables=tables, work_dir=tmp_path_factory.mktemp("all"),
                            keep_outputs=True, progress=False)
     result = executor.run(batch(list(QUERIES)))
-    runner = NodeRunner(spark, tables)
-    with ThreadPoolExecutor(4) as pool:  # overlap the driver-side work of the references
-        expected = dict(zip(QUERIES, pool.map(runner.reference_rows, QUERIES.values()),
-                            strict=True))
-    return result, expected
-
+    return result, {name: statement_runs[name].rows for name in QUERIES}
 
 EVENT_WAIT_S = 60.0
 
