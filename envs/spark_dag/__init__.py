@@ -1,4 +1,5 @@
-"""Spark DAG-shop scheduling: workloads, simulator and the ``pipesched/SparkDagShop-v0`` env.
+"""Spark DAG-shop scheduling: workloads, simulator, the ``pipesched/SparkDagShop-v0`` env and its
+Gymnasium-graph view ``pipesched/SparkDagShopGraph-v0``.
 
 The model is documented in :class:`envs.spark_dag.env.SparkDagShopEnv` and docs/spark_dag.md.
 """
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 # the live mode: nodes admitted whole, as a live Spark runs them (envs/spark_dag/live.py)
+from envs.spark_dag.graph_env import SparkDagShopGraphEnv  # noqa: E402
 from envs.spark_dag.live import LiveRun, LiveSimulator, NodeJob, NodeRun, NodeTiming  # noqa: E402
 from envs.spark_dag.live_generator import (  # noqa: E402
     LiveSequenceGenerator,
@@ -55,5 +57,5 @@ from envs.spark_dag.live_generator import (  # noqa: E402
     recorded_executors,
 )
 
-__all__ += ["LiveRun", "LiveSequenceGenerator", "LiveSimulator", "NodeJob", "NodeRun",
+__all__ += ["SparkDagShopGraphEnv", "LiveRun", "LiveSequenceGenerator", "LiveSimulator", "NodeJob", "NodeRun",
             "NodeTiming", "load_live_templates", "recorded_executors"]
