@@ -5,14 +5,18 @@
 Started by ``benchmarks.spark_reference`` in a subprocess whose working directory is the
 decima-sim checkout (its ``param.py`` parses ``sys.argv`` at import). ``SEQUENCES.json``:
 ``{"executors": 50, "moving_delay_ms": 2000, "warmup_ms": 1000, "tpch_dir": ...,
-"runs": [{"scheduler": "fair"|"fifo", "seed": 0, "jobs": [[size, query, arrival_ms], ...]}]}``;
-every run's scheduler is checked before decima-sim is loaded, and any other name is refused
-in one line (exit 2; ``benchmarks/reference_spec.py``).
-Decima's own objects load the jobs (``load_job``), its ``Environment`` simulates them and its
-``DynamicPartitionAgent`` is ``fair``; ``fifo`` is the same agent with one job's share
-(every executor to the earliest job that can use it), Spark's FIFO. Writes per run the mean
-JCT (s) over the finished jobs, ``jobs_done`` of ``jobs_total``, the process CPU seconds of
-the episode and the number of decisions.
+"runs": [{"scheduler": ..., "seed": 0, "jobs": [[size, query, arrival_ms], ...]}]}``.
+A run's scheduler is ``fair`` (decima-sim's ``DynamicPartitionAgent``), ``fifo`` (the same
+agent with one job's share, every executor to the earliest job that can use it: Spark's
+FIFO), ``policy:PATH`` (a pipesched policy file; a relative path is read from the folder
+holding the shipped ``models/``) or ``heuristic:NAME`` (``heuristics.spark_dag.HEURISTICS``);
+the last two play through ``benchmarks/reference_adapter.py`` (decima-sim's state at each
+decision as a ``ClusterState``, the decision back as its ``(node, limit)``). Every run's
+scheduler is checked (names, policy files and their executor counts) before decima-sim is
+loaded; a bad one is refused in one line (exit 2).
+Decima's own objects load the jobs (``load_job``) and its ``Environment`` simulates them.
+Writes per run the scheduler as given, the mean JCT (s) over the finished jobs, ``jobs_done``
+of ``jobs_total``, the process CPU seconds of the episode and the number of decisions.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-# run as a script from a decima-sim checkout: the spec checks come from this repository
+# run as a script from a decima-sim checkout: the spec checks and the adapter come from this
+# repository
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.reference_adapter import DecimaAgent, DecisionError, graph_schedulers  # noqa: E402
 from benchmarks.reference_spec import SpecError, load_spec, run_result  # noqa: E402
 
 USAGE = "usage: python benchmarks/decima_driver.py DECIMA_SIM_DIR SEQUENCES.json OUT.json"
@@ -36,6 +42,7 @@ def main() -> None:
     decima_dir, sequences_path, out_path = sys.argv[1:4]
     try:
         spec = load_spec(sequences_path)
+        graph = graph_schedulers(spec, sequences_path)
     except SpecError as error:
         print(f"decima_driver: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -62,7 +69,7 @@ def main() -> None:
                 args.exec_cap = saved
 
     results = []
-    for run in spec["runs"]:
+    for index, run in enumerate(spec["runs"]):
         def generate(np_random, timeline, wall_time, jobs=run["jobs"]):
             dags = OrderedSet()
             for size, query, arrival_ms in jobs:
@@ -79,15 +86,22 @@ def main() -> None:
         environment = decima_env.Environment()
         environment.seed(run["seed"])
         np.random.seed(run["seed"])
-        agent = {"fifo": FifoAgent, "fair": DynamicPartitionAgent}[run["scheduler"]]()
+        if graph[index] is None:
+            agent = {"fifo": FifoAgent, "fair": DynamicPartitionAgent}[run["scheduler"]]()
+        else:
+            agent = DecimaAgent(graph[index], environment, int(spec["executors"]))
         cpu = time.process_time()
         environment.reset(max_time=np.inf)
         obs = environment.observe()
         done, decisions = False, 0
-        while not done:
-            node, limit = agent.get_action(obs)
-            obs, _, done = environment.step(node, limit)
-            decisions += 1
+        try:
+            while not done:
+                node, limit = agent.get_action(obs)
+                obs, _, done = environment.step(node, limit)
+                decisions += 1
+        except DecisionError as error:
+            print(f"decima_driver: runs[{index}] seed {run['seed']}: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
         cpu = time.process_time() - cpu
         finished = environment.finished_job_dags
         jct = [(dag.completion_time - dag.start_time) / 1000.0 for dag in finished]

@@ -1,6 +1,7 @@
 """The reference-simulator drivers refuse a scheduler they would not run as asked, in one
 line and before loading the reference simulator (no checkout needed here), and
-spark_reference fails a target whose seeds finished different numbers of jobs."""
+spark_reference fails a target whose seeds finished different numbers of jobs and reports the
+agent against fair and the best heuristic inside each reference."""
 
 import json
 import subprocess
@@ -9,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.spark_reference import paired_ratios, run_reference, summarize, targets
+from benchmarks.spark_reference import (
+    agent_ratios,
+    inside_table,
+    paired_ratios,
+    policy_scheduler,
+    reference_schedulers,
+    run_reference,
+    summarize,
+    targets,
+)
 from envs.spark_dag import Job, Stage
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -34,8 +44,10 @@ def run_driver(driver: str, tmp_path: Path, content: dict | str) -> subprocess.C
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize(("scheduler", "says"), [
     ("srpt", "unknown scheduler 'srpt'"), ("FIFO", "unknown scheduler 'FIFO'"),
-    ("policy:models/spark_dag_policy.json", "is not supported yet"),
-    ("heuristic:sjf", "is not supported yet")])
+    ("policy:", "unknown scheduler 'policy:'"), ("sjf", "unknown scheduler 'sjf'"),
+    ("heuristic:shortest", "unknown heuristic 'shortest'"),
+    ("policy:models/no_such_policy.json", "no_such_policy.json: cannot read file"),
+    ("policy:models/spark_dag_policy_real.json", "validated for executors [2], not 50")])
 def test_unknown_scheduler_is_refused_in_one_line(driver: str, scheduler: str, says: str,
                                                   tmp_path: Path) -> None:
     done = run_driver(driver, tmp_path, spec("fair", scheduler))
@@ -55,10 +67,11 @@ def test_malformed_spec_is_refused_in_one_line(driver: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_fair_and_fifo_pass_the_check_and_reach_the_simulator(driver: str,
-                                                              tmp_path: Path) -> None:
+def test_accepted_schedulers_pass_the_check_and_reach_the_simulator(driver: str,
+                                                                    tmp_path: Path) -> None:
     """Accepted names go on to load the reference simulator, absent here."""
-    done = run_driver(driver, tmp_path, spec("fair", "fifo"))
+    done = run_driver(driver, tmp_path, spec("fair", "fifo", "heuristic:sjf",
+                                             "policy:models/spark_dag_policy.json"))
     assert done.returncode == 1
     assert "ModuleNotFoundError" in done.stderr
 
@@ -67,7 +80,7 @@ def test_spark_reference_reports_the_drivers_refusal(tmp_path: Path) -> None:
     jobs = [Job("2g/q3", 0.0, [Stage(0, (), 1, compute_s=1.0)])]
     with pytest.raises(RuntimeError, match=r"decima-sim driver exited 2: .*unknown scheduler "
                                            r"'srpt'"):
-        run_reference("decima-sim", tmp_path, tmp_path, jobs, "srpt", 0)
+        run_reference("decima-sim", tmp_path, tmp_path, jobs, ["fair", "srpt"], 0)
 
 
 def row(simulator: str, scheduler: str, seed: int, jct: float, done: int,
@@ -100,3 +113,33 @@ def test_matching_jobs_done_compares_the_means() -> None:
     assert result["fair_jct_ratio_vs_decima-sim"]["reason"] == "no decima-sim rows for fair"
     table = {(r["simulator"], r["scheduler"]): r for r in summarize(rows)}
     assert table[("pipesched", "fifo")]["jobs_done"] == "20/20"
+
+
+def test_the_shipped_policy_is_named_as_the_drivers_read_it() -> None:
+    from agents.spark_dag.policy import SHIPPED
+
+    agent = policy_scheduler(SHIPPED["online"])
+    assert agent == "policy:models/spark_dag_policy.json"
+    names = reference_schedulers(agent)
+    assert names[:3] == ["fair", "fifo", agent] and "heuristic:sjf" in names
+
+
+def test_agent_is_paired_with_fair_and_the_best_heuristic_inside_each_reference() -> None:
+    agent = "policy:models/spark_dag_policy.json"
+    jct = {"fair": (100.0, 120.0), "fifo": (150.0, 170.0), "heuristic:sjf": (80.0, 100.0),
+           agent: (72.0, 95.0)}
+    rows = [row("decima-sim", name, seed, value, 10)
+            for name, values in jct.items() for seed, value in enumerate(values)]
+    table = {r["scheduler"]: r for r in inside_table(rows, reference_schedulers(agent))}
+    assert table["heuristic:sjf"]["mean_jct_s"] == 90.0 and table[agent]["seeds"] == 2
+    result = {r["versus"]: r for r in agent_ratios(rows, agent)}
+    assert result["best_heuristic"]["scheduler"] == "heuristic:sjf"
+    assert result["best_heuristic"]["mean_jct_s_ratio"] == pytest.approx((0.9 + 0.95) / 2)
+    assert result["fair"]["mean_jct_s_ratio"] == pytest.approx((0.72 + 95 / 120) / 2, abs=1e-3)
+    met = targets([], agent_ratios(rows, agent))["agent_jct_ratio_vs_fair_in_decima-sim"]
+    assert met["met"] is True and met["value"] == result["fair"]["mean_jct_s_ratio"]
+    rows[-1] = row("decima-sim", agent, 1, 60.0, 9)  # the agent left a job unfinished
+    missed = targets([], agent_ratios(rows, agent))
+    assert missed["agent_jct_ratio_vs_fair_in_decima-sim"]["met"] is False
+    assert "jobs_done differs on 1 seed(s)" in missed[
+        "agent_jct_ratio_vs_fair_in_decima-sim"]["reason"]
