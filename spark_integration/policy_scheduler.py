@@ -148,16 +148,14 @@ class PolicyScheduler:
     :class:`~agents.scheduler.Scheduler`. ``history``: a :class:`JobHistory` or the path of its
     JSON file (default: in memory). ``total_executors``: task slots (default: read from Spark at
     every decision; a shipped policy is checked against it). ``poll_s``: how often Spark's
-    progress is read. ``progress``: print a line per finished job. ``held_floor``: executors a
-    started job counts as holding at least (0: its active tasks only, Spark's view; 1: every
-    running job holds a slot, so at most E jobs run at once).
+    progress is read. ``progress``: print a line per finished job.
     """
 
     def __init__(self, spark: SparkSession, policy: str | Scheduler = "sjf", *,
                  history: JobHistory | str | Path | None = None,
                  limits: ObservationLimits | None = None,
                  total_executors: int | None = None, poll_s: float = 0.25,
-                 progress: bool = False, held_floor: int = 0) -> None:
+                 progress: bool = False) -> None:
         self.spark = spark
         self.sc = spark.sparkContext
         self.fixed_executors = total_executors
@@ -172,9 +170,6 @@ class PolicyScheduler:
         self.history = history if isinstance(history, JobHistory) else JobHistory(history)
         self.poll_s = poll_s
         self.progress = progress
-        if held_floor < 0:
-            raise ValueError(f"held_floor must be >= 0, got {held_floor}")
-        self.held_floor = held_floor
         self.ladder = self._ladder() if self.policy is not None else {}
         self._pool_users: dict[str, int] = {}
         self._inbox: queue.Queue = queue.Queue()
@@ -386,16 +381,7 @@ class PolicyScheduler:
             ran = job.ran()
             changed |= before != [(s.stage_id, s.status) for s in ran]
             self._map_progress(job, ran)
-            self._apply_floor(job)
         return changed
-
-    def _apply_floor(self, job: _Job) -> None:
-        """A started job holds at least ``held_floor`` executors (on its first running stage)."""
-        running = job.admission.running
-        missing = self.held_floor - sum(running.values())
-        if missing > 0 and running:
-            first = min(running)
-            running[first] += missing
 
     def _read_stages(self, job: _Job) -> None:
         tracker = self.sc.statusTracker()
