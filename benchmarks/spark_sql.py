@@ -91,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             wait_for_executors(spark, settings.processes)
         register_tables(spark, table_paths(data))
         solo, history = warm_up(spark, settings.executors)
-        rows = run_streams(spark, args, loads, drivers, solo, history, settings.executors)
+        rows = run_streams(spark, args, loads, drivers, solo, history, settings.executors,
+                           out / "rows.jsonl")
     finally:
         stop_session(spark)
     report = summarize(rows, loads, drivers, solo, settings.master)
@@ -116,10 +117,13 @@ def warm_up(spark, executors: int) -> tuple[dict[str, float], JobHistory]:
 
 
 def run_streams(spark, args: argparse.Namespace, loads: list[float], drivers: list[str],
-                solo: dict[str, float], history: JobHistory, executors: int
+                solo: dict[str, float], history: JobHistory, executors: int, rows_path: Path
                 ) -> list[dict[str, Any]]:
+    """Every driver on every stream and repeat; each row is also appended to ``rows_path``
+    as it is measured (an interrupted run keeps what it measured)."""
     statements = list(STATEMENTS.items())
     rows = []
+    rows_path.write_text(json.dumps({"solo_s": solo}) + "\n")
     for load in loads:
         interarrival = float(np.mean(list(solo.values()))) / load
         for seed in range(args.streams):
@@ -130,6 +134,8 @@ def run_streams(spark, args: argparse.Namespace, loads: list[float], drivers: li
                 for driver in order:
                     rows.append(one_run(spark, driver, stream, history.copy(), executors,
                                         load, seed, repeat))
+                    with rows_path.open("a") as out:
+                        out.write(json.dumps(rows[-1]) + "\n")
                     print(json.dumps({k: rows[-1][k] for k in (
                         "driver", "load", "seed", "repeat", "mean_jct_s", "jobs_failed")}),
                         flush=True)
