@@ -17,3 +17,13 @@ _CODE_ERRORS = (TypeError, ValueError, AttributeError, LookupError, AssertionErr
 def is_spark_failure(error: BaseException) -> bool:
     """True for a failure of Spark itself, False for a bug in the code that called it."""
     return isinstance(error, SPARK_ERRORS) and not isinstance(error, _CODE_ERRORS)
+
+
+def error_line(error: BaseException) -> str:
+    """The first informative line of a (Py4J-wrapped) Spark error."""
+    text = str(error).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("An error occurred while calling", "Traceback")):
+            return line[:500]
+    return text[:500] or type(error).__name__

@@ -64,10 +64,10 @@ from agents.scheduler import Scheduler
 from envs.spark_dag import ClusterState, Job, ObservationLimits, Stage
 from envs.spark_dag.admission import AdmissionJob, Choice, admit, live_state, next_decision
 from envs.spark_dag.observation import Decision
-from spark_integration.errors import SPARK_ERRORS, is_spark_failure
+from spark_integration.errors import SPARK_ERRORS, error_line, is_spark_failure
 from spark_integration.jobs import JobSpec
 from spark_integration.nodes import NodeRunner
-from spark_integration.session import POOL_PREFIX, read_allocation_file, task_slots
+from spark_integration.session import POOL_PREFIX, declared_ladder, task_slots
 
 
 class FailedNode(RuntimeError):
@@ -224,16 +224,6 @@ def structure_template(spec: JobSpec, tasks: int) -> Job:
                                     for i, n in enumerate(spec.dag.nodes)])
 
 
-def _spark_error(error: BaseException) -> str:
-    """The first informative line of a (Py4J-wrapped) Spark error."""
-    text = str(error).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("An error occurred while calling", "Traceback")):
-            return line[:500]
-    return text[:500] or type(error).__name__
-
-
 class LiveJob(AdmissionJob):
     """A job during a live run: the admission bookkeeping (:class:`AdmissionJob`, on the DAG's
     parents) plus its Spark side: spec, record and the job group of each launched node."""
@@ -325,23 +315,9 @@ class DagExecutor:
         self.runner = NodeRunner(spark, tables, tasks_per_executor)
         self.ladder: dict[int, list[str]] = {}
         if scheduler is not None:
-            self.ladder = self._pool_ladder()
+            self.ladder = declared_ladder(self.sc, "DagExecutor with a scheduler")
 
     # ----------------------------------------------------------------- spark-side facts
-    def _pool_ladder(self) -> dict[int, list[str]]:
-        conf = self.sc.getConf()
-        if conf.get("spark.scheduler.mode", "FIFO").upper() != "FAIR":
-            raise ValueError("DagExecutor with a scheduler needs a SparkSession started with "
-                             "spark.scheduler.mode=FAIR (use spark_integration.build_session)")
-        path = conf.get("spark.scheduler.allocation.file")
-        if not path:
-            raise ValueError("spark.scheduler.allocation.file is not set: the FAIR pool ladder "
-                             f"({POOL_PREFIX}<level>_<slot>) must be declared at session start")
-        ladder = read_allocation_file(path.removeprefix("file:"))
-        if not ladder:
-            raise ValueError(f"{path}: declares no {POOL_PREFIX}<level>_<slot> pools")
-        return ladder
-
     def total_executors(self) -> int:
         """Task slots now: fixed, ``local[N]``'s N, or the live executors' cores."""
         return task_slots(self.sc, self.fixed_executors)
@@ -400,7 +376,7 @@ class DagExecutor:
             except SPARK_ERRORS as caught:
                 if not is_spark_failure(caught):
                     raise
-                error = _spark_error(caught)
+                error = error_line(caught)
                 if self._cancelled.is_set():
                     break
         return error

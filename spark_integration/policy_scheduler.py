@@ -63,11 +63,12 @@ from pyspark.sql import DataFrame, SparkSession
 from agents.scheduler import Scheduler
 from envs.spark_dag import ClusterState, Job, ObservationLimits, Stage
 from envs.spark_dag.admission import AdmissionJob, admit, live_state
+from spark_integration.errors import error_line
 from spark_integration.executor import JobRecord, RunResult
 from spark_integration.job_history import JobHistory, QueryRun, StageRun
 from spark_integration.plan_dag import PlanDag, plan_dag
 from spark_integration.schedulers import make_driver
-from spark_integration.session import POOL_PREFIX, read_allocation_file, task_slots
+from spark_integration.session import declared_ladder, task_slots
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ class PolicyScheduler:
         self.history = history if isinstance(history, JobHistory) else JobHistory(history)
         self.poll_s = poll_s
         self.progress = progress
-        self.ladder = self._ladder() if self.policy is not None else {}
+        self.ladder = (declared_ladder(self.sc, "PolicyScheduler") if self.policy is not None
+                       else {})
         self._pool_users: dict[str, int] = {}
         self._inbox: queue.Queue = queue.Queue()
         self._queued: list[_Job] = []
@@ -499,7 +501,7 @@ class PolicyScheduler:
         self._release_pool(job)
         self._running.remove(job)
         if isinstance(outcome, BaseException):
-            job.error = _first_line(outcome)
+            job.error = error_line(outcome)
             self._print(f"[{job.ended_s:7.1f}s] {job.name} FAILED: {job.error}")
             job.future.set_exception(outcome)
             return
@@ -523,17 +525,6 @@ class PolicyScheduler:
             self.sc.cancelJobsWithTag(job.tag)
 
     # ----------------------------------------------------------------- records
-    def _ladder(self) -> dict[int, list[str]]:
-        conf = self.sc.getConf()
-        path = conf.get("spark.scheduler.allocation.file")
-        if conf.get("spark.scheduler.mode", "FIFO").upper() != "FAIR" or not path:
-            raise ValueError("PolicyScheduler needs a session started with spark.scheduler.mode"
-                             "=FAIR and the pool ladder (spark_integration.build_session)")
-        ladder = read_allocation_file(path.removeprefix("file:"))
-        if not ladder:
-            raise ValueError(f"{path}: declares no {POOL_PREFIX}<level>_<slot> pools")
-        return ladder
-
     def _record(self, job: _Job, start: float) -> JobRecord:
         def rel(t: float | None) -> float | None:
             return None if t is None else t - (start - self._t0)
@@ -568,11 +559,3 @@ def _is_query(spark: SparkSession, sql: str) -> bool:
         "org.apache.spark.sql.catalyst.plans.logical.Command")
     return not command.isInstance(plan) and plan.getClass().getSimpleName() not in (
         "InsertIntoStatement", "SetCommand", "ResetCommand")
-
-
-def _first_line(error: BaseException) -> str:
-    for line in str(error).strip().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("An error occurred while calling", "Traceback")):
-            return line[:500]
-    return type(error).__name__

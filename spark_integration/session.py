@@ -113,6 +113,23 @@ def read_allocation_file(path: str | Path) -> dict[int, list[str]]:
     return ladder
 
 
+def declared_ladder(sc, user: str) -> dict[int, list[str]]:
+    """The pool ladder a running SparkContext declared at start; ValueError naming ``user``
+    (what needs it) when the session is not FAIR or declares no ladder."""
+    conf = sc.getConf()
+    if conf.get("spark.scheduler.mode", "FIFO").upper() != "FAIR":
+        raise ValueError(f"{user} needs a SparkSession started with spark.scheduler.mode=FAIR "
+                         f"(use spark_integration.build_session)")
+    path = conf.get("spark.scheduler.allocation.file")
+    if not path:
+        raise ValueError("spark.scheduler.allocation.file is not set: the FAIR pool ladder "
+                         f"({POOL_PREFIX}<level>_<slot>) must be declared at session start")
+    ladder = read_allocation_file(path.removeprefix("file:"))
+    if not ladder:
+        raise ValueError(f"{path}: declares no {POOL_PREFIX}<level>_<slot> pools")
+    return ladder
+
+
 def resolve_log_level(log_level: str | None = None) -> str:
     """``log_level``, else ``$PIPESCHED_SPARK_LOG_LEVEL``, else ``WARN``; validated."""
     source = "--log-level" if log_level is not None else LOG_LEVEL_ENV
