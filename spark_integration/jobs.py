@@ -37,19 +37,25 @@ def batch(queries: Sequence[str]) -> list[JobSpec]:
     return [JobSpec(f"{dag.name}#{i}", dag, 0.0) for i, dag in enumerate(resolve_queries(queries))]
 
 
-def poisson_stream(queries: Sequence[str], num_jobs: int, mean_interarrival_s: float,
-                   rng: np.random.Generator) -> list[JobSpec]:
-    """``num_jobs`` jobs, queries drawn uniformly from ``queries``, exponential gaps; the first
-    job arrives at 0."""
+def poisson_arrivals(num_jobs: int, mean_interarrival_s: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Arrival times of ``num_jobs`` jobs with exponential gaps; the first arrives at 0."""
     if num_jobs < 1:
         raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
     if mean_interarrival_s < 0:
         raise ValueError(f"mean_interarrival_s must be >= 0, got {mean_interarrival_s}")
-    dags = resolve_queries(queries)
     gaps = rng.exponential(mean_interarrival_s, num_jobs) if mean_interarrival_s > 0 else \
         np.zeros(num_jobs)
     gaps[0] = 0.0
-    arrivals = np.cumsum(gaps)
+    return np.cumsum(gaps)
+
+
+def poisson_stream(queries: Sequence[str], num_jobs: int, mean_interarrival_s: float,
+                   rng: np.random.Generator) -> list[JobSpec]:
+    """``num_jobs`` jobs, queries drawn uniformly from ``queries``, exponential gaps; the first
+    job arrives at 0."""
+    dags = resolve_queries(queries)
+    arrivals = poisson_arrivals(num_jobs, mean_interarrival_s, rng)
     picks = rng.integers(0, len(dags), num_jobs)
     return [JobSpec(f"{dags[p].name}#{i}", dags[p], float(round(a, 3)))
             for i, (p, a) in enumerate(zip(picks, arrivals, strict=True))]

@@ -45,7 +45,7 @@ from spark_integration import cluster
 from spark_integration.calibration import EVENT_LOG_CONF, calibrate_in_session
 from spark_integration.cli import guarded
 from spark_integration.executor import DagExecutor, RunResult
-from spark_integration.jobs import batch, poisson_stream
+from spark_integration.jobs import batch, poisson_arrivals, poisson_stream
 from spark_integration.policy_scheduler import PolicyScheduler, UserJob
 from spark_integration.queries import QUERIES
 from spark_integration.schedulers import make_driver
@@ -245,10 +245,9 @@ def sql_stream(statements: list[tuple[str, str]], jobs: int | None, interarrival
     if jobs is None:
         return [UserJob(name, text, 0.0) for name, text in statements]
     picks = rng.integers(len(statements), size=jobs)
-    gaps = rng.exponential(interarrival_s, jobs)
-    gaps[0] = 0.0
     return [UserJob(f"{statements[k][0]}@{i}", statements[k][1], float(t))
-            for i, (k, t) in enumerate(zip(picks, np.cumsum(gaps), strict=True))]
+            for i, (k, t) in enumerate(zip(picks, poisson_arrivals(jobs, interarrival_s, rng),
+                                           strict=True))]
 
 
 def run_sql(args: argparse.Namespace, settings: ClusterSettings) -> int:
